@@ -1,0 +1,1 @@
+//! # sparsegrad-autograd

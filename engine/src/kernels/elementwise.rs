@@ -1,0 +1,496 @@
+//! Element-wise maps: unary functions, binary functions with NumPy broadcasting, scalar forms,
+//! comparisons to 0/1 masks, and `where_`.
+//!
+//! Conventions at kinks and edges (the autograd rules use the same ones):
+//! * `relu(0) = 0`; `sign(0) = 0`; NaN propagates through every map (`relu(NaN) = NaN`).
+//! * `soft_threshold(v, τ) = sign(v)·max(|v| − τ, 0)`, so `|v| ≤ τ` maps to exactly 0.
+//! * `sigmoid` is evaluated in the form that cannot overflow for either sign of `x`.
+
+use rayon::prelude::*;
+
+use crate::layout::{broadcast_shape, coalesce, walk};
+use crate::{Element, Tensor, PAR_CHUNK};
+
+/// Fills `out` (row-major over `shape`) with `f` of the elements of `inputs`, each given by its
+/// storage and its strides *already broadcast to `shape`*.
+fn fill_strided<T: Element, const K: usize>(
+    out: &mut [T],
+    shape: &[usize],
+    storages: [&[T]; K],
+    strides: [&[isize]; K],
+    offsets: [usize; K],
+    f: impl Fn([T; K]) -> T + Sync + Send,
+) {
+    let (cshape, cstrides) = coalesce(shape, strides);
+    let body = |start: usize, chunk: &mut [T]| {
+        let mut i = 0;
+        walk(&cshape, &cstrides, offsets, start, chunk.len(), |o| {
+            chunk[i] = f(std::array::from_fn(|k| storages[k][o[k]]));
+            i += 1;
+        });
+    };
+    if out.len() >= 2 * PAR_CHUNK {
+        out.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, chunk)| body(c * PAR_CHUNK, chunk));
+    } else {
+        body(0, out);
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// `f` applied to every element.
+    pub fn map(&self, f: impl Fn(T) -> T + Sync + Send) -> Tensor<T> {
+        let n = self.numel();
+        let mut out = vec![T::zero(); n];
+        if let Some(src) = self.as_slice() {
+            if n >= 2 * PAR_CHUNK {
+                out.par_chunks_mut(PAR_CHUNK)
+                    .zip(src.par_chunks(PAR_CHUNK))
+                    .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &x)| *o = f(x)));
+            } else {
+                out.iter_mut().zip(src).for_each(|(o, &x)| *o = f(x));
+            }
+        } else {
+            let l = self.layout();
+            fill_strided(&mut out, &l.shape, [self.storage()], [&l.strides], [l.offset], |[x]| f(x));
+        }
+        Tensor::from_vec(out, self.shape())
+    }
+
+    /// `f(a, b)` element by element with NumPy broadcasting. `op` names the operation in the
+    /// panic message when the shapes cannot be broadcast.
+    #[track_caller]
+    pub fn zip_map(&self, other: &Tensor<T>, op: &str, f: impl Fn(T, T) -> T + Sync + Send) -> Tensor<T> {
+        let shape = broadcast_shape(self.shape(), other.shape()).unwrap_or_else(|| {
+            panic!("{op}: shapes {:?} and {:?} cannot be broadcast together", self.shape(), other.shape())
+        });
+        let n: usize = shape.iter().product();
+        let mut out = vec![T::zero(); n];
+        if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
+            if self.shape() == other.shape() {
+                if n >= 2 * PAR_CHUNK {
+                    out.par_chunks_mut(PAR_CHUNK).zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK))).for_each(
+                        |(o, (a, b))| o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&x, &y))| *o = f(x, y)),
+                    );
+                } else {
+                    out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&x, &y))| *o = f(x, y));
+                }
+                return Tensor::from_vec(out, &shape);
+            }
+        }
+        let la = self.layout().broadcast_to(&shape);
+        let lb = other.layout().broadcast_to(&shape);
+        fill_strided(
+            &mut out,
+            &shape,
+            [self.storage(), other.storage()],
+            [&la.strides, &lb.strides],
+            [la.offset, lb.offset],
+            |[x, y]| f(x, y),
+        );
+        Tensor::from_vec(out, &shape)
+    }
+
+    /// `f(a, b, c)` element by element with NumPy broadcasting of all three.
+    #[track_caller]
+    pub fn zip3_map(
+        &self,
+        b: &Tensor<T>,
+        c: &Tensor<T>,
+        op: &str,
+        f: impl Fn(T, T, T) -> T + Sync + Send,
+    ) -> Tensor<T> {
+        let shape = broadcast_shape(self.shape(), b.shape())
+            .and_then(|s| broadcast_shape(&s, c.shape()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{op}: shapes {:?}, {:?} and {:?} cannot be broadcast together",
+                    self.shape(),
+                    b.shape(),
+                    c.shape()
+                )
+            });
+        let n: usize = shape.iter().product();
+        let mut out = vec![T::zero(); n];
+        let (la, lb, lc) =
+            (self.layout().broadcast_to(&shape), b.layout().broadcast_to(&shape), c.layout().broadcast_to(&shape));
+        fill_strided(
+            &mut out,
+            &shape,
+            [self.storage(), b.storage(), c.storage()],
+            [&la.strides, &lb.strides, &lc.strides],
+            [la.offset, lb.offset, lc.offset],
+            |[x, y, z]| f(x, y, z),
+        );
+        Tensor::from_vec(out, &shape)
+    }
+
+    // ------------------------------------------------------------------ unary
+
+    pub fn neg(&self) -> Tensor<T> {
+        self.map(|x| -x)
+    }
+    pub fn exp(&self) -> Tensor<T> {
+        self.map(|x| x.exp())
+    }
+    /// Natural logarithm (`log(0) = −∞`, negative inputs give NaN).
+    pub fn log(&self) -> Tensor<T> {
+        self.map(|x| x.ln())
+    }
+    pub fn sqrt(&self) -> Tensor<T> {
+        self.map(|x| x.sqrt())
+    }
+    pub fn abs(&self) -> Tensor<T> {
+        self.map(|x| x.abs())
+    }
+    pub fn square(&self) -> Tensor<T> {
+        self.map(|x| x * x)
+    }
+    pub fn recip(&self) -> Tensor<T> {
+        self.map(|x| x.recip())
+    }
+    /// −1, 0 or 1 (`sign(0) = 0`; NaN stays NaN).
+    pub fn sign(&self) -> Tensor<T> {
+        self.map(sign)
+    }
+    /// `max(x, 0)` with `relu(0) = 0`; NaN propagates.
+    pub fn relu(&self) -> Tensor<T> {
+        self.map(|x| if x > T::zero() || x.is_nan() { x } else { T::zero() })
+    }
+    /// `1 / (1 + e^{−x})`, evaluated without overflow for large |x|.
+    pub fn sigmoid(&self) -> Tensor<T> {
+        self.map(sigmoid)
+    }
+    pub fn tanh(&self) -> Tensor<T> {
+        self.map(|x| x.tanh())
+    }
+    /// `log(1 + e^x)`, evaluated without overflow.
+    pub fn softplus(&self) -> Tensor<T> {
+        self.map(softplus)
+    }
+    /// `x` for `x > 0`, `α·(e^x − 1)` otherwise.
+    pub fn elu(&self, alpha: f64) -> Tensor<T> {
+        let a = T::of(alpha);
+        self.map(move |x| if x > T::zero() { x } else { a * x.exp_m1() })
+    }
+    /// `x^p` for a real exponent `p` (NaN for negative `x` and non-integer `p`).
+    pub fn powf(&self, p: f64) -> Tensor<T> {
+        let pt = T::of(p);
+        if p == 2.0 {
+            return self.square();
+        }
+        if p.fract() == 0.0 && p.abs() <= 16.0 {
+            let pi = p as i32;
+            return self.map(move |x| x.powi(pi));
+        }
+        self.map(move |x| x.powf(pt))
+    }
+    /// `min(max(x, lo), hi)`. **Panics** if `lo > hi`.
+    #[track_caller]
+    pub fn clamp(&self, lo: f64, hi: f64) -> Tensor<T> {
+        assert!(lo <= hi, "clamp: lower bound {lo} is above upper bound {hi}");
+        let (l, h) = (T::of(lo), T::of(hi));
+        self.map(move |x| {
+            if x < l {
+                l
+            } else if x > h {
+                h
+            } else {
+                x
+            }
+        })
+    }
+    /// `S_τ(v) = sign(v)·max(|v| − τ, 0)`. **Panics** if `τ < 0`.
+    #[track_caller]
+    pub fn soft_threshold(&self, tau: f64) -> Tensor<T> {
+        assert!(tau >= 0.0, "soft_threshold: threshold {tau} is negative");
+        let t = T::of(tau);
+        self.map(move |v| soft_threshold(v, t))
+    }
+
+    // ------------------------------------------------------------------ binary (broadcasting)
+
+    #[track_caller]
+    pub fn add(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "add", |a, b| a + b)
+    }
+    #[track_caller]
+    pub fn sub(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "sub", |a, b| a - b)
+    }
+    #[track_caller]
+    pub fn mul(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "mul", |a, b| a * b)
+    }
+    #[track_caller]
+    pub fn div(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "div", |a, b| a / b)
+    }
+    /// Element-wise maximum; NaN propagates.
+    #[track_caller]
+    pub fn maximum(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "maximum", |a, b| if a >= b || a.is_nan() { a } else { b })
+    }
+    /// Element-wise minimum; NaN propagates.
+    #[track_caller]
+    pub fn minimum(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "minimum", |a, b| if a <= b || a.is_nan() { a } else { b })
+    }
+
+    // ------------------------------------------------------------------ scalar forms
+
+    pub fn add_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| x + s)
+    }
+    pub fn sub_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| x - s)
+    }
+    /// `s − x`.
+    pub fn rsub_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| s - x)
+    }
+    pub fn mul_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| x * s)
+    }
+    pub fn div_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| x / s)
+    }
+    pub fn maximum_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| if x >= s || x.is_nan() { x } else { s })
+    }
+    pub fn minimum_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| if x <= s || x.is_nan() { x } else { s })
+    }
+
+    // ------------------------------------------------------------------ comparisons → masks
+
+    /// 1 where `self > o`, else 0 (broadcasting). NaN compares false.
+    #[track_caller]
+    pub fn gt(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "gt", |a, b| mask(a > b))
+    }
+    #[track_caller]
+    pub fn ge(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "ge", |a, b| mask(a >= b))
+    }
+    #[track_caller]
+    pub fn lt(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "lt", |a, b| mask(a < b))
+    }
+    #[track_caller]
+    pub fn le(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "le", |a, b| mask(a <= b))
+    }
+    #[track_caller]
+    pub fn eq_mask(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "eq", |a, b| mask(a == b))
+    }
+    #[track_caller]
+    pub fn ne_mask(&self, o: &Tensor<T>) -> Tensor<T> {
+        self.zip_map(o, "ne", |a, b| mask(a != b))
+    }
+    pub fn gt_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| mask(x > s))
+    }
+    pub fn ge_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| mask(x >= s))
+    }
+    pub fn lt_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| mask(x < s))
+    }
+    pub fn le_scalar(&self, s: f64) -> Tensor<T> {
+        let s = T::of(s);
+        self.map(move |x| mask(x <= s))
+    }
+
+    /// `cond ≠ 0 ? a : b`, element by element, all three broadcast together.
+    #[track_caller]
+    pub fn where_(cond: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+        cond.zip3_map(a, b, "where", |c, x, y| if c != T::zero() { x } else { y })
+    }
+}
+
+#[inline(always)]
+fn mask<T: Element>(b: bool) -> T {
+    if b {
+        T::one()
+    } else {
+        T::zero()
+    }
+}
+
+/// −1, 0 or 1; NaN stays NaN.
+#[inline(always)]
+pub fn sign<T: Element>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
+    } else {
+        x
+    }
+}
+
+/// Overflow-free logistic function.
+#[inline(always)]
+pub fn sigmoid<T: Element>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// Overflow-free `log(1 + e^x)`.
+#[inline(always)]
+pub fn softplus<T: Element>(x: T) -> T {
+    if x > T::zero() {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// `sign(v)·max(|v| − τ, 0)`.
+#[inline(always)]
+pub fn soft_threshold<T: Element>(v: T, tau: T) -> T {
+    if v > tau {
+        v - tau
+    } else if v < -tau {
+        v + tau
+    } else if v.is_nan() {
+        v
+    } else {
+        T::zero()
+    }
+}
+
+macro_rules! impl_binop {
+    ($trait:ident, $method:ident, $op:ident) => {
+        impl<T: Element> std::ops::$trait<&Tensor<T>> for &Tensor<T> {
+            type Output = Tensor<T>;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor<T>) -> Tensor<T> {
+                self.$op(rhs)
+            }
+        }
+        impl<T: Element> std::ops::$trait<Tensor<T>> for Tensor<T> {
+            type Output = Tensor<T>;
+            #[track_caller]
+            fn $method(self, rhs: Tensor<T>) -> Tensor<T> {
+                Tensor::$op(&self, &rhs)
+            }
+        }
+    };
+}
+impl_binop!(Add, add, add);
+impl_binop!(Sub, sub, sub);
+impl_binop!(Mul, mul, mul);
+impl_binop!(Div, div, div);
+
+impl<T: Element> std::ops::Neg for &Tensor<T> {
+    type Output = Tensor<T>;
+    fn neg(self) -> Tensor<T> {
+        Tensor::neg(self)
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// `self += other` (broadcasting `other` to `self`'s shape), in place when the storage is
+    /// not shared; used to accumulate gradients.
+    #[track_caller]
+    pub fn add_assign(&mut self, other: &Tensor<T>) {
+        let shape = self.shape().to_vec();
+        if other.shape() == shape.as_slice() {
+            if let Some(src) = other.as_slice() {
+                let dst = self.make_mut();
+                dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                return;
+            }
+        }
+        let b = other.broadcast_to(&shape);
+        let dst = self.make_mut();
+        for (d, o) in dst.iter_mut().zip(b.layout().offsets()) {
+            *d += b.storage()[o];
+        }
+    }
+
+    /// `self ← self + alpha·other` (same shapes), in place when possible.
+    #[track_caller]
+    pub fn axpy(&mut self, alpha: f64, other: &Tensor<T>) {
+        assert_eq!(self.shape(), other.shape(), "axpy: shapes {:?} and {:?} differ", self.shape(), other.shape());
+        let a = T::of(alpha);
+        let src = other.contiguous();
+        let src = src.as_slice().expect("contiguous");
+        let dst = self.make_mut();
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += a * s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_matches_numpy() {
+        // a: [3, 1], b: [4] → [3, 4], out[i][j] = a[i] + b[j]
+        let a = Tensor::<f64>::from_vec(vec![0.0, 10.0, 20.0], &[3, 1]);
+        let b = Tensor::<f64>::from([1.0, 2.0, 3.0, 4.0]);
+        let c = a.add(&b);
+        assert_eq!(c.shape(), &[3, 4]);
+        assert_eq!(c.get(&[2, 3]), 24.0);
+        assert_eq!(c.get(&[1, 0]), 11.0);
+    }
+
+    #[test]
+    fn strided_inputs_match_contiguous_copies() {
+        let a = Tensor::<f64>::arange(24).reshape(&[2, 3, 4]).permute(&[2, 0, 1]).slice(0, 0, 4, 2);
+        let b = Tensor::<f64>::arange(6).reshape(&[2, 3]).mul_scalar(0.5);
+        assert_eq!(a.mul(&b).to_vec(), a.contiguous().mul(&b.contiguous()).to_vec());
+        assert_eq!(a.exp().to_vec(), a.contiguous().exp().to_vec());
+    }
+
+    #[test]
+    fn large_parallel_map_equals_serial_definition() {
+        let n = 5 * PAR_CHUNK + 17;
+        let a = Tensor::<f32>::arange(n).reshape(&[n, 1]).t(); // [1, n]
+        let y = a.map(|x| x * 2.0);
+        assert!(y.to_vec().iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32));
+    }
+
+    #[test]
+    fn kink_conventions() {
+        let v = Tensor::<f64>::from([-2.0, -0.5, 0.5, 1.0, 3.0, 0.0]);
+        // |v| ≤ 1 maps to exactly zero; v = 1 sits on the kink.
+        assert_eq!(v.soft_threshold(1.0).to_vec(), vec![-1.0, 0.0, 0.0, 0.0, 2.0, 0.0]);
+        assert_eq!(v.relu().to_vec(), vec![0.0, 0.0, 0.5, 1.0, 3.0, 0.0]);
+        assert_eq!(v.sign().to_vec(), vec![-1.0, -1.0, 1.0, 1.0, 1.0, 0.0]);
+        assert!(Tensor::<f64>::from([f64::NAN]).relu().item().is_nan());
+    }
+
+    #[test]
+    fn sigmoid_and_softplus_do_not_overflow() {
+        let x = Tensor::<f32>::from([-1000.0, 0.0, 1000.0]);
+        assert_eq!(x.sigmoid().to_vec(), vec![0.0, 0.5, 1.0]);
+        let s = x.softplus().to_vec();
+        assert_eq!(s[0], 0.0);
+        assert!((s[1] - 2f32.ln()).abs() < 1e-7);
+        assert_eq!(s[2], 1000.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "add: shapes [2, 3] and [4] cannot be broadcast")]
+    fn incompatible_shapes_name_op_and_shapes() {
+        let _ = Tensor::<f32>::zeros(&[2, 3]).add(&Tensor::zeros(&[4]));
+    }
+}

@@ -1,0 +1,372 @@
+//! Reductions over any set of axes, with or without `keepdim`: sum, mean, max/min (with the
+//! position of the extreme element, for backward), logsumexp, ℓ1 and ℓ2 norms.
+//!
+//! Order of summation (and so the exact bits of every result) depends only on the shapes:
+//! each output element reduces its block in row-major order, in fixed chunks of
+//! [`PAR_CHUNK`](crate::PAR_CHUNK) elements whose partial results are added left to right.
+//! Chunks and output elements may run on different threads; the result does not change.
+
+use rayon::prelude::*;
+
+use crate::layout::{coalesce, walk, Layout};
+use crate::{Element, Tensor, PAR_CHUNK};
+
+/// How the reduced axes and the kept axes of a tensor are laid out.
+struct Plan {
+    out_shape: Vec<usize>,    // with keepdim
+    kept_shape: Vec<usize>,   // kept axes only
+    kept_strides: Vec<isize>, // their strides in the input
+    red_shape: Vec<usize>,    // reduced axes, coalesced
+    red_strides: Vec<isize>,  // their strides, coalesced
+    block: usize,             // number of elements reduced into each output
+}
+
+#[track_caller]
+fn plan<T: Element>(t: &Tensor<T>, axes: &[usize], op: &str) -> Plan {
+    let r = t.rank();
+    let mut reduce = vec![false; r];
+    for &a in axes {
+        assert!(a < r, "{op}: axis {a} out of range for shape {:?}", t.shape());
+        assert!(!reduce[a], "{op}: axis {a} repeated in {axes:?}");
+        reduce[a] = true;
+    }
+    let l = t.layout();
+    let mut out_shape = Vec::with_capacity(r);
+    let (mut kept_shape, mut kept_strides, mut red_shape, mut red_strides) = (vec![], vec![], vec![], vec![]);
+    for ax in 0..r {
+        if reduce[ax] {
+            out_shape.push(1);
+            red_shape.push(l.shape[ax]);
+            red_strides.push(l.strides[ax]);
+        } else {
+            out_shape.push(l.shape[ax]);
+            kept_shape.push(l.shape[ax]);
+            kept_strides.push(l.strides[ax]);
+        }
+    }
+    let block = red_shape.iter().product();
+    let (red_shape, [red_strides]) = coalesce(&red_shape, [&red_strides]);
+    Plan { out_shape, kept_shape, kept_strides, red_shape, red_strides, block }
+}
+
+/// Output shape without the reduced axes.
+fn drop_axes(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+    shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+}
+
+/// Reduces every block with `fold` (sequential within a chunk) and `combine` (partials of
+/// chunks, left to right). `fold(acc, x, pos)` sees the position of `x` within its block.
+fn reduce_generic<T: Element, A: Copy + Send + Sync>(
+    t: &Tensor<T>,
+    p: &Plan,
+    init: A,
+    fold: impl Fn(A, T, usize) -> A + Sync + Send,
+    combine: impl Fn(A, A) -> A + Sync + Send,
+) -> Vec<A> {
+    let storage = t.storage();
+    let n_out: usize = p.kept_shape.iter().product();
+    let block = p.block;
+    let red_strides = [p.red_strides.clone()];
+    // Reduce block starting at storage offset `base`, positions `start..start + len`.
+    let reduce_range = |base: usize, start: usize, len: usize| -> A {
+        let mut acc = init;
+        let mut pos = start;
+        walk(&p.red_shape, &red_strides, [base], start, len, |[o]| {
+            acc = fold(acc, storage[o], pos);
+            pos += 1;
+        });
+        acc
+    };
+    let reduce_block = |base: usize| -> A {
+        if block <= PAR_CHUNK {
+            reduce_range(base, 0, block)
+        } else {
+            let n_chunks = block.div_ceil(PAR_CHUNK);
+            let parts: Vec<A> = (0..n_chunks)
+                .into_par_iter()
+                .map(|c| reduce_range(base, c * PAR_CHUNK, PAR_CHUNK.min(block - c * PAR_CHUNK)))
+                .collect();
+            parts.into_iter().reduce(&combine).unwrap_or(init)
+        }
+    };
+    // Base offsets of every output, row-major over the kept axes.
+    let mut bases = Vec::with_capacity(n_out);
+    let kept = Layout { shape: p.kept_shape.clone(), strides: p.kept_strides.clone(), offset: t.offset() };
+    bases.extend(kept.offsets());
+    if block == 0 {
+        return vec![init; n_out];
+    }
+    if n_out > 1 && n_out * block >= 2 * PAR_CHUNK {
+        bases.par_iter().map(|&b| reduce_block(b)).collect()
+    } else {
+        bases.iter().map(|&b| reduce_block(b)).collect()
+    }
+}
+
+/// Sums a contiguous slice with 8 independent accumulators (a fixed order that vectorises).
+#[inline]
+fn sum_slice<T: Element>(s: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = s.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k];
+        }
+    }
+    let mut total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for &x in rest {
+        total += x;
+    }
+    total
+}
+
+impl<T: Element> Tensor<T> {
+    fn finish(&self, p: &Plan, axes: &[usize], keepdim: bool, data: Vec<T>) -> Tensor<T> {
+        if keepdim {
+            Tensor::from_vec(data, &p.out_shape)
+        } else {
+            Tensor::from_vec(data, &drop_axes(self.shape(), axes))
+        }
+    }
+
+    /// Sum over `axes` (any subset, any order; `&[]` reduces nothing).
+    #[track_caller]
+    pub fn sum(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
+        let p = plan(self, axes, "sum");
+        // Fast path: each block is one contiguous run of storage.
+        let data = if p.red_shape.len() == 1 && p.red_strides[0] == 1 && p.block <= PAR_CHUNK {
+            let kept = Layout { shape: p.kept_shape.clone(), strides: p.kept_strides.clone(), offset: self.offset() };
+            let st = self.storage();
+            let bases: Vec<usize> = kept.offsets().collect();
+            let f = |&b: &usize| sum_slice(&st[b..b + p.block]);
+            if bases.len() * p.block >= 2 * PAR_CHUNK {
+                bases.par_iter().map(f).collect()
+            } else {
+                bases.iter().map(f).collect()
+            }
+        } else {
+            reduce_generic(self, &p, T::zero(), |a, x, _| a + x, |a, b| a + b)
+        };
+        self.finish(&p, axes, keepdim, data)
+    }
+
+    /// Sum of all elements, as a rank-0 tensor.
+    pub fn sum_all(&self) -> Tensor<T> {
+        let axes: Vec<usize> = (0..self.rank()).collect();
+        self.sum(&axes, false)
+    }
+
+    /// Mean over `axes`.
+    #[track_caller]
+    pub fn mean(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
+        let count: usize = axes.iter().map(|&a| self.dim(a)).product();
+        self.sum(axes, keepdim).div_scalar(count as f64)
+    }
+
+    /// Mean of all elements, as a rank-0 tensor.
+    pub fn mean_all(&self) -> Tensor<T> {
+        self.sum_all().div_scalar(self.numel() as f64)
+    }
+
+    /// Maximum over `axes` and, for each output, the row-major position of the first maximal
+    /// element within its reduced block (what the backward rule routes the gradient to).
+    /// NaN is maximal. **Panics** when a reduced axis has length 0.
+    #[track_caller]
+    pub fn max_with_indices(&self, axes: &[usize], keepdim: bool) -> (Tensor<T>, Vec<usize>) {
+        self.extreme(axes, keepdim, "max", |x, m| x > m)
+    }
+
+    /// Minimum over `axes` and the position of the first minimal element (see
+    /// [`Tensor::max_with_indices`]).
+    #[track_caller]
+    pub fn min_with_indices(&self, axes: &[usize], keepdim: bool) -> (Tensor<T>, Vec<usize>) {
+        self.extreme(axes, keepdim, "min", |x, m| x < m)
+    }
+
+    #[track_caller]
+    fn extreme(
+        &self,
+        axes: &[usize],
+        keepdim: bool,
+        op: &str,
+        better: impl Fn(T, T) -> bool + Sync + Send,
+    ) -> (Tensor<T>, Vec<usize>) {
+        let p = plan(self, axes, op);
+        assert!(p.block > 0, "{op}: cannot reduce over an empty axis of shape {:?}", self.shape());
+        // (value, position); NaN wins and sticks; ties keep the earlier position.
+        let pick = |a: (T, usize), b: (T, usize)| -> (T, usize) {
+            if a.0.is_nan() {
+                a
+            } else if b.0.is_nan() || better(b.0, a.0) {
+                b
+            } else {
+                a
+            }
+        };
+        let init = (T::nan(), usize::MAX);
+        let res = reduce_generic(
+            self,
+            &p,
+            init,
+            |a, x, pos| {
+                if a.1 == usize::MAX {
+                    (x, pos)
+                } else {
+                    pick(a, (x, pos))
+                }
+            },
+            |a, b| {
+                if a.1 == usize::MAX {
+                    b
+                } else if b.1 == usize::MAX {
+                    a
+                } else {
+                    pick(a, b)
+                }
+            },
+        );
+        let (vals, idx): (Vec<T>, Vec<usize>) = res.into_iter().unzip();
+        (self.finish(&p, axes, keepdim, vals), idx)
+    }
+
+    /// Maximum over `axes` (NaN propagates).
+    #[track_caller]
+    pub fn max(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
+        self.max_with_indices(axes, keepdim).0
+    }
+
+    /// Minimum over `axes` (NaN propagates).
+    #[track_caller]
+    pub fn min(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
+        self.min_with_indices(axes, keepdim).0
+    }
+
+    /// Index of the first maximum along `axis`, for every position of the other axes
+    /// (row-major), e.g. the predicted class of each row of `[N, C]` logits.
+    #[track_caller]
+    pub fn argmax(&self, axis: usize) -> Vec<usize> {
+        self.max_with_indices(&[axis], false).1
+    }
+
+    /// Index of the first minimum along `axis`.
+    #[track_caller]
+    pub fn argmin(&self, axis: usize) -> Vec<usize> {
+        self.min_with_indices(&[axis], false).1
+    }
+
+    /// `log Σ exp(x)` over `axes`, shifted by the maximum so it cannot overflow; `−∞` when
+    /// every element is `−∞`.
+    #[track_caller]
+    pub fn logsumexp(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
+        let m = self.max(axes, true);
+        let safe_m = m.map(|v| if v.is_finite() { v } else { T::zero() });
+        let s = self.sub(&safe_m).exp().sum(axes, true);
+        let out = s.log().add(&safe_m);
+        if keepdim {
+            out
+        } else {
+            out.reshape(&drop_axes(self.shape(), axes))
+        }
+    }
+
+    /// `Σ |x|` over `axes`.
+    #[track_caller]
+    pub fn norm_l1(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
+        self.abs().sum(axes, keepdim)
+    }
+
+    /// `sqrt(Σ x²)` over `axes`.
+    #[track_caller]
+    pub fn norm_l2(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
+        self.square().sum(axes, keepdim).sqrt()
+    }
+}
+
+/// Naive references: one nested loop per output, in `f64`. Tests and benches compare with them.
+pub mod naive {
+    use crate::{Element, Tensor};
+
+    /// Sum over `axes` with keepdim, accumulated in `f64` in row-major order.
+    pub fn sum<T: Element>(t: &Tensor<T>, axes: &[usize]) -> Tensor<T> {
+        let out_shape: Vec<usize> =
+            t.shape().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+        let mut acc = vec![0f64; out_shape.iter().product()];
+        let out_strides = crate::layout::contiguous_strides(&out_shape);
+        let mut idx = vec![0usize; t.rank()];
+        for v in t.to_vec() {
+            let o: isize = idx
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| if axes.contains(&k) { 0 } else { i as isize * out_strides[k] })
+                .sum();
+            acc[o as usize] += v.as_f64();
+            for k in (0..t.rank()).rev() {
+                idx[k] += 1;
+                if idx[k] < t.shape()[k] {
+                    break;
+                }
+                idx[k] = 0;
+            }
+        }
+        Tensor::from_vec(acc.into_iter().map(T::of).collect(), &out_shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    #[test]
+    fn sums_over_axis_sets_match_naive() {
+        let mut rng = Rng::new(3);
+        let x = Tensor::<f64>::randn(&[3, 4, 5, 2], &mut rng);
+        let views = [x.clone(), x.permute(&[2, 0, 3, 1]), x.slice(2, 0, 5, 2)];
+        for v in &views {
+            for axes in [vec![], vec![0], vec![1, 3], vec![0, 1, 2, 3], vec![2, 0]] {
+                let a = v.sum(&axes, true);
+                let b = naive::sum(v, &axes);
+                assert!(a.allclose(&b, 1e-12, 1e-12), "axes {axes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn keepdim_and_drop() {
+        let x = Tensor::<f64>::arange(24).reshape(&[2, 3, 4]);
+        assert_eq!(x.sum(&[1], false).shape(), &[2, 4]);
+        assert_eq!(x.sum(&[1], true).shape(), &[2, 1, 4]);
+        assert_eq!(x.sum_all().item(), 276.0);
+        assert_eq!(x.mean(&[0, 2], false).to_vec(), vec![7.5, 11.5, 15.5]);
+    }
+
+    #[test]
+    fn max_and_argmax() {
+        let x = Tensor::<f64>::from_vec(vec![1.0, 5.0, 5.0, -1.0, 0.0, 2.0], &[2, 3]);
+        let (m, i) = x.max_with_indices(&[1], false);
+        assert_eq!(m.to_vec(), vec![5.0, 2.0]);
+        assert_eq!(i, vec![1, 2]); // first of the tied maxima
+        assert_eq!(x.argmin(0), vec![1, 1, 1]); // column minima are all in row 1
+        let n = Tensor::<f64>::from([1.0, f64::NAN, 3.0]);
+        assert!(n.max(&[0], false).item().is_nan());
+    }
+
+    #[test]
+    fn logsumexp_is_stable() {
+        let x = Tensor::<f32>::from([1000.0, 1000.0]);
+        let v = x.logsumexp(&[0], false).item();
+        assert!((v - (1000.0 + 2f32.ln())).abs() < 1e-3);
+        let y = Tensor::<f32>::from([f32::NEG_INFINITY, f32::NEG_INFINITY]);
+        assert_eq!(y.logsumexp(&[0], false).item(), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn big_reduction_is_chunked_and_exact_for_integers() {
+        let n = 3 * PAR_CHUNK + 5;
+        let x = Tensor::<f64>::ones(&[n]);
+        assert_eq!(x.sum_all().item(), n as f64);
+        let y = Tensor::<f64>::ones(&[2, n]).t();
+        assert_eq!(y.sum(&[0], false).to_vec(), vec![n as f64; 2]);
+    }
+}

@@ -1,0 +1,54 @@
+//! # sparsegrad-engine
+//!
+//! Strided CPU tensors ([`Tensor`]) generic over `f32` and `f64`, and the kernels the rest of
+//! sparsegrad is built from: element-wise maps with NumPy broadcasting, reductions over any set
+//! of axes, batched GEMM through `matrixmultiply` (any strides, no copies of transposed views),
+//! convolutions and their exact adjoints, pooling, indexing and softmax/cross-entropy. There is
+//! no autodiff here; `sparsegrad-autograd` records these kernels on a tape.
+//!
+//! ## Layout
+//! A tensor is an `Arc`-shared buffer plus a [`Layout`] (shape, strides in elements, offset).
+//! View operations — `permute`, `transpose`, `narrow`, `slice` (with step), `broadcast_to`,
+//! `squeeze`, `unsqueeze`, `diagonal`, and `reshape` when the strides allow — only compute a
+//! new layout. Every kernel accepts any layout and writes a fresh row-major output.
+//!
+//! ## Error policy
+//! *Misuse panics; data errors are `Result`s.* Incompatible shapes, an axis out of range or an
+//! invalid argument (a negative kernel size, a zero stride) is a bug in the calling program:
+//! the op panics at the caller's location (`#[track_caller]`) with a message that starts with
+//! the op's name and gives the shapes, e.g.
+//! `matmul: inner dimensions differ: [3, 4] × [5, 2]`. Conditions that depend on data —
+//! parsing files, shapes read from a file or a command line, a failed factorisation — return
+//! [`Error`] (`try_` constructors exist where shapes come from outside the program).
+//!
+//! ## Determinism
+//! Every kernel gives bit-identical results for the same inputs whatever the number of rayon
+//! threads: parallel work is split into chunks whose boundaries depend only on the problem
+//! size, and partial results are combined in a fixed order.
+//!
+//! ```
+//! use sparsegrad_engine::Tensor;
+//! let a = Tensor::<f64>::arange(6).reshape(&[2, 3]);
+//! let b = a.t().matmul(&a);            // [3, 2] × [2, 3]; the transpose is not copied
+//! assert_eq!(b.shape(), &[3, 3]);
+//! assert_eq!(b.get(&[2, 2]), 2.0 * 2.0 + 5.0 * 5.0);
+//! ```
+
+pub mod element;
+pub mod error;
+pub mod kernels;
+pub mod layout;
+pub mod rng;
+pub mod tensor;
+
+pub use element::Element;
+pub use error::{Error, Result};
+pub use kernels::conv::{Conv2dParams, ConvTranspose2dParams};
+pub use kernels::pool::Pool2dParams;
+pub use layout::Layout;
+pub use rng::Rng;
+pub use tensor::Tensor;
+
+/// Minimum number of elements before an element-wise or reduction kernel splits work across
+/// rayon threads. Chunk boundaries depend only on sizes, never on the thread count.
+pub const PAR_CHUNK: usize = 1 << 15;

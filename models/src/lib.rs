@@ -1,0 +1,3 @@
+//! # sparsegrad-models
+//!
+//! Layers, networks, the training loop and the `sparsegrad` program.
