@@ -1,1 +1,50 @@
 //! # sparsegrad-autograd
+//!
+//! Reverse-mode automatic differentiation on a tape, built so every gradient can be audited.
+//!
+//! * [`Tape`] records every op applied to a [`Var`] in creation order; [`Tape::backward`]
+//!   runs the rules in reverse. Leaf gradients accumulate across calls until
+//!   [`Tape::zero_grad`]; the graph is freed after `backward` unless
+//!   [`BackwardOptions::retain_graph`] is set. [`Tape::no_grad`], [`Var::detach`].
+//! * Every built-in op (`ops/`, one file per family) has its [`Backward`] rule next to its
+//!   forward, with the math in a comment.
+//! * [`CustomOp`] is the public API for rules written elsewhere (the `sparse` crate); see its
+//!   docs for a worked example.
+//! * [`check_gradients`] compares the tape with central differences for every input and
+//!   reports the worst element; [`jacobian`] gives both full Jacobians of a small function.
+//! * [`Tape::graph`] prints the tape; [`Tape::to_dot`] exports Graphviz.
+//! * Anomaly mode ([`Tape::set_anomaly_mode`]) names the first op whose forward or backward
+//!   produces NaN or ±∞, with its input shapes.
+//! * [`optim`]: SGD (momentum, Nesterov, weight decay), Adam/AdamW, step and cosine schedules,
+//!   and post-step hooks (unit-norm atoms, ℓ1 prox).
+//!
+//! Misuse (incompatible shapes) panics at the call site, as in the engine; failures of the
+//! backward pass are [`Error`]s.
+//!
+//! ```
+//! use sparsegrad_autograd::Tape;
+//! use engine::Tensor;
+//! let tape = Tape::<f64>::new();
+//! let w = tape.leaf_named(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]), "w");
+//! let x = tape.constant(Tensor::from([1.0, -1.0]));
+//! // loss = Σ relu(W·x)²; W·x = [-1, -1] → relu = 0 → every gradient is 0
+//! let loss = w.matmul(&x).relu().square().sum_all();
+//! let g = tape.backward(&loss).unwrap();
+//! assert_eq!(g.get(&w).unwrap().to_vec(), vec![0.0; 4]);
+//! assert!(tape.graph().contains("matmul"));
+//! ```
+
+pub mod backward;
+pub mod check;
+pub mod custom;
+pub mod error;
+pub mod ops;
+pub mod optim;
+pub mod tape;
+
+pub use backward::{Backward, BackwardOptions};
+pub use check::{check_gradients, jacobian, CheckOptions, GradReport, InputReport, Jacobian, Worst};
+pub use custom::CustomOp;
+pub use error::{Error, Phase, Result};
+pub use ops::{sum_to, Reduction};
+pub use tape::{Grads, NodeId, Tape, Var};

@@ -150,6 +150,13 @@ struct SendPtr<T>(*mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
+impl<T> SendPtr<T> {
+    // A method (rather than `.0`) so closures capture the whole `Send` wrapper.
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// Like [`gemm`] but splits large products into column blocks run on rayon.
 #[track_caller]
 pub fn par_gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], c_offset: usize, ldc: usize) {
@@ -168,12 +175,11 @@ pub fn par_gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &m
     // SAFETY: offset checked by `check_c`.
     let c0 = SendPtr(unsafe { c.as_mut_ptr().add(c_offset) });
     starts.par_iter().for_each(|&j0| {
-        let c0 = c0;
         let j1 = (j0 + width).min(n);
         let bj = MatRef { offset: (b.offset as isize + j0 as isize * b.cs) as usize, cols: j1 - j0, ..b };
         // SAFETY: the blocks write disjoint column ranges j0..j1 of C, all inside the buffer
         // checked above; A and B are within theirs.
-        unsafe { gemm_unchecked(alpha, a, bj, beta, c0.0.add(j0), ldc) };
+        unsafe { gemm_unchecked(alpha, a, bj, beta, c0.get().add(j0), ldc) };
     });
 }
 

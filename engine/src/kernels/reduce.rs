@@ -33,15 +33,15 @@ fn plan<T: Element>(t: &Tensor<T>, axes: &[usize], op: &str) -> Plan {
     let l = t.layout();
     let mut out_shape = Vec::with_capacity(r);
     let (mut kept_shape, mut kept_strides, mut red_shape, mut red_strides) = (vec![], vec![], vec![], vec![]);
-    for ax in 0..r {
-        if reduce[ax] {
+    for ((&red, &d), &s) in reduce.iter().zip(&l.shape).zip(&l.strides) {
+        if red {
             out_shape.push(1);
-            red_shape.push(l.shape[ax]);
-            red_strides.push(l.strides[ax]);
+            red_shape.push(d);
+            red_strides.push(s);
         } else {
-            out_shape.push(l.shape[ax]);
-            kept_shape.push(l.shape[ax]);
-            kept_strides.push(l.strides[ax]);
+            out_shape.push(d);
+            kept_shape.push(d);
+            kept_strides.push(s);
         }
     }
     let block = red_shape.iter().product();
