@@ -4,8 +4,34 @@
 //!
 //! Layouts follow PyTorch: input `[N, C, H, W]`; conv weight `[O, C/groups, kh, kw]`;
 //! conv_transpose weight `[C_in, C_out/groups, kh, kw]`.
-//! TODO(helper): implement the bodies below.
+//!
+//! ## The definition every kernel here shares
+//! With `s` stride, `p` padding, `d` dilation, `G` groups, `Cg = C/G`, `Og = O/G`, an output
+//! channel `o` belongs to group `g = o / Og` and reads input channels `g·Cg .. (g+1)·Cg`:
+//!
+//! ```text
+//! y[n, o, a, b] = bias[o] + Σ_{c < Cg, i < kh, j < kw} x[n, g·Cg + c, a·s − p + i·d, b·s − p + j·d] · W[o, c, i, j]
+//! ```
+//!
+//! where `x` is zero outside `0..H × 0..W` (zero padding). The map is bilinear in `(x, W)`;
+//! `conv2d_backward_input` and `conv2d_backward_weight` are its exact adjoints in `x` and in
+//! `W`, and `conv_transpose2d` *is* `conv2d_backward_input` (plus a bias), as in PyTorch.
+//!
+//! ## How the fast kernels work
+//! Images are processed in chunks of `b` images (`b` depends only on the shapes). A chunk's
+//! columns — the im2col matrix `[C·kh·kw, b·OH·OW]`, row `(c, i, j)`, column `(image, a, b)` —
+//! are built in a per-thread scratch buffer (or read in place for a 1×1 kernel with stride 1
+//! and no padding), and every group is one GEMM through `matrixmultiply`:
+//!
+//! * forward: `Y_g = W_g · cols_g`  (`W_g` is `[Og, Cg·kh·kw]`);
+//! * input gradient: `cols_g = W_gᵀ · G_g`, then col2im (overlapping entries add);
+//! * weight gradient: `dW_g = Σ_chunks G_g · cols_gᵀ`, the batch split into fixed chunks whose
+//!   partial sums are added in chunk order, so the result is bit-identical for any number of
+//!   rayon threads.
 
+use rayon::prelude::*;
+
+use crate::kernels::matmul::{gemm, MatRef};
 use crate::{Element, Tensor};
 
 /// Hyper-parameters of `conv2d` (`[height, width]` pairs).
@@ -47,6 +73,27 @@ impl Conv2dParams {
     }
     pub fn groups(self, g: usize) -> Self {
         Conv2dParams { groups: g, ..self }
+    }
+
+    /// Output size of a convolution of an `in_hw` input with a `kernel_hw` kernel, per axis
+    /// `OH = ⌊(H + 2·pad − dil·(kh − 1) − 1) / stride⌋ + 1`.
+    ///
+    /// `None` when a kernel size, stride, dilation or `groups` is 0, or when the dilated kernel
+    /// `dil·(kh − 1) + 1` is larger than the padded input `H + 2·pad` (PyTorch raises then).
+    pub fn output_hw(&self, in_hw: [usize; 2], kernel_hw: [usize; 2]) -> Option<[usize; 2]> {
+        if self.groups == 0 {
+            return None;
+        }
+        let axis = |a: usize| -> Option<usize> {
+            let (s, d, k) = (self.stride[a], self.dilation[a], kernel_hw[a]);
+            if s == 0 || d == 0 || k == 0 {
+                return None;
+            }
+            let extent = d.checked_mul(k - 1)?.checked_add(1)?;
+            let padded = self.padding[a].checked_mul(2)?.checked_add(in_hw[a])?;
+            padded.checked_sub(extent).map(|room| room / s + 1)
+        };
+        Some([axis(0)?, axis(1)?])
     }
 }
 
@@ -101,13 +148,1181 @@ impl ConvTranspose2dParams {
     pub fn as_conv(&self) -> Conv2dParams {
         Conv2dParams { stride: self.stride, padding: self.padding, dilation: self.dilation, groups: self.groups }
     }
+
+    /// Output size of a transposed convolution, per axis
+    /// `H' = (H − 1)·stride − 2·pad + dil·(kh − 1) + output_padding + 1`.
+    ///
+    /// `None` when `H` or a kernel size, stride, dilation or `groups` is 0, when
+    /// `output_padding ≥ max(stride, dilation)` (PyTorch's rule), or when `H' < 1`.
+    pub fn output_hw(&self, in_hw: [usize; 2], kernel_hw: [usize; 2]) -> Option<[usize; 2]> {
+        if self.groups == 0 {
+            return None;
+        }
+        let axis = |a: usize| -> Option<usize> {
+            let (s, d, k, op) = (self.stride[a], self.dilation[a], kernel_hw[a], self.output_padding[a]);
+            if s == 0 || d == 0 || k == 0 || in_hw[a] == 0 || op >= s.max(d) {
+                return None;
+            }
+            let grown = (in_hw[a] - 1).checked_mul(s)?.checked_add(d.checked_mul(k - 1)?)?.checked_add(op + 1)?;
+            grown.checked_sub(self.padding[a].checked_mul(2)?).filter(|&h| h >= 1)
+        };
+        Some([axis(0)?, axis(1)?])
+    }
+}
+
+// ---------------------------------------------------------------------------------- geometry
+
+/// The sizes of one convolution `x [n, c, h, w] * W [o, c/groups, kh, kw] → y [n, o, oh, ow]`.
+///
+/// `oh`/`ow` are normally `p.output_hw([h, w], [kh, kw])`; the adjoint of a transposed
+/// convolution whose `output_padding` is at least its stride uses fewer rows or columns (only
+/// the leading `oh × ow` outputs of the convolution), which every kernel here supports.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    p: Conv2dParams,
+}
+
+impl Geom {
+    /// Input channels per group.
+    fn cg(&self) -> usize {
+        self.c / self.p.groups
+    }
+    /// Output channels per group.
+    fn og(&self) -> usize {
+        self.o / self.p.groups
+    }
+    /// Rows of one group's block of the column matrix (`Cg·kh·kw`).
+    fn k(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    /// Output positions per image.
+    fn l(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn x_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h, self.w]
+    }
+    fn w_shape(&self) -> [usize; 4] {
+        [self.o, self.cg(), self.kh, self.kw]
+    }
+    fn y_shape(&self) -> [usize; 4] {
+        [self.n, self.o, self.oh, self.ow]
+    }
+    /// A 1×1 kernel with stride 1 and no padding: the input planes are the columns.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.p.stride == [1, 1]
+            && self.p.padding == [0, 0]
+            && self.oh == self.h
+            && self.ow == self.w
+    }
+
+    /// Geometry of `conv2d(x, W)` from the shapes of `x` and `W`.
+    /// **Panics** (message prefixed by `op`) on invalid parameters, a channel count that does
+    /// not match the weight and groups, or a kernel larger than the padded input.
+    #[track_caller]
+    fn conv(op: &str, x: [usize; 4], w: [usize; 4], p: Conv2dParams) -> Geom {
+        check_positive(op, p.stride, p.dilation, p.groups);
+        let ([n, c, h, wd], [o, cg, kh, kw], g) = (x, w, p.groups);
+        if c % g != 0 {
+            panic!("{op}: groups {g} does not divide the {c} channels of input {x:?}");
+        }
+        if c != cg * g {
+            panic!("{op}: input {x:?} has {c} channels but weight {w:?} with groups {g} expects {}", cg * g);
+        }
+        if o % g != 0 {
+            panic!("{op}: groups {g} does not divide the {o} output channels of weight {w:?}");
+        }
+        let Some([oh, ow]) = p.output_hw([h, wd], [kh, kw]) else {
+            panic!(
+                "{op}: kernel [{kh}, {kw}] with dilation {:?} does not fit input {x:?} with padding {:?}",
+                p.dilation, p.padding
+            );
+        };
+        Geom { n, c, h, w: wd, o, kh, kw, oh, ow, p }
+    }
+
+    /// Geometry of the convolution whose adjoint is `conv_transpose2d(z, W)`: its input is the
+    /// transposed convolution's output `[N, C_out, H', W']`, its output is `z`.
+    /// **Panics** (message prefixed by `op`) like [`Geom::conv`], and when `output_padding` is
+    /// not smaller than the stride or the dilation, or the output would be empty.
+    #[track_caller]
+    fn transposed(op: &str, z: [usize; 4], w: [usize; 4], p: ConvTranspose2dParams) -> Geom {
+        check_positive(op, p.stride, p.dilation, p.groups);
+        let ([n, cin, h, wd], [wcin, cog, kh, kw], g) = (z, w, p.groups);
+        if cin != wcin {
+            panic!("{op}: input {z:?} has {cin} channels but weight {w:?} expects {wcin}");
+        }
+        if cin % g != 0 {
+            panic!("{op}: groups {g} does not divide the {cin} input channels of weight {w:?}");
+        }
+        if (0..2).any(|a| p.output_padding[a] >= p.stride[a].max(p.dilation[a])) {
+            panic!(
+                "{op}: output_padding {:?} must be smaller than stride {:?} or dilation {:?}",
+                p.output_padding, p.stride, p.dilation
+            );
+        }
+        let Some([oh, ow]) = p.output_hw([h, wd], [kh, kw]) else {
+            panic!("{op}: input {z:?} with weight {w:?} and {p:?} gives an empty output");
+        };
+        Geom { n, c: cog * g, h: oh, w: ow, o: cin, kh, kw, oh: h, ow: wd, p: p.as_conv() }
+    }
+}
+
+#[track_caller]
+fn check_positive(op: &str, stride: [usize; 2], dilation: [usize; 2], groups: usize) {
+    if stride.contains(&0) || dilation.contains(&0) || groups == 0 {
+        panic!("{op}: stride {stride:?}, dilation {dilation:?} and groups {groups} must all be at least 1");
+    }
+}
+
+/// The shape of a rank-4 tensor. **Panics** naming `op` and the tensor otherwise.
+#[track_caller]
+fn dims4<T: Element>(op: &str, name: &str, t: &Tensor<T>) -> [usize; 4] {
+    match *t.shape() {
+        [a, b, c, d] => [a, b, c, d],
+        _ => panic!("{op}: {name} must have rank 4, got shape {:?}", t.shape()),
+    }
+}
+
+/// **Panics** unless `t` has exactly `shape`.
+#[track_caller]
+fn expect_shape<T: Element>(op: &str, name: &str, t: &Tensor<T>, shape: &[usize], why: &str) {
+    if t.shape() != shape {
+        panic!("{op}: {name} {:?} should be {shape:?} ({why})", t.shape());
+    }
+}
+
+/// The bias as a slice of `o` values. **Panics** if its shape is not `[o]`.
+#[track_caller]
+fn bias_values<T: Element>(op: &str, bias: Option<&Tensor<T>>, o: usize) -> Option<Vec<T>> {
+    let b = bias?;
+    expect_shape(op, "bias", b, &[o], "one value per output channel");
+    Some(b.to_vec())
+}
+
+// ---------------------------------------------------------------------------------- chunks
+
+/// Output positions a GEMM should have at least, when several images can be batched.
+const GEMM_COLS: usize = 256;
+/// Number of chunks a batch is cut into at least, when it has that many images (parallelism).
+const MIN_CHUNKS: usize = 4;
+/// Largest number of partial weight gradients (one per chunk of the batch) that are summed.
+const MAX_PARTIALS: usize = 8;
+
+/// Images per chunk: enough output positions for a GEMM of [`GEMM_COLS`] columns, but at least
+/// [`MIN_CHUNKS`] chunks when the batch allows. Depends only on the shapes.
+fn images_per_chunk(n: usize, l: usize) -> usize {
+    GEMM_COLS.div_ceil(l.max(1)).min(n.div_ceil(MIN_CHUNKS)).max(1)
+}
+
+/// Per-thread buffers reused across the chunks a rayon job processes.
+struct Scratch<T> {
+    cols: Vec<T>,
+    gathered: Vec<T>,
+    tmp: Vec<T>,
+}
+
+impl<T> Scratch<T> {
+    fn new() -> Self {
+        Scratch { cols: Vec::new(), gathered: Vec::new(), tmp: Vec::new() }
+    }
+}
+
+/// The first `len` elements of `v`, growing it with zeros when shorter.
+fn sized<T: Element>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    if v.len() < len {
+        v.resize(len, T::zero());
+    }
+    &mut v[..len]
+}
+
+/// Rows `r0..r0 + rows` of a matrix (no copy).
+fn sub_rows<T>(m: MatRef<'_, T>, r0: usize, rows: usize) -> MatRef<'_, T> {
+    MatRef { offset: (m.offset as isize + r0 as isize * m.rs) as usize, rows, ..m }
+}
+
+/// Images `n0..n0 + b` of a contiguous `[N, R, L]` buffer as the `[R, b·L]` matrix whose
+/// column `(image, pos)` holds `data[n0 + image, r, pos]`: a strided view when `b = 1` or
+/// `L = 1`, otherwise gathered into `scratch`.
+fn channel_matrix<'a, T: Element>(
+    data: &'a [T],
+    r: usize,
+    l: usize,
+    n0: usize,
+    b: usize,
+    scratch: &'a mut Vec<T>,
+) -> MatRef<'a, T> {
+    let base = n0 * r * l;
+    if b == 1 {
+        return MatRef::row_major(data, base, r, l);
+    }
+    if l == 1 {
+        return MatRef { data, offset: base, rows: r, cols: b, rs: 1, cs: r as isize };
+    }
+    let buf = sized(scratch, r * b * l);
+    for (bi, image) in data[base..base + b * r * l].chunks_exact(r * l).enumerate() {
+        for (ri, plane) in image.chunks_exact(l).enumerate() {
+            buf[(ri * b + bi) * l..][..l].copy_from_slice(plane);
+        }
+    }
+    MatRef::row_major(buf, 0, r, b * l)
+}
+
+/// `D ← A·X + β·D` where `D` is channel rows `r0..r0 + A.rows` of a contiguous `[b, R, L]`
+/// buffer `dst`, seen as the `[A.rows, b·L]` matrix of [`channel_matrix`]. Writes in place
+/// when `b = 1` or `L = 1` (then as `Dᵀ = Xᵀ·Aᵀ`), otherwise through `tmp`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into_planes<T: Element>(
+    a: MatRef<T>,
+    x: MatRef<T>,
+    beta: T,
+    dst: &mut [T],
+    r: usize,
+    r0: usize,
+    l: usize,
+    tmp: &mut Vec<T>,
+) {
+    let b = x.cols / l;
+    if b == 1 {
+        gemm(T::one(), a, x, beta, dst, r0 * l, l);
+    } else if l == 1 {
+        gemm(T::one(), x.t(), a.t(), beta, dst, r0, r);
+    } else {
+        let m = a.rows;
+        let buf = sized(tmp, m * b * l);
+        gemm(T::one(), a, x, T::zero(), buf, 0, b * l);
+        for (bi, image) in dst.chunks_exact_mut(r * l).enumerate() {
+            for (ri, plane) in image[r0 * l..(r0 + m) * l].chunks_exact_mut(l).enumerate() {
+                let src = &buf[(ri * b + bi) * l..][..l];
+                if beta == T::zero() {
+                    plane.copy_from_slice(src);
+                } else {
+                    plane.iter_mut().zip(src).for_each(|(d, &s)| *d = beta * *d + s);
+                }
+            }
+        }
+    }
+}
+
+/// Indices `t < count` with `0 ≤ t·stride + off < len`, as a range `lo..hi`.
+fn valid_range(off: isize, stride: usize, len: usize, count: usize) -> (usize, usize) {
+    let lo = if off >= 0 { 0 } else { off.unsigned_abs().div_ceil(stride) };
+    let hi = if off >= len as isize { 0 } else { ((len as isize - off) as usize).div_ceil(stride) };
+    let hi = hi.min(count);
+    (lo.min(hi), hi)
+}
+
+/// The walk shared by im2col and col2im (in opposite directions). For every segment of `OW`
+/// consecutive entries of the column matrix of images `0..b` (row-major `[C·kh·kw, b·L]`),
+/// starting at entry `col_at`, calls `f(plane_at, col_at, lo, hi)`: for `t in lo..hi` entry
+/// `col_at + t` pairs with element `plane_at + (t − lo)·stride_w` of the images' planes (a
+/// contiguous `[b, C, H, W]` buffer); entries with `t < lo` or `t ≥ hi` lie in the padding
+/// (a row of positions whose input row is padding has `lo = hi = 0`).
+fn for_each_segment(g: &Geom, b: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let ([sh, sw], [ph, pw], [dh, dw]) = (g.p.stride, g.p.padding, g.p.dilation);
+    let (l, plane) = (g.l(), g.h * g.w);
+    for c in 0..g.c {
+        for i in 0..g.kh {
+            let row_off = (i * dh) as isize - ph as isize;
+            let (a_lo, a_hi) = valid_range(row_off, sh, g.h, g.oh);
+            for j in 0..g.kw {
+                let col_off = (j * dw) as isize - pw as isize;
+                let (lo, hi) = valid_range(col_off, sw, g.w, g.ow);
+                // Input column of output column `lo` (only used when lo < hi, then in 0..W).
+                let first_col = if lo < hi { ((lo * sw) as isize + col_off) as usize } else { 0 };
+                let row = (c * g.kh + i) * g.kw + j;
+                for bi in 0..b {
+                    let plane_at = (bi * g.c + c) * plane;
+                    let col_row = (row * b + bi) * l;
+                    for a in 0..g.oh {
+                        let col_at = col_row + a * g.ow;
+                        if a < a_lo || a >= a_hi {
+                            f(0, col_at, 0, 0);
+                        } else {
+                            let ih = ((a * sh) as isize + row_off) as usize;
+                            f(plane_at + ih * g.w + first_col, col_at, lo, hi);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// im2col of images `n0..n0 + b` of `x` (contiguous `[N, C, H, W]`) into `cols`, a row-major
+/// `[C·kh·kw, b·L]` matrix: row `(c, i, j)`, column `(image, a, b)` holds
+/// `x[n0 + image, c, a·s − p + i·d, b·s − p + j·d]`, or 0 in the padding.
+fn im2col_into<T: Element>(x: &[T], g: &Geom, n0: usize, b: usize, cols: &mut [T]) {
+    let x = &x[n0 * g.c * g.h * g.w..];
+    let (sw, ow) = (g.p.stride[1], g.ow);
+    for_each_segment(g, b, |plane_at, col_at, lo, hi| {
+        let seg = &mut cols[col_at..col_at + ow];
+        seg[..lo].fill(T::zero());
+        seg[hi..].fill(T::zero());
+        if sw == 1 {
+            seg[lo..hi].copy_from_slice(&x[plane_at..plane_at + (hi - lo)]);
+        } else {
+            for (t, v) in seg[lo..hi].iter_mut().enumerate() {
+                *v = x[plane_at + t * sw];
+            }
+        }
+    });
+}
+
+/// col2im of `cols` (the layout of [`im2col_into`] for `b` images), **added** into `dx`, the
+/// contiguous `[b, C, H, W]` planes of those images: the adjoint of `im2col_into`.
+fn col2im_add<T: Element>(cols: &[T], g: &Geom, b: usize, dx: &mut [T]) {
+    let sw = g.p.stride[1];
+    for_each_segment(g, b, |plane_at, col_at, lo, hi| {
+        let seg = &cols[col_at + lo..col_at + hi];
+        if sw == 1 {
+            dx[plane_at..plane_at + seg.len()].iter_mut().zip(seg).for_each(|(d, &v)| *d += v);
+        } else {
+            for (t, &v) in seg.iter().enumerate() {
+                dx[plane_at + t * sw] += v;
+            }
+        }
+    });
+}
+
+/// The columns of images `n0..n0 + b` as a `[C·kh·kw, b·L]` matrix: the input itself for a
+/// pointwise convolution (no copy when `b = 1` or `L = 1`), otherwise im2col into `scratch`.
+fn columns<'a, T: Element>(x: &'a [T], g: &Geom, n0: usize, b: usize, scratch: &'a mut Vec<T>) -> MatRef<'a, T> {
+    if g.is_pointwise() {
+        return channel_matrix(x, g.c, g.l(), n0, b, scratch);
+    }
+    let rows = g.c * g.kh * g.kw;
+    let buf = sized(scratch, rows * b * g.l());
+    im2col_into(x, g, n0, b, buf);
+    MatRef::row_major(buf, 0, rows, b * g.l())
+}
+
+// ---------------------------------------------------------------------------------- kernels
+
+/// `y = conv(x, W) + bias` on contiguous buffers; `y` is `[n, o, oh, ow]`.
+fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T> {
+    let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
+    let mut y = vec![T::zero(); g.n * o * l];
+    if y.is_empty() {
+        return y;
+    }
+    let b = images_per_chunk(g.n, l);
+    let beta = if bias.is_some() { T::one() } else { T::zero() };
+    y.par_chunks_mut(b * o * l).enumerate().for_each_init(Scratch::new, |s, (chunk, dst)| {
+        let (n0, nb) = (chunk * b, dst.len() / (o * l));
+        if let Some(bias) = bias {
+            for (plane, &v) in dst.chunks_exact_mut(l).zip(bias.iter().cycle()) {
+                plane.fill(v);
+            }
+        }
+        let cols = columns(x, g, n0, nb, &mut s.cols);
+        for grp in 0..g.p.groups {
+            let wg = MatRef::row_major(w, grp * og * k, og, k);
+            gemm_into_planes(wg, sub_rows(cols, grp * k, k), beta, dst, o, grp * og, l, &mut s.tmp);
+        }
+    });
+    y
+}
+
+/// `dx = ∂⟨conv(x, W), gy⟩/∂x` on contiguous buffers; `dx` is `[n, c, h, w]`.
+fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom) -> Vec<T> {
+    let (o, l, og, k, cg) = (g.o, g.l(), g.og(), g.k(), g.cg());
+    let image = g.c * g.h * g.w;
+    let mut dx = vec![T::zero(); g.n * image];
+    if dx.is_empty() {
+        return dx;
+    }
+    let b = images_per_chunk(g.n, l);
+    dx.par_chunks_mut(b * image).enumerate().for_each_init(Scratch::new, |s, (chunk, dst)| {
+        let (n0, nb) = (chunk * b, dst.len() / image);
+        let gm = channel_matrix(gy, o, l, n0, nb, &mut s.gathered);
+        for grp in 0..g.p.groups {
+            let wgt = MatRef::row_major(w, grp * og * k, og, k).t();
+            let gg = sub_rows(gm, grp * og, og);
+            if g.is_pointwise() {
+                gemm_into_planes(wgt, gg, T::zero(), dst, g.c, grp * cg, l, &mut s.tmp);
+            } else {
+                let cols = sized(&mut s.cols, g.c * g.kh * g.kw * nb * l);
+                gemm(T::one(), wgt, gg, T::zero(), cols, grp * k * nb * l, nb * l);
+            }
+        }
+        if !g.is_pointwise() {
+            col2im_add(&s.cols, g, nb, dst);
+        }
+    });
+    dx
+}
+
+/// `dW = ∂⟨conv(x, W), gy⟩/∂W` on contiguous buffers; `dW` is `[o, c/groups, kh, kw]`.
+///
+/// The batch is cut into at most [`MAX_PARTIALS`] chunks of whole GEMM sub-batches (sizes from
+/// the shapes only); each chunk accumulates its sub-batches with `β = 1`, and the partial sums
+/// are added in chunk order: bit-identical for any number of threads.
+fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
+    let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
+    if g.n == 0 || o * k == 0 {
+        return vec![T::zero(); o * k];
+    }
+    let b = images_per_chunk(g.n, l);
+    let subs = g.n.div_ceil(b);
+    let per_partial = subs.div_ceil(subs.min(MAX_PARTIALS));
+    let partials: Vec<Vec<T>> = (0..subs.div_ceil(per_partial))
+        .into_par_iter()
+        .map_init(Scratch::new, |s, part| {
+            let mut acc = vec![T::zero(); o * k];
+            for (j, sub) in (part * per_partial..subs.min((part + 1) * per_partial)).enumerate() {
+                let (n0, nb) = (sub * b, b.min(g.n - sub * b));
+                let cols = columns(x, g, n0, nb, &mut s.cols);
+                let gm = channel_matrix(gy, o, l, n0, nb, &mut s.gathered);
+                let beta = if j == 0 { T::zero() } else { T::one() };
+                for grp in 0..g.p.groups {
+                    let (gg, cg) = (sub_rows(gm, grp * og, og), sub_rows(cols, grp * k, k));
+                    gemm(T::one(), gg, cg.t(), beta, &mut acc, grp * og * k, k);
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut dw = parts.next().expect("at least one partial");
+    for part in parts {
+        dw.iter_mut().zip(&part).for_each(|(d, &v)| *d += v);
+    }
+    dw
+}
+
+/// Adds `bias[ch]` to every plane of a contiguous `[N, C, H, W]` buffer.
+fn add_bias<T: Element>(y: &mut [T], bias: &[T], plane: usize) {
+    if plane == 0 {
+        return;
+    }
+    for (p, &v) in y.chunks_exact_mut(plane).zip(bias.iter().cycle()) {
+        p.iter_mut().for_each(|e| *e += v);
+    }
+}
+
+fn slice_of<T: Element>(t: &Tensor<T>) -> &[T] {
+    t.as_slice().expect("contiguous tensor")
 }
 
 impl<T: Element> Tensor<T> {
-    /// `conv2d(x, W) + b`: `[N, C, H, W] * [O, C/g, kh, kw] → [N, O, OH, OW]` with
-    /// `OH = (H + 2·pad − dil·(kh − 1) − 1) / stride + 1`.
+    /// 2-D convolution (cross-correlation, PyTorch's `conv2d`), see the module docs for the
+    /// formula: `[N, C, H, W] * [O, C/groups, kh, kw] (+ bias [O]) → [N, O, OH, OW]` with
+    /// `OH = ⌊(H + 2·pad − dil·(kh − 1) − 1) / stride⌋ + 1` ([`Conv2dParams::output_hw`]).
+    /// Inputs may have any layout.
+    ///
+    /// **Panics** if `self` or `weight` is not rank 4, `C ≠ groups · weight.dim(1)`, `groups`
+    /// does not divide `C` or `O`, the bias is not `[O]`, a stride, dilation or `groups` is 0,
+    /// or the dilated kernel is larger than the padded input.
     #[track_caller]
-    pub fn conv2d(&self, _weight: &Tensor<T>, _bias: Option<&Tensor<T>>, _p: Conv2dParams) -> Tensor<T> {
-        todo!()
+    pub fn conv2d(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>, p: Conv2dParams) -> Tensor<T> {
+        const OP: &str = "conv2d";
+        let g = Geom::conv(OP, dims4(OP, "input", self), dims4(OP, "weight", weight), p);
+        let bias = bias_values(OP, bias, g.o);
+        let (x, w) = (Tensor::contiguous(self), Tensor::contiguous(weight));
+        Tensor::from_vec(forward(slice_of(&x), slice_of(&w), bias.as_deref(), &g), &g.y_shape())
+    }
+
+    /// Gradient of `⟨conv2d(x, W), grad_out⟩` with respect to `x`: the exact adjoint of
+    /// `conv2d` in its input, `[N, O, OH, OW] → [N, C, H, W]` with `[H, W] = input_hw`
+    /// (needed because several `H` give the same `OH`). Computed as `cols = Wᵀ·g` per image
+    /// and group, then col2im (overlapping windows add).
+    ///
+    /// **Panics** if `grad_out` or `weight` is not rank 4, `O` differs between them,
+    /// `groups` does not divide `O`, or `[OH, OW]` is not `p.output_hw(input_hw, [kh, kw])`.
+    #[track_caller]
+    pub fn conv2d_backward_input(
+        grad_out: &Tensor<T>,
+        weight: &Tensor<T>,
+        input_hw: [usize; 2],
+        p: Conv2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv2d_backward_input";
+        let [n, _, _, _] = dims4(OP, "grad_out", grad_out);
+        let w_shape = dims4(OP, "weight", weight);
+        let x_shape = [n, w_shape[1] * p.groups, input_hw[0], input_hw[1]];
+        let g = Geom::conv(OP, x_shape, w_shape, p);
+        expect_shape(OP, "grad_out", grad_out, &g.y_shape(), "the output of the convolution");
+        let (gy, w) = (Tensor::contiguous(grad_out), Tensor::contiguous(weight));
+        Tensor::from_vec(backward_input(slice_of(&gy), slice_of(&w), &g), &g.x_shape())
+    }
+
+    /// Gradient of `⟨conv2d(x, W), grad_out⟩` with respect to `W`:
+    /// `dW[o, c, i, j] = Σ_{n, a, b} grad_out[n, o, a, b] · x[n, g·Cg + c, a·s − p + i·d, b·s − p + j·d]`,
+    /// shape `[O, C/groups, kh, kw]` with `[kh, kw] = kernel_hw`. The sum over the batch is
+    /// cut into chunks fixed by the shapes and added in order: the result is bit-identical
+    /// for any number of rayon threads. (The bias gradient is `grad_out.sum(&[0, 2, 3], false)`.)
+    ///
+    /// **Panics** if `grad_out` or `input` is not rank 4, their batch sizes differ, `groups`
+    /// does not divide `C` or `O`, or `[OH, OW]` is not `p.output_hw([H, W], kernel_hw)`.
+    #[track_caller]
+    pub fn conv2d_backward_weight(
+        grad_out: &Tensor<T>,
+        input: &Tensor<T>,
+        kernel_hw: [usize; 2],
+        p: Conv2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv2d_backward_weight";
+        let [_, o, _, _] = dims4(OP, "grad_out", grad_out);
+        let x_shape = dims4(OP, "input", input);
+        let w_shape = [o, x_shape[1] / p.groups.max(1), kernel_hw[0], kernel_hw[1]];
+        let g = Geom::conv(OP, x_shape, w_shape, p);
+        expect_shape(OP, "grad_out", grad_out, &g.y_shape(), "the output of the convolution");
+        let (gy, x) = (Tensor::contiguous(grad_out), Tensor::contiguous(input));
+        Tensor::from_vec(backward_weight(slice_of(&gy), slice_of(&x), &g), &g.w_shape())
+    }
+
+    /// Transposed convolution (PyTorch's `conv_transpose2d`), defined as the exact adjoint of
+    /// `conv2d` with the same weight: `[N, C_in, H, W]` with weight `[C_in, C_out/groups, kh, kw]`
+    /// (+ bias `[C_out]`) `→ [N, C_out, H', W']`,
+    /// `H' = (H − 1)·stride − 2·pad + dil·(kh − 1) + output_padding + 1`. Without bias,
+    /// `⟨conv_transpose2d(z, W), x⟩ = ⟨z, conv2d(x, W)[.., :H, :W]⟩` for every `x` of shape
+    /// `[N, C_out, H', W']` (the crop is a no-op unless `output_padding ≥ stride`).
+    ///
+    /// **Panics** if `self` or `weight` is not rank 4, `C_in ≠ weight.dim(0)`, `groups` does
+    /// not divide `C_in`, the bias is not `[C_out]`, a stride, dilation or `groups` is 0,
+    /// `output_padding ≥ max(stride, dilation)`, or `H'` or `W'` would be below 1.
+    #[track_caller]
+    pub fn conv_transpose2d(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: ConvTranspose2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv_transpose2d";
+        let g = Geom::transposed(OP, dims4(OP, "input", self), dims4(OP, "weight", weight), p);
+        let bias = bias_values(OP, bias, g.c);
+        let (z, w) = (Tensor::contiguous(self), Tensor::contiguous(weight));
+        let mut y = backward_input(slice_of(&z), slice_of(&w), &g);
+        if let Some(bias) = bias {
+            add_bias(&mut y, &bias, g.h * g.w);
+        }
+        Tensor::from_vec(y, &g.x_shape())
+    }
+
+    /// Gradient of `⟨conv_transpose2d(z, W), grad_out⟩` with respect to `z`:
+    /// `conv2d(grad_out, W)` restricted to the leading `input_hw` rows and columns. When
+    /// `output_padding < stride` on both axes (always, unless the dilation is larger than the
+    /// stride) that restriction is the whole output, i.e. the input gradient of
+    /// `conv_transpose2d` is simply `grad_out.conv2d(weight, None, p.as_conv())`.
+    ///
+    /// **Panics** like [`Tensor::conv_transpose2d`] for an input of spatial size `input_hw`, and
+    /// if `grad_out` is not that transposed convolution's output shape.
+    #[track_caller]
+    pub fn conv_transpose2d_backward_input(
+        grad_out: &Tensor<T>,
+        weight: &Tensor<T>,
+        input_hw: [usize; 2],
+        p: ConvTranspose2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv_transpose2d_backward_input";
+        let [n, _, _, _] = dims4(OP, "grad_out", grad_out);
+        let w_shape = dims4(OP, "weight", weight);
+        let g = Geom::transposed(OP, [n, w_shape[0], input_hw[0], input_hw[1]], w_shape, p);
+        expect_shape(OP, "grad_out", grad_out, &g.x_shape(), "the output of the transposed convolution");
+        let (gy, w) = (Tensor::contiguous(grad_out), Tensor::contiguous(weight));
+        Tensor::from_vec(forward(slice_of(&gy), slice_of(&w), None, &g), &g.y_shape())
+    }
+
+    /// Gradient of `⟨conv_transpose2d(z, W), grad_out⟩` with respect to `W`, shape
+    /// `[C_in, C_out/groups, kh, kw]`: `conv2d_backward_weight` with the roles swapped
+    /// (`z` is the convolution's output gradient, `grad_out` its input), deterministic in the
+    /// same way. The input gradient is `grad_out.conv2d(weight, None, p.as_conv())` (see
+    /// [`Tensor::conv_transpose2d_backward_input`] for the case `output_padding ≥ stride`),
+    /// and the bias gradient `grad_out.sum(&[0, 2, 3], false)`.
+    ///
+    /// **Panics** like [`Tensor::conv_transpose2d`], and if `grad_out` is not the transposed
+    /// convolution's output shape.
+    #[track_caller]
+    pub fn conv_transpose2d_backward_weight(
+        input: &Tensor<T>,
+        grad_out: &Tensor<T>,
+        kernel_hw: [usize; 2],
+        p: ConvTranspose2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv_transpose2d_backward_weight";
+        let z_shape = dims4(OP, "input", input);
+        let [_, c_out, _, _] = dims4(OP, "grad_out", grad_out);
+        let w_shape = [z_shape[1], c_out / p.groups.max(1), kernel_hw[0], kernel_hw[1]];
+        let g = Geom::transposed(OP, z_shape, w_shape, p);
+        expect_shape(OP, "grad_out", grad_out, &g.x_shape(), "the output of the transposed convolution");
+        let (z, gy) = (Tensor::contiguous(input), Tensor::contiguous(grad_out));
+        Tensor::from_vec(backward_weight(slice_of(&z), slice_of(&gy), &g), &g.w_shape())
+    }
+
+    /// im2col: `[N, C, H, W] → [N, C·kh·kw, OH·OW]`, row `(c, i, j)`, column `(a, b)` holding
+    /// `x[n, c, a·s − p + i·d, b·s − p + j·d]` (0 in the padding), so that for `groups = 1`
+    /// `conv2d(x, W)[n] = W.reshape([O, C·kh·kw]) · im2col(x)[n]`. `p.groups` is ignored (the
+    /// rows of group `g` are the contiguous block `g·Cg·kh·kw .. (g+1)·Cg·kh·kw`).
+    ///
+    /// **Panics** if `self` is not rank 4, a kernel size, stride or dilation is 0, or the
+    /// dilated kernel is larger than the padded input.
+    #[track_caller]
+    pub fn im2col(&self, kernel_hw: [usize; 2], p: Conv2dParams) -> Tensor<T> {
+        const OP: &str = "im2col";
+        let p = Conv2dParams { groups: 1, ..p };
+        let x_shape = dims4(OP, "input", self);
+        let g = Geom::conv(OP, x_shape, [1, x_shape[1], kernel_hw[0], kernel_hw[1]], p);
+        let (rows, l) = (g.c * g.kh * g.kw, g.l());
+        let x = Tensor::contiguous(self);
+        let xs = slice_of(&x);
+        let mut cols = vec![T::zero(); g.n * rows * l];
+        if !cols.is_empty() {
+            cols.par_chunks_mut(rows * l).enumerate().for_each(|(n, dst)| im2col_into(xs, &g, n, 1, dst));
+        }
+        Tensor::from_vec(cols, &[g.n, rows, l])
+    }
+
+    /// col2im, the adjoint of [`Tensor::im2col`]: `[N, C·kh·kw, OH·OW] → input_shape`
+    /// `[N, C, H, W]`, every column entry added to the input element it was copied from
+    /// (overlapping windows add; entries in the padding are dropped).
+    ///
+    /// **Panics** if `cols` is not `[N, C·kh·kw, OH·OW]` for that input, kernel and `p`, or
+    /// the parameters are invalid as for `im2col`.
+    #[track_caller]
+    pub fn col2im(cols: &Tensor<T>, input_shape: [usize; 4], kernel_hw: [usize; 2], p: Conv2dParams) -> Tensor<T> {
+        const OP: &str = "col2im";
+        let p = Conv2dParams { groups: 1, ..p };
+        let g = Geom::conv(OP, input_shape, [1, input_shape[1], kernel_hw[0], kernel_hw[1]], p);
+        let (rows, l) = (g.c * g.kh * g.kw, g.l());
+        expect_shape(OP, "cols", cols, &[g.n, rows, l], "[N, C·kh·kw, OH·OW] of the input");
+        let cols = Tensor::contiguous(cols);
+        let cs = slice_of(&cols);
+        let image = g.c * g.h * g.w;
+        let mut dx = vec![T::zero(); g.n * image];
+        if !dx.is_empty() {
+            dx.par_chunks_mut(image).enumerate().for_each(|(n, dst)| col2im_add(&cs[n * rows * l..], &g, 1, dst));
+        }
+        Tensor::from_vec(dx, &input_shape)
+    }
+}
+
+/// Reference implementations straight from the definition (direct loops in `f64`, no
+/// im2col), for tests and benches. They validate shapes like the fast kernels.
+pub mod naive {
+    use super::{dims4, Conv2dParams, ConvTranspose2dParams, Geom};
+    use crate::{Element, Tensor};
+
+    /// Calls `f(xi, wi, yi)` for every term `x[xi]·W[wi]` of output element `y[yi]` (flat
+    /// row-major indices), outputs in row-major order and terms in `(c, i, j)` order: the
+    /// convolution as a bilinear form, which every reference below is written from.
+    fn terms(g: &Geom, mut f: impl FnMut(usize, usize, usize)) {
+        let (cg, og) = (g.cg(), g.og());
+        let ([sh, sw], [ph, pw], [dh, dw]) = (g.p.stride, g.p.padding, g.p.dilation);
+        let mut yi = 0;
+        for n in 0..g.n {
+            for o in 0..g.o {
+                let c0 = (o / og) * cg;
+                for a in 0..g.oh {
+                    for b in 0..g.ow {
+                        for c in 0..cg {
+                            for i in 0..g.kh {
+                                for j in 0..g.kw {
+                                    let ih = (a * sh + i * dh) as isize - ph as isize;
+                                    let iw = (b * sw + j * dw) as isize - pw as isize;
+                                    if ih < 0 || iw < 0 || ih as usize >= g.h || iw as usize >= g.w {
+                                        continue;
+                                    }
+                                    let xi = (((n * g.c + c0 + c) * g.h) + ih as usize) * g.w + iw as usize;
+                                    let wi = ((o * cg + c) * g.kh + i) * g.kw + j;
+                                    f(xi, wi, yi);
+                                }
+                            }
+                        }
+                        yi += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn out<T: Element>(v: Vec<f64>, shape: [usize; 4]) -> Tensor<T> {
+        Tensor::from_vec(v.into_iter().map(T::of).collect(), &shape)
+    }
+
+    fn bias_or_zero<T: Element>(bias: Option<&Tensor<T>>, channels: usize) -> Vec<f64> {
+        bias.map_or(vec![0.0; channels], |b| b.to_f64_vec())
+    }
+
+    /// `conv2d` from the definition.
+    pub fn conv2d<T: Element>(x: &Tensor<T>, w: &Tensor<T>, bias: Option<&Tensor<T>>, p: Conv2dParams) -> Tensor<T> {
+        let g = Geom::conv("naive::conv2d", dims4("naive::conv2d", "input", x), dims4("naive::conv2d", "weight", w), p);
+        let (xv, wv, bv) = (x.to_f64_vec(), w.to_f64_vec(), bias_or_zero(bias, g.o));
+        let l = g.l();
+        let mut y: Vec<f64> = (0..g.n * g.o * l).map(|yi| bv[(yi / l) % g.o]).collect();
+        terms(&g, |xi, wi, yi| y[yi] += xv[xi] * wv[wi]);
+        out(y, g.y_shape())
+    }
+
+    /// `conv2d_backward_input` from the definition: `dx[xi] += g[yi]·W[wi]` over all terms.
+    pub fn conv2d_backward_input<T: Element>(
+        gy: &Tensor<T>,
+        w: &Tensor<T>,
+        input_hw: [usize; 2],
+        p: Conv2dParams,
+    ) -> Tensor<T> {
+        let w_shape = dims4("naive", "weight", w);
+        let x_shape = [gy.dim(0), w_shape[1] * p.groups, input_hw[0], input_hw[1]];
+        let g = Geom::conv("naive::conv2d_backward_input", x_shape, w_shape, p);
+        let (gv, wv) = (gy.to_f64_vec(), w.to_f64_vec());
+        let mut dx = vec![0.0; g.n * g.c * g.h * g.w];
+        terms(&g, |xi, wi, yi| dx[xi] += gv[yi] * wv[wi]);
+        out(dx, g.x_shape())
+    }
+
+    /// `conv2d_backward_weight` from the definition: `dW[wi] += g[yi]·x[xi]` over all terms.
+    pub fn conv2d_backward_weight<T: Element>(
+        gy: &Tensor<T>,
+        x: &Tensor<T>,
+        kernel_hw: [usize; 2],
+        p: Conv2dParams,
+    ) -> Tensor<T> {
+        let x_shape = dims4("naive", "input", x);
+        let w_shape = [gy.dim(1), x_shape[1] / p.groups.max(1), kernel_hw[0], kernel_hw[1]];
+        let g = Geom::conv("naive::conv2d_backward_weight", x_shape, w_shape, p);
+        let (gv, xv) = (gy.to_f64_vec(), x.to_f64_vec());
+        let mut dw = vec![0.0; g.o * g.k()];
+        terms(&g, |xi, wi, yi| dw[wi] += gv[yi] * xv[xi]);
+        out(dw, g.w_shape())
+    }
+
+    /// `conv_transpose2d` from the definition: every input element `z[n, ci, a, b]` scatters
+    /// `z·W[ci, co, i, j]` to `out[n, g·C_out/G + co, a·s − p + i·d, b·s − p + j·d]`.
+    pub fn conv_transpose2d<T: Element>(
+        z: &Tensor<T>,
+        w: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: ConvTranspose2dParams,
+    ) -> Tensor<T> {
+        let g = Geom::transposed("naive::conv_transpose2d", dims4("naive", "input", z), dims4("naive", "weight", w), p);
+        let (zv, wv, bv) = (z.to_f64_vec(), w.to_f64_vec(), bias_or_zero(bias, g.c));
+        let plane = g.h * g.w;
+        let mut y: Vec<f64> = (0..g.n * g.c * plane).map(|xi| bv[(xi / plane) % g.c]).collect();
+        terms(&g, |xi, wi, yi| y[xi] += zv[yi] * wv[wi]);
+        out(y, g.x_shape())
+    }
+
+    /// `im2col` from the definition (`groups` ignored).
+    pub fn im2col<T: Element>(x: &Tensor<T>, kernel_hw: [usize; 2], p: Conv2dParams) -> Tensor<T> {
+        let x_shape = dims4("naive", "input", x);
+        let p = Conv2dParams { groups: 1, ..p };
+        // A single output channel whose weight index is exactly the row (c, i, j).
+        let g = Geom::conv("naive::im2col", x_shape, [1, x_shape[1], kernel_hw[0], kernel_hw[1]], p);
+        let (xv, rows, l) = (x.to_f64_vec(), g.k(), g.l());
+        let mut cols = vec![0.0; g.n * rows * l];
+        terms(&g, |xi, wi, yi| cols[((yi / l) * rows + wi) * l + yi % l] = xv[xi]);
+        Tensor::from_vec(cols.into_iter().map(T::of).collect(), &[g.n, rows, l])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    fn randn(shape: &[usize], rng: &mut Rng) -> Tensor<f64> {
+        Tensor::randn(shape, rng)
+    }
+
+    fn dot(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
+        assert_eq!(a.shape(), b.shape());
+        a.to_vec().iter().zip(b.to_vec()).map(|(x, y)| x * y).sum()
+    }
+
+    /// |a − b| ≤ tol·max(1, |a|, |b|), the scale of a sum of products of unit normals.
+    fn assert_close_scalar(a: f64, b: f64, tol: f64, what: &str) {
+        assert!((a - b).abs() <= tol * a.abs().max(b.abs()).max(1.0), "{what}: {a} vs {b}");
+    }
+
+    #[track_caller]
+    fn assert_close(got: &Tensor<f64>, want: &Tensor<f64>, what: &str) {
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        for (i, (a, b)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{what}: element {i}: {a} vs {b}");
+        }
+    }
+
+    /// A non-contiguous view holding the same values as a fresh `[a, b, c, d]` tensor: the
+    /// data is stored with axes permuted and every other width column skipped.
+    fn strided_copy(t: &Tensor<f64>) -> Tensor<f64> {
+        let s = t.shape().to_vec();
+        let padded = Tensor::from_fn(&[s[2], s[0], 2 * s[3], s[1]], |ix| {
+            if ix[2] % 2 == 0 {
+                t.get(&[ix[1], ix[3], ix[0], ix[2] / 2])
+            } else {
+                f64::NAN
+            }
+        });
+        let v = padded.permute(&[1, 3, 0, 2]).slice(3, 0, 2 * s[3], 2);
+        assert!(!v.is_contiguous());
+        assert_eq!(v.to_vec(), t.to_vec());
+        v
+    }
+
+    /// (n, c, h, w, o, kh, kw, stride, padding, dilation, groups)
+    type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], usize);
+
+    fn cases() -> Vec<Case> {
+        vec![
+            (1, 1, 5, 5, 1, 3, 3, [1, 1], [0, 0], [1, 1], 1),
+            (3, 3, 7, 6, 4, 3, 3, [1, 1], [1, 1], [1, 1], 1),
+            (3, 2, 9, 11, 3, 3, 2, [2, 3], [1, 2], [1, 1], 1),
+            (1, 4, 9, 9, 6, 3, 2, [2, 2], [1, 0], [1, 1], 2),
+            (3, 2, 8, 7, 2, 3, 3, [1, 1], [2, 2], [2, 2], 1),
+            (1, 3, 11, 9, 4, 4, 3, [2, 3], [2, 1], [1, 2], 1),
+            (3, 6, 6, 5, 6, 3, 3, [1, 1], [1, 1], [1, 1], 6), // depthwise
+            (3, 6, 6, 5, 12, 3, 3, [3, 1], [2, 0], [1, 2], 3), // depthwise multiplier 2
+            (3, 5, 4, 6, 7, 1, 1, [1, 1], [0, 0], [1, 1], 1), // pointwise fast path
+            (1, 4, 5, 3, 6, 1, 1, [1, 1], [0, 0], [1, 1], 2), // pointwise, groups
+            (3, 4, 5, 5, 3, 1, 1, [2, 2], [1, 1], [1, 1], 1), // 1×1 with stride and padding
+            (9, 5, 4, 4, 7, 4, 4, [1, 1], [0, 0], [1, 1], 1), // L = 1, batched GEMMs
+            (9, 6, 3, 3, 4, 1, 1, [1, 1], [0, 0], [1, 1], 2), // pointwise, L = 9 gathered
+            (5, 3, 6, 6, 4, 3, 3, [1, 1], [0, 0], [1, 1], 1), // L = 16, several images per GEMM
+            (2, 2, 3, 3, 2, 5, 5, [1, 1], [2, 2], [1, 1], 1), // kernel larger than input
+            (2, 3, 5, 4, 2, 2, 2, [3, 3], [1, 0], [2, 1], 1),
+            (10, 2, 16, 16, 3, 3, 3, [1, 1], [1, 1], [1, 1], 1), // 5 partials of 2 GEMMs each
+        ]
+    }
+
+    fn setup(case: Case, rng: &mut Rng) -> (Tensor<f64>, Tensor<f64>, Tensor<f64>, Conv2dParams) {
+        let (n, c, h, w, o, kh, kw, s, p, d, g) = case;
+        let params = Conv2dParams::new().stride2(s).padding2(p).dilation2(d).groups(g);
+        (randn(&[n, c, h, w], rng), randn(&[o, c / g, kh, kw], rng), randn(&[o], rng), params)
+    }
+
+    #[test]
+    fn conv2d_matches_naive_on_contiguous_and_strided_inputs() {
+        let mut rng = Rng::new(11);
+        for case in cases() {
+            let (x, w, b, p) = setup(case, &mut rng);
+            let want = naive::conv2d(&x, &w, Some(&b), p);
+            assert_close(&x.conv2d(&w, Some(&b), p), &want, &format!("{case:?}"));
+            let (xs, ws) = (strided_copy(&x), strided_copy(&w));
+            assert_close(&xs.conv2d(&ws, Some(&b), p), &want, &format!("strided {case:?}"));
+            assert_close(&x.conv2d(&w, None, p), &naive::conv2d(&x, &w, None, p), &format!("no bias {case:?}"));
+        }
+    }
+
+    #[test]
+    fn backward_kernels_match_naive() {
+        let mut rng = Rng::new(12);
+        for case in cases() {
+            let (x, w, _, p) = setup(case, &mut rng);
+            let (hw, khw) = ([x.dim(2), x.dim(3)], [w.dim(2), w.dim(3)]);
+            let gy = randn(naive::conv2d(&x, &w, None, p).shape(), &mut rng);
+            let want_dx = naive::conv2d_backward_input(&gy, &w, hw, p);
+            let want_dw = naive::conv2d_backward_weight(&gy, &x, khw, p);
+            let what = format!("{case:?}");
+            assert_close(&Tensor::conv2d_backward_input(&gy, &w, hw, p), &want_dx, &what);
+            assert_close(&Tensor::conv2d_backward_weight(&gy, &x, khw, p), &want_dw, &what);
+            let (gs, ws, xs) = (strided_copy(&gy), strided_copy(&w), strided_copy(&x));
+            assert_close(&Tensor::conv2d_backward_input(&gs, &ws, hw, p), &want_dx, &what);
+            assert_close(&Tensor::conv2d_backward_weight(&gs, &xs, khw, p), &want_dw, &what);
+        }
+    }
+
+    #[test]
+    fn adjoint_identities_hold() {
+        let mut rng = Rng::new(13);
+        for case in cases() {
+            let (x, w, _, p) = setup(case, &mut rng);
+            let (hw, khw) = ([x.dim(2), x.dim(3)], [w.dim(2), w.dim(3)]);
+            let y = x.conv2d(&w, None, p);
+            let r = randn(y.shape(), &mut rng);
+            let lhs = dot(&y, &r);
+            let what = format!("{case:?}");
+            assert_close_scalar(lhs, dot(&x, &Tensor::conv2d_backward_input(&r, &w, hw, p)), 1e-12, &what);
+            assert_close_scalar(lhs, dot(&w, &Tensor::conv2d_backward_weight(&r, &x, khw, p)), 1e-12, &what);
+        }
+    }
+
+    #[test]
+    fn im2col_matches_naive_and_col2im_is_its_adjoint() {
+        let mut rng = Rng::new(14);
+        for case in cases() {
+            let (x, w, _, p) = setup(case, &mut rng);
+            let khw = [w.dim(2), w.dim(3)];
+            let cols = x.im2col(khw, p);
+            assert_close(&cols, &naive::im2col(&x, khw, p), &format!("{case:?}"));
+            assert_close(&strided_copy(&x).im2col(khw, p), &cols, &format!("strided {case:?}"));
+            let c = randn(cols.shape(), &mut rng);
+            let back = Tensor::col2im(&c, [x.dim(0), x.dim(1), x.dim(2), x.dim(3)], khw, p);
+            assert_close_scalar(dot(&cols, &c), dot(&x, &back), 1e-12, &format!("{case:?}"));
+        }
+    }
+
+    #[test]
+    fn im2col_times_weight_is_conv2d() {
+        // conv2d(x, W)[n] = W.reshape([O, C·kh·kw]) · im2col(x)[n] for groups = 1.
+        let mut rng = Rng::new(15);
+        let (x, w, _, p) = setup((2, 3, 7, 6, 4, 3, 2, [2, 1], [1, 1], [1, 2], 1), &mut rng);
+        let cols = x.im2col([3, 2], p);
+        let y = w.reshape(&[4, 18]).matmul(&cols).reshape(&[2, 4, 4, 6]);
+        assert_close(&y, &x.conv2d(&w, None, p), "im2col · W");
+    }
+
+    /// (n, c_in, h, w, c_out, kh, kw, stride, padding, output_padding, dilation, groups)
+    type TCase =
+        (usize, usize, usize, usize, usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2], usize);
+
+    fn transposed_cases() -> Vec<TCase> {
+        vec![
+            (2, 4, 5, 5, 3, 3, 3, [1, 1], [1, 1], [0, 0], [1, 1], 1),
+            (1, 4, 4, 5, 2, 3, 3, [2, 2], [1, 1], [1, 1], [1, 1], 2),
+            (2, 2, 3, 4, 3, 4, 4, [2, 2], [1, 1], [0, 0], [1, 1], 1),
+            (1, 3, 4, 4, 2, 3, 2, [2, 3], [1, 0], [1, 2], [1, 1], 1),
+            (3, 2, 5, 5, 2, 3, 3, [1, 1], [2, 2], [0, 0], [2, 2], 1),
+            (3, 2, 4, 3, 4, 2, 3, [1, 2], [0, 1], [1, 2], [2, 3], 2), // output_padding ≥ stride
+            (5, 6, 1, 1, 3, 4, 4, [1, 1], [0, 0], [0, 0], [1, 1], 3), // 1×1 input
+            (3, 5, 4, 6, 7, 1, 1, [1, 1], [0, 0], [0, 0], [1, 1], 1), // pointwise
+        ]
+    }
+
+    fn transposed_setup(case: TCase, rng: &mut Rng) -> (Tensor<f64>, Tensor<f64>, Tensor<f64>, ConvTranspose2dParams) {
+        let (n, cin, h, w, cout, kh, kw, s, p, op, d, g) = case;
+        let params = ConvTranspose2dParams::new().stride2(s).padding2(p).output_padding2(op).dilation2(d).groups(g);
+        (randn(&[n, cin, h, w], rng), randn(&[cin, cout / g, kh, kw], rng), randn(&[cout], rng), params)
+    }
+
+    #[test]
+    fn conv_transpose2d_matches_naive_and_is_the_adjoint_of_conv2d() {
+        let mut rng = Rng::new(16);
+        for case in transposed_cases() {
+            let (z, w, b, p) = transposed_setup(case, &mut rng);
+            let what = format!("{case:?}");
+            let y = z.conv_transpose2d(&w, Some(&b), p);
+            assert_close(&y, &naive::conv_transpose2d(&z, &w, Some(&b), p), &what);
+            assert_close(&strided_copy(&z).conv_transpose2d(&strided_copy(&w), Some(&b), p), &y, &what);
+            let [h, wd] = p.output_hw([z.dim(2), z.dim(3)], [w.dim(2), w.dim(3)]).unwrap();
+            assert_eq!(y.shape(), &[z.dim(0), w.dim(1) * p.groups, h, wd]);
+            // ⟨conv_transpose2d(z, W), x⟩ = ⟨z, conv2d(x, W)[.., :H, :W]⟩
+            let x = randn(y.shape(), &mut rng);
+            let zt = z.conv_transpose2d(&w, None, p);
+            let cx = Tensor::conv_transpose2d_backward_input(&x, &w, [z.dim(2), z.dim(3)], p);
+            assert_close_scalar(dot(&zt, &x), dot(&z, &cx), 1e-12, &what);
+            let full = x.conv2d(&w, None, p.as_conv());
+            assert_close(&cx, &full.narrow(2, 0, z.dim(2)).narrow(3, 0, z.dim(3)), &what);
+            if (0..2).all(|a| p.output_padding[a] < p.stride[a]) {
+                assert_eq!(full.shape(), z.shape(), "{what}");
+            }
+            // ⟨conv_transpose2d(z, W), x⟩ = ⟨W, conv_transpose2d_backward_weight(z, x)⟩
+            let dw = Tensor::conv_transpose2d_backward_weight(&z, &x, [w.dim(2), w.dim(3)], p);
+            assert_close_scalar(dot(&zt, &x), dot(&w, &dw), 1e-12, &what);
+        }
+    }
+
+    #[test]
+    fn strided_conv_with_output_padding_gives_adjoint_shapes() {
+        // MATH.md §2: A(z) = conv_transpose2d(z, W) and Aᵀ(x) = conv2d(x, W) with matching
+        // shapes when s > 1, through output_padding.
+        let mut rng = Rng::new(17);
+        let p = Conv2dParams::new().stride(2).padding(1);
+        let x = randn(&[2, 3, 8, 8], &mut rng);
+        let w = randn(&[5, 3, 3, 3], &mut rng);
+        let y = x.conv2d(&w, None, p);
+        assert_eq!(y.shape(), &[2, 5, 4, 4]);
+        let pt = ConvTranspose2dParams::new().stride(2).padding(1).output_padding(1);
+        let z = randn(y.shape(), &mut rng);
+        let az = z.conv_transpose2d(&w, None, pt);
+        assert_eq!(az.shape(), x.shape());
+        assert_close_scalar(dot(&az, &x), dot(&z, &y), 1e-12, "adjoint");
+    }
+
+    #[test]
+    fn zero_sized_batches_and_channels() {
+        let p = Conv2dParams::new().padding(1);
+        let x = Tensor::<f64>::zeros(&[0, 3, 5, 5]);
+        let w = Tensor::<f64>::ones(&[2, 3, 3, 3]);
+        assert_eq!(x.conv2d(&w, None, p).shape(), &[0, 2, 5, 5]);
+        let dw = Tensor::conv2d_backward_weight(&Tensor::zeros(&[0, 2, 5, 5]), &x, [3, 3], p);
+        assert_eq!(dw.to_vec(), vec![0.0; 54]);
+        // No input channels: the output is the bias.
+        let x = Tensor::<f64>::zeros(&[2, 0, 4, 4]);
+        let w = Tensor::<f64>::zeros(&[3, 0, 3, 3]);
+        let b = Tensor::from([1.0, 2.0, 3.0]);
+        let y = x.conv2d(&w, Some(&b), p);
+        assert_eq!(y.get(&[1, 2, 3, 3]), 3.0);
+    }
+
+    #[test]
+    fn hand_computed_stride_two_conv() {
+        // x = 0..16 as 4×4, W = [[1, 0], [0, −1]], stride 2:  y[a, b] = x[2a, 2b] − x[2a+1, 2b+1] = −5
+        let x = Tensor::<f64>::arange(16).reshape(&[1, 1, 4, 4]);
+        let w = Tensor::from_vec(vec![1.0, 0.0, 0.0, -1.0], &[1, 1, 2, 2]);
+        let y = x.conv2d(&w, Some(&Tensor::from([0.5])), Conv2dParams::new().stride(2));
+        assert_eq!(y.to_vec(), vec![-4.5; 4]);
+    }
+
+    #[test]
+    fn f32_matches_f64() {
+        let mut rng = Rng::new(18);
+        let (x, w, b, p) = setup((5, 4, 9, 8, 6, 3, 3, [1, 1], [1, 1], [1, 1], 2), &mut rng);
+        let y64 = x.conv2d(&w, Some(&b), p);
+        let y32 = x.cast::<f32>().conv2d(&w.cast(), Some(&b.cast()), p).cast::<f64>();
+        assert!(y32.allclose(&y64, 1e-4, 1e-4));
+        let gy = randn(y64.shape(), &mut rng);
+        let dw64 = Tensor::conv2d_backward_weight(&gy, &x, [3, 3], p);
+        let dw32 = Tensor::conv2d_backward_weight(&gy.cast::<f32>(), &x.cast(), [3, 3], p).cast::<f64>();
+        assert!(dw32.allclose(&dw64, 1e-4, 1e-3));
+    }
+
+    #[test]
+    fn weight_gradient_is_bit_identical_for_any_thread_count() {
+        let mut rng = Rng::new(19);
+        let x = Tensor::<f32>::randn(&[37, 6, 11, 10], &mut rng);
+        let w = Tensor::<f32>::randn(&[8, 3, 3, 3], &mut rng);
+        let p = Conv2dParams::new().padding(1).groups(2);
+        let gy = Tensor::<f32>::randn(&[37, 8, 11, 10], &mut rng);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                (
+                    Tensor::conv2d_backward_weight(&gy, &x, [3, 3], p).to_vec(),
+                    Tensor::conv2d_backward_input(&gy, &w, [11, 10], p).to_vec(),
+                    x.conv2d(&w, None, p).to_vec(),
+                )
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(one.0.iter().zip(&two.0).all(|(a, b)| a.to_bits() == b.to_bits()), "weight gradient");
+        assert!(one.1.iter().zip(&two.1).all(|(a, b)| a.to_bits() == b.to_bits()), "input gradient");
+        assert!(one.2.iter().zip(&two.2).all(|(a, b)| a.to_bits() == b.to_bits()), "forward");
+        assert_eq!(run(3).0, one.0);
+    }
+
+    #[test]
+    fn output_sizes() {
+        let p = Conv2dParams::new().stride2([2, 3]).padding2([2, 1]).dilation2([1, 2]);
+        // H: (11 + 4 − 3 − 1)/2 + 1 = 6;  W: (9 + 2 − 4 − 1)/3 + 1 = 3
+        assert_eq!(p.output_hw([11, 9], [4, 3]), Some([6, 3]));
+        assert_eq!(Conv2dParams::new().output_hw([4, 4], [5, 1]), None);
+        assert_eq!(Conv2dParams::new().padding(1).output_hw([4, 4], [5, 1]), Some([2, 6]));
+        assert_eq!(Conv2dParams::new().stride(0).output_hw([4, 4], [1, 1]), None);
+        assert_eq!(Conv2dParams::new().groups(0).output_hw([4, 4], [1, 1]), None);
+        assert_eq!(Conv2dParams::new().output_hw([4, 4], [0, 1]), None);
+        let t = ConvTranspose2dParams::new().stride2([2, 3]).padding2([1, 0]).output_padding2([1, 2]);
+        // H: 3·2 − 2 + 2 + 1 + 1 = 8;  W: 3·3 − 0 + 1 + 2 + 1 = 13
+        assert_eq!(t.output_hw([4, 4], [3, 2]), Some([8, 13]));
+        assert_eq!(ConvTranspose2dParams::new().output_padding(1).output_hw([4, 4], [3, 3]), None);
+        assert_eq!(ConvTranspose2dParams::new().dilation(2).output_padding(1).output_hw([4, 4], [3, 3]), Some([9, 9]));
+        assert_eq!(ConvTranspose2dParams::new().padding(2).output_hw([1, 1], [3, 3]), None);
+        assert_eq!(ConvTranspose2dParams::new().output_hw([0, 1], [1, 1]), None);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "conv2d: input [2, 3, 7, 6] has 3 channels but weight [4, 2, 3, 3] with groups 1 expects 2"
+    )]
+    fn channel_mismatch_panics() {
+        let _ = Tensor::<f64>::zeros(&[2, 3, 7, 6]).conv2d(&Tensor::zeros(&[4, 2, 3, 3]), None, Conv2dParams::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d: groups 2 does not divide the 3 channels of input [1, 3, 5, 5]")]
+    fn groups_not_dividing_channels_panics() {
+        let _ = Tensor::<f64>::zeros(&[1, 3, 5, 5]).conv2d(
+            &Tensor::zeros(&[4, 1, 3, 3]),
+            None,
+            Conv2dParams::new().groups(2),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d: groups 2 does not divide the 3 output channels of weight [3, 2, 3, 3]")]
+    fn groups_not_dividing_outputs_panics() {
+        let _ = Tensor::<f64>::zeros(&[1, 4, 5, 5]).conv2d(
+            &Tensor::zeros(&[3, 2, 3, 3]),
+            None,
+            Conv2dParams::new().groups(2),
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "conv2d: kernel [5, 5] with dilation [1, 1] does not fit input [1, 1, 4, 4] with padding [0, 0]"
+    )]
+    fn kernel_larger_than_input_panics() {
+        let _ = Tensor::<f64>::zeros(&[1, 1, 4, 4]).conv2d(&Tensor::zeros(&[1, 1, 5, 5]), None, Conv2dParams::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d: stride [0, 0], dilation [1, 1] and groups 1 must all be at least 1")]
+    fn zero_stride_panics() {
+        let _ = Tensor::<f64>::zeros(&[1, 1, 4, 4]).conv2d(
+            &Tensor::zeros(&[1, 1, 3, 3]),
+            None,
+            Conv2dParams::new().stride(0),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d: input must have rank 4, got shape [3, 4, 4]")]
+    fn wrong_rank_panics() {
+        let _ = Tensor::<f64>::zeros(&[3, 4, 4]).conv2d(&Tensor::zeros(&[1, 3, 3, 3]), None, Conv2dParams::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d: bias [3] should be [2] (one value per output channel)")]
+    fn wrong_bias_panics() {
+        let _ = Tensor::<f64>::zeros(&[1, 3, 4, 4]).conv2d(
+            &Tensor::zeros(&[2, 3, 3, 3]),
+            Some(&Tensor::zeros(&[3])),
+            Conv2dParams::new(),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d_backward_input: grad_out [1, 2, 3, 3] should be [1, 2, 2, 2]")]
+    fn backward_input_shape_mismatch_panics() {
+        let _ = Tensor::<f64>::conv2d_backward_input(
+            &Tensor::zeros(&[1, 2, 3, 3]),
+            &Tensor::zeros(&[2, 3, 3, 3]),
+            [4, 4],
+            Conv2dParams::new(),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d_backward_weight: grad_out [2, 2, 2, 2] should be [3, 2, 2, 2]")]
+    fn backward_weight_batch_mismatch_panics() {
+        let _ = Tensor::<f64>::conv2d_backward_weight(
+            &Tensor::zeros(&[2, 2, 2, 2]),
+            &Tensor::zeros(&[3, 3, 4, 4]),
+            [3, 3],
+            Conv2dParams::new(),
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "conv_transpose2d: output_padding [2, 2] must be smaller than stride [2, 2] or dilation [1, 1]"
+    )]
+    fn large_output_padding_panics() {
+        let p = ConvTranspose2dParams::new().stride(2).output_padding(2);
+        let _ = Tensor::<f64>::zeros(&[1, 2, 4, 4]).conv_transpose2d(&Tensor::zeros(&[2, 3, 3, 3]), None, p);
+    }
+
+    #[test]
+    #[should_panic(expected = "conv_transpose2d: input [1, 2, 4, 4] has 2 channels but weight [3, 3, 3, 3] expects 3")]
+    fn transposed_channel_mismatch_panics() {
+        let p = ConvTranspose2dParams::new();
+        let _ = Tensor::<f64>::zeros(&[1, 2, 4, 4]).conv_transpose2d(&Tensor::zeros(&[3, 3, 3, 3]), None, p);
+    }
+
+    #[test]
+    #[should_panic(expected = "col2im: cols [1, 9, 4] should be [1, 9, 9]")]
+    fn col2im_shape_mismatch_panics() {
+        let _ = Tensor::<f64>::col2im(&Tensor::zeros(&[1, 9, 4]), [1, 1, 5, 5], [3, 3], Conv2dParams::new());
     }
 }
