@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use byteorder::{BigEndian, ByteOrder, LittleEndian};
 use memmap2::Mmap;
 
 use crate::checksum::{hex, Sha256};
@@ -178,8 +179,9 @@ fn cache_name(path: &Path, base: &str, salt: u64) -> String {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes a file atomically: `write` fills a temporary file in the destination's directory,
-/// which is then flushed, synced and renamed over `dest`. On any error the temporary file is
-/// removed and `dest` is left as it was.
+/// which is then flushed and renamed over `dest`. On any error the temporary file is removed
+/// and `dest` is left as it was. The file is not `fsync`ed: readers never see a partial file,
+/// and a cache file damaged by a system crash fails its checksum on reuse and is rebuilt.
 ///
 /// # Errors
 /// [`DataError::Io`] for failures to create, write, sync or rename; any error `write` returns.
@@ -192,9 +194,7 @@ pub fn write_atomic(dest: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
         let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, "create", e))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         write(&mut w)?;
-        let file = w.into_inner().map_err(|e| DataError::io(&tmp, "write", e.into_error()))?;
-        file.sync_all().map_err(|e| DataError::io(&tmp, "sync", e))?;
-        drop(file);
+        drop(w.into_inner().map_err(|e| DataError::io(&tmp, "write", e.into_error()))?);
         fs::rename(&tmp, dest).map_err(|e| DataError::io(dest, "rename", e))
     })();
     if result.is_err() {
@@ -244,8 +244,8 @@ fn gunzip(path: &Path, bytes: &[u8], opts: &OpenOptions) -> Result<Arc<Blob>> {
             format!("a gzip stream of at least 18 bytes (10-byte header, 8-byte trailer), file has {len}"),
         ));
     }
-    let crc = u32::from_le_bytes(bytes[len - 8..len - 4].try_into().expect("4 bytes"));
-    let isize = u32::from_le_bytes(bytes[len - 4..].try_into().expect("4 bytes"));
+    let crc = LittleEndian::read_u32(&bytes[len - 8..]);
+    let isize = LittleEndian::read_u32(&bytes[len - 4..]);
     let inflate = |w: &mut dyn Write| -> Result<()> {
         let mut dec = flate2::bufread::MultiGzDecoder::new(bytes);
         let mut buf = vec![0u8; 1 << 16];
@@ -326,8 +326,7 @@ pub(crate) fn inflate_zlib(path: &Path, stream: &[u8], offset: u64, opts: &OpenO
             w.write_all(&buf[..n]).map_err(|e| DataError::io(path, "write inflated data", e))?;
         }
         let end = stream.len() - dec.get_ref().len();
-        let want =
-            if end >= 4 { Some(u32::from_be_bytes(stream[end - 4..end].try_into().expect("4 bytes"))) } else { None };
+        let want = if end >= 4 { Some(BigEndian::read_u32(&stream[end - 4..end])) } else { None };
         if want != Some(adler) || dec.total_out() == 0 {
             return Err(DataError::format(
                 path,
@@ -349,7 +348,7 @@ pub(crate) fn inflate_zlib(path: &Path, stream: &[u8], offset: u64, opts: &OpenO
     };
     let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let dest = dir.join(cache_name(path, &format!("{fname}-z{offset}"), offset));
-    let trailer = u32::from_be_bytes(stream[stream.len() - 4..].try_into().expect("4 bytes"));
+    let trailer = BigEndian::read_u32(&stream[stream.len() - 4..]);
     let valid = |p: &Path| fold_file(p, 1u32, adler32).is_some_and(|(n, a)| n > 0 && a == trailer);
     through_cache(&dest, valid, |w| inflate(w))
 }

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use byteorder::{BigEndian, ByteOrder};
+
 use crate::blob::{load, write_atomic, Blob, OpenOptions};
 use crate::dataset::{ImageSet, Labels, Part, Split};
 use crate::error::{DataError, Result};
@@ -31,7 +33,7 @@ pub(crate) fn parse_header(path: &Path, bytes: &[u8], want: u8) -> Result<Vec<us
             format!("IDX magic {}, but the file has only {len} bytes", magic_name(want)),
         ));
     }
-    let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let magic = BigEndian::read_u32(bytes);
     if magic != idx_magic(want) {
         let hint = match magic {
             0x0801 => " (this looks like a labels file)",
@@ -49,9 +51,7 @@ pub(crate) fn parse_header(path: &Path, bytes: &[u8], want: u8) -> Result<Vec<us
             format!("{want} four-byte dimensions (a {header}-byte header), but the file ends after {len} bytes"),
         ));
     }
-    let dims: Vec<usize> = (0..want as usize)
-        .map(|k| u32::from_be_bytes(bytes[4 + 4 * k..8 + 4 * k].try_into().expect("4 bytes")) as usize)
-        .collect();
+    let dims: Vec<usize> = (0..want as usize).map(|k| BigEndian::read_u32(&bytes[4 + 4 * k..]) as usize).collect();
     let shown = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×");
     let total = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).and_then(|p| p.checked_add(header));
     let Some(total) = total else {

@@ -21,6 +21,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use byteorder::{BigEndian, ByteOrder, LittleEndian};
+
 use crate::blob::{inflate_zlib, load, Blob, OpenOptions};
 use crate::dataset::{ImageSet, Labels, Part, Split};
 use crate::error::{DataError, Result};
@@ -122,10 +124,10 @@ impl<'a> Reader<'a> {
     }
 
     fn u32_at(&self, off: usize) -> u32 {
-        let b: [u8; 4] = self.bytes()[off..off + 4].try_into().expect("4 bytes");
+        let b = &self.bytes()[off..off + 4];
         match self.endian {
-            Endian::Little => u32::from_le_bytes(b),
-            Endian::Big => u32::from_be_bytes(b),
+            Endian::Little => LittleEndian::read_u32(b),
+            Endian::Big => BigEndian::read_u32(b),
         }
     }
 
@@ -262,8 +264,8 @@ fn variables(path: &Path, blob: &Arc<Blob>, opts: &OpenOptions) -> Result<(Endia
         }
     };
     let version = match endian {
-        Endian::Little => u16::from_le_bytes([bytes[124], bytes[125]]),
-        Endian::Big => u16::from_be_bytes([bytes[124], bytes[125]]),
+        Endian::Little => LittleEndian::read_u16(&bytes[124..]),
+        Endian::Big => BigEndian::read_u16(&bytes[124..]),
     };
     if version != 0x0100 {
         return Err(DataError::format(path, 124, format!("MAT-file version 0x0100, found {version:#06x}")));
@@ -311,27 +313,26 @@ impl Var {
     fn value(&self, endian: Endian, k: usize) -> f64 {
         let size = numeric_size(self.ty).expect("numeric");
         let b = &self.blob.bytes()[self.data + k * size..self.data + (k + 1) * size];
-        macro_rules! read {
-            ($t:ty) => {{
-                let a = b.try_into().expect("sized");
-                (match endian {
-                    Endian::Little => <$t>::from_le_bytes(a),
-                    Endian::Big => <$t>::from_be_bytes(a),
-                }) as f64
-            }};
+        match endian {
+            Endian::Little => numeric_value::<LittleEndian>(self.ty, b),
+            Endian::Big => numeric_value::<BigEndian>(self.ty, b),
         }
-        match self.ty {
-            MI_INT8 => b[0] as i8 as f64,
-            MI_UINT8 => b[0] as f64,
-            MI_INT16 => read!(i16),
-            MI_UINT16 => read!(u16),
-            MI_INT32 => read!(i32),
-            MI_UINT32 => read!(u32),
-            MI_SINGLE => read!(f32),
-            MI_DOUBLE => read!(f64),
-            MI_INT64 => read!(i64),
-            _ => read!(u64),
-        }
+    }
+}
+
+/// The number stored in `b` as numeric element type `ty` with byte order `B`.
+fn numeric_value<B: ByteOrder>(ty: u32, b: &[u8]) -> f64 {
+    match ty {
+        MI_INT8 => b[0] as i8 as f64,
+        MI_UINT8 => b[0] as f64,
+        MI_INT16 => B::read_i16(b) as f64,
+        MI_UINT16 => B::read_u16(b) as f64,
+        MI_INT32 => B::read_i32(b) as f64,
+        MI_UINT32 => B::read_u32(b) as f64,
+        MI_SINGLE => B::read_f32(b) as f64,
+        MI_DOUBLE => B::read_f64(b),
+        MI_INT64 => B::read_i64(b) as f64,
+        _ => B::read_u64(b) as f64,
     }
 }
 
