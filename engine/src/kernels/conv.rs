@@ -217,14 +217,22 @@ impl Geom {
     fn y_shape(&self) -> [usize; 4] {
         [self.n, self.o, self.oh, self.ow]
     }
-    /// A 1×1 kernel with stride 1 and no padding: the input planes are the columns.
-    fn is_pointwise(&self) -> bool {
-        self.kh == 1
-            && self.kw == 1
-            && self.p.stride == [1, 1]
-            && self.p.padding == [0, 0]
-            && self.oh == self.h
-            && self.ow == self.w
+    /// When every image's column matrix is the image itself seen as an `[rows, L]` matrix,
+    /// `Some(rows)`: a 1×1 kernel with stride 1 and no padding (`rows = C`, `L = H·W`), or a
+    /// kernel covering the whole unpadded input (`rows = C·H·W`, `L = 1`, a dense layer).
+    fn identity_columns(&self) -> Option<usize> {
+        let unpadded = self.p.padding == [0, 0];
+        let pointwise =
+            [self.kh, self.kw, self.p.stride[0], self.p.stride[1]] == [1; 4] && [self.oh, self.ow] == [self.h, self.w];
+        let dense = [self.kh, self.kw] == [self.h, self.w]
+            && [self.oh, self.ow] == [1, 1]
+            && (self.kh == 1 || self.p.dilation[0] == 1)
+            && (self.kw == 1 || self.p.dilation[1] == 1);
+        match (unpadded, pointwise, dense) {
+            (true, true, _) => Some(self.c),
+            (true, _, true) => Some(self.c * self.h * self.w),
+            _ => None,
+        }
     }
 
     /// Geometry of `conv2d(x, W)` from the shapes of `x` and `W`.
@@ -313,17 +321,36 @@ fn bias_values<T: Element>(op: &str, bias: Option<&Tensor<T>>, o: usize) -> Opti
 
 // ---------------------------------------------------------------------------------- chunks
 
-/// Output positions a GEMM should have at least, when several images can be batched.
-const GEMM_COLS: usize = 256;
-/// Number of chunks a batch is cut into at least, when it has that many images (parallelism).
+/// Output positions a GEMM should have at least: images are batched into one GEMM until
+/// their positions reach this, so that packing the weight is amortised.
+const GEMM_COLS: usize = 64;
+/// Chunks of images needed to run the chunks in parallel; with fewer, the chunks run in turn
+/// and each GEMM is split into row blocks instead.
 const MIN_CHUNKS: usize = 4;
-/// Largest number of partial weight gradients (one per chunk of the batch) that are summed.
+/// Largest number of partial weight gradients (one per group of chunks) that are summed.
 const MAX_PARTIALS: usize = 8;
 
-/// Images per chunk: enough output positions for a GEMM of [`GEMM_COLS`] columns, but at least
-/// [`MIN_CHUNKS`] chunks when the batch allows. Depends only on the shapes.
-fn images_per_chunk(n: usize, l: usize) -> usize {
-    GEMM_COLS.div_ceil(l.max(1)).min(n.div_ceil(MIN_CHUNKS)).max(1)
+/// How a batch is processed; depends only on the shapes (never on the thread count).
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Images per chunk (one GEMM per chunk and group).
+    images: usize,
+    /// Number of chunks, `⌈N / images⌉`.
+    chunks: usize,
+    /// Chunks in parallel with single-threaded GEMMs (true), or in turn with split GEMMs.
+    by_chunk: bool,
+}
+
+impl Plan {
+    fn new(n: usize, l: usize) -> Plan {
+        let images = GEMM_COLS.div_ceil(l.max(1)).min(n).max(1);
+        let chunks = n.div_ceil(images);
+        Plan { images, chunks, by_chunk: chunks >= MIN_CHUNKS }
+    }
+    /// First image and number of images of chunk `i`.
+    fn chunk(&self, i: usize, n: usize) -> (usize, usize) {
+        (i * self.images, self.images.min(n - i * self.images))
+    }
 }
 
 /// Per-thread buffers reused across the chunks a rayon job processes.
@@ -379,29 +406,48 @@ fn channel_matrix<'a, T: Element>(
     MatRef::row_major(buf, 0, r, b * l)
 }
 
+/// Row blocks a GEMM of this size is split into when split: about 2²⁰ multiply-adds or more
+/// per block, at most 8 blocks, block heights a multiple of 16 (the micro-kernel's rows).
+fn rows_per_block(m: usize, k: usize, n: usize) -> usize {
+    let blocks = (m.saturating_mul(k).saturating_mul(n) >> 20).clamp(1, 8);
+    m.div_ceil(blocks).next_multiple_of(16)
+}
+
+/// `C ← A·B + β·C` with `C` the row-major matrix filling `c` (row stride `B.cols`). With
+/// `split`, blocks of rows (sizes from the shape only) run on rayon; every element is computed
+/// by one GEMM call either way.
+fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], split: bool) {
+    let n = b.cols;
+    if !split || a.rows == 0 || n == 0 {
+        return gemm(T::one(), a, b, beta, c, 0, n);
+    }
+    let rows = rows_per_block(a.rows, a.cols, n);
+    c.par_chunks_mut(rows * n).enumerate().for_each(|(i, block)| {
+        gemm(T::one(), sub_rows(a, i * rows, block.len() / n), b, beta, block, 0, n);
+    });
+}
+
 /// `D ← A·X + β·D` where `D` is channel rows `r0..r0 + A.rows` of a contiguous `[b, R, L]`
 /// buffer `dst`, seen as the `[A.rows, b·L]` matrix of [`channel_matrix`]. Writes in place
-/// when `b = 1` or `L = 1` (then as `Dᵀ = Xᵀ·Aᵀ`), otherwise through `tmp`.
+/// when `b = 1`, or `L = 1` and not `split` (then as `Dᵀ = Xᵀ·Aᵀ`), otherwise through `tmp`.
 #[allow(clippy::too_many_arguments)]
 fn gemm_into_planes<T: Element>(
     a: MatRef<T>,
     x: MatRef<T>,
     beta: T,
     dst: &mut [T],
-    r: usize,
-    r0: usize,
-    l: usize,
+    (r, r0, l): (usize, usize, usize),
     tmp: &mut Vec<T>,
+    split: bool,
 ) {
-    let b = x.cols / l;
+    let (b, m) = (x.cols / l, a.rows);
     if b == 1 {
-        gemm(T::one(), a, x, beta, dst, r0 * l, l);
-    } else if l == 1 {
+        gemm_rows(a, x, beta, &mut dst[r0 * l..(r0 + m) * l], split);
+    } else if l == 1 && !split {
         gemm(T::one(), x.t(), a.t(), beta, dst, r0, r);
     } else {
-        let m = a.rows;
         let buf = sized(tmp, m * b * l);
-        gemm(T::one(), a, x, T::zero(), buf, 0, b * l);
+        gemm_rows(a, x, T::zero(), buf, split);
         for (bi, image) in dst.chunks_exact_mut(r * l).enumerate() {
             for (ri, plane) in image[r0 * l..(r0 + m) * l].chunks_exact_mut(l).enumerate() {
                 let src = &buf[(ri * b + bi) * l..][..l];
@@ -415,48 +461,96 @@ fn gemm_into_planes<T: Element>(
     }
 }
 
-/// Indices `t < count` with `0 ≤ t·stride + off < len`, as a range `lo..hi`.
-fn valid_range(off: isize, stride: usize, len: usize, count: usize) -> (usize, usize) {
+/// Indices `t < count` with `0 ≤ t·stride + off < len`, as a range `lo..hi` (also used by
+/// pooling).
+pub(crate) fn valid_range(off: isize, stride: usize, len: usize, count: usize) -> (usize, usize) {
     let lo = if off >= 0 { 0 } else { off.unsigned_abs().div_ceil(stride) };
     let hi = if off >= len as isize { 0 } else { ((len as isize - off) as usize).div_ceil(stride) };
     let hi = hi.min(count);
     (lo.min(hi), hi)
 }
 
-/// The walk shared by im2col and col2im (in opposite directions). For every segment of `OW`
-/// consecutive entries of the column matrix of images `0..b` (row-major `[C·kh·kw, b·L]`),
-/// starting at entry `col_at`, calls `f(plane_at, col_at, lo, hi)`: for `t in lo..hi` entry
-/// `col_at + t` pairs with element `plane_at + (t − lo)·stride_w` of the images' planes (a
-/// contiguous `[b, C, H, W]` buffer); entries with `t < lo` or `t ≥ hi` lie in the padding
-/// (a row of positions whose input row is padding has `lo = hi = 0`).
-fn for_each_segment(g: &Geom, b: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
-    let ([sh, sw], [ph, pw], [dh, dw]) = (g.p.stride, g.p.padding, g.p.dilation);
-    let (l, plane) = (g.l(), g.h * g.w);
-    for c in 0..g.c {
-        for i in 0..g.kh {
-            let row_off = (i * dh) as isize - ph as isize;
-            let (a_lo, a_hi) = valid_range(row_off, sh, g.h, g.oh);
-            for j in 0..g.kw {
-                let col_off = (j * dw) as isize - pw as isize;
-                let (lo, hi) = valid_range(col_off, sw, g.w, g.ow);
-                // Input column of output column `lo` (only used when lo < hi, then in 0..W).
-                let first_col = if lo < hi { ((lo * sw) as isize + col_off) as usize } else { 0 };
-                let row = (c * g.kh + i) * g.kw + j;
-                for bi in 0..b {
-                    let plane_at = (bi * g.c + c) * plane;
-                    let col_row = (row * b + bi) * l;
-                    for a in 0..g.oh {
-                        let col_at = col_row + a * g.ow;
-                        if a < a_lo || a >= a_hi {
-                            f(0, col_at, 0, 0);
-                        } else {
+/// The walk shared by im2col and col2im (in opposite directions): which entries of the
+/// column matrix read real input elements, per kernel row and per kernel column.
+struct Segments {
+    /// Per kernel row i: the output rows `lo..hi` whose input row `a·sh + i·dh − ph` is real,
+    /// and the input row of output row 0 (may be negative).
+    rows: Vec<(usize, usize, isize)>,
+    /// Per kernel column j: the output columns `lo..hi` whose input column is real, and the
+    /// input column of output column `lo` (only meaningful when `lo < hi`).
+    cols: Vec<(usize, usize, usize)>,
+}
+
+impl Segments {
+    fn new(g: &Geom) -> Segments {
+        let ([sh, sw], [ph, pw], [dh, dw]) = (g.p.stride, g.p.padding, g.p.dilation);
+        let rows = (0..g.kh)
+            .map(|i| {
+                let off = (i * dh) as isize - ph as isize;
+                let (lo, hi) = valid_range(off, sh, g.h, g.oh);
+                (lo, hi, off)
+            })
+            .collect();
+        let cols = (0..g.kw)
+            .map(|j| {
+                let off = (j * dw) as isize - pw as isize;
+                let (lo, hi) = valid_range(off, sw, g.w, g.ow);
+                (lo, hi, if lo < hi { ((lo * sw) as isize + off) as usize } else { 0 })
+            })
+            .collect();
+        Segments { rows, cols }
+    }
+
+    /// Calls `f(src, col_at, len)` for every run of entries `col_at..col_at + len` of the
+    /// column matrix of images `0..b` (row-major `[C·kh·kw, b·L]`), in order: for a run that
+    /// reads real input elements `src = Some(plane_at)` and entry `col_at + t` pairs with
+    /// element `plane_at + t·stride_w` of the images' planes (a contiguous `[b, C, H, W]`
+    /// buffer); a run in the padding has `src = None`.
+    fn for_each(&self, g: &Geom, b: usize, mut f: impl FnMut(Option<usize>, usize, usize)) {
+        let (sh, l, plane, ow) = (g.p.stride[0], g.l(), g.h * g.w, g.ow);
+        let mut row = 0;
+        for c in 0..g.c {
+            for &(a_lo, a_hi, row_off) in &self.rows {
+                for &(lo, hi, first_col) in &self.cols {
+                    for bi in 0..b {
+                        let plane_at = (bi * g.c + c) * plane + first_col;
+                        let col_row = (row * b + bi) * l;
+                        if a_lo > 0 {
+                            f(None, col_row, a_lo * ow);
+                        }
+                        for a in a_lo..a_hi {
                             let ih = ((a * sh) as isize + row_off) as usize;
-                            f(plane_at + ih * g.w + first_col, col_at, lo, hi);
+                            let col_at = col_row + a * ow;
+                            if lo > 0 {
+                                f(None, col_at, lo);
+                            }
+                            f(Some(plane_at + ih * g.w), col_at + lo, hi - lo);
+                            if hi < ow {
+                                f(None, col_at + hi, ow - hi);
+                            }
+                        }
+                        if a_hi < g.oh {
+                            f(None, col_row + a_hi * ow, (g.oh - a_hi) * ow);
                         }
                     }
+                    row += 1;
                 }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of im2col (often under 16 elements), with
+/// fixed-size moves instead of a call to `memcpy`.
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    let (mut dst8, mut src8) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
+    for (d, s) in (&mut dst8).zip(&mut src8) {
+        let d: &mut [T; 8] = d.try_into().expect("8 elements");
+        *d = s.try_into().expect("8 elements");
+    }
+    for (d, &s) in dst8.into_remainder().iter_mut().zip(src8.remainder()) {
+        *d = s;
     }
 }
 
@@ -465,17 +559,13 @@ fn for_each_segment(g: &Geom, b: usize, mut f: impl FnMut(usize, usize, usize, u
 /// `x[n0 + image, c, a·s − p + i·d, b·s − p + j·d]`, or 0 in the padding.
 fn im2col_into<T: Element>(x: &[T], g: &Geom, n0: usize, b: usize, cols: &mut [T]) {
     let x = &x[n0 * g.c * g.h * g.w..];
-    let (sw, ow) = (g.p.stride[1], g.ow);
-    for_each_segment(g, b, |plane_at, col_at, lo, hi| {
-        let seg = &mut cols[col_at..col_at + ow];
-        seg[..lo].fill(T::zero());
-        seg[hi..].fill(T::zero());
-        if sw == 1 {
-            seg[lo..hi].copy_from_slice(&x[plane_at..plane_at + (hi - lo)]);
-        } else {
-            for (t, v) in seg[lo..hi].iter_mut().enumerate() {
-                *v = x[plane_at + t * sw];
-            }
+    let sw = g.p.stride[1];
+    Segments::new(g).for_each(g, b, |src, col_at, len| {
+        let dst = &mut cols[col_at..col_at + len];
+        match src {
+            None => dst.fill(T::zero()),
+            Some(at) if sw == 1 => copy_run(dst, &x[at..at + len]),
+            Some(at) => dst.iter_mut().enumerate().for_each(|(t, v)| *v = x[at + t * sw]),
         }
     });
 }
@@ -484,23 +574,21 @@ fn im2col_into<T: Element>(x: &[T], g: &Geom, n0: usize, b: usize, cols: &mut [T
 /// contiguous `[b, C, H, W]` planes of those images: the adjoint of `im2col_into`.
 fn col2im_add<T: Element>(cols: &[T], g: &Geom, b: usize, dx: &mut [T]) {
     let sw = g.p.stride[1];
-    for_each_segment(g, b, |plane_at, col_at, lo, hi| {
-        let seg = &cols[col_at + lo..col_at + hi];
-        if sw == 1 {
-            dx[plane_at..plane_at + seg.len()].iter_mut().zip(seg).for_each(|(d, &v)| *d += v);
-        } else {
-            for (t, &v) in seg.iter().enumerate() {
-                dx[plane_at + t * sw] += v;
-            }
+    Segments::new(g).for_each(g, b, |src, col_at, len| {
+        let seg = &cols[col_at..col_at + len];
+        match src {
+            None => {}
+            Some(at) if sw == 1 => dx[at..at + len].iter_mut().zip(seg).for_each(|(d, &v)| *d += v),
+            Some(at) => seg.iter().enumerate().for_each(|(t, &v)| dx[at + t * sw] += v),
         }
     });
 }
 
-/// The columns of images `n0..n0 + b` as a `[C·kh·kw, b·L]` matrix: the input itself for a
-/// pointwise convolution (no copy when `b = 1` or `L = 1`), otherwise im2col into `scratch`.
+/// The columns of images `n0..n0 + b` as a `[C·kh·kw, b·L]` matrix: the input itself when
+/// im2col is the identity (no copy when `b = 1` or `L = 1`), otherwise im2col into `scratch`.
 fn columns<'a, T: Element>(x: &'a [T], g: &Geom, n0: usize, b: usize, scratch: &'a mut Vec<T>) -> MatRef<'a, T> {
-    if g.is_pointwise() {
-        return channel_matrix(x, g.c, g.l(), n0, b, scratch);
+    if let Some(rows) = g.identity_columns() {
+        return channel_matrix(x, rows, g.l(), n0, b, scratch);
     }
     let rows = g.c * g.kh * g.kw;
     let buf = sized(scratch, rows * b * g.l());
@@ -510,17 +598,34 @@ fn columns<'a, T: Element>(x: &'a [T], g: &Geom, n0: usize, b: usize, scratch: &
 
 // ---------------------------------------------------------------------------------- kernels
 
+/// Runs `f(scratch, chunk, dst, split)` for every chunk of `plan` with `dst` its `per_image`-
+/// sized pieces of `out`: chunks in parallel (`split = false`) or in turn (`split = true`).
+fn for_chunks<T: Element>(
+    out: &mut [T],
+    per_image: usize,
+    plan: Plan,
+    f: impl Fn(&mut Scratch<T>, usize, &mut [T], bool) + Sync + Send,
+) {
+    if out.is_empty() {
+        return;
+    }
+    let size = plan.images * per_image;
+    if plan.by_chunk {
+        out.par_chunks_mut(size).enumerate().for_each_init(Scratch::new, |s, (i, dst)| f(s, i, dst, false));
+    } else {
+        let mut s = Scratch::new();
+        out.chunks_mut(size).enumerate().for_each(|(i, dst)| f(&mut s, i, dst, true));
+    }
+}
+
 /// `y = conv(x, W) + bias` on contiguous buffers; `y` is `[n, o, oh, ow]`.
 fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T> {
     let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
     let mut y = vec![T::zero(); g.n * o * l];
-    if y.is_empty() {
-        return y;
-    }
-    let b = images_per_chunk(g.n, l);
     let beta = if bias.is_some() { T::one() } else { T::zero() };
-    y.par_chunks_mut(b * o * l).enumerate().for_each_init(Scratch::new, |s, (chunk, dst)| {
-        let (n0, nb) = (chunk * b, dst.len() / (o * l));
+    let plan = Plan::new(g.n, l);
+    for_chunks(&mut y, o * l, plan, |s, chunk, dst, split| {
+        let (n0, nb) = plan.chunk(chunk, g.n);
         if let Some(bias) = bias {
             for (plane, &v) in dst.chunks_exact_mut(l).zip(bias.iter().cycle()) {
                 plane.fill(v);
@@ -529,7 +634,7 @@ fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T>
         let cols = columns(x, g, n0, nb, &mut s.cols);
         for grp in 0..g.p.groups {
             let wg = MatRef::row_major(w, grp * og * k, og, k);
-            gemm_into_planes(wg, sub_rows(cols, grp * k, k), beta, dst, o, grp * og, l, &mut s.tmp);
+            gemm_into_planes(wg, sub_rows(cols, grp * k, k), beta, dst, (o, grp * og, l), &mut s.tmp, split);
         }
     });
     y
@@ -537,28 +642,26 @@ fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T>
 
 /// `dx = ∂⟨conv(x, W), gy⟩/∂x` on contiguous buffers; `dx` is `[n, c, h, w]`.
 fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom) -> Vec<T> {
-    let (o, l, og, k, cg) = (g.o, g.l(), g.og(), g.k(), g.cg());
+    let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
     let image = g.c * g.h * g.w;
     let mut dx = vec![T::zero(); g.n * image];
-    if dx.is_empty() {
-        return dx;
-    }
-    let b = images_per_chunk(g.n, l);
-    dx.par_chunks_mut(b * image).enumerate().for_each_init(Scratch::new, |s, (chunk, dst)| {
-        let (n0, nb) = (chunk * b, dst.len() / image);
+    let plan = Plan::new(g.n, l);
+    for_chunks(&mut dx, image, plan, |s, chunk, dst, split| {
+        let (n0, nb) = plan.chunk(chunk, g.n);
         let gm = channel_matrix(gy, o, l, n0, nb, &mut s.gathered);
+        let identity = g.identity_columns();
+        let cols = sized(&mut s.cols, if identity.is_some() { 0 } else { g.c * g.kh * g.kw * nb * l });
         for grp in 0..g.p.groups {
             let wgt = MatRef::row_major(w, grp * og * k, og, k).t();
             let gg = sub_rows(gm, grp * og, og);
-            if g.is_pointwise() {
-                gemm_into_planes(wgt, gg, T::zero(), dst, g.c, grp * cg, l, &mut s.tmp);
-            } else {
-                let cols = sized(&mut s.cols, g.c * g.kh * g.kw * nb * l);
-                gemm(T::one(), wgt, gg, T::zero(), cols, grp * k * nb * l, nb * l);
+            match identity {
+                // The columns are the input planes: write them in place.
+                Some(rows) => gemm_into_planes(wgt, gg, T::zero(), dst, (rows, grp * k, l), &mut s.tmp, split),
+                None => gemm_rows(wgt, gg, T::zero(), &mut cols[grp * k * nb * l..(grp + 1) * k * nb * l], split),
             }
         }
-        if !g.is_pointwise() {
-            col2im_add(&s.cols, g, nb, dst);
+        if identity.is_none() {
+            col2im_add(cols, g, nb, dst);
         }
     });
     dx
@@ -566,37 +669,40 @@ fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom) -> Vec<T> {
 
 /// `dW = ∂⟨conv(x, W), gy⟩/∂W` on contiguous buffers; `dW` is `[o, c/groups, kh, kw]`.
 ///
-/// The batch is cut into at most [`MAX_PARTIALS`] chunks of whole GEMM sub-batches (sizes from
-/// the shapes only); each chunk accumulates its sub-batches with `β = 1`, and the partial sums
-/// are added in chunk order: bit-identical for any number of threads.
+/// Chunk by chunk, `dW_g += G_g · cols_gᵀ` (GEMM with `β = 1`). When the chunks run in
+/// parallel they are dealt into at most [`MAX_PARTIALS`] consecutive runs whose partial sums
+/// are added in order; otherwise one accumulator takes every chunk in turn with split GEMMs.
+/// The runs depend only on the shapes: bit-identical results for any number of threads.
 fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
     let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
-    if g.n == 0 || o * k == 0 {
+    if o * k == 0 {
         return vec![T::zero(); o * k];
     }
-    let b = images_per_chunk(g.n, l);
-    let subs = g.n.div_ceil(b);
-    let per_partial = subs.div_ceil(subs.min(MAX_PARTIALS));
-    let partials: Vec<Vec<T>> = (0..subs.div_ceil(per_partial))
-        .into_par_iter()
-        .map_init(Scratch::new, |s, part| {
-            let mut acc = vec![T::zero(); o * k];
-            for (j, sub) in (part * per_partial..subs.min((part + 1) * per_partial)).enumerate() {
-                let (n0, nb) = (sub * b, b.min(g.n - sub * b));
-                let cols = columns(x, g, n0, nb, &mut s.cols);
-                let gm = channel_matrix(gy, o, l, n0, nb, &mut s.gathered);
-                let beta = if j == 0 { T::zero() } else { T::one() };
-                for grp in 0..g.p.groups {
-                    let (gg, cg) = (sub_rows(gm, grp * og, og), sub_rows(cols, grp * k, k));
-                    gemm(T::one(), gg, cg.t(), beta, &mut acc, grp * og * k, k);
-                }
+    let plan = Plan::new(g.n, l);
+    let accumulate = |s: &mut Scratch<T>, chunks: std::ops::Range<usize>, split: bool| {
+        let mut acc = vec![T::zero(); o * k];
+        for (j, chunk) in chunks.enumerate() {
+            let (n0, nb) = plan.chunk(chunk, g.n);
+            let cols = columns(x, g, n0, nb, &mut s.cols);
+            let gm = channel_matrix(gy, o, l, n0, nb, &mut s.gathered);
+            let beta = if j == 0 { T::zero() } else { T::one() };
+            for (grp, dw) in acc.chunks_exact_mut(og * k).enumerate() {
+                gemm_rows(sub_rows(gm, grp * og, og), sub_rows(cols, grp * k, k).t(), beta, dw, split);
             }
-            acc
-        })
+        }
+        acc
+    };
+    if !plan.by_chunk {
+        return accumulate(&mut Scratch::new(), 0..plan.chunks, true);
+    }
+    let per_run = plan.chunks.div_ceil(MAX_PARTIALS);
+    let partials: Vec<Vec<T>> = (0..plan.chunks.div_ceil(per_run))
+        .into_par_iter()
+        .map_init(Scratch::new, |s, run| accumulate(s, run * per_run..plan.chunks.min((run + 1) * per_run), false))
         .collect();
-    let mut parts = partials.into_iter();
-    let mut dw = parts.next().expect("at least one partial");
-    for part in parts {
+    let mut runs = partials.into_iter();
+    let mut dw = runs.next().expect("at least one run");
+    for part in runs {
         dw.iter_mut().zip(&part).for_each(|(d, &v)| *d += v);
     }
     dw
@@ -986,9 +1092,12 @@ mod tests {
             (3, 5, 4, 6, 7, 1, 1, [1, 1], [0, 0], [1, 1], 1), // pointwise fast path
             (1, 4, 5, 3, 6, 1, 1, [1, 1], [0, 0], [1, 1], 2), // pointwise, groups
             (3, 4, 5, 5, 3, 1, 1, [2, 2], [1, 1], [1, 1], 1), // 1×1 with stride and padding
-            (9, 5, 4, 4, 7, 4, 4, [1, 1], [0, 0], [1, 1], 1), // L = 1, batched GEMMs
+            (9, 5, 4, 4, 7, 4, 4, [1, 1], [0, 0], [1, 1], 1), // L = 1: one chunk, split GEMMs
             (9, 6, 3, 3, 4, 1, 1, [1, 1], [0, 0], [1, 1], 2), // pointwise, L = 9 gathered
             (5, 3, 6, 6, 4, 3, 3, [1, 1], [0, 0], [1, 1], 1), // L = 16, several images per GEMM
+            (50, 2, 6, 6, 3, 3, 3, [1, 1], [0, 0], [1, 1], 1), // the same in parallel chunks
+            (50, 4, 4, 4, 6, 1, 1, [1, 1], [0, 0], [1, 1], 2), // pointwise, gathered, parallel
+            (1025, 2, 2, 2, 3, 2, 2, [1, 1], [0, 0], [1, 1], 1), // L = 1 in parallel chunks
             (2, 2, 3, 3, 2, 5, 5, [1, 1], [2, 2], [1, 1], 1), // kernel larger than input
             (2, 3, 5, 4, 2, 2, 2, [3, 3], [1, 0], [2, 1], 1),
             (10, 2, 16, 16, 3, 3, 3, [1, 1], [1, 1], [1, 1], 1), // 5 partials of 2 GEMMs each

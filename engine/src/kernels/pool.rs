@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use super::conv::valid_range;
 use crate::{Element, Tensor, PAR_CHUNK};
 
 /// Window, stride and zero padding (`[height, width]`). `count_include_pad` applies to
@@ -85,8 +86,12 @@ struct Geom {
     w: usize,
     oh: usize,
     ow: usize,
+    stride_w: usize,
     rows: Vec<Span>,
     cols: Vec<Span>,
+    /// Per kernel column j, the output columns `lo..hi` whose window column j is real and the
+    /// input column of output column `lo` (the kernels' inner loops run along these).
+    taps: Vec<(usize, usize, usize)>,
 }
 
 fn spans(k: usize, s: usize, p: usize, len: usize, count: usize) -> Vec<Span> {
@@ -117,7 +122,14 @@ impl Geom {
         };
         let rows = spans(p.kernel[0], p.stride[0], p.padding[0], h, oh);
         let cols = spans(p.kernel[1], p.stride[1], p.padding[1], w, ow);
-        Geom { n, c, h, w, oh, ow, rows, cols }
+        let taps = (0..p.kernel[1])
+            .map(|j| {
+                let off = j as isize - p.padding[1] as isize;
+                let (lo, hi) = valid_range(off, p.stride[1], w, ow);
+                (lo, hi, ((lo * p.stride[1]) as isize + off).max(0) as usize)
+            })
+            .collect();
+        Geom { n, c, h, w, oh, ow, stride_w: p.stride[1], rows, cols, taps }
     }
     fn in_plane(&self) -> usize {
         self.h * self.w
@@ -136,13 +148,25 @@ impl Geom {
             }
         }
     }
-    /// The divisor of average pooling for a window.
-    fn divisor(&self, r: Span, c: Span, count_include_pad: bool) -> usize {
-        if count_include_pad {
-            r.padded * c.padded
-        } else {
-            (r.hi - r.lo) * (c.hi - c.lo)
+    /// For output row `a`: calls `f(row, b, iw)` for every input row `row` of its windows (top to
+    /// bottom) and every kernel column (left to right), with the output columns `b` whose
+    /// window holds that column and the input column of the first of them; the next ones are
+    /// `stride_w` apart. Each window sees its elements in row-major order.
+    fn row_taps(&self, a: usize, mut f: impl FnMut(usize, std::ops::Range<usize>, usize)) {
+        for ih in self.rows[a].lo..self.rows[a].hi {
+            for &(lo, hi, iw) in &self.taps {
+                f(ih, lo..hi, iw);
+            }
         }
+    }
+    /// The divisors of average pooling, one per output of a plane.
+    fn divisors<T: Element>(&self, count_include_pad: bool) -> Vec<T> {
+        let mut d = Vec::with_capacity(self.out_plane());
+        self.windows(|_, r, c| {
+            let n = if count_include_pad { r.padded * c.padded } else { (r.hi - r.lo) * (c.hi - c.lo) };
+            d.push(T::of(n as f64));
+        });
+        d
     }
 }
 
@@ -194,22 +218,37 @@ impl<T: Element> Tensor<T> {
         let x = self.contiguous();
         let xs = x.as_slice().expect("contiguous");
         let (ip, op) = (g.in_plane(), g.out_plane());
-        let mut out: Vec<(T, usize)> = vec![(T::zero(), 0); g.n * g.c * op];
-        for_planes(&mut out, op, ip, |plane, dst| {
+        let mut indices = vec![0usize; g.n * g.c * op];
+        for_planes(&mut indices, op, ip, |plane, dst| {
             let src = &xs[plane * ip..(plane + 1) * ip];
             g.windows(|o, r, c| {
-                let mut best = (T::neg_infinity(), r.lo * g.w + c.lo);
+                let (mut max, mut at, mut nan) = (T::neg_infinity(), r.lo * g.w + c.lo, false);
                 for ih in r.lo..r.hi {
-                    for (iw, &v) in src[ih * g.w..][c.lo..c.hi].iter().enumerate() {
-                        if v > best.0 || v.is_nan() {
-                            best = (v, ih * g.w + c.lo + iw);
-                        }
+                    let start = ih * g.w + c.lo;
+                    for (i, &v) in (start..).zip(&src[start..ih * g.w + c.hi]) {
+                        // Kept in registers, these compile to selects rather than branches (the
+                        // comparison is data-dependent); NaN is handled after the loop, where a
+                        // branch is predictable.
+                        let take = v > max;
+                        max = if take { v } else { max };
+                        at = if take { i } else { at };
+                        nan |= v.is_nan();
                     }
                 }
-                dst[o] = best;
+                if nan {
+                    // `v > max || v.is_nan()` in window order selects the last NaN.
+                    let window = (r.lo..r.hi).flat_map(|ih| (c.lo..c.hi).map(move |iw| ih * g.w + iw));
+                    at = window.filter(|&i| src[i].is_nan()).last().expect("the window holds a NaN");
+                }
+                dst[o] = at;
             });
         });
-        let (values, indices): (Vec<T>, Vec<usize>) = out.into_iter().unzip();
+        // Every output is the input element it selected.
+        let mut values = vec![T::zero(); indices.len()];
+        for_planes(&mut values, op, op, |plane, dst| {
+            let (src, idx) = (&xs[plane * ip..(plane + 1) * ip], &indices[plane * op..(plane + 1) * op]);
+            dst.iter_mut().zip(idx).for_each(|(v, &i)| *v = src[i]);
+        });
         (Tensor::from_vec(values, &g.out_shape()), indices)
     }
 
@@ -267,15 +306,18 @@ impl<T: Element> Tensor<T> {
         let xs = x.as_slice().expect("contiguous");
         let (ip, op) = (g.in_plane(), g.out_plane());
         let mut out = vec![T::zero(); g.n * g.c * op];
+        let (sw, div) = (g.stride_w, g.divisors::<T>(p.count_include_pad));
         for_planes(&mut out, op, ip, |plane, dst| {
             let src = &xs[plane * ip..(plane + 1) * ip];
-            g.windows(|o, r, c| {
-                let mut sum = T::zero();
-                for ih in r.lo..r.hi {
-                    sum += src[ih * g.w..][c.lo..c.hi].iter().copied().sum::<T>();
-                }
-                dst[o] = sum / T::of(g.divisor(r, c, p.count_include_pad) as f64);
-            });
+            for (a, sum) in dst.chunks_exact_mut(g.ow).enumerate() {
+                g.row_taps(a, |ih, outs, iw| {
+                    let row = &src[ih * g.w..(ih + 1) * g.w];
+                    for (b, iw) in outs.zip((iw..).step_by(sw)) {
+                        sum[b] += row[iw];
+                    }
+                });
+                sum.iter_mut().zip(&div[a * g.ow..]).for_each(|(s, &d)| *s /= d);
+            }
         });
         Tensor::from_vec(out, &g.out_shape())
     }
@@ -294,14 +336,21 @@ impl<T: Element> Tensor<T> {
         let gs = gy.as_slice().expect("contiguous");
         let (ip, op) = (g.in_plane(), g.out_plane());
         let mut dx = vec![T::zero(); g.n * g.c * ip];
+        let (sw, div) = (g.stride_w, g.divisors::<T>(p.count_include_pad));
         for_planes(&mut dx, ip, ip, |plane, dst| {
             let src = &gs[plane * op..(plane + 1) * op];
-            g.windows(|o, r, c| {
-                let v = src[o] / T::of(g.divisor(r, c, p.count_include_pad) as f64);
-                for ih in r.lo..r.hi {
-                    dst[ih * g.w..][c.lo..c.hi].iter_mut().for_each(|d| *d += v);
+            let mut share = vec![T::zero(); g.ow];
+            for a in 0..g.oh {
+                for (s, (&v, &d)) in share.iter_mut().zip(src[a * g.ow..].iter().zip(&div[a * g.ow..])) {
+                    *s = v / d;
                 }
-            });
+                g.row_taps(a, |ih, outs, iw| {
+                    let row = &mut dst[ih * g.w..(ih + 1) * g.w];
+                    for (b, iw) in outs.zip((iw..).step_by(sw)) {
+                        row[iw] += share[b];
+                    }
+                });
+            }
         });
         Tensor::from_vec(dx, &input_shape)
     }
