@@ -49,6 +49,12 @@ impl<'a> ImageView<'a> {
         self.strides
     }
 
+    /// The bytes the view addresses, starting at pixel `(0, 0, 0)`; pixel `(c, h, w)` is at
+    /// `c·strides[0] + h·strides[1] + w·strides[2]`.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.data
+    }
+
     /// Number of pixels `C·H·W`.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()

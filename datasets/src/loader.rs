@@ -267,20 +267,19 @@ impl<'d, D: Dataset + ?Sized> Loader<'d, D> {
             indices.len()
         );
         let (c, len) = (shape[0], self.data.len() as u64);
-        // (a, b): normalised = u·a + b for intensity u = x/255
+        // (scale, bias) per channel: normalised = byte · scale + bias
         let affine: Vec<(f32, f32)> = if self.cfg.normalise {
             let st = self.data.channel_stats();
-            (0..c).map(|k| ((1.0 / st.std[k]) as f32, (-st.mean[k] / st.std[k]) as f32)).collect()
+            (0..c).map(|k| st.affine(k)).collect()
         } else {
-            vec![(1.0, 0.0); c]
+            vec![(1.0 / 255.0, 0.0); c]
         };
         let plain = self.cfg.augment.is_none() && self.cfg.noise == Noise::None;
-        let lut: Vec<f32> = affine.iter().flat_map(|&(a, b)| (0..256).map(move |v| v as f32 / 255.0 * a + b)).collect();
         let one = |k: usize, xo: &mut [f32], co: Option<&mut [f32]>| {
             let i = indices[k];
             let view = self.data.image_u8(i);
             if plain {
-                lut_fill(&view, &lut, xo);
+                plain_fill(&view, &affine, xo);
                 if let Some(co) = co {
                     co.copy_from_slice(xo);
                 }
@@ -309,39 +308,54 @@ impl<'d, D: Dataset + ?Sized> Loader<'d, D> {
         }
     }
 
+    /// Crop, flip and noise for one sample (see the module docs for the order of draws).
     fn augmented(
         &self,
         v: &ImageView<'_>,
         affine: &[(f32, f32)],
         rng: &mut Rng,
         xo: &mut [f32],
-        mut co: Option<&mut [f32]>,
+        co: Option<&mut [f32]>,
     ) {
         let [cn, hn, wn] = v.shape();
+        let [s0, s1, s2] = v.strides();
+        let data = v.bytes();
         let p = self.cfg.augment.crop_padding;
         let (dy, dx) =
             if p > 0 { (rng.below(2 * p as u64 + 1) as usize, rng.below(2 * p as u64 + 1) as usize) } else { (p, p) };
         let flip = self.cfg.augment.hflip && rng.uniform() < 0.5;
-        let noise = self.cfg.noise;
-        let mut k = 0;
-        for (c, &(a, b)) in affine.iter().enumerate().take(cn) {
-            for h in 0..hn {
-                // source row h + dy − p, column (flipped w) + dx − p; outside the image reads 0
-                let sh = (h + dy).checked_sub(p).filter(|&r| r < hn);
-                for w in 0..wn {
+        // Pass 1: the cropped, flipped bytes as f32 (padding reads 0).
+        // Output (h, w) reads source row h + dy − p, column (w, mirrored if flipped) + dx − p.
+        for (c, plane) in xo.chunks_exact_mut(hn * wn).enumerate().take(cn) {
+            for (h, row) in plane.chunks_exact_mut(wn).enumerate() {
+                let Some(r) = (h + dy).checked_sub(p).filter(|&r| r < hn) else {
+                    row.fill(0.0);
+                    continue;
+                };
+                let base = c * s0 + r * s1;
+                for (w, o) in row.iter_mut().enumerate() {
                     let ww = if flip { wn - 1 - w } else { w };
-                    let sw = (ww + dx).checked_sub(p).filter(|&q| q < wn);
-                    let byte = match (sh, sw) {
-                        (Some(r), Some(q)) => v.get(c, r, q),
-                        _ => 0,
+                    *o = match (ww + dx).checked_sub(p).filter(|&q| q < wn) {
+                        Some(q) => data[base + q * s2] as f32,
+                        None => 0.0,
                     };
-                    let u = byte as f32 / 255.0;
-                    if let Some(co) = co.as_deref_mut() {
-                        co[k] = u * a + b;
-                    }
-                    xo[k] = noise.apply(u, rng) * a + b;
-                    k += 1;
                 }
+            }
+        }
+        // Pass 2: the clean copy, then noise on u = byte/255, then normalisation.
+        let noise = self.cfg.noise;
+        let mut co = co;
+        for (c, plane) in xo.chunks_exact_mut(hn * wn).enumerate().take(cn) {
+            let (s, b) = affine[c];
+            if let Some(co) = co.as_deref_mut() {
+                for (o, &x) in co[c * hn * wn..(c + 1) * hn * wn].iter_mut().zip(plane.iter()) {
+                    *o = x * s + b;
+                }
+            }
+            if noise == Noise::None {
+                plane.iter_mut().for_each(|x| *x = *x * s + b);
+            } else {
+                plane.iter_mut().for_each(|x| *x = noise.apply(*x / 255.0, rng) * (255.0 * s) + b);
             }
         }
     }
@@ -364,26 +378,25 @@ impl<'d, D: Dataset + ?Sized> Loader<'d, D> {
     }
 }
 
-fn lut_fill(v: &ImageView<'_>, lut: &[f32], out: &mut [f32]) {
-    let [cn, hn, wn] = v.shape();
+/// `out = byte · scale_c + bias_c` in CHW order, without augmentation or noise.
+fn plain_fill(v: &ImageView<'_>, affine: &[(f32, f32)], out: &mut [f32]) {
+    let [_, hn, wn] = v.shape();
     let plane = hn * wn;
     match v.as_contiguous() {
         Some(px) => {
-            for c in 0..cn {
-                let l = &lut[c * 256..(c + 1) * 256];
-                for (o, &b) in out[c * plane..(c + 1) * plane].iter_mut().zip(&px[c * plane..(c + 1) * plane]) {
-                    *o = l[b as usize];
+            for ((o, p), &(s, b)) in out.chunks_exact_mut(plane).zip(px.chunks_exact(plane)).zip(affine) {
+                for (o, &x) in o.iter_mut().zip(p) {
+                    *o = x as f32 * s + b;
                 }
             }
         }
         None => {
-            let mut k = 0;
-            for c in 0..cn {
-                let l = &lut[c * 256..(c + 1) * 256];
-                for h in 0..hn {
-                    for w in 0..wn {
-                        out[k] = l[v.get(c, h, w) as usize];
-                        k += 1;
+            let [s0, s1, s2] = v.strides();
+            let data = v.bytes();
+            for (c, (o, &(s, b))) in out.chunks_exact_mut(plane).zip(affine).enumerate() {
+                for (h, row) in o.chunks_exact_mut(wn).enumerate() {
+                    for (w, o) in row.iter_mut().enumerate() {
+                        *o = data[c * s0 + h * s1 + w * s2] as f32 * s + b;
                     }
                 }
             }
@@ -476,7 +489,7 @@ mod tests {
             for (k, &i) in b.indices.iter().enumerate() {
                 assert_eq!(b.y[k] as usize, i % 3);
                 // pixel 4 of image i is 10i + 4, scaled by 1/255
-                assert_eq!(xs[k * 6 + 4], (10 * i + 4) as f32 / 255.0);
+                assert!((xs[k * 6 + 4] - (10 * i + 4) as f32 / 255.0).abs() < 1e-7);
             }
         }
         let dl = Loader::new(&d, LoaderConfig::new(4).drop_last(true));
@@ -537,7 +550,7 @@ mod tests {
                     } else {
                         0.0
                     };
-                    assert_eq!(xs[(3 * h + w) as usize], want, "sample {i} at ({h}, {w})");
+                    assert!((xs[(3 * h + w) as usize] - want).abs() < 1e-7, "sample {i} at ({h}, {w})");
                 }
             }
             saw_shift |= (dy, dx) != (1, 1);
@@ -558,7 +571,7 @@ mod tests {
         let var = x.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / x.len() as f64;
         assert!((m - 0.4).abs() < 0.005, "mean {m}");
         assert!((var.sqrt() - 0.1).abs() < 0.005, "std {}", var.sqrt());
-        assert!(b.clean.unwrap().to_vec().iter().all(|&v| v == 0.4));
+        assert!(b.clean.unwrap().to_vec().iter().all(|&v| (v - 0.4).abs() < 1e-7));
         // Poisson: mean u, variance u / peak.
         let cfg = LoaderConfig::new(n).normalise(false).noise(Noise::Poisson { peak: 10.0 });
         let x = Loader::new(&d, cfg).epoch(0).next().unwrap().x.to_vec();
