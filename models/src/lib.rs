@@ -1,3 +1,12 @@
 //! # sparsegrad-models
 //!
-//! Layers, networks, the training loop and the `sparsegrad` program.
+//! Parameters, networks and training for the `sparsegrad` program: the MNIST LeNet now;
+//! the networks of the sparse-coding papers as later issues add them.
+
+pub mod cli;
+pub mod lenet;
+pub mod params;
+pub mod train;
+
+pub use lenet::LeNet;
+pub use params::ParamSet;

@@ -6,10 +6,10 @@
 //! `g`, `a`, `b`, `y`, reduced back over broadcast axes automatically).
 
 mod binary;
-// mod conv; (enabled once the engine conv kernels land)
+mod conv;
 mod index;
 mod matmul;
-// mod pool; (enabled once the engine pooling kernels land)
+mod pool;
 mod reduce;
 mod shape;
 mod softmax;
