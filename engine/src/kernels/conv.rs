@@ -323,33 +323,70 @@ fn bias_values<T: Element>(op: &str, bias: Option<&Tensor<T>>, o: usize) -> Opti
 
 /// Output positions a GEMM should have at least: images are batched into one GEMM until
 /// their positions reach this, so that packing the weight is amortised.
-const GEMM_COLS: usize = 64;
+const GEMM_COLS: usize = 256;
 /// Chunks of images needed to run the chunks in parallel; with fewer, the chunks run in turn
 /// and each GEMM is split into row blocks instead.
 const MIN_CHUNKS: usize = 4;
 /// Largest number of partial weight gradients (one per group of chunks) that are summed.
 const MAX_PARTIALS: usize = 8;
+/// Largest column matrix built at once (elements): an image with more output positions is
+/// cut into blocks of output rows, so that its columns stay in the L2 cache between im2col
+/// and the GEMM. (Tiny under `cfg(test)`, so that the unit tests cross many block edges.)
+const COLS_BLOCK: usize = if cfg!(test) { 1 << 10 } else { 1 << 17 };
 
 /// How a batch is processed; depends only on the shapes (never on the thread count).
 #[derive(Clone, Copy, Debug)]
 struct Plan {
-    /// Images per chunk (one GEMM per chunk and group).
+    /// Images per chunk (one GEMM per chunk, row block and group).
     images: usize,
     /// Number of chunks, `⌈N / images⌉`.
     chunks: usize,
+    /// Output rows per row block (`OH` unless a chunk of one image has too many columns).
+    rows: usize,
     /// Chunks in parallel with single-threaded GEMMs (true), or in turn with split GEMMs.
     by_chunk: bool,
 }
 
-impl Plan {
-    fn new(n: usize, l: usize) -> Plan {
-        let images = GEMM_COLS.div_ceil(l.max(1)).min(n).max(1);
-        let chunks = n.div_ceil(images);
-        Plan { images, chunks, by_chunk: chunks >= MIN_CHUNKS }
+/// One piece of work: output rows `a0..a1` of images `n0..n0 + images`. Its column matrix is
+/// `[C·kh·kw, images·(a1 − a0)·OW]`, column `(image, a − a0, b)`.
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    n0: usize,
+    images: usize,
+    a0: usize,
+    a1: usize,
+}
+
+impl Block {
+    /// The block's output positions within one image's `0..OH·OW`.
+    fn positions(&self, ow: usize) -> std::ops::Range<usize> {
+        self.a0 * ow..self.a1 * ow
     }
-    /// First image and number of images of chunk `i`.
-    fn chunk(&self, i: usize, n: usize) -> (usize, usize) {
-        (i * self.images, self.images.min(n - i * self.images))
+    /// Columns of the block's matrices.
+    fn width(&self, ow: usize) -> usize {
+        self.images * (self.a1 - self.a0) * ow
+    }
+}
+
+impl Plan {
+    fn new(g: &Geom) -> Plan {
+        let l = g.l();
+        let images = GEMM_COLS.div_ceil(l.max(1)).min(g.n).max(1);
+        let chunks = g.n.div_ceil(images);
+        let col_rows = g.c * g.kh * g.kw;
+        let rows = if images > 1 || g.identity_columns().is_some() || col_rows * l <= COLS_BLOCK {
+            g.oh
+        } else {
+            let blocks = g.oh.div_ceil((COLS_BLOCK / (col_rows * g.ow).max(1)).max(1));
+            g.oh.div_ceil(blocks)
+        };
+        Plan { images, chunks, rows: rows.max(1), by_chunk: chunks >= MIN_CHUNKS }
+    }
+    /// The blocks of chunk `i`, top to bottom.
+    fn blocks(&self, i: usize, g: &Geom) -> impl Iterator<Item = Block> {
+        let (n0, oh, rows) = (i * self.images, g.oh, self.rows);
+        let images = self.images.min(g.n - n0);
+        (0..oh).step_by(rows).map(move |a0| Block { n0, images, a0, a1: (a0 + rows).min(oh) })
     }
 }
 
@@ -379,31 +416,31 @@ fn sub_rows<T>(m: MatRef<'_, T>, r0: usize, rows: usize) -> MatRef<'_, T> {
     MatRef { offset: (m.offset as isize + r0 as isize * m.rs) as usize, rows, ..m }
 }
 
-/// Images `n0..n0 + b` of a contiguous `[N, R, L]` buffer as the `[R, b·L]` matrix whose
-/// column `(image, pos)` holds `data[n0 + image, r, pos]`: a strided view when `b = 1` or
-/// `L = 1`, otherwise gathered into `scratch`.
+/// The block's part of a contiguous `[N, R, L]` buffer as the `[R, width]` matrix whose column
+/// `(image, pos)` holds `data[n0 + image, r, positions[pos]]`: a strided view when the block
+/// has one image or `L = 1`, otherwise gathered into `scratch`.
 fn channel_matrix<'a, T: Element>(
     data: &'a [T],
-    r: usize,
-    l: usize,
-    n0: usize,
-    b: usize,
+    (r, l): (usize, usize),
+    blk: &Block,
+    ow: usize,
     scratch: &'a mut Vec<T>,
 ) -> MatRef<'a, T> {
-    let base = n0 * r * l;
+    let (base, ps, b) = (blk.n0 * r * l, blk.positions(ow), blk.images);
     if b == 1 {
-        return MatRef::row_major(data, base, r, l);
+        return MatRef { data, offset: base + ps.start, rows: r, cols: ps.len(), rs: l as isize, cs: 1 };
     }
     if l == 1 {
         return MatRef { data, offset: base, rows: r, cols: b, rs: 1, cs: r as isize };
     }
-    let buf = sized(scratch, r * b * l);
+    let lb = ps.len();
+    let buf = sized(scratch, r * b * lb);
     for (bi, image) in data[base..base + b * r * l].chunks_exact(r * l).enumerate() {
         for (ri, plane) in image.chunks_exact(l).enumerate() {
-            buf[(ri * b + bi) * l..][..l].copy_from_slice(plane);
+            buf[(ri * b + bi) * lb..][..lb].copy_from_slice(&plane[ps.clone()]);
         }
     }
-    MatRef::row_major(buf, 0, r, b * l)
+    MatRef::row_major(buf, 0, r, b * lb)
 }
 
 /// Row blocks a GEMM of this size is split into when split: about 2²⁰ multiply-adds or more
@@ -413,23 +450,29 @@ fn rows_per_block(m: usize, k: usize, n: usize) -> usize {
     m.div_ceil(blocks).next_multiple_of(16)
 }
 
-/// `C ← A·B + β·C` with `C` the row-major matrix filling `c` (row stride `B.cols`). With
+/// `C ← A·B + β·C` with `C` row-major at the start of `c` with row stride `ldc`. With
 /// `split`, blocks of rows (sizes from the shape only) run on rayon; every element is computed
 /// by one GEMM call either way.
-fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], split: bool) {
-    let n = b.cols;
-    if !split || a.rows == 0 || n == 0 {
-        return gemm(T::one(), a, b, beta, c, 0, n);
+fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: usize, split: bool) {
+    let (m, n) = (a.rows, b.cols);
+    if m == 0 || n == 0 {
+        return;
     }
-    let rows = rows_per_block(a.rows, a.cols, n);
-    c.par_chunks_mut(rows * n).enumerate().for_each(|(i, block)| {
-        gemm(T::one(), sub_rows(a, i * rows, block.len() / n), b, beta, block, 0, n);
+    let c = &mut c[..(m - 1) * ldc + n];
+    if !split {
+        return gemm(T::one(), a, b, beta, c, 0, ldc);
+    }
+    let rows = rows_per_block(m, a.cols, n);
+    c.par_chunks_mut(rows * ldc).enumerate().for_each(|(i, block)| {
+        let height = (block.len() - n) / ldc + 1;
+        gemm(T::one(), sub_rows(a, i * rows, height), b, beta, block, 0, ldc);
     });
 }
 
-/// `D ← A·X + β·D` where `D` is channel rows `r0..r0 + A.rows` of a contiguous `[b, R, L]`
-/// buffer `dst`, seen as the `[A.rows, b·L]` matrix of [`channel_matrix`]. Writes in place
-/// when `b = 1`, or `L = 1` and not `split` (then as `Dᵀ = Xᵀ·Aᵀ`), otherwise through `tmp`.
+/// `D ← A·X + β·D` where `D` is channel rows `r0..r0 + A.rows` and the block's positions of
+/// the images of a contiguous `[b, R, L]` buffer `dst`, seen as the matrix of
+/// [`channel_matrix`]. Writes in place when the block has one image, or `L = 1` and not
+/// `split` (then as `Dᵀ = Xᵀ·Aᵀ`), otherwise through `tmp`.
 #[allow(clippy::too_many_arguments)]
 fn gemm_into_planes<T: Element>(
     a: MatRef<T>,
@@ -437,24 +480,26 @@ fn gemm_into_planes<T: Element>(
     beta: T,
     dst: &mut [T],
     (r, r0, l): (usize, usize, usize),
+    ps: std::ops::Range<usize>,
     tmp: &mut Vec<T>,
     split: bool,
 ) {
-    let (b, m) = (x.cols / l, a.rows);
+    let (m, lb) = (a.rows, ps.len());
+    let b = x.cols / lb;
     if b == 1 {
-        gemm_rows(a, x, beta, &mut dst[r0 * l..(r0 + m) * l], split);
+        gemm_rows(a, x, beta, &mut dst[r0 * l + ps.start..], l, split);
     } else if l == 1 && !split {
         gemm(T::one(), x.t(), a.t(), beta, dst, r0, r);
     } else {
-        let buf = sized(tmp, m * b * l);
-        gemm_rows(a, x, T::zero(), buf, split);
+        let buf = sized(tmp, m * b * lb);
+        gemm_rows(a, x, T::zero(), buf, b * lb, split);
         for (bi, image) in dst.chunks_exact_mut(r * l).enumerate() {
             for (ri, plane) in image[r0 * l..(r0 + m) * l].chunks_exact_mut(l).enumerate() {
-                let src = &buf[(ri * b + bi) * l..][..l];
+                let src = &buf[(ri * b + bi) * lb..][..lb];
                 if beta == T::zero() {
-                    plane.copy_from_slice(src);
+                    plane[ps.clone()].copy_from_slice(src);
                 } else {
-                    plane.iter_mut().zip(src).for_each(|(d, &s)| *d = beta * *d + s);
+                    plane[ps.clone()].iter_mut().zip(src).for_each(|(d, &s)| *d = beta * *d + s);
                 }
             }
         }
@@ -502,25 +547,28 @@ impl Segments {
     }
 
     /// Calls `f(src, col_at, len)` for every run of entries `col_at..col_at + len` of the
-    /// column matrix of images `0..b` (row-major `[C·kh·kw, b·L]`), in order: for a run that
-    /// reads real input elements `src = Some(plane_at)` and entry `col_at + t` pairs with
-    /// element `plane_at + t·stride_w` of the images' planes (a contiguous `[b, C, H, W]`
+    /// block's column matrix (row-major, [`Block`]), in order: for a run that reads real input
+    /// elements `src = Some(plane_at)` and entry `col_at + t` pairs with element
+    /// `plane_at + t·stride_w` of the block's images (a contiguous `[images, C, H, W]`
     /// buffer); a run in the padding has `src = None`.
-    fn for_each(&self, g: &Geom, b: usize, mut f: impl FnMut(Option<usize>, usize, usize)) {
-        let (sh, l, plane, ow) = (g.p.stride[0], g.l(), g.h * g.w, g.ow);
+    fn for_each(&self, g: &Geom, blk: &Block, mut f: impl FnMut(Option<usize>, usize, usize)) {
+        let (sh, plane, ow, b, (a0, a1)) = (g.p.stride[0], g.h * g.w, g.ow, blk.images, (blk.a0, blk.a1));
+        let lb = (a1 - a0) * ow;
         let mut row = 0;
         for c in 0..g.c {
             for &(a_lo, a_hi, row_off) in &self.rows {
+                let a_lo = a_lo.clamp(a0, a1);
+                let a_hi = a_hi.clamp(a_lo, a1);
                 for &(lo, hi, first_col) in &self.cols {
                     for bi in 0..b {
                         let plane_at = (bi * g.c + c) * plane + first_col;
-                        let col_row = (row * b + bi) * l;
-                        if a_lo > 0 {
-                            f(None, col_row, a_lo * ow);
+                        let col_row = (row * b + bi) * lb;
+                        if a_lo > a0 {
+                            f(None, col_row, (a_lo - a0) * ow);
                         }
                         for a in a_lo..a_hi {
                             let ih = ((a * sh) as isize + row_off) as usize;
-                            let col_at = col_row + a * ow;
+                            let col_at = col_row + (a - a0) * ow;
                             if lo > 0 {
                                 f(None, col_at, lo);
                             }
@@ -529,8 +577,8 @@ impl Segments {
                                 f(None, col_at + hi, ow - hi);
                             }
                         }
-                        if a_hi < g.oh {
-                            f(None, col_row + a_hi * ow, (g.oh - a_hi) * ow);
+                        if a_hi < a1 {
+                            f(None, col_row + (a_hi - a0) * ow, (a1 - a_hi) * ow);
                         }
                     }
                     row += 1;
@@ -554,13 +602,13 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// im2col of images `n0..n0 + b` of `x` (contiguous `[N, C, H, W]`) into `cols`, a row-major
-/// `[C·kh·kw, b·L]` matrix: row `(c, i, j)`, column `(image, a, b)` holds
+/// im2col of a block of `x` (contiguous `[N, C, H, W]`) into `cols`, its row-major column
+/// matrix: row `(c, i, j)`, column `(image, a, b)` holds
 /// `x[n0 + image, c, a·s − p + i·d, b·s − p + j·d]`, or 0 in the padding.
-fn im2col_into<T: Element>(x: &[T], g: &Geom, n0: usize, b: usize, cols: &mut [T]) {
-    let x = &x[n0 * g.c * g.h * g.w..];
+fn im2col_into<T: Element>(x: &[T], g: &Geom, blk: &Block, cols: &mut [T]) {
+    let x = &x[blk.n0 * g.c * g.h * g.w..];
     let sw = g.p.stride[1];
-    Segments::new(g).for_each(g, b, |src, col_at, len| {
+    Segments::new(g).for_each(g, blk, |src, col_at, len| {
         let dst = &mut cols[col_at..col_at + len];
         match src {
             None => dst.fill(T::zero()),
@@ -570,11 +618,11 @@ fn im2col_into<T: Element>(x: &[T], g: &Geom, n0: usize, b: usize, cols: &mut [T
     });
 }
 
-/// col2im of `cols` (the layout of [`im2col_into`] for `b` images), **added** into `dx`, the
-/// contiguous `[b, C, H, W]` planes of those images: the adjoint of `im2col_into`.
-fn col2im_add<T: Element>(cols: &[T], g: &Geom, b: usize, dx: &mut [T]) {
+/// col2im of a block's column matrix `cols`, **added** into `dx`, the contiguous
+/// `[images, C, H, W]` planes of the block's images: the adjoint of `im2col_into`.
+fn col2im_add<T: Element>(cols: &[T], g: &Geom, blk: &Block, dx: &mut [T]) {
     let sw = g.p.stride[1];
-    Segments::new(g).for_each(g, b, |src, col_at, len| {
+    Segments::new(g).for_each(g, blk, |src, col_at, len| {
         let seg = &cols[col_at..col_at + len];
         match src {
             None => {}
@@ -584,16 +632,17 @@ fn col2im_add<T: Element>(cols: &[T], g: &Geom, b: usize, dx: &mut [T]) {
     });
 }
 
-/// The columns of images `n0..n0 + b` as a `[C·kh·kw, b·L]` matrix: the input itself when
-/// im2col is the identity (no copy when `b = 1` or `L = 1`), otherwise im2col into `scratch`.
-fn columns<'a, T: Element>(x: &'a [T], g: &Geom, n0: usize, b: usize, scratch: &'a mut Vec<T>) -> MatRef<'a, T> {
+/// A block's columns as a `[C·kh·kw, width]` matrix: the input itself when im2col is the
+/// identity (no copy when the block has one image or `L = 1`), otherwise im2col into
+/// `scratch`.
+fn columns<'a, T: Element>(x: &'a [T], g: &Geom, blk: &Block, scratch: &'a mut Vec<T>) -> MatRef<'a, T> {
     if let Some(rows) = g.identity_columns() {
-        return channel_matrix(x, rows, g.l(), n0, b, scratch);
+        return channel_matrix(x, (rows, g.l()), blk, g.ow, scratch);
     }
     let rows = g.c * g.kh * g.kw;
-    let buf = sized(scratch, rows * b * g.l());
-    im2col_into(x, g, n0, b, buf);
-    MatRef::row_major(buf, 0, rows, b * g.l())
+    let buf = sized(scratch, rows * blk.width(g.ow));
+    im2col_into(x, g, blk, buf);
+    MatRef::row_major(buf, 0, rows, blk.width(g.ow))
 }
 
 // ---------------------------------------------------------------------------------- kernels
@@ -623,18 +672,19 @@ fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T>
     let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
     let mut y = vec![T::zero(); g.n * o * l];
     let beta = if bias.is_some() { T::one() } else { T::zero() };
-    let plan = Plan::new(g.n, l);
+    let plan = Plan::new(g);
     for_chunks(&mut y, o * l, plan, |s, chunk, dst, split| {
-        let (n0, nb) = plan.chunk(chunk, g.n);
         if let Some(bias) = bias {
             for (plane, &v) in dst.chunks_exact_mut(l).zip(bias.iter().cycle()) {
                 plane.fill(v);
             }
         }
-        let cols = columns(x, g, n0, nb, &mut s.cols);
-        for grp in 0..g.p.groups {
-            let wg = MatRef::row_major(w, grp * og * k, og, k);
-            gemm_into_planes(wg, sub_rows(cols, grp * k, k), beta, dst, (o, grp * og, l), &mut s.tmp, split);
+        for blk in plan.blocks(chunk, g) {
+            let cols = columns(x, g, &blk, &mut s.cols);
+            for grp in 0..g.p.groups {
+                let (wg, xg) = (MatRef::row_major(w, grp * og * k, og, k), sub_rows(cols, grp * k, k));
+                gemm_into_planes(wg, xg, beta, dst, (o, grp * og, l), blk.positions(g.ow), &mut s.tmp, split);
+            }
         }
     });
     y
@@ -645,23 +695,27 @@ fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom) -> Vec<T> {
     let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
     let image = g.c * g.h * g.w;
     let mut dx = vec![T::zero(); g.n * image];
-    let plan = Plan::new(g.n, l);
+    let plan = Plan::new(g);
+    let identity = g.identity_columns();
     for_chunks(&mut dx, image, plan, |s, chunk, dst, split| {
-        let (n0, nb) = plan.chunk(chunk, g.n);
-        let gm = channel_matrix(gy, o, l, n0, nb, &mut s.gathered);
-        let identity = g.identity_columns();
-        let cols = sized(&mut s.cols, if identity.is_some() { 0 } else { g.c * g.kh * g.kw * nb * l });
-        for grp in 0..g.p.groups {
-            let wgt = MatRef::row_major(w, grp * og * k, og, k).t();
-            let gg = sub_rows(gm, grp * og, og);
-            match identity {
-                // The columns are the input planes: write them in place.
-                Some(rows) => gemm_into_planes(wgt, gg, T::zero(), dst, (rows, grp * k, l), &mut s.tmp, split),
-                None => gemm_rows(wgt, gg, T::zero(), &mut cols[grp * k * nb * l..(grp + 1) * k * nb * l], split),
+        for blk in plan.blocks(chunk, g) {
+            let gm = channel_matrix(gy, (o, l), &blk, g.ow, &mut s.gathered);
+            let width = blk.width(g.ow);
+            let cols = sized(&mut s.cols, if identity.is_some() { 0 } else { g.c * g.kh * g.kw * width });
+            for grp in 0..g.p.groups {
+                let (wgt, gg) = (MatRef::row_major(w, grp * og * k, og, k).t(), sub_rows(gm, grp * og, og));
+                match identity {
+                    // The columns are the input planes: write them in place.
+                    Some(rows) => {
+                        let ps = blk.positions(g.ow);
+                        gemm_into_planes(wgt, gg, T::zero(), dst, (rows, grp * k, l), ps, &mut s.tmp, split)
+                    }
+                    None => gemm_rows(wgt, gg, T::zero(), &mut cols[grp * k * width..], width, split),
+                }
             }
-        }
-        if identity.is_none() {
-            col2im_add(cols, g, nb, dst);
+            if identity.is_none() {
+                col2im_add(cols, g, &blk, dst);
+            }
         }
     });
     dx
@@ -669,7 +723,7 @@ fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom) -> Vec<T> {
 
 /// `dW = ∂⟨conv(x, W), gy⟩/∂W` on contiguous buffers; `dW` is `[o, c/groups, kh, kw]`.
 ///
-/// Chunk by chunk, `dW_g += G_g · cols_gᵀ` (GEMM with `β = 1`). When the chunks run in
+/// Block by block, `dW_g += G_g · cols_gᵀ` (GEMM with `β = 1`). When the chunks run in
 /// parallel they are dealt into at most [`MAX_PARTIALS`] consecutive runs whose partial sums
 /// are added in order; otherwise one accumulator takes every chunk in turn with split GEMMs.
 /// The runs depend only on the shapes: bit-identical results for any number of threads.
@@ -678,16 +732,17 @@ fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
     if o * k == 0 {
         return vec![T::zero(); o * k];
     }
-    let plan = Plan::new(g.n, l);
+    let plan = Plan::new(g);
     let accumulate = |s: &mut Scratch<T>, chunks: std::ops::Range<usize>, split: bool| {
         let mut acc = vec![T::zero(); o * k];
-        for (j, chunk) in chunks.enumerate() {
-            let (n0, nb) = plan.chunk(chunk, g.n);
-            let cols = columns(x, g, n0, nb, &mut s.cols);
-            let gm = channel_matrix(gy, o, l, n0, nb, &mut s.gathered);
+        let blocks = chunks.flat_map(|chunk| plan.blocks(chunk, g));
+        for (j, blk) in blocks.enumerate() {
+            let cols = columns(x, g, &blk, &mut s.cols);
+            let gm = channel_matrix(gy, (o, l), &blk, g.ow, &mut s.gathered);
             let beta = if j == 0 { T::zero() } else { T::one() };
-            for (grp, dw) in acc.chunks_exact_mut(og * k).enumerate() {
-                gemm_rows(sub_rows(gm, grp * og, og), sub_rows(cols, grp * k, k).t(), beta, dw, split);
+            for grp in 0..g.p.groups {
+                let (gg, cg) = (sub_rows(gm, grp * og, og), sub_rows(cols, grp * k, k));
+                gemm_rows(gg, cg.t(), beta, &mut acc[grp * og * k..], k, split);
             }
         }
         acc
@@ -885,7 +940,8 @@ impl<T: Element> Tensor<T> {
         let xs = slice_of(&x);
         let mut cols = vec![T::zero(); g.n * rows * l];
         if !cols.is_empty() {
-            cols.par_chunks_mut(rows * l).enumerate().for_each(|(n, dst)| im2col_into(xs, &g, n, 1, dst));
+            let whole = |n0| Block { n0, images: 1, a0: 0, a1: g.oh };
+            cols.par_chunks_mut(rows * l).enumerate().for_each(|(n, dst)| im2col_into(xs, &g, &whole(n), dst));
         }
         Tensor::from_vec(cols, &[g.n, rows, l])
     }
@@ -908,7 +964,8 @@ impl<T: Element> Tensor<T> {
         let image = g.c * g.h * g.w;
         let mut dx = vec![T::zero(); g.n * image];
         if !dx.is_empty() {
-            dx.par_chunks_mut(image).enumerate().for_each(|(n, dst)| col2im_add(&cs[n * rows * l..], &g, 1, dst));
+            let one = Block { n0: 0, images: 1, a0: 0, a1: g.oh };
+            dx.par_chunks_mut(image).enumerate().for_each(|(n, dst)| col2im_add(&cs[n * rows * l..], &g, &one, dst));
         }
         Tensor::from_vec(dx, &input_shape)
     }
@@ -1101,6 +1158,8 @@ mod tests {
             (2, 2, 3, 3, 2, 5, 5, [1, 1], [2, 2], [1, 1], 1), // kernel larger than input
             (2, 3, 5, 4, 2, 2, 2, [3, 3], [1, 0], [2, 1], 1),
             (10, 2, 16, 16, 3, 3, 3, [1, 1], [1, 1], [1, 1], 1), // 5 partials of 2 GEMMs each
+            (2, 3, 20, 23, 4, 3, 3, [1, 1], [1, 1], [1, 1], 1),  // row blocks, split GEMMs
+            (1, 4, 37, 19, 6, 3, 2, [2, 1], [2, 1], [2, 1], 2),  // row blocks with padding
         ]
     }
 
