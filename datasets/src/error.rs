@@ -13,20 +13,48 @@ use std::path::{Path, PathBuf};
 /// Errors returned by the readers, the cache and the data-set utilities.
 #[derive(Debug)]
 pub enum DataError {
-    /// An operating-system call failed: `op` is what was being done ("open", "map", "read",
-    /// "write", "rename", "create directory").
-    Io { path: PathBuf, op: &'static str, source: io::Error },
-    /// The bytes of `path` do not have the expected format at `offset`. `expected` says what
-    /// was expected and, where useful, what was found instead.
-    Format { path: PathBuf, offset: u64, expected: String },
-    /// `path` holds a compressed stream (`kind` is "gzip" or "zlib") at `offset`, but the crate
-    /// was built without its `gzip` feature, so it cannot be inflated.
-    Compressed { path: PathBuf, offset: u64, kind: &'static str },
-    /// None of the file names a reader looks for exist in `dir`; `tried` lists them.
-    NotFound { dir: PathBuf, what: &'static str, tried: Vec<String> },
+    /// An operating-system call failed.
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done: "open", "map", "read", "write", "rename", "create directory", …
+        op: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The bytes of a file do not have the expected format.
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset in the file where the problem was found.
+        offset: u64,
+        /// What was expected there and, where useful, what was found instead.
+        expected: String,
+    },
+    /// A compressed stream was found but the crate was built without its `gzip` feature.
+    Compressed {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the compressed stream.
+        offset: u64,
+        /// "gzip" or "zlib".
+        kind: &'static str,
+    },
+    /// None of the file names a reader looks for exist in a directory.
+    NotFound {
+        /// The directory searched.
+        dir: PathBuf,
+        /// What was looked for, e.g. "IDX images file".
+        what: &'static str,
+        /// The file names tried.
+        tried: Vec<String>,
+    },
     /// A request cannot be met by the data, e.g. `k` labelled examples per class when a class
-    /// has fewer (the message names the class and the counts).
-    Insufficient { what: String },
+    /// has fewer.
+    Insufficient {
+        /// The message, naming the class and the counts.
+        what: String,
+    },
 }
 
 /// Result alias used throughout the crate.

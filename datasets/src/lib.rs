@@ -37,6 +37,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod blob;
 pub mod checksum;
 pub mod cifar;

@@ -54,9 +54,17 @@ pub enum Noise {
     #[default]
     None,
     /// `u + σ·n`, `n ~ N(0, 1)`, clipped to `[0, 1]` when `clip`.
-    Gaussian { sigma: f32, clip: bool },
+    Gaussian {
+        /// Standard deviation σ ≥ 0, in units of the intensity range `[0, 1]`.
+        sigma: f32,
+        /// Clip the result to `[0, 1]`.
+        clip: bool,
+    },
     /// Shot noise: `Poisson(peak·u) / peak` (smaller `peak` is noisier).
-    Poisson { peak: f32 },
+    Poisson {
+        /// Expected photon count at intensity 1 (> 0).
+        peak: f32,
+    },
 }
 
 impl Noise {
