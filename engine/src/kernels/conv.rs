@@ -18,16 +18,23 @@
 //! `W`, and `conv_transpose2d` *is* `conv2d_backward_input` (plus a bias), as in PyTorch.
 //!
 //! ## How the fast kernels work
-//! Images are processed in chunks of `b` images (`b` depends only on the shapes). A chunk's
-//! columns — the im2col matrix `[C·kh·kw, b·OH·OW]`, row `(c, i, j)`, column `(image, a, b)` —
-//! are built in a per-thread scratch buffer (or read in place for a 1×1 kernel with stride 1
-//! and no padding), and every group is one GEMM through `matrixmultiply`:
+//! Every op takes any input layout (it makes its operands contiguous once) and works on the
+//! im2col matrix of a *block* of work: output rows `a0..a1` of `b` images, row `(c, i, j)`,
+//! column `(image, a, b)`, built in a per-thread scratch buffer — or not built at all when it
+//! is the input itself (a 1×1 kernel with stride 1 and no padding, or a kernel covering the
+//! whole unpadded input, i.e. a dense layer). Every group is then one GEMM through
+//! `matrixmultiply`:
 //!
 //! * forward: `Y_g = W_g · cols_g`  (`W_g` is `[Og, Cg·kh·kw]`);
 //! * input gradient: `cols_g = W_gᵀ · G_g`, then col2im (overlapping entries add);
-//! * weight gradient: `dW_g = Σ_chunks G_g · cols_gᵀ`, the batch split into fixed chunks whose
-//!   partial sums are added in chunk order, so the result is bit-identical for any number of
-//!   rayon threads.
+//! * weight gradient: `dW_g = Σ_blocks G_g · cols_gᵀ`.
+//!
+//! How the batch is cut depends only on the shapes (`Plan`): images are grouped so that a
+//! GEMM has about 256 columns; with at least 4 such chunks they run in parallel on rayon (one
+//! thread per GEMM), otherwise in turn with each GEMM split into row blocks across threads;
+//! a single image with a large column matrix is cut into blocks of output rows. The weight
+//! gradient accumulates consecutive chunks with `β = 1` into at most 8 partial sums that are
+//! added in order. Every result is therefore bit-identical for any number of threads.
 
 use rayon::prelude::*;
 
@@ -1347,26 +1354,43 @@ mod tests {
 
     #[test]
     fn weight_gradient_is_bit_identical_for_any_thread_count() {
+        // Parallel chunks with 7 partial sums (batch 37, 3 images per GEMM); one chunk with
+        // split GEMMs (a dense layer); three single-image chunks in turn, cut into row blocks.
+        let configs = [
+            ([37, 6, 11, 10], [8, 3, 3, 3], Conv2dParams::new().padding(1).groups(2)),
+            ([37, 40, 4, 4], [100, 40, 4, 4], Conv2dParams::new()),
+            ([3, 16, 40, 40], [24, 16, 3, 3], Conv2dParams::new().padding(1)),
+        ];
         let mut rng = Rng::new(19);
-        let x = Tensor::<f32>::randn(&[37, 6, 11, 10], &mut rng);
-        let w = Tensor::<f32>::randn(&[8, 3, 3, 3], &mut rng);
-        let p = Conv2dParams::new().padding(1).groups(2);
-        let gy = Tensor::<f32>::randn(&[37, 8, 11, 10], &mut rng);
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                (
-                    Tensor::conv2d_backward_weight(&gy, &x, [3, 3], p).to_vec(),
-                    Tensor::conv2d_backward_input(&gy, &w, [11, 10], p).to_vec(),
-                    x.conv2d(&w, None, p).to_vec(),
-                )
-            })
-        };
-        let (one, two) = (run(1), run(2));
-        assert!(one.0.iter().zip(&two.0).all(|(a, b)| a.to_bits() == b.to_bits()), "weight gradient");
-        assert!(one.1.iter().zip(&two.1).all(|(a, b)| a.to_bits() == b.to_bits()), "input gradient");
-        assert!(one.2.iter().zip(&two.2).all(|(a, b)| a.to_bits() == b.to_bits()), "forward");
-        assert_eq!(run(3).0, one.0);
+        for (xs, ws, p) in configs {
+            let x = Tensor::<f32>::randn(&xs, &mut rng);
+            let w = Tensor::<f32>::randn(&ws, &mut rng);
+            let gy = Tensor::<f32>::randn(x.conv2d(&w, None, p).shape(), &mut rng);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    [
+                        Tensor::conv2d_backward_weight(&gy, &x, [ws[2], ws[3]], p),
+                        Tensor::conv2d_backward_input(&gy, &w, [xs[2], xs[3]], p),
+                        x.conv2d(&w, None, p),
+                    ]
+                    .map(|t| t.to_vec().into_iter().map(f32::to_bits).collect::<Vec<u32>>())
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3] {
+                let other = run(threads);
+                for (what, (a, b)) in
+                    ["weight gradient", "input gradient", "forward"].iter().zip(one.iter().zip(&other))
+                {
+                    let diff = a.iter().zip(b).position(|(x, y)| x != y);
+                    assert!(
+                        diff.is_none(),
+                        "{xs:?} * {ws:?}: {what} differs at {diff:?} between 1 and {threads} threads"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
