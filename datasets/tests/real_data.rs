@@ -30,6 +30,16 @@ fn root_or_skip(test: &str) -> Option<PathBuf> {
     r
 }
 
+/// As [`root_or_skip`], for tests that read the `.gz` files (skipped without the `gzip`
+/// feature; `tests/mutation.rs` checks the error compressed input gives then).
+fn gz_root_or_skip(test: &str) -> Option<PathBuf> {
+    if !cfg!(feature = "gzip") {
+        eprintln!("{test}: skipped: built without the gzip feature, the staged MNIST files are .gz");
+        return None;
+    }
+    root_or_skip(test)
+}
+
 /// Inflated `.gz` copies go to the target directory, so reruns reuse (and re-validate) them.
 fn opts() -> OpenOptions {
     OpenOptions::new().cache_dir(Path::new(env!("CARGO_TARGET_TMPDIR")).join("sparsegrad-cache"))
@@ -41,7 +51,7 @@ fn first_sum(s: &ImageSet) -> u64 {
 
 #[test]
 fn mnist_and_fashion_mnist_counts_histograms_and_first_images() {
-    let Some(root) = root_or_skip("mnist") else { return };
+    let Some(root) = gz_root_or_skip("mnist") else { return };
     // independent_values.py: mnist/train first_sum=27525 (label 5), t10k first_sum=18454 (label 7)
     let m = Mnist::open_with(root.join("mnist"), &opts()).unwrap();
     assert_eq!((m.train.len(), m.test.len()), (60000, 10000));
@@ -71,7 +81,7 @@ fn mnist_and_fashion_mnist_counts_histograms_and_first_images() {
 
 #[test]
 fn embedded_subset_is_reproduced_from_the_real_mnist() {
-    let Some(root) = root_or_skip("embedded subset") else { return };
+    let Some(root) = gz_root_or_skip("embedded subset") else { return };
     let m = Mnist::open_with(root.join("mnist"), &opts()).unwrap();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("subset-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
@@ -149,7 +159,7 @@ fn cifar100_staged_files() {
 
 #[test]
 fn svhn_layout_mat_files_match_the_mnist_digits_they_were_made_from() {
-    let Some(root) = root_or_skip("svhn-format") else { return };
+    let Some(root) = gz_root_or_skip("svhn-format") else { return };
     let mnist = Mnist::open_with(root.join("mnist"), &opts()).unwrap();
     let labels = vec![7, 2, 1, 0, 4, 1, 4, 9, 5, 9, 0, 6, 9, 0, 1, 5, 9, 7, 3, 4];
     let mut sets = Vec::new();
@@ -181,7 +191,7 @@ fn svhn_layout_mat_files_match_the_mnist_digits_they_were_made_from() {
 
 #[test]
 fn info_scan_finds_everything_and_hashes_match_the_readme() {
-    let Some(root) = root_or_skip("info") else { return };
+    let Some(root) = gz_root_or_skip("info") else { return };
     let found = info::scan(&root, &opts(), true).unwrap();
     let kinds: Vec<&str> = found.iter().map(|d| d.kind.as_str()).collect();
     assert_eq!(kinds, vec!["CIFAR-10", "CIFAR-100", "Fashion-MNIST", "MNIST", "SVHN-format MAT"]);
