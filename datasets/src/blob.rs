@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+#[cfg(feature = "gzip")]
 use byteorder::{BigEndian, ByteOrder, LittleEndian};
 use memmap2::Mmap;
 
