@@ -305,7 +305,6 @@ mod tests {
     use super::*;
     use crate::blob::tests::scratch;
     use crate::Dataset;
-    use std::io::Write;
 
     fn pair(dir: &Path, n: usize, labels: &[u8]) -> (PathBuf, PathBuf) {
         let px: Vec<u8> = (0..n * 6).map(|i| (i * 5 % 256) as u8).collect();
@@ -431,6 +430,7 @@ mod tests {
     #[test]
     fn gzip_is_inflated_once_into_the_cache_and_revalidated() {
         use flate2::{write::GzEncoder, Compression};
+        use std::io::Write;
         let d = scratch("idx-gz");
         let (ip, lp) = pair(&d, 4, &[1, 2, 3, 4]);
         let plain = std::fs::read(&ip).unwrap();
