@@ -104,7 +104,7 @@ pub(crate) fn image_set_from_blobs(
 ) -> Result<ImageSet> {
     let dims = parse_header(images_path, images.bytes(), 3)?;
     let (n, rows, cols) = (dims[0], dims[1], dims[2]);
-    if n > 0 && (rows == 0 || cols == 0) {
+    if rows == 0 || cols == 0 {
         return Err(DataError::format(images_path, 8, format!("nonzero image dimensions, found {rows}×{cols}")));
     }
     let ldims = parse_header(labels_path, labels.bytes(), 1)?;
@@ -402,6 +402,13 @@ mod tests {
         write_idx_labels(&badl, &[1, 2]).unwrap();
         let e = err_text(open(&ip, &badl));
         assert!(e.contains("bad-labels: byte 4: expected 3 labels, one per image"), "{e}");
+
+        // zero-sized images
+        let mut z = good[..16].to_vec();
+        z[8..12].copy_from_slice(&0u32.to_be_bytes()); // 3 images of 0×3: 16 bytes in all
+        std::fs::write(&bad, &z).unwrap();
+        let e = err_text(open(&bad, &lp));
+        assert!(e.contains("bad-images: byte 8: expected nonzero image dimensions, found 0×3"), "{e}");
 
         // empty file
         std::fs::write(&bad, b"").unwrap();

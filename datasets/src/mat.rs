@@ -373,7 +373,7 @@ pub fn open_svhn_mat(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Image
             return Err(x.err(path, x.at, format!("`X` with 3 or 4 dimensions (H×W×C×N), found {:?}", x.dims)));
         }
     };
-    if n > 0 && (h == 0 || w == 0 || c == 0) {
+    if h == 0 || w == 0 || c == 0 {
         return Err(x.err(path, x.at, format!("nonzero image dimensions in `X`, found {h}×{w}×{c}")));
     }
     let y_numel: usize = y.dims.iter().product();
@@ -648,6 +648,23 @@ mod tests {
         let mut m = good.clone();
         m[..10].copy_from_slice(b"MATLAB 7.3");
         check(&m, "this is MATLAB 7.3 (HDF5)");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn loader_reads_column_major_images_in_chw_order() {
+        let d = scratch("mat-loader");
+        let (h, x, y) = svhn_like(4, 5, &[10.0, 3.0, 7.0]);
+        let s = open_bytes(&d, &[h, x, y].concat()).unwrap();
+        let cfg = crate::LoaderConfig::new(3).shuffle(false).normalise(false);
+        let b = crate::Loader::new(&s, cfg).epoch(0).next().unwrap();
+        assert_eq!(b.x.shape(), &[3, 3, 4, 5]);
+        assert_eq!(b.y, vec![0, 3, 7]);
+        let xs = b.x.to_vec();
+        // (image 2, channel 1, row 3, column 4): r + 2c + 5k + 7i = 3 + 8 + 5 + 14 = 30
+        assert!((xs[2 * 60 + 20 + 3 * 5 + 4] - 30.0 / 255.0).abs() < 1e-7);
+        let want: Vec<f32> = s.image_u8(1).to_vec().iter().map(|&v| v as f32 / 255.0).collect();
+        assert!(xs[60..120].iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-7));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
