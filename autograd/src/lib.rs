@@ -34,6 +34,7 @@
 //! assert!(tape.graph().contains("matmul"));
 //! ```
 
+pub mod audit;
 pub mod backward;
 pub mod check;
 pub mod custom;

@@ -1,8 +1,8 @@
 //! Convolutions and patch extraction. With `y = conv2d(x, W) + b`:
 //! `∂x = conv2d_backward_input(g, W)` (the adjoint in x), `∂W = conv2d_backward_weight(g, x)`
 //! (the adjoint in W), `∂b = Σ_{n,h,w} g`. `conv_transpose2d` is the adjoint of `conv2d`, so
-//! its input gradient is a `conv2d` of `g` with the same weight. `im2col` and `col2im` are
-//! each other's adjoints.
+//! its input gradient is a `conv2d` of `g` with the same weight (cropped to the input's size
+//! when `output_padding ≥ stride`). `im2col` and `col2im` are each other's adjoints.
 
 use engine::{Conv2dParams, ConvTranspose2dParams, Element, Tensor};
 
@@ -56,8 +56,12 @@ impl<'t, T: Element> Var<'t, T> {
         let rule = FnRule {
             name: "conv_transpose2d",
             df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>| {
+                // ∂z = conv2d(g, W) cropped to z's spatial size: the crop matters when
+                // output_padding ≥ stride (possible with dilation > stride), where the
+                // convolution of g is larger than z.
+                let hw = [x[0].dim(2), x[0].dim(3)];
                 let mut out = vec![
-                    Some(g.conv2d(x[1], None, p.as_conv())),
+                    Some(Tensor::conv_transpose2d_backward_input(g, x[1], hw, p)),
                     Some(Tensor::conv_transpose2d_backward_weight(x[0], g, kernel_hw(x[1]), p)),
                 ];
                 if x.len() == 3 {
@@ -72,10 +76,14 @@ impl<'t, T: Element> Var<'t, T> {
     /// Patches `[N, C, H, W] → [N, C·kh·kw, OH·OW]`; `∂x = col2im(g)`.
     #[track_caller]
     pub fn im2col(&self, kernel: [usize; 2], p: Conv2dParams) -> Var<'t, T> {
-        self.unary("im2col", |x| x.im2col(kernel, p), move |g, x, _| {
-            let s = x.shape();
-            Tensor::col2im(g, [s[0], s[1], s[2], s[3]], kernel, p)
-        })
+        self.unary(
+            "im2col",
+            |x| x.im2col(kernel, p),
+            move |g, x, _| {
+                let s = x.shape();
+                Tensor::col2im(g, [s[0], s[1], s[2], s[3]], kernel, p)
+            },
+        )
     }
 
     /// Adds patches `[N, C·kh·kw, OH·OW]` back into an image of `shape`; `∂cols = im2col(g)`.
