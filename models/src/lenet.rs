@@ -28,9 +28,10 @@ impl<T: Element> LeNet<T> {
     }
 
     /// Logits `[N, 10]` for images `x: [N, 1, 28, 28]`, with `p` the bound parameters
-    /// (`self.params.bind(&tape)`).
+    /// (`net.params.bind(&tape)`). An associated function (it needs nothing but the
+    /// parameters), so it can be passed while the parameters are borrowed mutably.
     #[track_caller]
-    pub fn forward<'t>(&self, p: &[Var<'t, T>], x: &Var<'t, T>) -> Var<'t, T> {
+    pub fn forward<'t>(p: &[Var<'t, T>], x: &Var<'t, T>) -> Var<'t, T> {
         assert_eq!(p.len(), 8, "LeNet::forward: expected 8 bound parameters, got {}", p.len());
         let conv = Conv2dParams::new();
         let pool = Pool2dParams::new(2);
@@ -58,11 +59,10 @@ mod tests {
         let x = Tensor::<f32>::randn(&[8, 1, 28, 28], &mut rng);
         let labels: Vec<usize> = (0..8).map(|i| i % 10).collect();
         let mut opt = Sgd::new(0.01).momentum(0.9);
-        let model = net.clone();
-        let first = classifier_step(&mut net.params, &mut opt, |p, x| model.forward(p, x), &x, &labels).unwrap();
+        let first = classifier_step(&mut net.params, &mut opt, LeNet::forward, &x, &labels).unwrap().0;
         let mut last = first;
         for _ in 0..20 {
-            last = classifier_step(&mut net.params, &mut opt, |p, x| model.forward(p, x), &x, &labels).unwrap();
+            last = classifier_step(&mut net.params, &mut opt, LeNet::forward, &x, &labels).unwrap().0;
         }
         // Memorising 8 samples: the loss must fall well below its starting value (≈ ln 10).
         assert!(first > 1.5 && last < 0.5 * first, "first {first}, last {last}");

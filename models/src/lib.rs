@@ -4,6 +4,7 @@
 //! the networks of the sparse-coding papers as later issues add them.
 
 pub mod cli;
+pub mod commands;
 pub mod lenet;
 pub mod params;
 pub mod train;
