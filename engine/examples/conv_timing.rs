@@ -56,6 +56,9 @@ fn main() {
     if std::env::args().any(|a| a == "gemm") {
         return gemm_probe();
     }
+    if std::env::args().any(|a| a == "lenet") {
+        return lenet_kernels();
+    }
     if std::env::args().any(|a| a == "pool") {
         // Profiling aid: max pooling of LeNet's first feature map in a loop.
         let x = Tensor::<f32>::randn(&[64, 20, 24, 24], &mut Rng::new(0));
@@ -135,4 +138,33 @@ fn gemm_probe() {
         });
         println!("gemm {m}x{k}x{n}: {t:.3} ms, {:.0} GFLOP/s", 2.0 * (m * k * n) as f64 / t / 1e6);
     }
+}
+
+/// The convolution and pooling kernels of one LeNet training step at batch 64 (what the
+/// autograd tape calls; the ReLU, linear layer and loss are left out).
+fn lenet_kernels() {
+    let mut rng = Rng::new(2);
+    let p = Conv2dParams::new();
+    let pool = Pool2dParams::new(2);
+    let x = Tensor::<f32>::randn(&[64, 1, 28, 28], &mut rng);
+    let w: Vec<Tensor<f32>> =
+        [[20, 1, 5, 5], [50, 20, 5, 5], [500, 50, 4, 4]].iter().map(|s| Tensor::randn(s, &mut rng)).collect();
+    let b: Vec<Tensor<f32>> = [20, 50, 500].iter().map(|&o| Tensor::randn(&[o], &mut rng)).collect();
+    let step = || {
+        let y1 = x.conv2d(&w[0], Some(&b[0]), p);
+        let (p1, i1) = y1.max_pool2d(pool);
+        let y2 = p1.conv2d(&w[1], Some(&b[1]), p);
+        let (p2, i2) = y2.max_pool2d(pool);
+        let y3 = p2.conv2d(&w[2], Some(&b[2]), p);
+        // Backward, with the output itself standing in for its gradient.
+        let _ = Tensor::conv2d_backward_weight(&y3, &p2, [4, 4], p);
+        let g2 = Tensor::conv2d_backward_input(&y3, &w[2], [4, 4], p);
+        let g2 = Tensor::max_pool2d_backward(&g2, &i2, [64, 50, 8, 8]);
+        let _ = Tensor::conv2d_backward_weight(&g2, &p1, [5, 5], p);
+        let g1 = Tensor::conv2d_backward_input(&g2, &w[1], [12, 12], p);
+        let g1 = Tensor::max_pool2d_backward(&g1, &i1, [64, 20, 24, 24]);
+        let _ = Tensor::conv2d_backward_weight(&g1, &x, [5, 5], p);
+    };
+    let t = time_ms(40, step);
+    println!("LeNet batch 64, conv + pool kernels of one training step: {t:.3} ms");
 }
