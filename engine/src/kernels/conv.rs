@@ -31,14 +31,15 @@
 //!
 //! How the batch is cut depends only on the shapes (`Plan`): images are grouped so that a
 //! GEMM has about 256 columns; with at least 4 such chunks they run in parallel on rayon (one
-//! thread per GEMM), otherwise in turn with each GEMM split into row blocks across threads;
-//! a single image with a large column matrix is cut into blocks of output rows. The weight
-//! gradient accumulates consecutive chunks with `β = 1` into at most 8 partial sums that are
-//! added in order. Every result is therefore bit-identical for any number of threads.
+//! thread per GEMM), otherwise in turn with each GEMM split across threads (in row or column
+//! blocks, which never changes the bits); a single image with a large column matrix is cut
+//! into blocks of output rows. The weight gradient accumulates consecutive chunks with `β = 1`
+//! into at most 8 partial sums that are added in order. Every result is therefore
+//! bit-identical for any number of threads.
 
 use rayon::prelude::*;
 
-use crate::kernels::matmul::{gemm, MatRef};
+use crate::kernels::matmul::{gemm, par_gemm, MatRef};
 use crate::{Element, Tensor};
 
 /// Hyper-parameters of `conv2d` (`[height, width]` pairs).
@@ -450,16 +451,18 @@ fn channel_matrix<'a, T: Element>(
     MatRef::row_major(buf, 0, r, b * lb)
 }
 
-/// Row blocks a GEMM of this size is split into when split: about 2²⁰ multiply-adds or more
-/// per block, at most 8 blocks, block heights a multiple of 16 (the micro-kernel's rows).
+/// Row blocks a tall GEMM is split into: about 2²² multiply-adds or more per block and at
+/// most 4 blocks (every block packs all of `B` again), block heights a multiple of 16.
 fn rows_per_block(m: usize, k: usize, n: usize) -> usize {
-    let blocks = (m.saturating_mul(k).saturating_mul(n) >> 20).clamp(1, 8);
+    let blocks = (m.saturating_mul(k).saturating_mul(n) >> 22).clamp(1, 4);
     m.div_ceil(blocks).next_multiple_of(16)
 }
 
 /// `C ← A·B + β·C` with `C` row-major at the start of `c` with row stride `ldc`. With
-/// `split`, blocks of rows (sizes from the shape only) run on rayon; every element is computed
-/// by one GEMM call either way.
+/// `split` the product runs on several threads: a wide one in column blocks ([`par_gemm`]),
+/// a tall one in row blocks whose sizes depend only on the shape. Splitting never changes
+/// the bits: `matrixmultiply` computes every element from the same packed k-panels in the
+/// same order whichever call computes it (the determinism test checks this end to end).
 fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: usize, split: bool) {
     let (m, n) = (a.rows, b.cols);
     if m == 0 || n == 0 {
@@ -468,6 +471,9 @@ fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: 
     let c = &mut c[..(m - 1) * ldc + n];
     if !split {
         return gemm(T::one(), a, b, beta, c, 0, ldc);
+    }
+    if n >= m {
+        return par_gemm(T::one(), a, b, beta, c, 0, ldc);
     }
     let rows = rows_per_block(m, a.cols, n);
     c.par_chunks_mut(rows * ldc).enumerate().for_each(|(i, block)| {
@@ -1355,11 +1361,13 @@ mod tests {
     #[test]
     fn weight_gradient_is_bit_identical_for_any_thread_count() {
         // Parallel chunks with 7 partial sums (batch 37, 3 images per GEMM); one chunk with
-        // split GEMMs (a dense layer); three single-image chunks in turn, cut into row blocks.
+        // GEMMs split in row blocks (a dense layer); three single-image chunks in turn, cut
+        // into row blocks; two chunks in turn with GEMMs split in column blocks (pointwise).
         let configs = [
             ([37, 6, 11, 10], [8, 3, 3, 3], Conv2dParams::new().padding(1).groups(2)),
             ([37, 40, 4, 4], [100, 40, 4, 4], Conv2dParams::new()),
             ([3, 16, 40, 40], [24, 16, 3, 3], Conv2dParams::new().padding(1)),
+            ([2, 256, 64, 64], [32, 256, 1, 1], Conv2dParams::new()),
         ];
         let mut rng = Rng::new(19);
         for (xs, ws, p) in configs {
