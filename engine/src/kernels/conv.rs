@@ -302,9 +302,10 @@ fn check_positive(op: &str, stride: [usize; 2], dilation: [usize; 2], groups: us
     }
 }
 
-/// The shape of a rank-4 tensor. **Panics** naming `op` and the tensor otherwise.
+/// The shape of a rank-4 tensor. **Panics** naming `op` and the tensor otherwise (also used by
+/// pooling).
 #[track_caller]
-fn dims4<T: Element>(op: &str, name: &str, t: &Tensor<T>) -> [usize; 4] {
+pub(crate) fn dims4<T: Element>(op: &str, name: &str, t: &Tensor<T>) -> [usize; 4] {
     match *t.shape() {
         [a, b, c, d] => [a, b, c, d],
         _ => panic!("{op}: {name} must have rank 4, got shape {:?}", t.shape()),

@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::valid_range;
+use super::conv::{dims4, valid_range};
 use crate::{Element, Tensor, PAR_CHUNK};
 
 /// Window, stride and zero padding (`[height, width]`). `count_include_pad` applies to
@@ -167,15 +167,6 @@ impl Geom {
             d.push(T::of(n as f64));
         });
         d
-    }
-}
-
-/// The shape of a rank-4 tensor. **Panics** naming `op` otherwise.
-#[track_caller]
-fn dims4<T: Element>(op: &str, name: &str, t: &Tensor<T>) -> [usize; 4] {
-    match *t.shape() {
-        [a, b, c, d] => [a, b, c, d],
-        _ => panic!("{op}: {name} must have rank 4 ([N, C, H, W]), got shape {:?}", t.shape()),
     }
 }
 
@@ -636,7 +627,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "max_pool2d: input must have rank 4 ([N, C, H, W]), got shape [4, 4]")]
+    #[should_panic(expected = "max_pool2d: input must have rank 4, got shape [4, 4]")]
     fn wrong_rank_panics() {
         let _ = Tensor::<f64>::zeros(&[4, 4]).max_pool2d(Pool2dParams::new(2));
     }
