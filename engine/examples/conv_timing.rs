@@ -1,6 +1,15 @@
 //! Rough timings of the convolution and pooling kernels on the LeNet (batch 64) and CIFAR
-//! shapes, in f32. Run: `RAYON_NUM_THREADS=2 cargo run --release --example conv_timing`.
-//! (The criterion benches live in `bench/`; this is a quick look while tuning.)
+//! shapes, in f32 (the criterion benches live in `bench/`; this is a quick look while tuning).
+//!
+//! `RAYON_NUM_THREADS=2 cargo run --release -p sparsegrad-engine --example conv_timing [-- MODE]`:
+//! * no mode: every layer's forward, input and weight gradients, im2col and col2im; pooling;
+//! * `lenet`: the conv and pool kernels of one LeNet training step;
+//! * `gemm`: `matrixmultiply` alone on the GEMM shapes of those layers (the ceiling);
+//! * `pool`, `im2col=conv2|conv3|cifar`: one kernel in a loop, for a profiler
+//!   (`SKIP_IM2COL=1` leaves the im2col timing out of the latter).
+//!
+//! `MIN=1` reports the fastest repetition instead of the median, `CPU=1` the CPU time of all
+//! threads divided by their number instead of wall time (both help on a busy machine).
 
 use std::time::Instant;
 
@@ -87,7 +96,7 @@ fn main() {
         ("lenet conv3", [64, 50, 4, 4], [500, 50, 4, 4], 0),
         ("cifar 3x3", [64, 64, 32, 32], [64, 64, 3, 3], 1),
     ];
-    println!("{:<12} {:>9} {:>9} {:>9}   (ms, median; GFLOP/s in brackets)", "f32", "forward", "bwd in", "bwd w");
+    println!("{:<12} {:>9} {:>9} {:>9}   (ms; GFLOP/s in brackets)", "f32", "forward", "bwd in", "bwd w");
     for (name, xs, ws, pad) in convs {
         let p = Conv2dParams::new().padding(pad);
         let x = Tensor::<f32>::randn(&xs, &mut rng);
@@ -118,7 +127,7 @@ fn main() {
     }
 }
 
-#[allow(dead_code)]
+/// `matrixmultiply` alone, on the GEMM shapes of the layers above and n = 1024.
 fn gemm_probe() {
     let mut rng = Rng::new(1);
     for (m, k, n) in [(64, 576, 1024), (50, 500, 256), (20, 25, 576), (500, 800, 64), (1024, 1024, 1024)] {
