@@ -96,7 +96,9 @@ impl Layout {
         }
     }
 
-    /// Smallest and one-past-largest storage offsets this layout addresses (`None` if empty).
+    /// Smallest and one-past-largest storage offsets this layout addresses. `None` when the
+    /// layout is empty, or when a negative stride would reach below offset 0 (such a layout
+    /// is invalid for any storage).
     pub fn span(&self) -> Option<(usize, usize)> {
         if self.numel() == 0 {
             return None;
@@ -110,6 +112,9 @@ impl Layout {
             } else {
                 hi += ext;
             }
+        }
+        if lo < 0 {
+            return None;
         }
         Some((lo as usize, hi as usize + 1))
     }
@@ -458,6 +463,14 @@ mod tests {
     fn offsets_of_transposed_layout() {
         let l = Layout::contiguous(&[2, 3]).transpose(0, 1);
         assert_eq!(l.offsets().collect::<Vec<_>>(), vec![0, 3, 1, 4, 2, 5]);
+    }
+
+    #[test]
+    fn span_rejects_negative_reach() {
+        let l = Layout { shape: vec![3], strides: vec![-1], offset: 1 };
+        assert_eq!(l.span(), None);
+        let l = Layout { shape: vec![3], strides: vec![-1], offset: 2 };
+        assert_eq!(l.span(), Some((0, 3)));
     }
 
     #[test]

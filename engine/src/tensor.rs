@@ -45,15 +45,12 @@ impl<T: Element> Tensor<T> {
     /// **Panics** if the layout addresses elements outside the storage.
     #[track_caller]
     pub fn from_storage(storage: Arc<Vec<T>>, layout: Layout) -> Tensor<T> {
-        if let Some((lo, hi)) = layout.span() {
-            let _ = lo;
-            assert!(
-                hi <= storage.len(),
-                "from_storage: layout ({layout}) addresses element {} of a storage of {}",
-                hi - 1,
-                storage.len()
-            );
-        }
+        let span = layout.span();
+        assert!(
+            span.is_some_and(|(_, hi)| hi <= storage.len()) || (span.is_none() && layout.numel() == 0),
+            "from_storage: layout ({layout}) addresses elements outside a storage of {}",
+            storage.len()
+        );
         Tensor { storage, layout }
     }
 
@@ -367,7 +364,7 @@ impl<T: Element> Tensor<T> {
     }
 
     /// True when shapes are equal and every pair of elements satisfies
-    /// `|a − b| ≤ atol + rtol·|b|`.
+    /// `|a − b| ≤ atol + rtol·|b|`, or both are NaN (so a NaN in the same place matches).
     pub fn allclose(&self, other: &Tensor<T>, rtol: f64, atol: f64) -> bool {
         self.shape() == other.shape()
             && self.to_vec().iter().zip(other.to_vec()).all(|(&a, b)| {
@@ -491,6 +488,13 @@ mod tests {
     #[should_panic(expected = "reshape: cannot reshape [2, 3]")]
     fn reshape_mismatch_names_shapes() {
         let _ = Tensor::<f32>::zeros(&[2, 3]).reshape(&[4]);
+    }
+
+    #[test]
+    #[should_panic(expected = "from_storage: layout")]
+    fn from_storage_rejects_negative_reach() {
+        let l = Layout { shape: vec![3], strides: vec![-1], offset: 1 };
+        let _ = Tensor::<f32>::from_storage(std::sync::Arc::new(vec![0.0; 3]), l);
     }
 
     #[test]

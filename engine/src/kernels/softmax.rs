@@ -38,7 +38,8 @@ impl<T: Element> Tensor<T> {
 
     /// Cross-entropy of `[N, C]` logits against integer labels in `0..C`:
     /// `−log_softmax(x)[i, y_i]`, averaged (`Mean`) or summed over the batch. Returns the
-    /// rank-0 loss and the log-softmax (which the backward rule reuses).
+    /// rank-0 loss and the log-softmax (which the backward rule reuses). The mean over an empty
+    /// batch is NaN (as in PyTorch); the sum is 0.
     /// **Panics** on a shape mismatch or a label out of range (naming the row).
     #[track_caller]
     pub fn cross_entropy_with_log_softmax(&self, labels: &[usize], reduction: Reduction) -> (Tensor<T>, Tensor<T>) {
@@ -53,7 +54,8 @@ impl<T: Element> Tensor<T> {
         for (i, &y) in labels.iter().enumerate() {
             total -= ls.get(&[i, y]);
         }
-        if reduction == Reduction::Mean && n > 0 {
+        if reduction == Reduction::Mean {
+            // An empty batch gives 0/0 = NaN, as in PyTorch.
             total /= T::of(n as f64);
         }
         (Tensor::scalar(total), ls)
