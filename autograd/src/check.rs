@@ -163,11 +163,12 @@ fn perturbed(t: &Tensor<f64>, i: usize, delta: f64) -> Tensor<f64> {
     Tensor::from_storage(Arc::new(storage), t.layout().clone())
 }
 
+/// The function being checked, as a trait object: the checker is compiled once, not once per
+/// closure (the audit registry has hundreds of them).
+pub type CheckedFn<'a> = dyn for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64> + Sync + 'a;
+
 /// `φ(inputs) = Σ R ⊙ f(inputs)` evaluated without recording gradients.
-fn objective<F>(f: &F, inputs: &[Tensor<f64>], r: Option<&[f64]>) -> f64
-where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
-{
+fn objective(f: &CheckedFn<'_>, inputs: &[Tensor<f64>], r: Option<&[f64]>) -> f64 {
     let tape = Tape::new();
     let vars: Vec<Var<'_, f64>> = inputs.iter().map(|t| tape.constant(t.clone())).collect();
     let y = tape.no_grad(|| f(&tape, &vars)).value().to_vec();
@@ -188,6 +189,11 @@ pub fn check_gradients<F>(f: F, inputs: &[Tensor<f64>], opts: &CheckOptions) -> 
 where
     F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64> + Sync,
 {
+    check_gradients_dyn(&f, inputs, opts)
+}
+
+/// [`check_gradients`] on a trait object.
+pub fn check_gradients_dyn(f: &CheckedFn<'_>, inputs: &[Tensor<f64>], opts: &CheckOptions) -> Result<GradReport> {
     if !(opts.eps > 0.0 && opts.eps.is_finite()) {
         return Err(Error::Check { msg: format!("eps must be positive, got {}", opts.eps) });
     }
@@ -236,7 +242,7 @@ where
                 plus[k] = perturbed(x, i, opts.eps);
                 let mut minus = inputs.clone();
                 minus[k] = perturbed(x, i, -opts.eps);
-                (objective(&f, &plus, r.as_deref()) - objective(&f, &minus, r.as_deref())) / (2.0 * opts.eps)
+                (objective(f, &plus, r.as_deref()) - objective(f, &minus, r.as_deref())) / (2.0 * opts.eps)
             })
             .collect();
         let mut rep = InputReport {
@@ -308,6 +314,11 @@ pub fn jacobian<F>(f: F, inputs: &[Tensor<f64>], eps: f64) -> Result<Jacobian>
 where
     F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64> + Sync,
 {
+    jacobian_dyn(&f, inputs, eps)
+}
+
+/// [`jacobian`] on a trait object.
+pub fn jacobian_dyn(f: &CheckedFn<'_>, inputs: &[Tensor<f64>], eps: f64) -> Result<Jacobian> {
     let inputs: Vec<Tensor<f64>> = inputs.iter().map(prepare).collect();
     let n_in: usize = inputs.iter().map(|t| t.numel()).sum();
     let out_shape = {

@@ -44,7 +44,10 @@ pub mod optim;
 pub mod tape;
 
 pub use backward::{Backward, BackwardOptions};
-pub use check::{check_gradients, jacobian, CheckOptions, GradReport, InputReport, Jacobian, Worst};
+pub use check::{
+    check_gradients, check_gradients_dyn, jacobian, jacobian_dyn, CheckOptions, CheckedFn, GradReport, InputReport,
+    Jacobian, Worst,
+};
 pub use custom::CustomOp;
 pub use error::{Error, Phase, Result};
 pub use ops::{sum_to, Reduction};
