@@ -2,8 +2,8 @@
 //! vector-Jacobian product through the tape, comparisons that name the worst element, and the
 //! small networks used by the composite and determinism tests.
 
-use autograd::{BackwardOptions, Reduction, Tape, Var};
-use engine::{Rng, Tensor};
+use autograd::{BackwardOptions, Tape, Var};
+use engine::{Conv2dParams, Pool2dParams, Rng, Tensor};
 
 /// Standard-normal `f64` tensor of `shape` from `seed`.
 pub fn randn(shape: &[usize], seed: u64) -> Tensor<f64> {
@@ -64,20 +64,24 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     );
 }
 
-/// Logits of a two-layer perceptron `relu(x·W1ᵀ + b1)·W2ᵀ + b2`.
-/// Shapes: `x` [N, D], `w1` [H, D], `b1` [H], `w2` [C, H], `b2` [C] → [N, C].
-pub fn mlp<'t>(
-    x: &Var<'t, f64>,
-    w1: &Var<'t, f64>,
-    b1: &Var<'t, f64>,
-    w2: &Var<'t, f64>,
-    b2: &Var<'t, f64>,
-) -> Var<'t, f64> {
-    let h = x.matmul(&w1.t()).add(b1).relu();
-    h.matmul(&w2.t()).add(b2)
+/// Logits of a two-layer perceptron `relu(x·W1ᵀ + b1)·W2ᵀ + b2`, with `v = [x, W1, b1, W2, b2]`
+/// of shapes `[N, D]`, `[H, D]`, `[H]`, `[C, H]`, `[C]` → `[N, C]`.
+pub fn mlp<'t>(v: &[Var<'t, f64>]) -> Var<'t, f64> {
+    let h = v[0].matmul(&v[1].t()).add(&v[2]).relu();
+    h.matmul(&v[3].t()).add(&v[4])
 }
 
-/// Mean cross-entropy of `logits` against `labels`.
-pub fn ce_mean<'t>(logits: &Var<'t, f64>, labels: &[usize]) -> Var<'t, f64> {
-    logits.cross_entropy(labels, Reduction::Mean)
+/// Convolution of the small CNN: 3×3 kernel, stride 1, padding 1.
+pub const CNN_CONV: Conv2dParams = Conv2dParams { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 };
+
+/// Pooling of the small CNN: 2×2 max pooling with stride 2.
+pub const CNN_POOL: Pool2dParams =
+    Pool2dParams { kernel: [2, 2], stride: [2, 2], padding: [0, 0], count_include_pad: true };
+
+/// Logits of a small CNN: `conv2d(x, W1, b1)` ([`CNN_CONV`]) → max-pool ([`CNN_POOL`]) → relu →
+/// flatten → `·W2ᵀ + b2`, with `v = [x, W1, b1, W2, b2]` of shapes `[N, C, H, W]` (H, W even),
+/// `[F, C, 3, 3]`, `[F]`, `[K, F·H/2·W/2]`, `[K]` → `[N, K]`.
+pub fn cnn<'t>(v: &[Var<'t, f64>]) -> Var<'t, f64> {
+    let h = v[0].conv2d(&v[1], Some(&v[2]), CNN_CONV).max_pool2d(CNN_POOL).relu().flatten(1, 3);
+    h.matmul(&v[3].t()).add(&v[4])
 }
