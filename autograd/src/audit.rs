@@ -346,6 +346,40 @@ enum View {
     Permuted,
     /// Every second element of the last axis, starting at 1, and an offset on axis 0.
     Sliced,
+    /// A leaf whose first axis longer than 1 has length 1, broadcast (stride 0) to the
+    /// logical shape inside the audited function.
+    Broadcast,
+}
+
+/// One input of a case: its description, the tensor handed to the checker and, for a
+/// broadcast input, the shape the audited function broadcasts it to.
+struct Input {
+    desc: String,
+    value: Tensor<f64>,
+    target: Option<Vec<usize>>,
+}
+
+/// `v`, broadcast to `target` when there is one.
+fn bcast<'t>(v: &Var<'t, f64>, target: &Option<Vec<usize>>) -> Var<'t, f64> {
+    match target {
+        Some(t) => v.broadcast_to(t),
+        None => *v,
+    }
+}
+
+/// An input of logical `shape` in the layout `view`, with values from `dom`; `params`, when
+/// not empty, is appended to the description.
+fn input(view: View, shape: &[usize], dom: Dom, rng: &mut Rng, params: &str) -> Input {
+    let sep = if params.is_empty() { "" } else { "; " };
+    let desc = format!("{}{sep}{params}", describe(view, shape));
+    if view == View::Broadcast {
+        let axis = shape.iter().position(|&d| d > 1).unwrap_or(0);
+        let mut small = shape.to_vec();
+        small[axis] = 1;
+        Input { desc, value: tensor(dom, &small, rng), target: Some(shape.to_vec()) }
+    } else {
+        Input { desc, value: make(view, shape, dom, rng), target: None }
+    }
 }
 
 /// An input of logical `shape` in the layout `view`, with values from `dom`.
@@ -374,6 +408,7 @@ fn make(view: View, shape: &[usize], dom: Dom, rng: &mut Rng) -> Tensor<f64> {
             let base = tensor(dom, &s, rng);
             base.narrow(0, 1, shape[0]).slice(r - 1, 1, 2 * shape[r - 1] + 1, 2)
         }
+        View::Broadcast => panic!("audit: a broadcast input is made by `input`"),
     }
 }
 
@@ -383,6 +418,12 @@ fn describe(view: View, shape: &[usize]) -> String {
         View::Transposed => format!("transposed view {shape:?}"),
         View::Permuted => format!("permuted view {shape:?}"),
         View::Sliced => format!("sliced view {shape:?} (step 2, offset)"),
+        View::Broadcast => {
+            let axis = shape.iter().position(|&d| d > 1).unwrap_or(0);
+            let mut small = shape.to_vec();
+            small[axis] = 1;
+            format!("broadcast {small:?}→{shape:?}")
+        }
     }
 }
 
@@ -404,39 +445,18 @@ fn default() -> CheckOptions {
 // ---------------------------------------------------------------------------------------------
 // Case families
 
-/// Element-wise unary op `f`: a matrix in each layout, a permuted rank-3 view, and a column
-/// broadcast across a matrix.
+/// Element-wise unary op `f`: a matrix in each layout (including a row broadcast over the
+/// matrix) and a permuted rank-3 view.
 fn unary<F>(out: &mut Vec<AuditCase>, op: &'static str, params: &str, dom: Dom, f: F)
 where
     F: for<'t> Fn(&Var<'t, f64>) -> Var<'t, f64> + Send + Sync + 'static,
 {
-    let f = Arc::new(f);
     let mut rng = rng_for(op, params.len() as u64);
     let s2 = dims(&mut rng, 2, 2, 5);
     let s3 = dims(&mut rng, 3, 2, 4);
-    let sep = if params.is_empty() { "" } else { "; " };
-    for (view, shape) in [(View::Contiguous, &s2), (View::Transposed, &s2), (View::Sliced, &s2), (View::Permuted, &s3)]
-    {
-        let x = make(view, shape, dom, &mut rng);
-        let g = Arc::clone(&f);
-        out.push(AuditCase::gradcheck(
-            op,
-            format!("{}{sep}{params}", describe(view, shape)),
-            vec![x],
-            default(),
-            move |_, v| g(&v[0]),
-        ));
-    }
-    let small = [s2[0], 1];
-    let x = tensor(dom, &small, &mut rng);
-    let target = s2.clone();
-    out.push(AuditCase::gradcheck(
-        op,
-        format!("broadcast {small:?}→{target:?}{sep}{params}"),
-        vec![x],
-        default(),
-        move |_, v| f(&v[0].broadcast_to(&target)),
-    ));
+    let mut inputs = layouts(&ALL2, &s2, dom, &mut rng, params);
+    inputs.extend(layouts(&[View::Permuted], &s3, dom, &mut rng, params));
+    single(out, op, inputs, f);
 }
 
 /// Binary op `f` with NumPy broadcasting: equal shapes in several layouts, broadcasting by
@@ -503,35 +523,21 @@ where
     let mut rng = rng_for(op, 1);
     let s3 = dims(&mut rng, 3, 2, 4);
     let s2 = dims(&mut rng, 2, 2, 5);
-    let variants: [(View, &[usize], &[usize], bool); 5] = [
+    let variants: [(View, &[usize], &[usize], bool); 6] = [
         (View::Contiguous, &s3, &[1], false),
         (View::Contiguous, &s3, &[2, 0], true),
         (View::Permuted, &s3, &[0, 2], false),
         (View::Sliced, &s2, &[1], true),
         (View::Transposed, &s2, &[0, 1], false),
+        (View::Broadcast, &s3, &[0, 1], false),
     ];
     for (view, shape, axes, keepdim) in variants {
-        let x = make(view, shape, dom, &mut rng);
-        let ax = axes.to_vec();
-        let g = Arc::clone(&f);
-        out.push(AuditCase::gradcheck(
-            op,
-            format!("{}; axes {axes:?}, keepdim {keepdim}", describe(view, shape)),
-            vec![x],
-            default(),
-            move |_, v| g(&v[0], &ax, keepdim),
-        ));
+        let x = input(view, shape, dom, &mut rng, &format!("axes {axes:?}, keepdim {keepdim}"));
+        let (ax, target, g) = (axes.to_vec(), x.target, Arc::clone(&f));
+        out.push(AuditCase::gradcheck(op, x.desc, vec![x.value], default(), move |_, v| {
+            g(&bcast(&v[0], &target), &ax, keepdim)
+        }));
     }
-    let small = [s3[0], 1, s3[2]];
-    let x = tensor(dom, &small, &mut rng);
-    let (target, g) = (s3.clone(), Arc::clone(&f));
-    out.push(AuditCase::gradcheck(
-        op,
-        format!("broadcast {small:?}→{s3:?}; axes [1, 2], keepdim false"),
-        vec![x],
-        default(),
-        move |_, v| g(&v[0].broadcast_to(&target), &[1, 2], false),
-    ));
     let big = [2, 40_000];
     let x = tensor(dom, &big, &mut rng);
     out.push(AuditCase::gradcheck(
@@ -548,45 +554,51 @@ fn total<F>(out: &mut Vec<AuditCase>, op: &'static str, dom: Dom, f: F)
 where
     F: for<'t> Fn(&Var<'t, f64>) -> Var<'t, f64> + Send + Sync + 'static,
 {
-    let f = Arc::new(f);
     let mut rng = rng_for(op, 2);
     let s2 = dims(&mut rng, 2, 2, 5);
     let s3 = dims(&mut rng, 3, 2, 4);
-    for (view, shape) in [(View::Contiguous, &s3), (View::Transposed, &s2), (View::Sliced, &s2), (View::Permuted, &s3)]
-    {
-        let x = make(view, shape, dom, &mut rng);
-        let g = Arc::clone(&f);
-        out.push(AuditCase::gradcheck(op, describe(view, shape), vec![x], default(), move |_, v| g(&v[0])));
-    }
-    let small = [1, s2[1]];
-    let x = tensor(dom, &small, &mut rng);
-    let target = s2.clone();
-    out.push(AuditCase::gradcheck(op, format!("broadcast {small:?}→{s2:?}"), vec![x], default(), move |_, v| {
-        f(&v[0].broadcast_to(&target))
-    }));
+    let mut inputs = layouts(&[View::Contiguous, View::Permuted], &s3, dom, &mut rng, "");
+    inputs.extend(layouts(&[View::Transposed, View::Sliced, View::Broadcast], &s2, dom, &mut rng, ""));
+    single(out, op, inputs, f);
 }
 
-/// A one-input op `f` on explicitly given inputs (a list of `(description, tensor)`).
-fn single<F>(out: &mut Vec<AuditCase>, op: &'static str, inputs: Vec<(String, Tensor<f64>)>, f: F)
+/// A one-input op `f` on each of `inputs` (broadcast first where the input says so).
+fn single<F>(out: &mut Vec<AuditCase>, op: &'static str, inputs: Vec<Input>, f: F)
 where
     F: for<'t> Fn(&Var<'t, f64>) -> Var<'t, f64> + Send + Sync + 'static,
 {
     let f = Arc::new(f);
-    for (input, x) in inputs {
-        let g = Arc::clone(&f);
-        out.push(AuditCase::gradcheck(op, input, vec![x], default(), move |_, v| g(&v[0])));
+    for x in inputs {
+        let (g, target) = (Arc::clone(&f), x.target);
+        out.push(AuditCase::gradcheck(op, x.desc, vec![x.value], default(), move |_, v| g(&bcast(&v[0], &target))));
     }
 }
 
-/// `(description, tensor)` for `shape` in each of the given layouts; a non-empty `params`
-/// is appended to each description.
-fn layouts(views: &[View], shape: &[usize], dom: Dom, rng: &mut Rng, params: &str) -> Vec<(String, Tensor<f64>)> {
-    let sep = if params.is_empty() { "" } else { "; " };
-    views.iter().map(|&v| (format!("{}{sep}{params}", describe(v, shape)), make(v, shape, dom, rng))).collect()
+/// An op `f` of several inputs (each broadcast first where it says so); the description is
+/// `params` followed by the inputs'.
+fn multi<F>(out: &mut Vec<AuditCase>, op: &'static str, params: &str, inputs: Vec<Input>, f: F)
+where
+    F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64> + Send + Sync + 'static,
+{
+    let descs: Vec<&str> = inputs.iter().map(|x| x.desc.as_str()).collect();
+    let desc = format!("{params}: {}", descs.join(", "));
+    let targets: Vec<Option<Vec<usize>>> = inputs.iter().map(|x| x.target.clone()).collect();
+    let values = inputs.into_iter().map(|x| x.value).collect();
+    out.push(AuditCase::gradcheck(op, desc, values, default(), move |_, v| {
+        let vs: Vec<Var<'_, f64>> = v.iter().zip(&targets).map(|(x, t)| bcast(x, t)).collect();
+        f(&vs)
+    }));
 }
 
-const ALL2: [View; 3] = [View::Contiguous, View::Transposed, View::Sliced];
-const ALL3: [View; 4] = [View::Contiguous, View::Transposed, View::Permuted, View::Sliced];
+/// `shape` in each of the given layouts (see [`input`]).
+fn layouts(views: &[View], shape: &[usize], dom: Dom, rng: &mut Rng, params: &str) -> Vec<Input> {
+    views.iter().map(|&v| input(v, shape, dom, rng, params)).collect()
+}
+
+/// Every layout of a matrix.
+const ALL2: [View; 4] = [View::Contiguous, View::Transposed, View::Sliced, View::Broadcast];
+/// Every layout of a rank-3 (or higher) tensor.
+const ALL3: [View; 5] = [View::Contiguous, View::Transposed, View::Permuted, View::Sliced, View::Broadcast];
 
 fn elementwise_cases(out: &mut Vec<AuditCase>) {
     unary(out, "neg", "", Dom::Any, |x| x.neg());
@@ -697,39 +709,15 @@ fn shape_cases(out: &mut Vec<AuditCase>) {
     single(out, "select", layouts(&ALL3, &s3, Dom::Any, &mut rng, "axis 1, index 1"), |x| x.select(1, 1));
     let target = vec![a, b, c];
     let tb = target.clone();
-    single(
-        out,
-        "broadcast_to",
-        vec![(format!("contiguous [{b}, 1] → {target:?}"), tensor(Dom::Any, &[b, 1], &mut rng))],
-        move |x| x.broadcast_to(&tb),
-    );
+    let p = format!("to {target:?}");
+    single(out, "broadcast_to", layouts(&ALL2, &[b, 1], Dom::Any, &mut rng, &p), move |x| x.broadcast_to(&tb));
     let tb = target.clone();
-    single(
-        out,
-        "broadcast_to",
-        vec![(format!("transposed view [{b}, {c}] → {target:?}"), make(View::Transposed, &[b, c], Dom::Any, &mut rng))],
-        move |x| x.broadcast_to(&tb),
-    );
+    single(out, "broadcast_to", layouts(&[View::Transposed], &[b, c], Dom::Any, &mut rng, &p), move |x| {
+        x.broadcast_to(&tb)
+    });
     let tb = target.clone();
-    single(
-        out,
-        "broadcast_to",
-        vec![(format!("sliced view [1, {c}] → {target:?}"), make(View::Sliced, &[1, c], Dom::Any, &mut rng))],
-        move |x| x.broadcast_to(&tb),
-    );
-    let tb = target.clone();
-    single(
-        out,
-        "expand",
-        vec![(format!("contiguous [{a}, 1, {c}] → {target:?}"), tensor(Dom::Any, &[a, 1, c], &mut rng))],
-        move |x| x.expand(&tb),
-    );
-    single(
-        out,
-        "expand",
-        vec![(format!("sliced view [1, {c}] → {target:?}"), make(View::Sliced, &[1, c], Dom::Any, &mut rng))],
-        move |x| x.expand(&target),
-    );
+    single(out, "expand", layouts(&ALL3, &[a, 1, c], Dom::Any, &mut rng, &p), move |x| x.expand(&tb));
+    single(out, "expand", layouts(&[View::Sliced], &[1, c], Dom::Any, &mut rng, &p), move |x| x.expand(&target));
     single(out, "unsqueeze", layouts(&ALL2, &s2, Dom::Any, &mut rng, "axis 1"), |x| x.unsqueeze(1));
     single(out, "squeeze", layouts(&ALL3, &[a, 1, c], Dom::Any, &mut rng, "axis 1"), |x| x.squeeze(1));
     single(out, "flatten", layouts(&ALL3, &s3, Dom::Any, &mut rng, "axes 1..=2"), |x| x.flatten(1, 2));
@@ -828,11 +816,8 @@ fn softmax_cases(out: &mut Vec<AuditCase>) {
             single(out, op, inputs, move |x| softmax_along(x, axis, log));
         }
         let s2 = [s3[0], s3[1]];
-        let inputs = layouts(&[View::Transposed, View::Sliced], &s2, Dom::Any, &mut rng, "axis 1");
+        let inputs = layouts(&[View::Transposed, View::Sliced, View::Broadcast], &s2, Dom::Any, &mut rng, "axis 1");
         single(out, op, inputs, move |x| softmax_along(x, 1, log));
-        let inputs =
-            vec![(format!("broadcast [1, {}]→{s2:?}; axis 1", s2[1]), tensor(Dom::Any, &[1, s2[1]], &mut rng))];
-        single(out, op, inputs, move |x| softmax_along(&x.broadcast_to(&s2), 1, log));
     }
 
     let mut rng = rng_for("cross_entropy", 0);
@@ -840,17 +825,9 @@ fn softmax_cases(out: &mut Vec<AuditCase>) {
     let (n, c) = (d[0] + 1, d[1] + 1);
     let labels: Vec<usize> = (0..n).map(|_| rng.below(c as u64) as usize).collect();
     for (reduction, name) in [(Reduction::Mean, "mean"), (Reduction::Sum, "sum")] {
-        for view in ALL2 {
-            let x = make(view, &[n, c], Dom::Any, &mut rng);
-            let l = labels.clone();
-            out.push(AuditCase::gradcheck(
-                "cross_entropy",
-                format!("{}; labels {labels:?}, reduction {name}", describe(view, &[n, c])),
-                vec![x],
-                default(),
-                move |_, v| v[0].cross_entropy(&l, reduction),
-            ));
-        }
+        let inputs = layouts(&ALL2, &[n, c], Dom::Any, &mut rng, &format!("labels {labels:?}, reduction {name}"));
+        let l = labels.clone();
+        single(out, "cross_entropy", inputs, move |x| x.cross_entropy(&l, reduction));
     }
 }
 
@@ -869,31 +846,22 @@ fn index_cases(out: &mut Vec<AuditCase>) {
     );
 
     let (r, c) = (s2[0], s2[1]);
+    let any = Dom::Any;
     let parts = vec![
-        tensor(Dom::Any, &[r, c], &mut rng),
-        make(View::Transposed, &[r, c + 1], Dom::Any, &mut rng),
-        make(View::Sliced, &[r, 2], Dom::Any, &mut rng),
+        input(View::Contiguous, &[r, c], any, &mut rng, ""),
+        input(View::Transposed, &[r, c + 1], any, &mut rng, ""),
+        input(View::Sliced, &[r, 2], any, &mut rng, ""),
+        input(View::Broadcast, &[r, 3], any, &mut rng, ""),
     ];
-    out.push(AuditCase::gradcheck(
-        "concat",
-        format!("axis 1: contiguous [{r}, {c}], transposed view [{r}, {}], sliced view [{r}, 2]", c + 1),
-        parts,
-        default(),
-        |_, v| Var::concat(v, 1),
-    ));
+    multi(out, "concat", "axis 1", parts, |v| Var::concat(v, 1));
     let parts = vec![
-        make(View::Sliced, &[2, c], Dom::Any, &mut rng),
-        tensor(Dom::Any, &[r, c], &mut rng),
-        make(View::Transposed, &[1, c], Dom::Any, &mut rng),
+        input(View::Sliced, &[2, c], any, &mut rng, ""),
+        input(View::Broadcast, &[3, c], any, &mut rng, ""),
+        input(View::Contiguous, &[r, c], any, &mut rng, ""),
+        input(View::Transposed, &[1, c], any, &mut rng, ""),
     ];
-    out.push(AuditCase::gradcheck(
-        "concat",
-        format!("axis 0: sliced view [2, {c}], contiguous [{r}, {c}], transposed view [1, {c}]"),
-        parts,
-        default(),
-        |_, v| Var::concat(v, 0),
-    ));
-    let x = tensor(Dom::Any, &[1, c], &mut rng);
+    multi(out, "concat", "axis 0", parts, |v| Var::concat(v, 0));
+    let x = tensor(any, &[1, c], &mut rng);
     out.push(AuditCase::gradcheck(
         "concat",
         format!("axis 0: a broadcast [1, {c}]→[{r}, {c}] and itself"),
@@ -905,18 +873,8 @@ fn index_cases(out: &mut Vec<AuditCase>) {
         },
     ));
     for axis in [0, 1, 2] {
-        let parts = vec![
-            tensor(Dom::Any, &s2, &mut rng),
-            make(View::Transposed, &s2, Dom::Any, &mut rng),
-            make(View::Sliced, &s2, Dom::Any, &mut rng),
-        ];
-        out.push(AuditCase::gradcheck(
-            "stack",
-            format!("axis {axis}: contiguous, transposed view, sliced view {s2:?}"),
-            parts,
-            default(),
-            move |_, v| Var::stack(v, axis),
-        ));
+        let parts = layouts(&ALL2, &s2, any, &mut rng, "");
+        multi(out, "stack", &format!("axis {axis}"), parts, move |v| Var::stack(v, axis));
     }
 
     let idx = vec![r - 1, 0, r - 1, 1];
@@ -978,19 +936,22 @@ fn conv_family<P, F>(
     let f = Arc::new(f);
     let mut rng = rng_for(op, 0);
     for (xs, view, ws, bias, p) in specs {
-        let mut inputs = vec![make(view, &xs, Dom::Any, &mut rng), make(View::Transposed, &ws, Dom::Any, &mut rng)];
+        let x = input(view, &xs, Dom::Any, &mut rng, "");
+        let mut inputs = vec![x.value, make(View::Transposed, &ws, Dom::Any, &mut rng)];
         if bias {
             inputs.push(tensor(Dom::Any, &[bias_len(ws, p)], &mut rng));
         }
         let b = if bias { "" } else { ", no bias" };
-        let input = format!("{}, weight transposed view {ws:?}{b}; {}", describe(view, &xs), desc(&p));
-        let g = Arc::clone(&f);
-        out.push(AuditCase::gradcheck(op, input, inputs, default(), move |_, v| g(&v[0], &v[1], v.get(2), p)));
+        let desc = format!("{}, weight transposed view {ws:?}{b}; {}", x.desc, desc(&p));
+        let (g, target) = (Arc::clone(&f), x.target);
+        out.push(AuditCase::gradcheck(op, desc, inputs, default(), move |_, v| {
+            g(&bcast(&v[0], &target), &v[1], v.get(2), p)
+        }));
     }
 }
 
 fn conv_cases(out: &mut Vec<AuditCase>) {
-    use View::{Contiguous, Permuted, Sliced};
+    use View::{Broadcast, Contiguous, Permuted, Sliced, Transposed};
     let c = Conv2dParams::new;
     let specs = vec![
         ([2, 3, 5, 6], Contiguous, [4, 3, 3, 3], true, c().padding(1)),
@@ -1004,6 +965,7 @@ fn conv_cases(out: &mut Vec<AuditCase>) {
         ([2, 3, 4, 4], Contiguous, [5, 3, 1, 1], true, c()),
         ([2, 3, 6, 5], Permuted, [4, 3, 3, 3], true, c().stride(2).padding(1)),
         ([1, 4, 5, 4], Sliced, [2, 2, 2, 3], true, c().padding(1).groups(2)),
+        ([3, 2, 5, 5], Broadcast, [2, 2, 3, 3], true, c().padding(1)),
     ];
     conv_family(out, "conv2d", specs, |ws, _| ws[0], conv_desc, |x, w, b, p| x.conv2d(w, b, p));
     // A bias that is itself a broadcast view of one value.
@@ -1032,6 +994,7 @@ fn conv_cases(out: &mut Vec<AuditCase>) {
         // the convolution of g cropped to the input's size
         ([1, 2, 4, 3], Contiguous, [2, 3, 3, 3], true, ct().dilation(2).output_padding(1)),
         ([2, 3, 3, 3], Contiguous, [3, 1, 3, 3], true, ct().stride(2).groups(3)),
+        ([2, 2, 3, 3], Broadcast, [2, 2, 3, 3], true, ct().stride(2)),
     ];
     let ct_desc =
         |p: &ConvTranspose2dParams| format!("{}, output_padding {:?}", conv_desc(&p.as_conv()), p.output_padding);
@@ -1044,30 +1007,18 @@ fn conv_cases(out: &mut Vec<AuditCase>) {
         |x, w, b, p| x.conv_transpose2d(w, b, p),
     );
 
-    let any = Dom::Any;
     let mut rng = rng_for("im2col", 0);
-    for (xs, view, k, p) in [
-        ([2, 2, 5, 5], View::Contiguous, [3, 3], Conv2dParams::new().padding(1)),
-        ([1, 3, 7, 6], View::Permuted, [2, 3], Conv2dParams::new().stride2([2, 1]).dilation2([2, 1]).padding2([0, 1])),
+    for (xs, k, p) in [
+        ([2, 2, 5, 5], [3, 3], c().padding(1)),
+        ([1, 3, 7, 6], [2, 3], c().stride2([2, 1]).dilation2([2, 1]).padding2([0, 1])),
     ] {
-        let x = make(view, &xs, any, &mut rng);
-        out.push(AuditCase::gradcheck(
-            "im2col",
-            format!("{}; kernel {k:?}, {}", describe(view, &xs), conv_desc(&p)),
-            vec![x],
-            default(),
-            move |_, v| v[0].im2col(k, p),
-        ));
+        let what = format!("kernel {k:?}, {}", conv_desc(&p));
+        let inputs = layouts(&[Contiguous, Permuted, Sliced, Broadcast], &xs, Dom::Any, &mut rng, &what);
+        single(out, "im2col", inputs, move |x| x.im2col(k, p));
         let oh = p.output_hw([xs[2], xs[3]], k).expect("valid geometry");
         let cs = [xs[0], xs[1] * k[0] * k[1], oh[0] * oh[1]];
-        let c = make(View::Transposed, &cs, any, &mut rng);
-        out.push(AuditCase::gradcheck(
-            "col2im",
-            format!("transposed view {cs:?} → {xs:?}; kernel {k:?}, {}", conv_desc(&p)),
-            vec![c],
-            default(),
-            move |_, v| v[0].col2im(xs, k, p),
-        ));
+        let inputs = layouts(&[Contiguous, Transposed, Sliced, Broadcast], &cs, Dom::Any, &mut rng, &what);
+        single(out, "col2im", inputs, move |x| x.col2im(xs, k, p));
     }
 }
 
@@ -1088,6 +1039,7 @@ fn pool_cases(out: &mut Vec<AuditCase>) {
             View::Contiguous,
             Pool2dParams::new(3).stride(1).padding(1),
         ),
+        ("2×2, stride 1", [3, 2, 4, 4], View::Broadcast, Pool2dParams::new(2).stride(1)),
     ];
     for (what, xs, view, p) in pools {
         single(out, "max_pool2d", layouts(&[view], &xs, Dom::Distinct, &mut rng, what), move |x| x.max_pool2d(p));
@@ -1098,7 +1050,8 @@ fn pool_cases(out: &mut Vec<AuditCase>) {
         }
     }
     let xs = [2, 3, 4, 5];
-    let inputs = layouts(&[View::Contiguous, View::Permuted, View::Sliced], &xs, Dom::Any, &mut rng, "");
+    let inputs =
+        layouts(&[View::Contiguous, View::Permuted, View::Sliced, View::Broadcast], &xs, Dom::Any, &mut rng, "");
     single(out, "global_avg_pool2d", inputs, |x| x.global_avg_pool2d());
     let x = tensor(Dom::Any, &[2, 3, 1, 1], &mut rng);
     out.push(AuditCase::gradcheck(
@@ -1132,10 +1085,18 @@ mod tests {
     fn views_have_the_logical_shape_and_layout() {
         let mut rng = Rng::new(1);
         for view in ALL3 {
-            let t = make(view, &[2, 3, 4], Dom::Any, &mut rng);
-            assert_eq!(t.shape(), &[2, 3, 4]);
-            assert_eq!(t.is_contiguous(), view == View::Contiguous, "{view:?}");
+            let x = input(view, &[2, 3, 4], Dom::Any, &mut rng, "");
+            let t = &x.value;
             assert!(!t.layout().has_aliasing());
+            if view == View::Broadcast {
+                assert_eq!(t.shape(), &[1, 3, 4]);
+                assert_eq!(x.target.as_deref(), Some(&[2, 3, 4][..]));
+                assert_eq!(x.desc, "broadcast [1, 3, 4]→[2, 3, 4]");
+            } else {
+                assert_eq!(t.shape(), &[2, 3, 4]);
+                assert_eq!(t.is_contiguous(), view == View::Contiguous, "{view:?}");
+                assert!(x.target.is_none());
+            }
         }
     }
 

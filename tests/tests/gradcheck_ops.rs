@@ -193,6 +193,21 @@ fn every_recorded_op_and_public_op_method_has_an_audit() {
     assert!(missing.is_empty(), "public op methods without an audit case: {missing:?}");
 }
 
+#[test]
+fn every_op_is_audited_on_contiguous_permuted_sliced_and_broadcast_inputs() {
+    let cases = audit::cases();
+    let mut gaps = Vec::new();
+    for op in audit::ops(&cases) {
+        let inputs: Vec<&str> = cases.iter().filter(|c| c.op == op).map(|c| c.input.as_str()).collect();
+        for kind in ["contiguous", "transposed|permuted", "sliced", "broadcast"] {
+            if !inputs.iter().any(|i| kind.split('|').any(|k| i.contains(k))) {
+                gaps.push(format!("{op}: no {kind} input"));
+            }
+        }
+    }
+    assert!(gaps.is_empty(), "layouts missing from the audit:\n{}", gaps.join("\n"));
+}
+
 // --------------------------------------------------------------------------------------------
 // Fused rules against their composites (same cotangent, gradients to 1e-12).
 
