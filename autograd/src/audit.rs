@@ -18,8 +18,9 @@
 //!   makes aliased (stride-0) inputs contiguous.
 //!
 //! Every case uses [`CheckOptions::default()`] (eps 1e-6, atol 1e-7, rtol 1e-5). The only
-//! departure is `max_elements`, which samples the elements checked on large inputs; it does
-//! not loosen the comparison of the elements that are checked.
+//! departure is `max_elements`, which samples the elements checked on the few inputs large
+//! enough to reach the engine's parallel paths (reductions over 2 × 40000 elements, a GEMM
+//! split into column blocks); it does not loosen the comparison of the elements checked.
 //!
 //! Other crates extend the registry: `cases()` returns a plain `Vec`, so
 //! `let mut all = audit::cases(); all.extend(sparse::audit::cases());` is all it takes.
@@ -86,7 +87,9 @@ impl std::fmt::Debug for AuditCase {
 /// The outcome of one [`AuditCase`].
 #[derive(Clone, Debug)]
 pub struct AuditResult {
+    /// The audited op (see [`AuditCase::op`]).
     pub op: &'static str,
+    /// The input description (see [`AuditCase::input`]).
     pub input: String,
     /// The report, or the error (or panic message) that stopped the check.
     pub outcome: std::result::Result<GradReport, String>,
