@@ -195,8 +195,9 @@ fn json_f64(x: f64) -> String {
     }
 }
 
-/// A JSON string literal.
-fn json_str(s: &str) -> String {
+/// A JSON string literal (quotes, backslashes and control characters escaped); shared with
+/// the program's other JSON outputs.
+pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

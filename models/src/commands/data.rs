@@ -215,23 +215,7 @@ fn text(found: &[DatasetInfo]) -> String {
 
 /// A JSON string literal.
 fn js(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    out.push('"');
-    for ch in v.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    autograd::audit::json_str(v)
 }
 
 fn js_list<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
