@@ -437,6 +437,26 @@ impl<T: Element> Tensor<T> {
     }
 }
 
+/// Naive references: one multi-index lookup per element, no fast paths. Tests and benches
+/// compare the kernels above with them.
+pub mod naive {
+    use crate::layout::broadcast_shape;
+    use crate::{Element, Tensor};
+
+    /// `f` of every element, row-major.
+    pub fn map<T: Element>(x: &Tensor<T>, f: impl Fn(T) -> T) -> Tensor<T> {
+        Tensor::from_fn(x.shape(), |ix| f(x.get(ix)))
+    }
+
+    /// `f(a, b)` with NumPy broadcasting. **Panics** if the shapes cannot be broadcast.
+    #[track_caller]
+    pub fn zip_map<T: Element>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Tensor<T> {
+        let shape = broadcast_shape(a.shape(), b.shape()).expect("naive::zip_map: shapes cannot be broadcast");
+        let (a, b) = (a.broadcast_to(&shape), b.broadcast_to(&shape));
+        Tensor::from_fn(&shape, |ix| f(a.get(ix), b.get(ix)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +478,23 @@ mod tests {
         let b = Tensor::<f64>::arange(6).reshape(&[2, 3]).mul_scalar(0.5);
         assert_eq!(a.mul(&b).to_vec(), a.contiguous().mul(&b.contiguous()).to_vec());
         assert_eq!(a.exp().to_vec(), a.contiguous().exp().to_vec());
+    }
+
+    #[test]
+    fn maps_match_naive_on_views_and_broadcasts() {
+        let mut rng = crate::Rng::new(4);
+        let x = Tensor::<f64>::randn(&[5, 7, 3], &mut rng);
+        let views = [x.clone(), x.permute(&[2, 0, 1]), x.slice(1, 1, 7, 3), x.select(2, 1).t()];
+        for v in &views {
+            assert_eq!(v.exp().to_vec(), naive::map(v, f64::exp).to_vec());
+            let row = Tensor::<f64>::randn(&[v.dim(v.rank() - 1)], &mut rng);
+            assert_eq!(v.add(&row).to_vec(), naive::zip_map(v, &row, |a, b| a + b).to_vec());
+            assert_eq!(row.sub(v).to_vec(), naive::zip_map(&row, v, |a, b| a - b).to_vec());
+            let mut col_shape = v.shape().to_vec();
+            *col_shape.last_mut().unwrap() = 1;
+            let col = Tensor::<f64>::randn(&col_shape, &mut rng);
+            assert_eq!(v.mul(&col).to_vec(), naive::zip_map(v, &col, |a, b| a * b).to_vec());
+        }
     }
 
     #[test]
