@@ -2,8 +2,11 @@
 //! operand: transposed and sliced views are multiplied in place, never copied.
 //!
 //! Parallelism: batches are spread over rayon; a single large product is split into column
-//! blocks whose number depends only on the problem size, so the result is bit-identical for
-//! any number of threads (each output element is computed by one GEMM call in the same order).
+//! blocks, one per rayon thread (at most four, and none for small products). The result is
+//! bit-identical for any number of blocks, hence any number of threads: `matrixmultiply`
+//! computes every element of C from the same packed k-panels in the same order (its k blocking
+//! does not depend on n, and partial tiles go through the same micro-kernel), so splitting the
+//! columns of B and C only changes which call computes an element, not how.
 
 use rayon::prelude::*;
 
@@ -134,14 +137,18 @@ pub fn gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [
     unsafe { gemm_unchecked(alpha, a, b, beta, c.as_mut_ptr().add(c_offset), ldc) }
 }
 
-/// Number of column blocks a product of this size is split into. Depends only on the size,
-/// so results are identical for any thread count.
-fn column_blocks(m: usize, k: usize, n: usize) -> usize {
+/// Number of column blocks a product of this size is split into on `threads` threads.
+///
+/// One block per thread: every block packs all of A again, so extra blocks on one thread only
+/// cost time (at n = 1024 on one thread, four blocks were 29% slower than one call). The
+/// count may depend on the thread count because column blocks never change the bits (see the
+/// module docs and `any_column_split_gives_the_same_bits`).
+fn column_blocks(m: usize, k: usize, n: usize, threads: usize) -> usize {
     let flops = m.saturating_mul(k).saturating_mul(n);
     if n < 128 {
         return 1;
     }
-    (flops >> 24).clamp(1, 4).min(n / 64)
+    (flops >> 24).clamp(1, 4).min(n / 64).min(threads.max(1))
 }
 
 /// A pointer that may be sent to other threads; each user writes a disjoint region.
@@ -162,7 +169,23 @@ impl<T> SendPtr<T> {
 pub fn par_gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], c_offset: usize, ldc: usize) {
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ: {}×{} · {}×{}", a.rows, a.cols, b.rows, b.cols);
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let blocks = column_blocks(m, k, n);
+    gemm_in_blocks(column_blocks(m, k, n, rayon::current_num_threads()), alpha, a, b, beta, c, c_offset, ldc);
+}
+
+/// [`gemm`] computed as `blocks` column blocks on rayon.
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+fn gemm_in_blocks<T: Element>(
+    blocks: usize,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    c_offset: usize,
+    ldc: usize,
+) {
+    let (m, n) = (a.rows, b.cols);
     if blocks <= 1 || m == 0 {
         return gemm(alpha, a, b, beta, c, c_offset, ldc);
     }
@@ -301,8 +324,43 @@ mod tests {
         let b = Tensor::<f32>::randn(&[200, 700], &mut rng);
         let mut whole = vec![0f32; 300 * 700];
         gemm(1.0, MatRef::of(&a), MatRef::of(&b), 0.0, &mut whole, 0, 700);
-        assert!(column_blocks(300, 200, 700) > 1);
+        assert!(column_blocks(300, 200, 700, 2) > 1);
         assert_eq!(a.matmul(&b).to_vec(), whole);
+    }
+
+    /// Every block count gives the bits of one call, including k > 256 (several k-panels, so
+    /// C is accumulated with β = 1 after the first), transposed A, odd sizes and β ≠ 0.
+    #[test]
+    fn any_column_split_gives_the_same_bits() {
+        let mut rng = Rng::new(6);
+        for &(m, k, n) in &[(129, 600, 515), (64, 1000, 300), (7, 257, 1024), (300, 33, 130)] {
+            let a = Tensor::<f32>::randn(&[k, m], &mut rng).t();
+            let b = Tensor::<f32>::randn(&[k, n], &mut rng);
+            let c0: Vec<f32> = Tensor::<f32>::randn(&[m, n], &mut rng).to_vec();
+            for beta in [0.0, 0.5] {
+                let mut whole = c0.clone();
+                gemm(1.5, MatRef::of(&a), MatRef::of(&b), beta, &mut whole, 0, n);
+                for blocks in 2..=4 {
+                    let mut split = c0.clone();
+                    gemm_in_blocks(blocks, 1.5, MatRef::of(&a), MatRef::of(&b), beta, &mut split, 0, n);
+                    assert!(split == whole, "({m}, {k}, {n}), β = {beta}, {blocks} blocks");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_and_two_threads_give_the_same_bits() {
+        let mut rng = Rng::new(7);
+        let a = Tensor::<f32>::randn(&[384, 520], &mut rng);
+        let b = Tensor::<f32>::randn(&[520, 700], &mut rng);
+        let run = |t: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            pool.install(|| (column_blocks(384, 520, 700, rayon::current_num_threads()), a.matmul(&b).to_vec()))
+        };
+        let ((b1, one), (b2, two)) = (run(1), run(2));
+        assert_eq!((b1, b2), (1, 2));
+        assert!(one == two);
     }
 
     #[test]
