@@ -1,10 +1,18 @@
 //! Reductions over any set of axes, with or without `keepdim`: sum, mean, max/min (with the
 //! position of the extreme element, for backward), logsumexp, ℓ1 and ℓ2 norms.
 //!
-//! Order of summation (and so the exact bits of every result) depends only on the shapes:
-//! each output element reduces its block in row-major order, in fixed chunks of
-//! [`PAR_CHUNK`](crate::PAR_CHUNK) elements whose partial results are added left to right.
-//! Chunks and output elements may run on different threads; the result does not change.
+//! Order of summation (and so the exact bits of every result) depends only on the shapes and
+//! strides, never on the number of threads:
+//! * when the innermost reduced axis is contiguous, each block is a sequence of contiguous
+//!   runs; a run is summed with 8 interleaved accumulators ([`sum_slice`]) and the run sums
+//!   are added in row-major order, in fixed pieces of about [`PAR_CHUNK`](crate::PAR_CHUNK)
+//!   elements whose partial sums are added left to right;
+//! * when the last axis is kept and contiguous (a column sum such as `[N, C] → [C]`), every
+//!   output element adds its inputs one by one in row-major order, whole rows at a time;
+//! * otherwise each block is reduced element by element in row-major order, in fixed chunks of
+//!   `PAR_CHUNK` elements whose partial results are added left to right.
+//!
+//! Chunks, pieces and output elements may run on different threads; the result does not change.
 
 use rayon::prelude::*;
 
@@ -121,6 +129,115 @@ fn sum_slice<T: Element>(s: &[T]) -> T {
     total
 }
 
+/// Storage offsets, relative to the first element, of every position of `shape`/`strides`
+/// in row-major order.
+fn relative_offsets(shape: &[usize], strides: &[isize]) -> Vec<isize> {
+    let mut offs = vec![0isize];
+    for (&d, &s) in shape.iter().zip(strides) {
+        offs = offs.iter().flat_map(|&o| (0..d as isize).map(move |i| o + i * s)).collect();
+    }
+    offs
+}
+
+/// `base + off` as an index. Offsets come from a layout that was checked against its storage.
+#[inline(always)]
+fn at(base: usize, off: isize) -> usize {
+    (base as isize + off) as usize
+}
+
+/// Sums over the reduced axes when the innermost one is contiguous: every block is
+/// `block / run` contiguous runs of `run` elements (see the module docs for the order).
+fn sum_runs<T: Element>(t: &Tensor<T>, p: &Plan) -> Vec<T> {
+    let st = t.storage();
+    let k = p.red_shape.len();
+    let run = p.red_shape[k - 1];
+    let runs = relative_offsets(&p.red_shape[..k - 1], &p.red_strides[..k - 1]);
+    // Pieces of about PAR_CHUNK elements: whole runs, or one long run cut into chunks.
+    let per_piece = (PAR_CHUNK / run).max(1);
+    let cuts = if run > PAR_CHUNK { run.div_ceil(PAR_CHUNK) } else { 1 };
+    let n_pieces = if run > PAR_CHUNK { runs.len() * cuts } else { runs.len().div_ceil(per_piece) };
+    let piece = |base: usize, i: usize| -> T {
+        if run > PAR_CHUNK {
+            let (r, c) = (i / cuts, i % cuts);
+            let start = at(base, runs[r]) + c * PAR_CHUNK;
+            sum_slice(&st[start..start + PAR_CHUNK.min(run - c * PAR_CHUNK)])
+        } else {
+            let mut acc = T::zero();
+            for &o in &runs[i * per_piece..runs.len().min((i + 1) * per_piece)] {
+                let start = at(base, o);
+                acc += sum_slice(&st[start..start + run]);
+            }
+            acc
+        }
+    };
+    let block = |base: usize| -> T {
+        if n_pieces == 1 {
+            return piece(base, 0);
+        }
+        let parts: Vec<T> = (0..n_pieces).into_par_iter().map(|i| piece(base, i)).collect();
+        parts.into_iter().fold(T::zero(), |a, b| a + b)
+    };
+    let kept = Layout { shape: p.kept_shape.clone(), strides: p.kept_strides.clone(), offset: t.offset() };
+    let bases: Vec<usize> = kept.offsets().collect();
+    if bases.len() > 1 && bases.len() * p.block >= 2 * PAR_CHUNK {
+        bases.par_iter().map(|&b| block(b)).collect()
+    } else {
+        bases.iter().map(|&b| block(b)).collect()
+    }
+}
+
+/// Sums over the reduced axes when the last axis is kept and contiguous: for every position
+/// of the other kept axes, the rows `x[.., reduced position, .., 0..C]` are added into an
+/// output row. The reduced positions are cut into at most [`MAX_PIECES`] fixed pieces of
+/// whole rows; each piece adds its rows one after the other (row-major order), and the
+/// pieces' partial rows are added left to right.
+fn sum_columns<T: Element>(t: &Tensor<T>, p: &Plan) -> Vec<T> {
+    let st = t.storage();
+    let kr = p.kept_shape.len();
+    let cols = p.kept_shape[kr - 1];
+    let outer = Layout {
+        shape: p.kept_shape[..kr - 1].to_vec(),
+        strides: p.kept_strides[..kr - 1].to_vec(),
+        offset: t.offset(),
+    };
+    let bases: Vec<usize> = outer.offsets().collect();
+    let rows = relative_offsets(&p.red_shape, &p.red_strides);
+    let per_piece = (4 * PAR_CHUNK / cols).max(rows.len().div_ceil(MAX_PIECES)).max(1);
+    let n_pieces = rows.len().div_ceil(per_piece);
+    let piece = |base: usize, i: usize, acc: &mut [T]| {
+        for &r in &rows[i * per_piece..rows.len().min((i + 1) * per_piece)] {
+            let start = at(base, r);
+            acc.iter_mut().zip(&st[start..start + cols]).for_each(|(a, &v)| *a += v);
+        }
+    };
+    let out_row = |base: usize, dst: &mut [T]| {
+        if n_pieces == 1 {
+            return piece(base, 0, dst);
+        }
+        let parts: Vec<Vec<T>> = (0..n_pieces)
+            .into_par_iter()
+            .map(|i| {
+                let mut acc = vec![T::zero(); cols];
+                piece(base, i, &mut acc);
+                acc
+            })
+            .collect();
+        for part in parts {
+            dst.iter_mut().zip(&part).for_each(|(d, &v)| *d += v);
+        }
+    };
+    let mut out = vec![T::zero(); bases.len() * cols];
+    if bases.len() > 1 && out.len() * rows.len() >= 2 * PAR_CHUNK {
+        out.par_chunks_mut(cols).zip(&bases).for_each(|(dst, &b)| out_row(b, dst));
+    } else {
+        out.chunks_mut(cols).zip(&bases).for_each(|(dst, &b)| out_row(b, dst));
+    }
+    out
+}
+
+/// Upper bound on the partial rows a column sum keeps per output row.
+const MAX_PIECES: usize = 64;
+
 impl<T: Element> Tensor<T> {
     fn finish(&self, p: &Plan, axes: &[usize], keepdim: bool, data: Vec<T>) -> Tensor<T> {
         if keepdim {
@@ -134,17 +251,15 @@ impl<T: Element> Tensor<T> {
     #[track_caller]
     pub fn sum(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
         let p = plan(self, axes, "sum");
-        // Fast path: each block is one contiguous run of storage.
-        let data = if p.red_shape.len() == 1 && p.red_strides[0] == 1 && p.block <= PAR_CHUNK {
-            let kept = Layout { shape: p.kept_shape.clone(), strides: p.kept_strides.clone(), offset: self.offset() };
-            let st = self.storage();
-            let bases: Vec<usize> = kept.offsets().collect();
-            let f = |&b: &usize| sum_slice(&st[b..b + p.block]);
-            if bases.len() * p.block >= 2 * PAR_CHUNK {
-                bases.par_iter().map(f).collect()
-            } else {
-                bases.iter().map(f).collect()
-            }
+        let data = if p.block == 0 || p.kept_shape.contains(&0) {
+            vec![T::zero(); p.kept_shape.iter().product()]
+        } else if p.red_strides.last() == Some(&1) && p.red_shape.last() >= Some(&8) {
+            sum_runs(self, &p)
+        } else if p.kept_strides.last() == Some(&1)
+            && p.kept_shape.last() >= Some(&8)
+            && !axes.contains(&(self.rank() - 1))
+        {
+            sum_columns(self, &p)
         } else {
             reduce_generic(self, &p, T::zero(), |a, x, _| a + x, |a, b| a + b)
         };
@@ -330,6 +445,48 @@ mod tests {
                 assert!(a.allclose(&b, 1e-12, 1e-12), "axes {axes:?}");
             }
         }
+    }
+
+    /// Every fast path (contiguous runs, column sums, the generic walk) against the naive f64
+    /// reference, on layouts that pick each path, including long runs cut into pieces.
+    #[test]
+    fn fast_paths_match_naive() {
+        let mut rng = Rng::new(8);
+        let x = Tensor::<f64>::randn(&[6, 5, 40, 30], &mut rng);
+        let cases: Vec<(Tensor<f64>, Vec<usize>)> = vec![
+            (x.clone(), vec![0, 2, 3]),             // bias gradient: runs of 1200
+            (x.clone(), vec![1, 3]),                // runs of 30
+            (x.clone(), vec![0]),                   // column sum over rows of 6000
+            (x.clone(), vec![0, 2]),                // columns, two kept axes
+            (x.permute(&[0, 2, 1, 3]), vec![1, 3]), // runs through a permuted view
+            (x.slice(3, 0, 30, 2), vec![3]),        // strided: generic path
+            (x.reshape(&[36_000]), vec![0]),        // one run longer than PAR_CHUNK
+            (x.reshape(&[2, 18_000]).t(), vec![1]), // generic, through a transposed view
+            (x.slice(3, 0, 4, 1), vec![0, 3]),      // runs of 4: generic
+        ];
+        for (v, axes) in &cases {
+            let got = v.sum(axes, true);
+            assert!(got.allclose(&naive::sum(v, axes), 1e-12, 1e-12), "shape {:?} axes {axes:?}", v.shape());
+        }
+        let big = Tensor::<f64>::randn(&[4, 3 * PAR_CHUNK + 7], &mut rng);
+        for axes in [vec![1], vec![0, 1], vec![0]] {
+            assert!(big.sum(&axes, true).allclose(&naive::sum(&big, &axes), 1e-12, 1e-12), "axes {axes:?}");
+        }
+    }
+
+    #[test]
+    fn sums_are_identical_on_one_and_two_threads() {
+        let mut rng = Rng::new(9);
+        let x = Tensor::<f32>::randn(&[64, 20, 24, 24], &mut rng);
+        let y = Tensor::<f32>::randn(&[3 * PAR_CHUNK + 5, 40], &mut rng);
+        let run = |t: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            pool.install(|| {
+                [x.sum(&[0, 2, 3], false), x.sum(&[1], false), y.sum(&[0], false), y.sum_all(), x.sum(&[0], false)]
+                    .map(|t| t.to_vec())
+            })
+        };
+        assert!(run(1) == run(2));
     }
 
     #[test]
