@@ -1,0 +1,182 @@
+"""Peers for the kernel-level benches in bench/benches/ (the shared peer scripts in
+../shared/peers/ cover GEMM and the LeNet step only). Same workloads, same shapes:
+
+  conv         torch conv2d forward, input gradient, weight gradient (aten.convolution_backward)
+               at the LeNet batch-64 shapes and the CIFAR shape of benches/conv.rs
+  elementwise  numpy and torch: exp, relu, add, add broadcasting a row [C] / a column [R,1],
+               on [R, 1024] f32 with R*1024 = 1M and 16M (benches/elementwise.rs)
+  reduce       numpy and torch: sum over all / last axis / first axis, max over the last axis,
+               softmax over the last axis (torch) on the same arrays (benches/reduce.rs)
+  tape         torch autograd: 10,000 scalar ops x <- x*a + b, record and record+backward
+               (benches/tape.rs)
+
+Run: "$PEERS_VENV"/bin/python bench/peers/kernels.py [--threads 1,2] [--libs numpy,torch]
+     [--what conv,elementwise,reduce,tape] [--quick]
+Prints one JSON line, like the shared peer scripts (whose helpers it reuses: one pinned child
+process per thread count, medians after warm-up).
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.environ.get("PEERS_DIR", "/work/shared/peers"))
+import _common as C  # noqa: E402
+
+WHAT = "conv,elementwise,reduce,tape"
+CONV_SHAPES = [
+    ("lenet1_64x1x28x28_20x5x5", (64, 1, 28, 28), (20, 1, 5, 5), 0),
+    ("lenet2_64x20x12x12_50x5x5", (64, 20, 12, 12), (50, 20, 5, 5), 0),
+    ("lenet3_64x50x4x4_500x4x4", (64, 50, 4, 4), (500, 50, 4, 4), 0),
+    ("cifar_64x64x32x32_64x3x3_p1", (64, 64, 32, 32), (64, 64, 3, 3), 1),
+]
+SIZES = [(1 << 20, "1M"), (1 << 24, "16M")]
+
+
+def conv(res, t, quick):
+    import torch
+    torch.set_num_threads(t)
+    g = torch.Generator().manual_seed(0)
+    mt = 0.5 if not quick else 0.05
+    for label, xs, ws, pad in CONV_SHAPES:
+        x = torch.randn(xs, generator=g)
+        w = torch.randn(ws, generator=g)
+        b = torch.randn(ws[0], generator=g)
+        y = torch.nn.functional.conv2d(x, w, b, padding=pad)
+        gy = torch.randn(y.shape, generator=g)
+        flops = 2 * xs[0] * ws[0] * ws[1] * ws[2] * ws[3] * y.shape[2] * y.shape[3]
+
+        def bwd(mask):
+            return torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [pad, pad], [1, 1], False,
+                                                       [0, 0], 1, mask)
+        cases = [("forward", lambda: torch.nn.functional.conv2d(x, w, b, padding=pad)),
+                 ("backward_input", lambda: bwd([True, False, False])),
+                 ("backward_weight", lambda: bwd([False, True, False]))]
+        with torch.no_grad():
+            for case, fn in cases:
+                st = C.timeit(fn, min_time=mt)
+                res["results"].append({"bench": "conv", "lib": "torch", "case": case, "shape": label,
+                                       "gflops_median": round(flops / st["median"] / 1e9, 2), **C.ms(st)})
+
+
+def time_cases(res, bench, lib, label, n, ops, args, mt):
+    """Times every `ops[case](*args)` and records its throughput in elements of n."""
+    for case, f in ops.items():
+        st = C.timeit(lambda: f(*args), min_time=mt)
+        res["results"].append({"bench": bench, "lib": lib, "case": case, "size": label,
+                               "gelem_per_s": round(n / st["median"] / 1e9, 3), **C.ms(st)})
+
+
+def elementwise(res, t, quick, libs):
+    import numpy as np
+    rng = np.random.default_rng(1)
+    mt = 0.3 if not quick else 0.03
+    for n, label in SIZES:
+        rows, cols = n >> 10, 1024
+        x = rng.standard_normal((rows, cols), dtype=np.float32)
+        y = rng.standard_normal((rows, cols), dtype=np.float32)
+        row = rng.standard_normal((cols,), dtype=np.float32)
+        col = rng.standard_normal((rows, 1), dtype=np.float32)
+        impls = []
+        if "numpy" in libs:
+            impls.append(("numpy", x, y, row, col, {
+                "exp": lambda x, y, r, c: np.exp(x), "relu": lambda x, y, r, c: np.maximum(x, 0),
+                "add": lambda x, y, r, c: x + y, "add_bcast_row": lambda x, y, r, c: x + r,
+                "add_bcast_col": lambda x, y, r, c: x + c}))
+        if "torch" in libs:
+            import torch
+            torch.set_num_threads(t)
+            tx, ty, tr, tc = (torch.from_numpy(a) for a in (x, y, row, col))
+            impls.append(("torch", tx, ty, tr, tc, {
+                "exp": lambda x, y, r, c: torch.exp(x), "relu": lambda x, y, r, c: torch.relu(x),
+                "add": lambda x, y, r, c: x + y, "add_bcast_row": lambda x, y, r, c: x + r,
+                "add_bcast_col": lambda x, y, r, c: x + c}))
+        for lib, a, b, r, c, ops in impls:
+            time_cases(res, "elementwise", lib, label, n, ops, (a, b, r, c), mt)
+
+
+def reduce(res, t, quick, libs):
+    import numpy as np
+    rng = np.random.default_rng(2)
+    mt = 0.3 if not quick else 0.03
+    for n, label in SIZES:
+        rows, cols = n >> 10, 1024
+        x = rng.standard_normal((rows, cols), dtype=np.float32)
+        impls = []
+        if "numpy" in libs:
+            impls.append(("numpy", x, {
+                "sum_all": lambda x: x.sum(), "sum_last_axis": lambda x: x.sum(axis=1),
+                "sum_first_axis": lambda x: x.sum(axis=0), "max_last_axis": lambda x: x.max(axis=1)}))
+        if "torch" in libs:
+            import torch
+            torch.set_num_threads(t)
+            impls.append(("torch", torch.from_numpy(x), {
+                "sum_all": lambda x: x.sum(), "sum_last_axis": lambda x: x.sum(dim=1),
+                "sum_first_axis": lambda x: x.sum(dim=0), "max_last_axis": lambda x: x.max(dim=1),
+                "softmax_last_axis": lambda x: torch.softmax(x, dim=1)}))
+        for lib, a, ops in impls:
+            time_cases(res, "reduce", lib, label, n, ops, (a,), mt)
+
+
+def tape(res, t, quick):
+    import torch
+    torch.set_num_threads(t)
+    ops = 10_000
+
+    def build():
+        x0 = torch.tensor(0.5, requires_grad=True)
+        a = torch.tensor(0.999, requires_grad=True)
+        b = torch.tensor(0.001, requires_grad=True)
+        x = x0
+        for _ in range(ops // 2):
+            x = x * a + b
+        return x, x0
+
+    def record():
+        return build()[0].item()
+
+    def record_backward():
+        x, x0 = build()
+        x.backward()
+        return x0.grad.item()
+
+    for case, fn in (("record", record), ("record_backward", record_backward)):
+        st = C.timeit(fn, warmup=3, min_time=1.0 if not quick else 0.1, max_reps=50)
+        res["results"].append({"bench": "tape", "lib": "torch", "case": case,
+                               "ns_per_op_median": round(st["median"] / ops * 1e9, 1), **C.ms(st)})
+
+
+def main():
+    what = WHAT
+    if "--what" in sys.argv:
+        i = sys.argv.index("--what")
+        what = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
+        os.environ["KERNELS_WHAT"] = what
+    args = C.parse_args()
+    if not args.child:
+        C.run_parent(os.path.abspath(__file__), args, "kernels")
+        return
+    t = int(args.threads)
+    C.child_setup(t)
+    what = os.environ.get("KERNELS_WHAT", WHAT).split(",")
+    libs = args.libs.split(",") if args.libs else ["numpy", "torch"]
+    res = {"threads": t, "results": []}
+    for name in what:
+        try:
+            if name == "conv" and "torch" in libs:
+                conv(res, t, args.quick)
+            elif name == "elementwise":
+                elementwise(res, t, args.quick, libs)
+            elif name == "reduce":
+                reduce(res, t, args.quick, libs)
+            elif name == "tape" and "torch" in libs:
+                tape(res, t, args.quick)
+        except Exception as e:
+            res[name + "_error"] = repr(e)[:300]
+    res["blas"] = C.blas_info()
+    res["versions"] = C.versions()
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
