@@ -17,6 +17,20 @@ pub trait Backward<T: Element> {
     fn name(&self) -> &str;
     /// `∂L/∂inputs` from `∂L/∂output`.
     fn backward(&self, g: &Tensor<T>, inputs: &[&Tensor<T>], output: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>>;
+    /// [`Backward::backward`] told which inputs receive a gradient: `needed[i]` is false when
+    /// input `i` does not require one (a constant, data), and the tape discards whatever is
+    /// returned for it, so a rule may return `None` there instead of computing it. The reverse
+    /// sweep calls this method; the default ignores `needed` and calls `backward`.
+    fn backward_needed(
+        &self,
+        g: &Tensor<T>,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        needed: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        let _ = needed;
+        self.backward(g, inputs, output)
+    }
 }
 
 /// Options of [`Tape::backward_with`].
@@ -86,7 +100,8 @@ impl<T: Element> Tape<T> {
                             }
                         })?;
                         let inputs: Vec<&Tensor<T>> = node.inputs.iter().map(|&i| &nodes[i].value).collect();
-                        let input_grads = rule.backward(&g, &inputs, &node.value)?;
+                        let needed: Vec<bool> = node.inputs.iter().map(|&i| nodes[i].requires_grad).collect();
+                        let input_grads = rule.backward_needed(&g, &inputs, &node.value, &needed)?;
                         visited.push(id);
                         if input_grads.len() != inputs.len() {
                             return Err(Error::GradCount {

@@ -6,7 +6,7 @@
 
 use engine::{Conv2dParams, ConvTranspose2dParams, Element, Tensor};
 
-use crate::ops::FnRule;
+use crate::ops::MaskedFnRule;
 use crate::tape::Var;
 
 fn bias_grad<T: Element>(g: &Tensor<T>) -> Tensor<T> {
@@ -24,16 +24,17 @@ impl<'t, T: Element> Var<'t, T> {
         let y = self.value().conv2d(&weight.value(), bias.map(|b| b.value()).as_ref(), p);
         let mut inputs = vec![*self, *weight];
         inputs.extend(bias.copied());
-        let rule = FnRule {
+        let rule = MaskedFnRule {
             name: "conv2d",
-            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>| {
+            // Only the gradients that are needed: the first layer's images need none.
+            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>, needed: &[bool]| {
                 let hw = [x[0].dim(2), x[0].dim(3)];
                 let mut out = vec![
-                    Some(Tensor::conv2d_backward_input(g, x[1], hw, p)),
-                    Some(Tensor::conv2d_backward_weight(g, x[0], kernel_hw(x[1]), p)),
+                    needed[0].then(|| Tensor::conv2d_backward_input(g, x[1], hw, p)),
+                    needed[1].then(|| Tensor::conv2d_backward_weight(g, x[0], kernel_hw(x[1]), p)),
                 ];
                 if x.len() == 3 {
-                    out.push(Some(bias_grad(g)));
+                    out.push(needed[2].then(|| bias_grad(g)));
                 }
                 Ok(out)
             },
@@ -53,19 +54,19 @@ impl<'t, T: Element> Var<'t, T> {
         let y = self.value().conv_transpose2d(&weight.value(), bias.map(|b| b.value()).as_ref(), p);
         let mut inputs = vec![*self, *weight];
         inputs.extend(bias.copied());
-        let rule = FnRule {
+        let rule = MaskedFnRule {
             name: "conv_transpose2d",
-            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>| {
+            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>, needed: &[bool]| {
                 // ∂z = conv2d(g, W) cropped to z's spatial size: the crop matters when
                 // output_padding ≥ stride (possible with dilation > stride), where the
                 // convolution of g is larger than z.
                 let hw = [x[0].dim(2), x[0].dim(3)];
                 let mut out = vec![
-                    Some(Tensor::conv_transpose2d_backward_input(g, x[1], hw, p)),
-                    Some(Tensor::conv_transpose2d_backward_weight(x[0], g, kernel_hw(x[1]), p)),
+                    needed[0].then(|| Tensor::conv_transpose2d_backward_input(g, x[1], hw, p)),
+                    needed[1].then(|| Tensor::conv_transpose2d_backward_weight(x[0], g, kernel_hw(x[1]), p)),
                 ];
                 if x.len() == 3 {
-                    out.push(Some(bias_grad(g)));
+                    out.push(needed[2].then(|| bias_grad(g)));
                 }
                 Ok(out)
             },

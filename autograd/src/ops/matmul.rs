@@ -4,7 +4,7 @@
 
 use engine::{Element, Tensor};
 
-use crate::ops::{sum_to, FnRule};
+use crate::ops::{sum_to, MaskedFnRule};
 use crate::tape::Var;
 
 fn mt<T: Element>(t: &Tensor<T>) -> Tensor<T> {
@@ -31,12 +31,12 @@ impl<'t, T: Element> Var<'t, T> {
             return y.squeeze(y.rank() - 1);
         }
         let y = self.value().matmul(&other.value());
-        let rule = FnRule {
+        let rule = MaskedFnRule {
             name: "matmul",
-            df: |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>| {
-                let ga = g.matmul(&mt(x[1]));
-                let gb = mt(x[0]).matmul(g);
-                Ok(vec![Some(sum_to(&ga, x[0].shape())), Some(sum_to(&gb, x[1].shape()))])
+            df: |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>, needed: &[bool]| {
+                let ga = needed[0].then(|| sum_to(&g.matmul(&mt(x[1])), x[0].shape()));
+                let gb = needed[1].then(|| sum_to(&mt(x[0]).matmul(g), x[1].shape()));
+                Ok(vec![ga, gb])
             },
         };
         self.tape().push_op(y, &[*self, *other], rule)

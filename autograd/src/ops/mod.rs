@@ -57,6 +57,36 @@ where
     }
 }
 
+/// A rule given by a closure that is also told which inputs need a gradient:
+/// `df(g, inputs, output, needed) → gradients`, `None` allowed where `needed[i]` is false.
+/// For ops whose input gradients are expensive (convolutions, matrix products), so that a
+/// constant input (the images of a first layer) costs nothing in the backward pass.
+pub(crate) struct MaskedFnRule<F> {
+    pub name: &'static str,
+    pub df: F,
+}
+
+impl<T: Element, F> Backward<T> for MaskedFnRule<F>
+where
+    F: Fn(&Tensor<T>, &[&Tensor<T>], &Tensor<T>, &[bool]) -> Result<Vec<Option<Tensor<T>>>>,
+{
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn backward(&self, g: &Tensor<T>, inputs: &[&Tensor<T>], output: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        (self.df)(g, inputs, output, &vec![true; inputs.len()])
+    }
+    fn backward_needed(
+        &self,
+        g: &Tensor<T>,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        needed: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>> {
+        (self.df)(g, inputs, output, needed)
+    }
+}
+
 impl<'t, T: Element> Var<'t, T> {
     /// Records `y = f(x)` with the rule `∂L/∂x = df(g, x, y)`.
     pub fn unary(
@@ -96,6 +126,40 @@ impl<'t, T: Element> Var<'t, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sweep tells a rule which inputs need a gradient: a constant input does not, and a
+    /// masked rule (conv2d, matmul) then skips computing its gradient.
+    #[test]
+    fn rules_are_told_which_inputs_need_gradients() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let seen = Rc::new(RefCell::new(vec![]));
+        let tape = crate::Tape::<f64>::new();
+        let (x, w) = (tape.constant(Tensor::ones(&[2])), tape.leaf(Tensor::ones(&[2])));
+        let log = Rc::clone(&seen);
+        let rule = MaskedFnRule {
+            name: "probe",
+            df: move |g: &Tensor<f64>, _: &[&Tensor<f64>], _: &Tensor<f64>, needed: &[bool]| {
+                log.borrow_mut().push(needed.to_vec());
+                Ok(vec![needed[0].then(|| g.clone()), needed[1].then(|| g.clone())])
+            },
+        };
+        let y = tape.push_op(x.value().mul(&w.value()), &[x, w], rule);
+        let grads = tape.backward(&y.sum_all()).unwrap();
+        assert_eq!(*seen.borrow(), vec![vec![false, true]]);
+        assert_eq!(grads.wrt(&w).to_vec(), vec![1.0, 1.0]);
+        assert!(grads.get(&x).is_none());
+
+        // conv2d on constant images: only the weight and bias gradients are returned.
+        let tape = crate::Tape::<f64>::new();
+        let img = tape.constant(Tensor::ones(&[1, 1, 3, 3]));
+        let (k, b) = (tape.leaf(Tensor::ones(&[1, 1, 2, 2])), tape.leaf(Tensor::zeros(&[1])));
+        let y = img.conv2d(&k, Some(&b), engine::Conv2dParams::new()).sum_all();
+        let g = tape.backward(&y).unwrap();
+        // y = Σ over the 4 windows of Σ k·1 → ∂k = 4 everywhere, ∂b = 4
+        assert_eq!(g.wrt(&k).to_vec(), vec![4.0; 4]);
+        assert_eq!(g.wrt(&b).to_vec(), vec![4.0]);
+    }
 
     #[test]
     fn sum_to_reduces_broadcast_axes() {
