@@ -6,53 +6,109 @@
 //! * `soft_threshold(v, τ) = sign(v)·max(|v| − τ, 0)`, so `|v| ≤ τ` maps to exactly 0.
 //! * `sigmoid` is evaluated in the form that cannot overflow for either sign of `x`.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::layout::{broadcast_shape, coalesce, walk};
 use crate::{Element, Tensor, PAR_CHUNK};
 
-/// Fills `out` (row-major over `shape`) with `f` of the elements of `inputs`, each given by its
-/// storage and its strides *already broadcast to `shape`*.
+/// A fresh output of `n` elements, written exactly once by `fill` before it is read.
+///
+/// The buffer is not zeroed first (for a 4 MB output, zeroing cost as much as `relu` itself):
+/// `fill` receives it as `MaybeUninit` and must write every element.
+fn fresh<T: Element>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
+    let mut out = Vec::with_capacity(n);
+    fill(&mut out.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` wrote all `n` elements (every caller covers the whole slice: a map over
+    // equal-length slices, or `fill_strided`, which visits every position once).
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// Runs `body(start, piece)` over `PAR_CHUNK`-sized pieces of `dst` (in parallel above
+/// `2·PAR_CHUNK` elements), `start` being the piece's first index. With one rayon thread the
+/// pieces run on the calling thread: handing them to the pool only adds two thread switches.
+fn par_pieces<T: Element>(dst: &mut [MaybeUninit<T>], body: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send) {
+    if dst.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
+        dst.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, d)| body(c * PAR_CHUNK, d));
+    } else {
+        body(0, dst);
+    }
+}
+
+/// Fills `out` (row-major over `shape`) from `K` inputs, each given by its storage and its
+/// strides *already broadcast to `shape`*, one contiguous run of the innermost (coalesced)
+/// axis at a time: `run(dst, starts, inner_strides)` writes `dst[j]` from the elements at
+/// `starts[k] + j·inner_strides[k]` of input `k`. Chunk boundaries depend only on the size.
 fn fill_strided<T: Element, const K: usize>(
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
     shape: &[usize],
-    storages: [&[T]; K],
     strides: [&[isize]; K],
     offsets: [usize; K],
-    f: impl Fn([T; K]) -> T + Sync + Send,
+    run: impl Fn(&mut [MaybeUninit<T>], [usize; K], [isize; K]) + Sync + Send,
 ) {
     let (cshape, cstrides) = coalesce(shape, strides);
-    let body = |start: usize, chunk: &mut [T]| {
-        let mut i = 0;
-        walk(&cshape, &cstrides, offsets, start, chunk.len(), |o| {
-            chunk[i] = f(std::array::from_fn(|k| storages[k][o[k]]));
-            i += 1;
+    let rank = cshape.len();
+    par_pieces(out, |start: usize, chunk: &mut [MaybeUninit<T>]| {
+        if rank == 0 {
+            return run(chunk, offsets, [0; K]);
+        }
+        let inner = cshape[rank - 1];
+        let istr: [isize; K] = std::array::from_fn(|k| cstrides[k][rank - 1]);
+        if inner < 16 {
+            // Short rows: visit element by element rather than paying a row setup each.
+            let mut i = 0;
+            walk(&cshape, &cstrides, offsets, start, chunk.len(), |o| {
+                run(&mut chunk[i..i + 1], o, istr);
+                i += 1;
+            });
+            return;
+        }
+        let (mut pos, mut i) = (start, 0);
+        while i < chunk.len() {
+            let (mut row, col) = (pos / inner, pos % inner);
+            let len = (inner - col).min(chunk.len() - i);
+            let mut at: [isize; K] = std::array::from_fn(|k| offsets[k] as isize + col as isize * istr[k]);
+            for ax in (0..rank - 1).rev() {
+                let idx = (row % cshape[ax]) as isize;
+                row /= cshape[ax];
+                for k in 0..K {
+                    at[k] += idx * cstrides[k][ax];
+                }
+            }
+            run(&mut chunk[i..i + len], at.map(|o| o as usize), istr);
+            pos += len;
+            i += len;
+        }
+    });
+}
+
+/// `dst[j] = f(src[start + j·stride])`, the stride-1 case as a slice loop that vectorises.
+#[inline(always)]
+fn run1<T: Element>(dst: &mut [MaybeUninit<T>], src: &[T], start: usize, stride: isize, f: impl Fn(T) -> T) {
+    if stride == 1 {
+        let src = &src[start..start + dst.len()];
+        dst.iter_mut().zip(src).for_each(|(o, &x)| {
+            o.write(f(x));
         });
-    };
-    if out.len() >= 2 * PAR_CHUNK {
-        out.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, chunk)| body(c * PAR_CHUNK, chunk));
     } else {
-        body(0, out);
+        for (j, o) in dst.iter_mut().enumerate() {
+            o.write(f(src[(start as isize + j as isize * stride) as usize]));
+        }
     }
 }
 
 impl<T: Element> Tensor<T> {
     /// `f` applied to every element.
     pub fn map(&self, f: impl Fn(T) -> T + Sync + Send) -> Tensor<T> {
-        let n = self.numel();
-        let mut out = vec![T::zero(); n];
-        if let Some(src) = self.as_slice() {
-            if n >= 2 * PAR_CHUNK {
-                out.par_chunks_mut(PAR_CHUNK)
-                    .zip(src.par_chunks(PAR_CHUNK))
-                    .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &x)| *o = f(x)));
-            } else {
-                out.iter_mut().zip(src).for_each(|(o, &x)| *o = f(x));
+        let out = fresh(self.numel(), |out| match self.as_slice() {
+            Some(src) => par_pieces(out, |i, d| run1(d, src, i, 1, &f)),
+            None => {
+                let (l, st) = (self.layout(), self.storage());
+                fill_strided(out, &l.shape, [&l.strides], [l.offset], |d, [o], [s]| run1(d, st, o, s, &f));
             }
-        } else {
-            let l = self.layout();
-            fill_strided(&mut out, &l.shape, [self.storage()], [&l.strides], [l.offset], |[x]| f(x));
-        }
+        });
         Tensor::from_vec(out, self.shape())
     }
 
@@ -64,29 +120,46 @@ impl<T: Element> Tensor<T> {
             panic!("{op}: shapes {:?} and {:?} cannot be broadcast together", self.shape(), other.shape())
         });
         let n: usize = shape.iter().product();
-        let mut out = vec![T::zero(); n];
-        if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
-            if self.shape() == other.shape() {
-                if n >= 2 * PAR_CHUNK {
-                    out.par_chunks_mut(PAR_CHUNK).zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK))).for_each(
-                        |(o, (a, b))| o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&x, &y))| *o = f(x, y)),
-                    );
-                } else {
-                    out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&x, &y))| *o = f(x, y));
+        let out =
+            fresh(n, |out| {
+                if let (Some(a), Some(b), true) = (self.as_slice(), other.as_slice(), self.shape() == other.shape()) {
+                    return par_pieces(out, |i, d| {
+                        let (a, b) = (&a[i..i + d.len()], &b[i..i + d.len()]);
+                        d.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&x, &y))| {
+                            o.write(f(x, y));
+                        });
+                    });
                 }
-                return Tensor::from_vec(out, &shape);
-            }
-        }
-        let la = self.layout().broadcast_to(&shape);
-        let lb = other.layout().broadcast_to(&shape);
-        fill_strided(
-            &mut out,
-            &shape,
-            [self.storage(), other.storage()],
-            [&la.strides, &lb.strides],
-            [la.offset, lb.offset],
-            |[x, y]| f(x, y),
-        );
+                let la = self.layout().broadcast_to(&shape);
+                let lb = other.layout().broadcast_to(&shape);
+                let (sa, sb) = (self.storage(), other.storage());
+                // Per row: both inputs contiguous, or one of them a repeated value (a broadcast
+                // bias), as slice loops; anything else element by element.
+                fill_strided(out, &shape, [&la.strides, &lb.strides], [la.offset, lb.offset], |d, [oa, ob], istr| {
+                    match istr {
+                        [1, 1] => {
+                            let (a, b) = (&sa[oa..oa + d.len()], &sb[ob..ob + d.len()]);
+                            d.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&x, &y))| {
+                                o.write(f(x, y));
+                            });
+                        }
+                        [_, 0] => {
+                            let y = sb[ob];
+                            run1(d, sa, oa, istr[0], |x| f(x, y))
+                        }
+                        [0, _] => {
+                            let x = sa[oa];
+                            run1(d, sb, ob, istr[1], |y| f(x, y))
+                        }
+                        [ia, ib] => {
+                            for (j, o) in d.iter_mut().enumerate() {
+                                let j = j as isize;
+                                o.write(f(sa[(oa as isize + j * ia) as usize], sb[(ob as isize + j * ib) as usize]));
+                            }
+                        }
+                    }
+                });
+            });
         Tensor::from_vec(out, &shape)
     }
 
@@ -110,17 +183,24 @@ impl<T: Element> Tensor<T> {
                 )
             });
         let n: usize = shape.iter().product();
-        let mut out = vec![T::zero(); n];
         let (la, lb, lc) =
             (self.layout().broadcast_to(&shape), b.layout().broadcast_to(&shape), c.layout().broadcast_to(&shape));
-        fill_strided(
-            &mut out,
-            &shape,
-            [self.storage(), b.storage(), c.storage()],
-            [&la.strides, &lb.strides, &lc.strides],
-            [la.offset, lb.offset, lc.offset],
-            |[x, y, z]| f(x, y, z),
-        );
+        let st = [self.storage(), b.storage(), c.storage()];
+        let out = fresh(n, |out| {
+            fill_strided(
+                out,
+                &shape,
+                [&la.strides, &lb.strides, &lc.strides],
+                [la.offset, lb.offset, lc.offset],
+                |d, start, istr| {
+                    for (j, o) in d.iter_mut().enumerate() {
+                        let x: [T; 3] =
+                            std::array::from_fn(|k| st[k][(start[k] as isize + j as isize * istr[k]) as usize]);
+                        o.write(f(x[0], x[1], x[2]));
+                    }
+                },
+            )
+        });
         Tensor::from_vec(out, &shape)
     }
 
@@ -495,6 +575,33 @@ mod tests {
             let col = Tensor::<f64>::randn(&col_shape, &mut rng);
             assert_eq!(v.mul(&col).to_vec(), naive::zip_map(v, &col, |a, b| a * b).to_vec());
         }
+    }
+
+    /// Large enough to be cut into parallel pieces that end inside rows (97 columns), with
+    /// every row pattern of `zip_map` (both contiguous, either broadcast, both strided), short
+    /// rows (walked element by element) and `zip3_map`.
+    #[test]
+    fn row_paths_match_naive_across_piece_boundaries() {
+        let mut rng = crate::Rng::new(5);
+        let (r, c) = (700, 97);
+        assert!(r * c > 2 * PAR_CHUNK && PAR_CHUNK % c != 0);
+        let x = Tensor::<f64>::randn(&[r, c], &mut rng);
+        let xt = Tensor::<f64>::randn(&[c, r], &mut rng).t();
+        let row = Tensor::<f64>::randn(&[c], &mut rng);
+        let col = Tensor::<f64>::randn(&[r, 1], &mut rng);
+        let narrow = Tensor::<f64>::randn(&[r * 100, 6], &mut rng).slice(1, 0, 6, 2); // rows of 3
+        let add = |a: f64, b: f64| a + b;
+        for (a, b) in [(&x, &row), (&row, &x), (&x, &col), (&col, &x), (&xt, &x), (&xt, &row), (&x, &xt)] {
+            assert_eq!(a.add(b).to_vec(), naive::zip_map(a, b, add).to_vec(), "{:?} + {:?}", a.shape(), b.shape());
+        }
+        assert_eq!(xt.exp().to_vec(), naive::map(&xt, f64::exp).to_vec());
+        assert_eq!(narrow.exp().to_vec(), naive::map(&narrow, f64::exp).to_vec());
+        let nrow = Tensor::<f64>::randn(&[3], &mut rng);
+        assert_eq!(narrow.mul(&nrow).to_vec(), naive::zip_map(&narrow, &nrow, |a, b| a * b).to_vec());
+        let cond = x.gt_scalar(0.0);
+        let w = Tensor::where_(&cond, &xt, &row);
+        let want = Tensor::from_fn(&[r, c], |ix| if x.get(ix) > 0.0 { xt.get(ix) } else { row.get(&ix[1..]) });
+        assert_eq!(w.to_vec(), want.to_vec());
     }
 
     #[test]
