@@ -252,9 +252,15 @@ impl<T: Element> Tensor<T> {
         if nb == 1 {
             par_gemm(T::one(), mat(&a, br, a_offs[0], m, k), mat(&b, br, b_offs[0], k, n), T::zero(), &mut out, 0, n);
         } else if m * n > 0 {
-            out.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| {
-                gemm(T::one(), mat(&a, br, a_offs[i], m, k), mat(&b, br, b_offs[i], k, n), T::zero(), c, 0, n);
-            });
+            let one = |(i, c): (usize, &mut [T])| {
+                gemm(T::one(), mat(&a, br, a_offs[i], m, k), mat(&b, br, b_offs[i], k, n), T::zero(), c, 0, n)
+            };
+            // On one thread, stay on the caller: handing the batch to the pool only adds latency.
+            if rayon::current_num_threads() > 1 {
+                out.par_chunks_mut(m * n).enumerate().for_each(one);
+            } else {
+                out.chunks_mut(m * n).enumerate().for_each(one);
+            }
         }
         let mut shape = batch;
         if self.rank() > 1 {

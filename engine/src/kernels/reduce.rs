@@ -90,10 +90,8 @@ fn reduce_generic<T: Element, A: Copy + Send + Sync>(
             reduce_range(base, 0, block)
         } else {
             let n_chunks = block.div_ceil(PAR_CHUNK);
-            let parts: Vec<A> = (0..n_chunks)
-                .into_par_iter()
-                .map(|c| reduce_range(base, c * PAR_CHUNK, PAR_CHUNK.min(block - c * PAR_CHUNK)))
-                .collect();
+            let parts =
+                map_range(n_chunks, true, |c| reduce_range(base, c * PAR_CHUNK, PAR_CHUNK.min(block - c * PAR_CHUNK)));
             parts.into_iter().reduce(&combine).unwrap_or(init)
         }
     };
@@ -104,10 +102,17 @@ fn reduce_generic<T: Element, A: Copy + Send + Sync>(
     if block == 0 {
         return vec![init; n_out];
     }
-    if n_out > 1 && n_out * block >= 2 * PAR_CHUNK {
-        bases.par_iter().map(|&b| reduce_block(b)).collect()
+    map_range(n_out, n_out * block >= 2 * PAR_CHUNK, |i| reduce_block(bases[i]))
+}
+
+/// `f(i)` for `i in 0..n`, in order: on the rayon pool when `parallel` holds and the pool has
+/// more than one thread, on the calling thread otherwise (handing work to a one-thread pool
+/// only adds two thread switches). The results are the same either way.
+fn map_range<A: Send>(n: usize, parallel: bool, f: impl Fn(usize) -> A + Sync + Send) -> Vec<A> {
+    if parallel && n > 1 && rayon::current_num_threads() > 1 {
+        (0..n).into_par_iter().map(f).collect()
     } else {
-        bases.iter().map(|&b| reduce_block(b)).collect()
+        (0..n).map(f).collect()
     }
 }
 
@@ -174,16 +179,11 @@ fn sum_runs<T: Element>(t: &Tensor<T>, p: &Plan) -> Vec<T> {
         if n_pieces == 1 {
             return piece(base, 0);
         }
-        let parts: Vec<T> = (0..n_pieces).into_par_iter().map(|i| piece(base, i)).collect();
-        parts.into_iter().fold(T::zero(), |a, b| a + b)
+        map_range(n_pieces, true, |i| piece(base, i)).into_iter().fold(T::zero(), |a, b| a + b)
     };
     let kept = Layout { shape: p.kept_shape.clone(), strides: p.kept_strides.clone(), offset: t.offset() };
     let bases: Vec<usize> = kept.offsets().collect();
-    if bases.len() > 1 && bases.len() * p.block >= 2 * PAR_CHUNK {
-        bases.par_iter().map(|&b| block(b)).collect()
-    } else {
-        bases.iter().map(|&b| block(b)).collect()
-    }
+    map_range(bases.len(), bases.len() * p.block >= 2 * PAR_CHUNK, |i| block(bases[i]))
 }
 
 /// Sums over the reduced axes when the last axis is kept and contiguous: for every position
@@ -214,20 +214,17 @@ fn sum_columns<T: Element>(t: &Tensor<T>, p: &Plan) -> Vec<T> {
         if n_pieces == 1 {
             return piece(base, 0, dst);
         }
-        let parts: Vec<Vec<T>> = (0..n_pieces)
-            .into_par_iter()
-            .map(|i| {
-                let mut acc = vec![T::zero(); cols];
-                piece(base, i, &mut acc);
-                acc
-            })
-            .collect();
+        let parts = map_range(n_pieces, true, |i| {
+            let mut acc = vec![T::zero(); cols];
+            piece(base, i, &mut acc);
+            acc
+        });
         for part in parts {
             dst.iter_mut().zip(&part).for_each(|(d, &v)| *d += v);
         }
     };
     let mut out = vec![T::zero(); bases.len() * cols];
-    if bases.len() > 1 && out.len() * rows.len() >= 2 * PAR_CHUNK {
+    if bases.len() > 1 && out.len() * rows.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
         out.par_chunks_mut(cols).zip(&bases).for_each(|(dst, &b)| out_row(b, dst));
     } else {
         out.chunks_mut(cols).zip(&bases).for_each(|(dst, &b)| out_row(b, dst));
