@@ -7,11 +7,15 @@
 //! Each iteration is one full step, `models::train::classifier_step`: a fresh tape, the
 //! parameters bound as leaves, forward, loss, backward, the tape dropped, then the optimiser
 //! updates the parameters in place.
+//! Two variants: `sgd_momentum` calls the step from the main thread (what a plain program
+//! does); `sgd_momentum_in_pool` runs the same steps inside `rayon::ThreadPool::install`.
 //! Run with `RAYON_NUM_THREADS=2` (the target) and `=1`. Groups: `lenet_step_t{threads}`;
 //! throughput is in images.
 
 use autograd::optim::Sgd;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::Instant;
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use engine::{Rng, Tensor};
 use models::train::classifier_step;
 use models::LeNet;
@@ -36,6 +40,21 @@ fn lenet_step(c: &mut Criterion) {
         let first = step(&mut net, &mut opt, &x, &labels);
         assert!(first.is_finite() && (first - 10f64.ln()).abs() < 0.5, "initial loss {first}");
         g.bench_function(BenchmarkId::new("sgd_momentum", batch), |b| b.iter(|| step(&mut net, &mut opt, &x, &labels)));
+        // The same steps run from a thread of the rayon pool (as `pool.install(|| train())`
+        // would): the kernels' parallel loops then start without waking a pool thread and
+        // putting the caller to sleep, which costs ~0.1 ms per kernel call on this VM.
+        let pool = rayon::ThreadPoolBuilder::new().build().expect("a rayon pool");
+        g.bench_function(BenchmarkId::new("sgd_momentum_in_pool", batch), |b| {
+            b.iter_custom(|iters| {
+                pool.install(|| {
+                    let t0 = Instant::now();
+                    for _ in 0..iters {
+                        black_box(step(&mut net, &mut opt, &x, &labels));
+                    }
+                    t0.elapsed()
+                })
+            })
+        });
     }
     g.finish();
 }

@@ -9,6 +9,15 @@ use engine::{Rng, Tensor};
 use models::LeNet;
 
 fn main() {
+    if std::env::var_os("IN_POOL").is_some() {
+        // The whole loop on a pool thread: kernels' parallel regions start on a worker.
+        let pool = rayon::ThreadPoolBuilder::new().build().expect("a rayon pool");
+        return pool.install(run);
+    }
+    run()
+}
+
+fn run() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
     let batch = args.first().copied().unwrap_or(64);
     let steps = args.get(1).copied().unwrap_or(20);

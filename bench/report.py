@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Turns criterion results and the peers' JSON into the ratio tables of bench/README.md.
+
+Usage:
+  python3 bench/report.py CRITERION_DIR PEERS_DIR [--label NAME=CRITERION_DIR ...]
+
+CRITERION_DIR is criterion's output directory (CRITERION_HOME, or $CARGO_TARGET_DIR/criterion);
+PEERS_DIR holds the peers' JSON from the same session:
+  gemm.json, lenet_step.json, ceiling.json   ../shared/peers/{gemm,lenet_step,ceiling}.py
+  candle.jsonl                               ../shared/peers/rust/run.sh candle
+  kernels.json                               bench/peers/kernels.py
+Any of them may be missing; its columns are then left out. Extra `--label NAME=DIR` adds the
+LeNet step measured under another configuration (e.g. an allocator setting) as extra rows.
+Prints Markdown. Every sparsegrad time is shown beside a peer measured in the same session.
+Standard library only.
+"""
+import json
+import os
+import sys
+
+
+def load_criterion(root):
+    """{(group, function, value): (median_ns, throughput_elements)}"""
+    out = {}
+    if not root or not os.path.isdir(root):
+        return out
+    for dirpath, _, files in os.walk(root):
+        if os.path.basename(dirpath) != "new" or "estimates.json" not in files:
+            continue
+        with open(os.path.join(dirpath, "benchmark.json")) as f:
+            b = json.load(f)
+        with open(os.path.join(dirpath, "estimates.json")) as f:
+            e = json.load(f)
+        thr = (b.get("throughput") or {}).get("Elements")
+        out[(b["group_id"], b["function_id"], b.get("value_str"))] = (e["median"]["point_estimate"], thr)
+    return out
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def load_jsonl(path):
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.startswith("{")]
+    except OSError:
+        return []
+
+
+def peer_rows(doc):
+    """Flattens a shared-peers JSON document into (threads, result) pairs."""
+    if not doc:
+        return []
+    return [(r.get("threads"), x) for r in doc.get("runs", []) for x in r.get("results", [])]
+
+
+def ms(ns):
+    return ns / 1e6
+
+
+def fmt_ms(v):
+    return "–" if v is None else (f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.1f}")
+
+
+def ratio(a, b):
+    return "–" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+
+
+def gemm_table(crit, peers):
+    gemm = peer_rows(load_json(os.path.join(peers, "gemm.json")))
+    candle = [r for r in load_jsonl(os.path.join(peers, "candle.jsonl")) if r.get("bench") == "gemm"]
+
+    def peer(lib, n, t):
+        if lib == "candle":
+            hit = [r for r in candle if r["n"] == n and str(r["threads"]) == str(t)]
+            return hit[0]["ms_median"] if hit else None
+        hit = [x for th, x in gemm if th == t and x["lib"] == lib and x["n"] == n]
+        return hit[0]["ms_median"] if hit else None
+
+    print("| n | threads | tensor ms (GFLOP/s) | tensor `a.t()` ms | raw sgemm ms (1 call, 1 thread) "
+          "| tensor / raw | tensor `a.t()` / raw `a.t()` | numpy ms | torch ms | candle ms "
+          "| tensor / numpy | tensor / torch | tensor / candle |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for t in (1, 2):
+        for n in (256, 512, 1024):
+            g = f"matmul_f32_t{t}"
+            get = lambda f: crit.get((g, f, str(n)))  # noqa: E731
+            if not get("tensor"):
+                continue
+            ten, tat = ms(get("tensor")[0]), ms(get("tensor_at")[0])
+            # The raw baseline is always one single-threaded call: take it from the 1-thread run.
+            raw = crit.get((f"matmul_f32_t1", "raw_sgemm", str(n)))
+            raw_at = crit.get((f"matmul_f32_t1", "raw_sgemm_at", str(n)))
+            raw, raw_at = (ms(raw[0]) if raw else None), (ms(raw_at[0]) if raw_at else None)
+            gf = 2 * n ** 3 / (ten * 1e-3) / 1e9
+            npy, tor, cdl = peer("numpy", n, t), peer("torch", n, t), peer("candle", n, t)
+            print(f"| {n} | {t} | {fmt_ms(ten)} ({gf:.0f}) | {fmt_ms(tat)} | {fmt_ms(raw)} | {ratio(ten, raw)} "
+                  f"| {ratio(tat, raw_at)} | {fmt_ms(npy)} | {fmt_ms(tor)} | {fmt_ms(cdl)} | {ratio(ten, npy)} "
+                  f"| {ratio(ten, tor)} | {ratio(ten, cdl)} |")
+
+
+def lenet_table(crit, peers, extra):
+    ln = peer_rows(load_json(os.path.join(peers, "lenet_step.json")))
+    candle = [r for r in load_jsonl(os.path.join(peers, "candle.jsonl")) if r.get("bench") == "lenet_step"]
+
+    def peer(lib, b, t):
+        if lib == "candle":
+            hit = [r for r in candle if r["batch"] == b and str(r["threads"]) == str(t)]
+        else:
+            hit = [x for th, x in ln if th == t and x["lib"] == lib and x["batch"] == b]
+        return hit[0]["ms_median"] if hit else None
+
+    print("| configuration | batch | threads | sparsegrad ms | torch ms | jax ms | candle ms "
+          "| sparsegrad / torch | candle / sparsegrad |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, c in [("default", crit)] + extra:
+        for t in (2, 1):
+            for b in (64, 256):
+                for fn in ("sgd_momentum", "sgd_momentum_in_pool"):
+                    v = c.get((f"lenet_step_t{t}", fn, str(b)))
+                    if not v:
+                        continue
+                    s = ms(v[0])
+                    tor, jx, cdl = peer("torch", b, t), peer("jax", b, t), peer("candle", b, t)
+                    name = label + (", step inside the rayon pool" if fn.endswith("in_pool") else "")
+                    print(f"| {name} | {b} | {t} | {fmt_ms(s)} | {fmt_ms(tor)} | {fmt_ms(jx)} | {fmt_ms(cdl)} "
+                          f"| {ratio(s, tor)} | {ratio(cdl, s)} |")
+
+
+def kernel_peers(peers):
+    return peer_rows(load_json(os.path.join(peers, "kernels.json")))
+
+
+def conv_table(crit, peers):
+    kp = kernel_peers(peers)
+    print("| shape | pass | threads | sparsegrad ms (GFLOP/s) | torch ms (GFLOP/s) | sparsegrad / torch |")
+    print("|---|---|---|---|---|---|")
+    for t in (1, 2):
+        g = f"conv_t{t}"
+        keys = sorted({(f, v) for (gg, f, v) in crit if gg == g and not f.endswith("naive")},
+                      key=lambda k: (k[1], ["forward", "backward_input", "backward_weight"].index(k[0])))
+        for f, v in keys:
+            ns, thr = crit[(g, f, v)]
+            s = ms(ns)
+            hit = [x for th, x in kp if th == t and x.get("bench") == "conv" and x["shape"] == v and x["case"] == f]
+            tor = hit[0]["ms_median"] if hit else None
+            tgf = f" ({hit[0]['gflops_median']:.0f})" if hit else ""
+            print(f"| {v} | {f} | {t} | {fmt_ms(s)} ({thr / ns:.0f}) | {fmt_ms(tor)}{tgf} | {ratio(s, tor)} |")
+
+
+def throughput_table(crit, peers, bench):
+    kp = kernel_peers(peers)
+    print("| case | size | threads | sparsegrad Gelem/s | plain Rust loop Gelem/s | naive reference Gelem/s "
+          "| numpy Gelem/s | torch Gelem/s | sparsegrad / plain loop | sparsegrad / torch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for t in (1, 2):
+        g = f"{bench}_t{t}"
+        cases = sorted({(f, v) for (gg, f, v) in crit if gg == g and not f.endswith(("_plain_loop", "_naive"))},
+                       key=lambda k: (k[1] != "1M", k[0]))
+        for f, v in cases:
+            def gel(fn):
+                x = crit.get((g, fn, v))
+                return x[1] / x[0] if x and x[1] else None
+            s, plain, naive = gel(f), gel(f + "_plain_loop"), gel(f + "_naive")
+
+            def peer(lib):
+                hit = [x for th, x in kp if th == t and x.get("bench") == bench and x["lib"] == lib
+                       and x["case"] == f and x["size"] == v]
+                return hit[0]["gelem_per_s"] if hit else None
+            npy, tor = peer("numpy"), peer("torch")
+            f2 = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
+            print(f"| {f} | {v} | {t} | {f2(s)} | {f2(plain)} | {f2(naive)} | {f2(npy)} | {f2(tor)} "
+                  f"| {ratio(s, plain)} | {ratio(s, tor)} |")
+
+
+def tape_table(crit, peers):
+    kp = kernel_peers(peers)
+    print("| case | sparsegrad ns/op (1 thread) | torch ns/op (1 thread) | torch / sparsegrad |")
+    print("|---|---|---|---|")
+    for f in ("record", "record_backward"):
+        v = crit.get(("tape_t1", f, None))
+        if not v:
+            continue
+        s = v[0] / v[1]
+        hit = [x for th, x in kp if th == 1 and x.get("bench") == "tape" and x["case"] == f]
+        tor = hit[0]["ns_per_op_median"] if hit else None
+        print(f"| {f} | {s:.0f} | {'–' if tor is None else f'{tor:.0f}'} | {ratio(tor, s)} |")
+
+
+def ceiling_line(peers):
+    d = load_json(os.path.join(peers, "ceiling.json"))
+    if not d:
+        return
+    h = d["host"]
+    print(f"CPU: {h.get('Model name')} ({h.get('CPU(s)')} vCPU), SIMD flags: {' '.join(h.get('simd_flags', []))}; "
+          f"L2 {h.get('L2 cache')}, L3 {h.get('L3 cache')}.")
+    for r in d["runs"]:
+        arch = ",".join(sorted({str(b.get("architecture")) for b in r.get("blas", [])}))
+        print(f"- sgemm n=2048, {r['threads']} thread(s), OPENBLAS env {r['openblas_env']}: numpy "
+              f"{r.get('numpy_gflops_median')} GFLOP/s (OpenBLAS kernel {arch}), torch {r.get('torch_gflops_median')}")
+
+
+def main():
+    args = sys.argv[1:]
+    extra = []
+    while "--label" in args:
+        i = args.index("--label")
+        name, _, path = args[i + 1].partition("=")
+        extra.append((name, load_criterion(path)))
+        del args[i:i + 2]
+    if len(args) != 2:
+        sys.exit(__doc__)
+    crit, peers = load_criterion(args[0]), args[1]
+    for title, fn in [("Machine ceiling", lambda: ceiling_line(peers)),
+                      ("GEMM", lambda: gemm_table(crit, peers)),
+                      ("LeNet step", lambda: lenet_table(crit, peers, extra)),
+                      ("conv2d", lambda: conv_table(crit, peers)),
+                      ("Element-wise", lambda: throughput_table(crit, peers, "elementwise")),
+                      ("Reductions", lambda: throughput_table(crit, peers, "reduce")),
+                      ("Tape overhead", lambda: tape_table(crit, peers))]:
+        print(f"\n### {title}\n")
+        fn()
+
+
+if __name__ == "__main__":
+    main()
