@@ -9,8 +9,9 @@ PEERS_DIR holds the peers' JSON from the same session:
   gemm.json, lenet_step.json, ceiling.json   ../shared/peers/{gemm,lenet_step,ceiling}.py
   candle.jsonl                               ../shared/peers/rust/run.sh candle
   kernels.json                               bench/peers/kernels.py
-Any of them may be missing; its columns are then left out. Extra `--label NAME=DIR` adds the
-LeNet step measured under another configuration (e.g. an allocator setting) as extra rows.
+Any of them may be missing; its columns are then left out. Extra `--label NAME=DIR:PEERFILE`
+adds the LeNet step measured under another configuration (e.g. an allocator setting) as extra
+rows, against the lenet_step.py JSON measured under the same configuration.
 Prints Markdown. Every sparsegrad time is shown beside a peer measured in the same session.
 Standard library only.
 """
@@ -105,10 +106,9 @@ def gemm_table(crit, peers):
 
 
 def lenet_table(crit, peers, extra):
-    ln = peer_rows(load_json(os.path.join(peers, "lenet_step.json")))
     candle = [r for r in load_jsonl(os.path.join(peers, "candle.jsonl")) if r.get("bench") == "lenet_step"]
 
-    def peer(lib, b, t):
+    def peer(lib, b, t, ln):
         if lib == "candle":
             hit = [r for r in candle if r["batch"] == b and str(r["threads"]) == str(t)]
         else:
@@ -118,7 +118,8 @@ def lenet_table(crit, peers, extra):
     print("| configuration | batch | threads | sparsegrad ms | torch ms | jax ms | candle ms "
           "| sparsegrad / torch | candle / sparsegrad |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for label, c in [("default", crit)] + extra:
+    default = peer_rows(load_json(os.path.join(peers, "lenet_step.json")))
+    for label, c, ln in [("default", crit, default)] + extra:
         for t in (2, 1):
             for b in (64, 256):
                 for fn in ("sgd_momentum", "sgd_momentum_in_pool"):
@@ -126,7 +127,7 @@ def lenet_table(crit, peers, extra):
                     if not v:
                         continue
                     s = ms(v[0])
-                    tor, jx, cdl = peer("torch", b, t), peer("jax", b, t), peer("candle", b, t)
+                    tor, jx, cdl = peer("torch", b, t, ln), peer("jax", b, t, ln), peer("candle", b, t, ln)
                     name = label + (", step inside the rayon pool" if fn.endswith("in_pool") else "")
                     print(f"| {name} | {b} | {t} | {fmt_ms(s)} | {fmt_ms(tor)} | {fmt_ms(jx)} | {fmt_ms(cdl)} "
                           f"| {ratio(s, tor)} | {ratio(cdl, s)} |")
@@ -142,8 +143,8 @@ def conv_table(crit, peers):
     print("|---|---|---|---|---|---|")
     for t in (1, 2):
         g = f"conv_t{t}"
-        keys = sorted({(f, v) for (gg, f, v) in crit if gg == g and not f.endswith("naive")},
-                      key=lambda k: (k[1], ["forward", "backward_input", "backward_weight"].index(k[0])))
+        order = {"forward": 0, "backward_input": 1, "backward_weight": 2}
+        keys = sorted({(f, v) for (gg, f, v) in crit if gg == g}, key=lambda k: (k[1], order.get(k[0], 3)))
         for f, v in keys:
             ns, thr = crit[(g, f, v)]
             s = ms(ns)
@@ -210,8 +211,9 @@ def main():
     extra = []
     while "--label" in args:
         i = args.index("--label")
-        name, _, path = args[i + 1].partition("=")
-        extra.append((name, load_criterion(path)))
+        name, _, paths = args[i + 1].rpartition("=")
+        cdir, _, pfile = paths.partition(":")
+        extra.append((name, load_criterion(cdir), peer_rows(load_json(pfile))))
         del args[i:i + 2]
     if len(args) != 2:
         sys.exit(__doc__)
