@@ -134,7 +134,7 @@ fn sum_slice<T: Element>(s: &[T]) -> T {
     while width > 1 {
         width /= 2;
         for k in 0..width {
-            acc[k] = acc[k] + acc[k + width];
+            acc[k] += acc[k + width];
         }
     }
     let mut total = acc[0];
