@@ -1,7 +1,7 @@
 //! Times every engine kernel a LeNet training step runs, in the order the tape runs them, to
 //! show where the step's time goes: `cargo run --profile bench -p sparsegrad-bench --example
-//! lenet_ops -- [batch] [reps]`. Prints one line per kernel (median ms) and the share of the
-//! total.
+//! lenet_ops -- [batch] [reps]` (`IN_POOL=1` to run on a rayon pool thread). Prints one line per
+//! kernel (median ms) and the share of the total.
 
 use std::time::Instant;
 
@@ -9,6 +9,11 @@ use engine::kernels::softmax::Reduction;
 use engine::{Conv2dParams, Pool2dParams, Rng, Tensor};
 
 fn main() {
+    // IN_POOL=1: everything on a pool thread, so kernels' parallel regions start on a worker.
+    sparsegrad_bench::maybe_in_pool(run)
+}
+
+fn run() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
     let batch = args.first().copied().unwrap_or(64);
     let reps = args.get(1).copied().unwrap_or(10);

@@ -9,12 +9,8 @@ use engine::{Rng, Tensor};
 use models::LeNet;
 
 fn main() {
-    if std::env::var_os("IN_POOL").is_some() {
-        // The whole loop on a pool thread: kernels' parallel regions start on a worker.
-        let pool = rayon::ThreadPoolBuilder::new().build().expect("a rayon pool");
-        return pool.install(run);
-    }
-    run()
+    // IN_POOL=1: the whole loop on a pool thread, so kernels' parallel regions start on a worker.
+    sparsegrad_bench::maybe_in_pool(run)
 }
 
 fn run() {

@@ -17,3 +17,13 @@ pub fn threads() -> usize {
 pub fn group_name(name: &str) -> String {
     format!("{name}_t{}", threads())
 }
+
+/// Runs `f` on a thread of a fresh rayon pool when the environment variable `IN_POOL` is set
+/// (kernels' parallel loops then start from a pool thread), on the calling thread otherwise.
+pub fn maybe_in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if std::env::var_os("IN_POOL").is_some() {
+        rayon::ThreadPoolBuilder::new().build().expect("a rayon pool").install(f)
+    } else {
+        f()
+    }
+}
