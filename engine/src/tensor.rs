@@ -61,7 +61,7 @@ impl<T: Element> Tensor<T> {
 
     /// A tensor of `shape` filled with `v`.
     pub fn full(shape: &[usize], v: T) -> Tensor<T> {
-        Tensor::from_vec(vec![v; layout::numel(shape)], shape)
+        Tensor::from_vec(crate::filled(layout::numel(shape), v), shape)
     }
 
     pub fn zeros(shape: &[usize]) -> Tensor<T> {

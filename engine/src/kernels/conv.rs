@@ -708,7 +708,7 @@ fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T>
 fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom) -> Vec<T> {
     let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
     let image = g.c * g.h * g.w;
-    let mut dx = vec![T::zero(); g.n * image];
+    let mut dx = crate::filled(g.n * image, T::zero());
     let plan = Plan::new(g);
     let identity = g.identity_columns();
     for_chunks(&mut dx, image, plan, |s, chunk, dst, split| {
@@ -976,7 +976,7 @@ impl<T: Element> Tensor<T> {
         let cols = Tensor::contiguous(cols);
         let cs = slice_of(&cols);
         let image = g.c * g.h * g.w;
-        let mut dx = vec![T::zero(); g.n * image];
+        let mut dx = crate::filled(g.n * image, T::zero());
         if !dx.is_empty() {
             let one = Block { n0: 0, images: 1, a0: 0, a1: g.oh };
             dx.par_chunks_mut(image).enumerate().for_each(|(n, dst)| col2im_add(&cs[n * rows * l..], &g, &one, dst));

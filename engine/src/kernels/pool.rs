@@ -282,7 +282,7 @@ impl<T: Element> Tensor<T> {
         let gy = grad_out.contiguous();
         let gs = gy.as_slice().expect("contiguous");
         let (ip, op) = (h * w, oh * ow);
-        let mut dx = vec![T::zero(); n * c * ip];
+        let mut dx = crate::filled(n * c * ip, T::zero());
         for_planes(&mut dx, ip, ip + op, |plane, dst| {
             let range = plane * op..(plane + 1) * op;
             for (&i, &v) in indices[range.clone()].iter().zip(&gs[range]) {
@@ -304,7 +304,7 @@ impl<T: Element> Tensor<T> {
         let x = self.contiguous();
         let xs = x.as_slice().expect("contiguous");
         let (ip, op) = (g.in_plane(), g.out_plane());
-        let mut out = vec![T::zero(); g.n * g.c * op];
+        let mut out = crate::filled(g.n * g.c * op, T::zero());
         let (sw, div) = (g.stride_w, g.divisors::<T>(p.count_include_pad));
         for_planes(&mut out, op, ip, |plane, dst| {
             let src = &xs[plane * ip..(plane + 1) * ip];
@@ -334,7 +334,7 @@ impl<T: Element> Tensor<T> {
         let gy = grad_out.contiguous();
         let gs = gy.as_slice().expect("contiguous");
         let (ip, op) = (g.in_plane(), g.out_plane());
-        let mut dx = vec![T::zero(); g.n * g.c * ip];
+        let mut dx = crate::filled(g.n * g.c * ip, T::zero());
         let (sw, div) = (g.stride_w, g.divisors::<T>(p.count_include_pad));
         for_planes(&mut dx, ip, ip, |plane, dst| {
             let src = &gs[plane * op..(plane + 1) * op];
@@ -385,7 +385,7 @@ impl<T: Element> Tensor<T> {
         let gs = grad_out.to_vec();
         let ip = input_hw[0] * input_hw[1];
         let scale = T::of(ip as f64);
-        let mut dx = vec![T::zero(); n * c * ip];
+        let mut dx = crate::filled(n * c * ip, T::zero());
         for_planes(&mut dx, ip, ip, |plane, dst| dst.fill(gs[plane] / scale));
         Tensor::from_vec(dx, &[n, c, input_hw[0], input_hw[1]])
     }

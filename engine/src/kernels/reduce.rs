@@ -233,7 +233,7 @@ fn sum_columns<T: Element>(t: &Tensor<T>, p: &Plan) -> Vec<T> {
             dst.iter_mut().zip(&part).for_each(|(d, &v)| *d += v);
         }
     };
-    let mut out = vec![T::zero(); bases.len() * cols];
+    let mut out = crate::filled(bases.len() * cols, T::zero());
     if bases.len() > 1 && out.len() * rows.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
         out.par_chunks_mut(cols).zip(&bases).for_each(|(dst, &b)| out_row(b, dst));
     } else {
