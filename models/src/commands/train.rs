@@ -92,7 +92,9 @@ pub fn run(args: &[String]) -> i32 {
             }
         },
     };
-    match train(&split, &source, &cfg) {
+    // On a pool thread the kernels' parallel loops start without waking a worker and putting
+    // this thread to sleep each time (~25% of a LeNet step on 2 threads; bench/README.md).
+    match rayon::scope(|_| train(&split, &source, &cfg)) {
         Ok(_) => 0,
         Err(e) => {
             eprintln!("error: train: {e}");
