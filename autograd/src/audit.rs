@@ -147,12 +147,32 @@ fn err_cell(x: f64) -> String {
     format!("{x:.2e}")
 }
 
+/// Widest input column of [`format_table`]; longer descriptions wrap onto continuation lines.
+const INPUT_WIDTH: usize = 64;
+
+/// Splits `text` into lines of at most `width` characters, breaking after a space (a single
+/// word longer than `width` keeps a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = vec![];
+    let mut line = String::new();
+    for word in text.split_inclusive(' ') {
+        if !line.is_empty() && line.trim_end().chars().count() + 1 + word.trim_end().chars().count() > width {
+            lines.push(line.trim_end().to_string());
+            line.clear();
+        }
+        line.push_str(word);
+    }
+    lines.push(line.trim_end().to_string());
+    lines
+}
+
 /// A table with one row per result: op, input, max abs error, max rel error, PASS/FAIL.
+/// An input description wider than 64 characters wraps, the numbers on its last line.
 /// Failed rows are followed by the full report (worst element, both values) or the error;
 /// the last line counts the failures.
 pub fn format_table(results: &[AuditResult]) -> String {
     let w_op = results.iter().map(|r| r.op.chars().count()).chain([2]).max().unwrap_or(2);
-    let w_in = results.iter().map(|r| r.input.chars().count()).chain([5]).max().unwrap_or(5);
+    let w_in = results.iter().map(|r| r.input.chars().count()).chain([5]).max().unwrap_or(5).min(INPUT_WIDTH);
     let mut s = String::new();
     let _ = writeln!(s, "{:<w_op$}  {:<w_in$}  {:>10}  {:>10}  result", "op", "input", "max abs", "max rel");
     for r in results {
@@ -161,7 +181,14 @@ pub fn format_table(results: &[AuditResult]) -> String {
             Err(_) => ("-".to_string(), "-".to_string()),
         };
         let verdict = if r.passed() { "PASS" } else { "FAIL" };
-        let _ = writeln!(s, "{:<w_op$}  {:<w_in$}  {abs:>10}  {rel:>10}  {verdict}", r.op, r.input);
+        let lines = wrap(&r.input, w_in);
+        let (last, first) = lines.split_last().expect("wrap returns at least one line");
+        for (i, piece) in first.iter().enumerate() {
+            let op = if i == 0 { r.op } else { "" };
+            let _ = writeln!(s, "{op:<w_op$}  {piece}");
+        }
+        let op = if first.is_empty() { r.op } else { "" };
+        let _ = writeln!(s, "{op:<w_op$}  {last:<w_in$}  {abs:>10}  {rel:>10}  {verdict}");
         match &r.outcome {
             Ok(rep) if !rep.passed() => {
                 for line in rep.to_string().lines() {
@@ -1084,6 +1111,40 @@ pub fn cases() -> Vec<AuditCase> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrap_keeps_lines_within_the_width_and_every_word() {
+        let text = "sliced view [1, 2, 4, 4] (step 2, offset), weight transposed view [2, 2, 3, 3], no bias";
+        for width in [10, 20, 64, 200] {
+            let lines = wrap(text, width);
+            assert_eq!(lines.join(" "), text, "width {width}");
+            assert!(lines.iter().all(|l| l.chars().count() <= width), "width {width}: {lines:?}");
+            // No line could have taken the next line's first word.
+            for w in lines.windows(2) {
+                let next = w[1].split(' ').next().unwrap();
+                assert!(w[0].chars().count() + 1 + next.chars().count() > width, "width {width}: {lines:?}");
+            }
+        }
+        assert_eq!(wrap("", 8), vec![""]);
+        assert_eq!(wrap("averyveryverylongword x", 8), vec!["averyveryverylongword", "x"]);
+    }
+
+    #[test]
+    fn table_rows_wrap_long_inputs_and_keep_the_numbers_aligned() {
+        let long = "x ".repeat(60) + "end";
+        let cases = vec![
+            AuditCase::new("short", "contiguous [2]", || Err(crate::Error::Check { msg: "none".into() })),
+            AuditCase::new("long", long.clone(), || Err(crate::Error::Check { msg: "none".into() })),
+        ];
+        let table = format_table(&run_all(&cases, None));
+        let width = |l: &str| l.chars().count();
+        let header = table.lines().next().unwrap();
+        let verdicts: Vec<&str> = table.lines().filter(|l| l.ends_with("FAIL")).collect();
+        assert_eq!(verdicts.len(), 2, "{table}");
+        assert!(verdicts.iter().all(|l| width(l) == width(header) - "result".len() + "FAIL".len()), "{table}");
+        assert!(table.lines().all(|l| width(l) <= width(header) + 10), "{table}");
+        assert!(table.contains("end") && table.contains("long"), "{table}");
+    }
 
     #[test]
     fn views_have_the_logical_shape_and_layout() {
