@@ -64,6 +64,9 @@ pub const PAR_CHUNK: usize = 1 << 15;
 /// this for every buffer a kernel accumulates into; buffers only ever written may use `vec!`.
 pub fn filled<T: Copy>(n: usize, v: T) -> Vec<T> {
     let mut out = Vec::with_capacity(n);
+    // An opaque use between allocation and fill, so that the optimiser cannot fuse the two
+    // back into a zeroed allocation (LLVM folds malloc + memset(0) into calloc).
+    std::hint::black_box(out.as_mut_ptr());
     out.resize(n, v);
     out
 }

@@ -385,7 +385,7 @@ impl<T: Element> Tensor<T> {
         let gs = grad_out.to_vec();
         let ip = input_hw[0] * input_hw[1];
         let scale = T::of(ip as f64);
-        let mut dx = crate::filled(n * c * ip, T::zero());
+        let mut dx = vec![T::zero(); n * c * ip]; // only written: `vec!` is right here
         for_planes(&mut dx, ip, ip, |plane, dst| dst.fill(gs[plane] / scale));
         Tensor::from_vec(dx, &[n, c, input_hw[0], input_hw[1]])
     }
