@@ -4,9 +4,9 @@
 //! Order of summation (and so the exact bits of every result) depends only on the shapes and
 //! strides, never on the number of threads:
 //! * when the innermost reduced axis is contiguous, each block is a sequence of contiguous
-//!   runs; a run is summed with 8 interleaved accumulators ([`sum_slice`]) and the run sums
-//!   are added in row-major order, in fixed pieces of about [`PAR_CHUNK`](crate::PAR_CHUNK)
-//!   elements whose partial sums are added left to right;
+//!   runs; a run is summed with 32 interleaved accumulators combined in a fixed tree
+//!   (`sum_slice`) and the run sums are added in row-major order, in fixed pieces of about
+//!   [`PAR_CHUNK`] elements whose partial sums are added left to right;
 //! * when the last axis is kept and contiguous (a column sum such as `[N, C] → [C]`), every
 //!   output element adds its inputs one by one in row-major order, whole rows at a time;
 //! * otherwise each block is reduced element by element in row-major order, in fixed chunks of
