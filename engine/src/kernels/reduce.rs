@@ -76,8 +76,17 @@ fn reduce_generic<T: Element, A: Copy + Send + Sync>(
     let block = p.block;
     let red_strides = [p.red_strides.clone()];
     // Reduce block starting at storage offset `base`, positions `start..start + len`.
+    // One contiguous run per block (e.g. the last axis of a row-major tensor): a plain loop
+    // over the slice, in the same order as `walk` would visit it.
+    let contiguous = p.red_strides.len() == 1 && p.red_strides[0] == 1;
     let reduce_range = |base: usize, start: usize, len: usize| -> A {
         let mut acc = init;
+        if contiguous {
+            for (pos, &x) in (start..).zip(&storage[base + start..base + start + len]) {
+                acc = fold(acc, x, pos);
+            }
+            return acc;
+        }
         let mut pos = start;
         walk(&p.red_shape, &red_strides, [base], start, len, |[o]| {
             acc = fold(acc, storage[o], pos);
@@ -113,6 +122,16 @@ fn map_range<A: Send>(n: usize, parallel: bool, f: impl Fn(usize) -> A + Sync + 
         (0..n).into_par_iter().map(f).collect()
     } else {
         (0..n).map(f).collect()
+    }
+}
+
+/// The sum of one contiguous run as [`Tensor::sum`] computes it when the run is a whole
+/// reduced block: `sum_slice` on pieces of `PAR_CHUNK` elements, added left to right from 0.
+pub(crate) fn sum_run<T: Element>(s: &[T]) -> T {
+    if s.len() <= PAR_CHUNK {
+        T::zero() + sum_slice(s)
+    } else {
+        s.chunks(PAR_CHUNK).fold(T::zero(), |a, c| a + sum_slice(c))
     }
 }
 

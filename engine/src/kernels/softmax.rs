@@ -1,7 +1,10 @@
 //! Softmax, log-softmax and cross-entropy with integer labels, all shifted by the maximum so
 //! they cannot overflow.
 
-use crate::{Element, Tensor};
+use rayon::prelude::*;
+
+use crate::kernels::reduce::sum_run;
+use crate::{Element, Tensor, PAR_CHUNK};
 
 /// How a per-sample loss is reduced over the batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,7 +13,43 @@ pub enum Reduction {
     Sum,
 }
 
+/// The shift of one row: its maximum (NaN when the row holds a NaN), or 0 when that is not
+/// finite, as in [`Tensor::max`] followed by the finiteness test of the composed path.
+fn row_shift<T: Element>(row: &[T]) -> T {
+    let m = row[1..].iter().fold(row[0], |m, &v| if v.is_nan() || v > m { v } else { m });
+    if m.is_finite() {
+        m
+    } else {
+        T::zero()
+    }
+}
+
 impl<T: Element> Tensor<T> {
+    /// The fused path of softmax and log-softmax: when every axis after `axis` has length 1
+    /// (the usual last axis), the contiguous input is a stack of rows and `f(row, out_row)`
+    /// fills each output row in one sweep, rows in parallel in fixed pieces. Each row is
+    /// computed exactly as the composed kernels would (same shift, same summation order), so
+    /// both paths give the same bits. `None` for the other layouts, an empty axis (which the
+    /// composed path reports) or an empty tensor.
+    fn by_rows(&self, axis: usize, f: impl Fn(&[T], &mut [T]) + Sync + Send) -> Option<Tensor<T>> {
+        if axis >= self.rank() || self.shape()[axis + 1..].iter().any(|&d| d != 1) || self.numel() == 0 {
+            return None;
+        }
+        let n = self.dim(axis);
+        let x = self.contiguous();
+        let xs = x.as_slice().expect("contiguous");
+        let mut out = vec![T::zero(); xs.len()]; // `f` writes each element before reading it
+        let rows_per_piece = (PAR_CHUNK / n).max(1);
+        let piece =
+            |(xp, op): (&[T], &mut [T])| xp.chunks_exact(n).zip(op.chunks_exact_mut(n)).for_each(|(r, o)| f(r, o));
+        if xs.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
+            xs.par_chunks(rows_per_piece * n).zip(out.par_chunks_mut(rows_per_piece * n)).for_each(piece);
+        } else {
+            piece((xs, &mut out));
+        }
+        Some(Tensor::from_vec(out, self.shape()))
+    }
+
     /// `x − max(x)` along `axis` (with `−∞` rows left at `−∞ − 0`), the shift that makes
     /// `exp` safe.
     fn shifted(&self, axis: usize, op: &str) -> Tensor<T> {
@@ -22,6 +61,14 @@ impl<T: Element> Tensor<T> {
     /// `exp(x − m) / Σ exp(x − m)` along `axis`, with `m` the maximum.
     #[track_caller]
     pub fn softmax(&self, axis: usize) -> Tensor<T> {
+        if let Some(out) = self.by_rows(axis, |x, out| {
+            let shift = row_shift(x);
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift).exp());
+            let s = sum_run(out);
+            out.iter_mut().for_each(|o| *o /= s);
+        }) {
+            return out;
+        }
         let e = self.shifted(axis, "softmax").exp();
         let s = e.sum(&[axis], true);
         e.div(&s)
@@ -31,6 +78,14 @@ impl<T: Element> Tensor<T> {
     /// operations, which keeps full relative precision in each entry).
     #[track_caller]
     pub fn log_softmax(&self, axis: usize) -> Tensor<T> {
+        if let Some(out) = self.by_rows(axis, |x, out| {
+            let shift = row_shift(x);
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift).exp());
+            let lse = sum_run(out).ln();
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift) - lse);
+        }) {
+            return out;
+        }
         let z = self.shifted(axis, "log_softmax");
         let lse = z.exp().sum(&[axis], true).log();
         z.sub(&lse)
@@ -79,6 +134,48 @@ mod tests {
         let sums = s.sum(&[1], false).to_vec();
         assert!(sums.iter().all(|v| (v - 1.0).abs() < 4.0 * f64::EPSILON));
         assert!(s.select(0, 0).allclose(&s.select(0, 1), 1e-12, 0.0));
+    }
+
+    /// The composed definition the fused row path must reproduce bit for bit.
+    fn composed<T: Element>(x: &Tensor<T>, axis: usize, log: bool) -> Tensor<T> {
+        let m = x.max(&[axis], true).map(|v| if v.is_finite() { v } else { T::zero() });
+        let z = x.sub(&m);
+        let s = z.exp().sum(&[axis], true);
+        if log {
+            z.sub(&s.log())
+        } else {
+            z.exp().div(&s)
+        }
+    }
+
+    fn same_bits<T: Element>(a: &Tensor<T>, b: &Tensor<T>, what: &str) {
+        assert_eq!(a.shape(), b.shape(), "{what}");
+        for (i, (x, y)) in a.to_vec().iter().zip(b.to_vec()).enumerate() {
+            assert!(x == &y || (x.is_nan() && y.is_nan()), "{what}: element {i}: {x:?} vs {y:?}");
+        }
+    }
+
+    #[test]
+    fn fused_rows_match_the_composed_kernels_bit_for_bit() {
+        let mut rng = crate::Rng::new(7);
+        let mut x = Tensor::<f64>::randn(&[6, 9], &mut rng).mul_scalar(30.0).to_vec();
+        x[9] = f64::NAN; // row 1
+        x[18..27].fill(f64::NEG_INFINITY); // row 2: all −∞
+        x[27] = f64::INFINITY; // row 3
+        x[37] = x[36]; // a tie in row 4
+        let x = Tensor::from_vec(x, &[6, 9]);
+        let wide = Tensor::<f32>::randn(&[3, 3 * PAR_CHUNK + 17], &mut rng); // rows cut in pieces
+        let many = Tensor::<f32>::randn(&[4 * PAR_CHUNK / 8 + 3, 8], &mut rng); // parallel pieces
+        for log in [false, true] {
+            let op = |t: &Tensor<f64>, a: usize| if log { t.log_softmax(a) } else { t.softmax(a) };
+            let op32 = |t: &Tensor<f32>, a: usize| if log { t.log_softmax(a) } else { t.softmax(a) };
+            same_bits(&op(&x, 1), &composed(&x, 1, log), "rows with NaN, −∞, +∞, ties");
+            same_bits(&op(&x.t(), 1), &composed(&x.t(), 1, log), "transposed view");
+            same_bits(&op(&x.unsqueeze(2), 1), &composed(&x.unsqueeze(2), 1, log), "trailing axis of 1");
+            same_bits(&op(&x, 0), &composed(&x, 0, log), "first axis (composed path)");
+            same_bits(&op32(&wide, 1), &composed(&wide, 1, log), "rows longer than PAR_CHUNK");
+            same_bits(&op32(&many, 1), &composed(&many, 1, log), "many rows");
+        }
     }
 
     #[test]
