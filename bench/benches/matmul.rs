@@ -9,32 +9,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use engine::kernels::matmul::naive;
 use engine::{Rng, Tensor};
-use sparsegrad_bench::group_name;
-
-/// `C ← A·B` through one `sgemm` call; `a_rs, a_cs` are A's strides (transposed: `1, n`).
-fn raw_sgemm(n: usize, a: &[f32], a_rs: isize, a_cs: isize, b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= n * n && b.len() >= n * n && c.len() >= n * n);
-    // SAFETY: all three buffers hold n×n elements and the strides address inside them; C is a
-    // distinct mutable slice.
-    unsafe {
-        matrixmultiply::sgemm(
-            n,
-            n,
-            n,
-            1.0,
-            a.as_ptr(),
-            a_rs,
-            a_cs,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
+use sparsegrad_bench::{group_name, raw_sgemm};
 
 fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group(group_name("matmul_f32"));
@@ -52,13 +27,13 @@ fn matmul(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("tensor", n), |bn| bn.iter(|| a.matmul(&b)));
         g.bench_function(BenchmarkId::new("tensor_at", n), |bn| bn.iter(|| at.matmul(&b)));
         g.bench_function(BenchmarkId::new("raw_sgemm", n), |bn| {
-            bn.iter(|| raw_sgemm(n, sa, n as isize, 1, sb, &mut out))
+            bn.iter(|| raw_sgemm(n, sa, (n as isize, 1), sb, &mut out))
         });
         g.bench_function(BenchmarkId::new("raw_sgemm_at", n), |bn| {
-            bn.iter(|| raw_sgemm(n, sa, 1, n as isize, sb, &mut out))
+            bn.iter(|| raw_sgemm(n, sa, (1, n as isize), sb, &mut out))
         });
         // Same bits as one raw call (the column split only changes who computes which block).
-        raw_sgemm(n, sa, n as isize, 1, sb, &mut out);
+        raw_sgemm(n, sa, (n as isize, 1), sb, &mut out);
         assert_eq!(a.matmul(&b).to_vec(), out);
     }
     let n = 128;

@@ -7,29 +7,7 @@
 use std::time::Instant;
 
 use engine::{Rng, Tensor};
-
-fn raw(n: usize, a: &[f32], (rs, cs): (isize, isize), b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= n * n && b.len() >= n * n && c.len() >= n * n);
-    // SAFETY: n×n buffers, strides inside them; C is a distinct mutable slice.
-    unsafe {
-        matrixmultiply::sgemm(
-            n,
-            n,
-            n,
-            1.0,
-            a.as_ptr(),
-            rs,
-            cs,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
+use sparsegrad_bench::raw_sgemm;
 
 fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|x, y| x.partial_cmp(y).unwrap());
@@ -53,7 +31,7 @@ fn main() {
                 let t0 = Instant::now();
                 std::hint::black_box(lhs.matmul(&b));
                 let t1 = Instant::now();
-                raw(n, sa, strides, sb, &mut c);
+                raw_sgemm(n, sa, strides, sb, &mut c);
                 let t2 = Instant::now();
                 if i >= 3 {
                     ratios.push((t1 - t0).as_secs_f64() / (t2 - t1).as_secs_f64());

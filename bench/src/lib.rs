@@ -27,3 +27,30 @@ pub fn maybe_in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         f()
     }
 }
+
+/// `C ← A·B` for `n × n` f32 matrices through one `matrixmultiply::sgemm` call on the calling
+/// thread: the raw baseline of the matmul target. `(rs, cs)` are A's row and column strides
+/// (`(n, 1)` row-major, `(1, n)` for the transposed view); B and C are row-major.
+pub fn raw_sgemm(n: usize, a: &[f32], (rs, cs): (isize, isize), b: &[f32], c: &mut [f32]) {
+    assert!(a.len() >= n * n && b.len() >= n * n && c.len() >= n * n);
+    // SAFETY: all three buffers hold n×n elements and the strides address inside them; C is a
+    // distinct mutable slice.
+    unsafe {
+        matrixmultiply::sgemm(
+            n,
+            n,
+            n,
+            1.0,
+            a.as_ptr(),
+            rs,
+            cs,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
