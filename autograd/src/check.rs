@@ -18,8 +18,9 @@ use std::sync::Arc;
 use engine::{Rng, Tensor};
 use rayon::prelude::*;
 
-use crate::backward::{unravel, BackwardOptions};
+use crate::anomaly::unravel;
 use crate::error::{Error, Result};
+use crate::sweep::BackwardOptions;
 use crate::tape::{Tape, Var};
 
 /// Options of [`check_gradients`] and [`jacobian`].
@@ -97,6 +98,9 @@ pub struct GradReport {
     pub projected: bool,
     pub options: CheckOptions,
     pub inputs: Vec<InputReport>,
+    /// The names of the ops the checked function recorded on its tape
+    /// ([`Tape::recorded_ops`]).
+    pub recorded: Vec<String>,
 }
 
 impl GradReport {
@@ -211,6 +215,7 @@ pub fn check_gradients_dyn(f: &CheckedFn<'_>, inputs: &[Tensor<f64>], opts: &Che
         .map(|(i, t)| if wrt.contains(&i) { tape.leaf(t.clone()) } else { tape.constant(t.clone()) })
         .collect();
     let out = f(&tape, &vars);
+    let recorded = tape.recorded_ops();
     let out_shape = out.shape();
     let n_out: usize = out_shape.iter().product();
     let projected = n_out != 1;
@@ -277,7 +282,7 @@ pub fn check_gradients_dyn(f: &CheckedFn<'_>, inputs: &[Tensor<f64>], opts: &Che
         }
         reports.push(rep);
     }
-    Ok(GradReport { output_shape: out_shape, projected, options: opts.clone(), inputs: reports })
+    Ok(GradReport { output_shape: out_shape, projected, options: opts.clone(), inputs: reports, recorded })
 }
 
 /// Analytic and numeric Jacobians of a small function, for teaching and auditing.

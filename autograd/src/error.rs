@@ -1,8 +1,9 @@
 //! The autograd error type.
 
 use std::fmt;
+use std::sync::Arc;
 
-/// Errors of the tape, the backward sweep, custom ops and the gradient checker.
+/// Errors of the tape, the backward sweep, the rules and the gradient checker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// `backward` without an explicit output gradient needs a single-element output.
@@ -14,7 +15,7 @@ pub enum Error {
         expected: Vec<usize>,
         got: Vec<usize>,
     },
-    /// An op was recorded without a backward rule (a custom op that did not implement one).
+    /// An op was recorded with a rule that does not implement `backward`.
     NoGradient {
         op: String,
     },
@@ -42,10 +43,12 @@ pub enum Error {
         input_shapes: Vec<Vec<usize>>,
         what: String,
     },
-    /// A custom op's forward or backward failed.
-    Op {
+    /// A rule's own computation failed (a singular active-set Gram, conjugate gradients that
+    /// did not converge, …). The error keeps its type: [`std::error::Error::source`] returns
+    /// it and [`RuleError::downcast_ref`] recovers it, e.g. as a `sparse::SparseError`.
+    Rule {
         op: String,
-        msg: String,
+        source: RuleError,
     },
     /// Invalid options or inputs given to the gradient checker.
     Check {
@@ -95,14 +98,59 @@ impl fmt::Display for Error {
             Error::Anomaly { op, phase, input_shapes, what } => {
                 write!(f, "anomaly: {phase} of `{op}` (input shapes {input_shapes:?}) produced {what}")
             }
-            Error::Op { op, msg } => write!(f, "{op}: {msg}"),
+            Error::Rule { op, source } => write!(f, "backward: rule of `{op}` failed: {source}"),
             Error::Check { msg } => write!(f, "gradient check: {msg}"),
             Error::Engine(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Rule { source, .. } => Some(source.0.as_ref()),
+            Error::Engine(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// The error of a rule of op `op` that failed with `source` (of any error type).
+    pub fn rule(op: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Rule { op: op.to_string(), source: RuleError(Arc::new(source)) }
+    }
+}
+
+/// The typed error inside [`Error::Rule`]: shared, so [`Error`] stays `Clone`; two are equal
+/// when they are the same error or print the same.
+#[derive(Clone)]
+pub struct RuleError(pub Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl RuleError {
+    /// The error as its concrete type, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref::<E>()
+    }
+}
+
+impl fmt::Debug for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl PartialEq for RuleError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
 
 impl From<engine::Error> for Error {
     fn from(e: engine::Error) -> Self {

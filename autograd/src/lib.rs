@@ -6,10 +6,12 @@
 //!   runs the rules in reverse. Leaf gradients accumulate across calls until
 //!   [`Tape::zero_grad`]; the graph is freed after `backward` unless
 //!   [`BackwardOptions::retain_graph`] is set. [`Tape::no_grad`], [`Var::detach`].
-//! * Every built-in op (`ops/`, one file per family) has its [`Backward`] rule next to its
-//!   forward, with the math in a comment.
-//! * [`CustomOp`] is the public API for rules written elsewhere (the `sparse` crate); see its
-//!   docs for a worked example.
+//! * One way to define a gradient rule: the [`Backward`] trait, told which inputs need a
+//!   gradient. Every built-in op (`ops/`, one file per family) has its rule next to its
+//!   forward, with the math in a comment, and records it with [`Tape::push_op`]; rules written
+//!   elsewhere (the `sparse` crate) do exactly the same (worked example on [`Backward`]). Such
+//!   a function may return diagnostics of its forward (an active set, an iteration count)
+//!   beside the [`Var`], and a rule's failure keeps its error type ([`Error::Rule`]).
 //! * [`check_gradients`] compares the tape with central differences for every input and
 //!   reports the worst element; [`jacobian`] gives both full Jacobians of a small function.
 //! * [`Tape::graph`] prints the tape; [`Tape::to_dot`] exports Graphviz.
@@ -34,21 +36,22 @@
 //! assert!(tape.graph().contains("matmul"));
 //! ```
 
+mod anomaly;
 pub mod audit;
 pub mod backward;
 pub mod check;
-pub mod custom;
 pub mod error;
 pub mod ops;
 pub mod optim;
+pub mod sweep;
 pub mod tape;
 
-pub use backward::{Backward, BackwardOptions};
+pub use backward::{Backward, FnRule};
 pub use check::{
     check_gradients, check_gradients_dyn, jacobian, jacobian_dyn, CheckOptions, CheckedFn, GradReport, InputReport,
     Jacobian, Worst,
 };
-pub use custom::CustomOp;
-pub use error::{Error, Phase, Result};
+pub use error::{Error, Phase, Result, RuleError};
 pub use ops::{sum_to, Reduction};
+pub use sweep::BackwardOptions;
 pub use tape::{Grads, NodeId, Tape, Var};

@@ -7,8 +7,9 @@ use std::fmt;
 
 use engine::{Element, Tensor};
 
-use crate::backward::{forward_anomaly, Backward, BackwardOptions};
-use crate::error::{Error, Result};
+use crate::anomaly::forward_anomaly;
+use crate::backward::Backward;
+use crate::error::Error;
 
 /// Index of a node on its tape.
 pub type NodeId = usize;
@@ -190,36 +191,6 @@ impl<T: Element> Tape<T> {
         })
     }
 
-    /// Back-propagates from a single-element `out` (seed gradient 1) and frees the graph.
-    pub fn backward(&self, out: &Var<'_, T>) -> Result<Grads<T>> {
-        self.backward_with(out, None, BackwardOptions::default())
-    }
-
-    /// Back-propagates from `out` with an explicit output gradient (`None`: `out` must have
-    /// one element and the seed is 1). Leaf gradients accumulate across calls until
-    /// [`Tape::zero_grad`].
-    pub fn backward_with(&self, out: &Var<'_, T>, grad: Option<Tensor<T>>, opts: BackwardOptions) -> Result<Grads<T>> {
-        let shape = out.shape();
-        let seed = match grad {
-            None => {
-                if shape.iter().product::<usize>() != 1 {
-                    return Err(Error::NotScalar { shape });
-                }
-                Tensor::ones(&shape)
-            }
-            Some(g) => {
-                if g.shape() != shape.as_slice() {
-                    return Err(Error::OutputGradShape { expected: shape, got: g.shape().to_vec() });
-                }
-                g
-            }
-        };
-        if !out.requires_grad() {
-            return Ok(Grads::default());
-        }
-        self.sweep(out.id, seed, opts)
-    }
-
     /// Runs `f` with recording disabled: results are constants.
     pub fn no_grad<R>(&self, f: impl FnOnce() -> R) -> R {
         let prev = self.grad_enabled.replace(false);
@@ -254,6 +225,20 @@ impl<T: Element> Tape<T> {
     /// The forward anomaly found so far in anomaly mode, if any.
     pub fn forward_anomaly(&self) -> Option<Error> {
         self.anomaly.borrow().clone()
+    }
+
+    /// The distinct names of the ops recorded on this tape (with or without a gradient), in
+    /// the order they first appear. The audit uses it to check its own coverage.
+    pub fn recorded_ops(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for n in self.nodes.borrow().iter() {
+            if let NodeKind::Op { name } = &n.kind {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        names
     }
 
     /// Number of recorded nodes.

@@ -2,7 +2,7 @@
 //! FAIL in `Display`, with the worst element and both values), report malformed rules as
 //! errors, and its Jacobian must match hand-derived values.
 
-use autograd::{check_gradients, jacobian, CheckOptions, CustomOp, Error, Result, Tape, Var};
+use autograd::{check_gradients, jacobian, Backward, CheckOptions, Error, Result, Tape, Var};
 use engine::Tensor;
 
 /// `y = x³` with a chosen backward rule.
@@ -22,14 +22,17 @@ enum CubeRule {
     BadShape,
 }
 
-impl CustomOp<f64> for Cube {
+impl Backward<f64> for Cube {
     fn name(&self) -> &str {
         "cube"
     }
-    fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>> {
-        Ok(x[0].powf(3.0))
-    }
-    fn backward(&self, g: &Tensor<f64>, x: &[&Tensor<f64>], _y: &Tensor<f64>) -> Result<Vec<Option<Tensor<f64>>>> {
+    fn backward(
+        &self,
+        g: &Tensor<f64>,
+        x: &[&Tensor<f64>],
+        _y: &Tensor<f64>,
+        _needed: &[bool],
+    ) -> Result<Vec<Option<Tensor<f64>>>> {
         let d = match self.rule {
             CubeRule::Right => x[0].square().mul_scalar(3.0),
             CubeRule::Wrong => x[0].mul_scalar(2.0),
@@ -40,12 +43,13 @@ impl CustomOp<f64> for Cube {
     }
 }
 
+/// Records `x³` with the given rule.
+fn cube<'t>(x: &Var<'t, f64>, rule: CubeRule) -> Var<'t, f64> {
+    x.tape().push_op(x.value().powf(3.0), &[*x], Cube { rule })
+}
+
 fn check_cube(rule: CubeRule, x: &Tensor<f64>) -> Result<autograd::GradReport> {
-    check_gradients(
-        |t, v| t.apply(Cube { rule }, &[v[0]]).unwrap().sum_all(),
-        std::slice::from_ref(x),
-        &CheckOptions::default(),
-    )
+    check_gradients(|_, v| cube(&v[0], rule).sum_all(), std::slice::from_ref(x), &CheckOptions::default())
 }
 
 #[test]
@@ -89,14 +93,17 @@ fn a_rule_off_by_a_tenth_of_a_percent_fails() {
 /// `y = a ⊙ b` whose rule drops the gradient of `b` (returns `None`, i.e. zero).
 struct MulDropsTerm;
 
-impl CustomOp<f64> for MulDropsTerm {
+impl Backward<f64> for MulDropsTerm {
     fn name(&self) -> &str {
         "mul_drops_term"
     }
-    fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>> {
-        Ok(x[0].mul(x[1]))
-    }
-    fn backward(&self, g: &Tensor<f64>, x: &[&Tensor<f64>], _y: &Tensor<f64>) -> Result<Vec<Option<Tensor<f64>>>> {
+    fn backward(
+        &self,
+        g: &Tensor<f64>,
+        x: &[&Tensor<f64>],
+        _y: &Tensor<f64>,
+        _needed: &[bool],
+    ) -> Result<Vec<Option<Tensor<f64>>>> {
         Ok(vec![Some(g.mul(x[1])), None])
     }
 }
@@ -106,9 +113,12 @@ fn a_dropped_term_fails_on_that_input_only() {
     let a = Tensor::from_vec(vec![1.0, -2.0, 0.5, 3.0], &[2, 2]);
     let b = Tensor::from_vec(vec![0.25, 4.0, -1.0, 2.0], &[2, 2]);
     // Output [2, 2] is projected on a random cotangent R: ∂a = R ⊙ b (right), ∂b = 0 (should be R ⊙ a).
-    let report =
-        check_gradients(|t, v| t.apply(MulDropsTerm, &[v[0], v[1]]).unwrap(), &[a, b], &CheckOptions::default())
-            .unwrap();
+    let report = check_gradients(
+        |t, v| t.push_op(v[0].value().mul(&v[1].value()), &[v[0], v[1]], MulDropsTerm),
+        &[a, b],
+        &CheckOptions::default(),
+    )
+    .unwrap();
     assert!(report.projected);
     assert!(report.inputs[0].passed, "{report}");
     assert!(!report.inputs[1].passed, "{report}");
@@ -133,32 +143,29 @@ fn a_gradient_of_the_wrong_shape_is_an_error() {
     }
 }
 
-/// A custom op that does not implement `backward`.
+/// A rule that does not implement `backward` (the trait's default).
 struct NoRule;
 
-impl CustomOp<f64> for NoRule {
+impl Backward<f64> for NoRule {
     fn name(&self) -> &str {
         "no_rule"
     }
-    fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>> {
-        Ok(x[0].exp())
-    }
+}
+
+fn no_rule<'t>(x: &Var<'t, f64>) -> Var<'t, f64> {
+    x.tape().push_op(x.value().exp(), &[*x], NoRule)
 }
 
 #[test]
-fn a_custom_op_without_backward_is_an_error_not_a_zero() {
+fn a_rule_without_backward_is_an_error_not_a_zero() {
     let tape = Tape::new();
     let x = tape.leaf(Tensor::<f64>::from([1.0, 2.0]));
-    let y = tape.apply(NoRule, &[x]).unwrap().sum_all();
+    let y = no_rule(&x).sum_all();
     match tape.backward(&y) {
         Err(Error::NoGradient { op }) => assert_eq!(op, "no_rule"),
         other => panic!("expected Error::NoGradient, got {other:?}"),
     }
-    let checked = check_gradients(
-        |t, v| t.apply(NoRule, &[v[0]]).unwrap().sum_all(),
-        &[Tensor::from([1.0])],
-        &CheckOptions::default(),
-    );
+    let checked = check_gradients(|_, v| no_rule(&v[0]).sum_all(), &[Tensor::from([1.0])], &CheckOptions::default());
     assert!(matches!(checked, Err(Error::NoGradient { ref op }) if op == "no_rule"), "{checked:?}");
 }
 

@@ -159,3 +159,35 @@ fn backward_of_a_non_scalar_needs_an_output_gradient() {
     let g = tape.backward_with(&y, Some(Tensor::from([1.0, 0.0, -1.0])), BackwardOptions::default()).unwrap();
     assert_eq!(g.wrt(&x).to_vec(), vec![2.0, 0.0, -2.0]);
 }
+
+/// An error of another crate's type, as a rule's computation would return it.
+#[derive(Debug, PartialEq)]
+struct SingularFactor {
+    pivot: usize,
+}
+
+impl std::fmt::Display for SingularFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pivot {} is not positive", self.pivot)
+    }
+}
+
+impl std::error::Error for SingularFactor {}
+
+#[test]
+fn a_failing_rule_keeps_its_error_type() {
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(Tensor::from([1.0, 2.0]));
+    let rule = autograd::FnRule::new("solve", |_: &Tensor<f64>, _: &[&Tensor<f64>], _: &Tensor<f64>, _: &[bool]| {
+        Err(autograd::Error::rule("solve", SingularFactor { pivot: 3 }))
+    });
+    let y = tape.push_op(x.value(), &[x], rule).sum_all();
+    let err = tape.backward(&y).unwrap_err();
+    assert_eq!(err.to_string(), "backward: rule of `solve` failed: pivot 3 is not positive");
+    let autograd::Error::Rule { op, source } = &err else { panic!("expected Error::Rule, got {err:?}") };
+    assert_eq!(op, "solve");
+    assert_eq!(source.downcast_ref::<SingularFactor>(), Some(&SingularFactor { pivot: 3 }));
+    // The standard error chain reaches the typed error too.
+    let inner = std::error::Error::source(&err).expect("a source");
+    assert_eq!(inner.downcast_ref::<SingularFactor>(), Some(&SingularFactor { pivot: 3 }));
+}

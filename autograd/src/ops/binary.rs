@@ -5,7 +5,8 @@
 
 use engine::{Element, Tensor};
 
-use crate::ops::{sum_to, FnRule};
+use crate::backward::FnRule;
+use crate::ops::sum_to;
 use crate::tape::Var;
 
 impl<'t, T: Element> Var<'t, T> {
@@ -73,10 +74,11 @@ impl<'t, T: Element> Var<'t, T> {
         let m = cond.ne_mask(&Tensor::scalar(T::zero()));
         let rule = FnRule {
             name: "where",
-            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>| {
-                let ga = Tensor::where_(&m, g, &Tensor::scalar(T::zero()));
-                let gb = Tensor::where_(&m, &Tensor::scalar(T::zero()), g);
-                Ok(vec![Some(sum_to(&ga, x[0].shape())), Some(sum_to(&gb, x[1].shape()))])
+            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>, needed: &[bool]| {
+                let zero = Tensor::scalar(T::zero());
+                let ga = needed[0].then(|| sum_to(&Tensor::where_(&m, g, &zero), x[0].shape()));
+                let gb = needed[1].then(|| sum_to(&Tensor::where_(&m, &zero, g), x[1].shape()));
+                Ok(vec![ga, gb])
             },
         };
         a.tape().push_op(y, &[*a, *b], rule)
@@ -110,6 +112,54 @@ impl<'t, T: Element> std::ops::Neg for Var<'t, T> {
     type Output = Var<'t, T>;
     fn neg(self) -> Var<'t, T> {
         Var::neg(&self)
+    }
+}
+
+/// The audit cases of this family (collected by [`crate::audit::cases`]).
+pub(crate) mod cases {
+    use crate::audit::families::*;
+    use crate::audit::inputs::*;
+    use crate::audit::AuditCase;
+    use engine::Tensor;
+
+    use crate::tape::Var;
+
+    pub(crate) fn all(out: &mut Vec<AuditCase>) {
+        binary(out, "add", Dom::Any, Dom::Any, |a, b| a.add(b));
+        binary(out, "sub", Dom::Any, Dom::Any, |a, b| a.sub(b));
+        binary(out, "mul", Dom::Any, Dom::Any, |a, b| a.mul(b));
+        binary(out, "div", Dom::Any, Dom::Range(0.5, 2.0), |a, b| a.div(b));
+        binary(out, "div", Dom::Any, Dom::Range(-2.0, -0.5), |a, b| a.div(b));
+        binary(out, "maximum", Dom::Grid(0.0), Dom::Grid(0.05), |a, b| a.maximum(b));
+        binary(out, "minimum", Dom::Grid(0.0), Dom::Grid(0.05), |a, b| a.minimum(b));
+
+        // where: the mask is a constant; a and b broadcast against it.
+        let mut rng = rng_for("where", 0);
+        let s2 = dims(&mut rng, 2, 2, 5);
+        let (r, c) = (s2[0], s2[1]);
+        let mask = Tensor::from_vec((0..r * c).map(|i| (i % 3 == 0) as u8 as f64).collect(), &s2);
+        for (input, a, b) in [
+            (
+                format!("mask {s2:?}; contiguous {s2:?}, transposed view {s2:?}"),
+                tensor(Dom::Any, &s2, &mut rng),
+                make(View::Transposed, &s2, Dom::Any, &mut rng),
+            ),
+            (
+                format!("mask {s2:?}; sliced view {s2:?}, broadcast [{r}, 1]"),
+                make(View::Sliced, &s2, Dom::Any, &mut rng),
+                tensor(Dom::Any, &[r, 1], &mut rng),
+            ),
+            (
+                format!("mask {s2:?}; broadcast [{c}], broadcast [1]"),
+                tensor(Dom::Any, &[c], &mut rng),
+                tensor(Dom::Any, &[1], &mut rng),
+            ),
+        ] {
+            let m = mask.clone();
+            out.push(AuditCase::gradcheck("where", input, vec![a, b], default(), move |_, v| {
+                Var::where_(&m, &v[0], &v[1])
+            }));
+        }
     }
 }
 

@@ -19,8 +19,7 @@ pub use softmax::Reduction;
 
 use engine::{Element, Tensor};
 
-use crate::backward::Backward;
-use crate::error::Result;
+use crate::backward::FnRule;
 use crate::tape::Var;
 
 /// Sums `g` over the axes along which a tensor of `shape` was broadcast to `g`'s shape
@@ -39,52 +38,88 @@ pub fn sum_to<T: Element>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
     g.sum(&axes, true).reshape(shape)
 }
 
-/// A rule given by a closure: `df(g, inputs, output) → gradients`.
-pub(crate) struct FnRule<F> {
-    pub name: &'static str,
-    pub df: F,
-}
+/// The name of every rule the built-in ops record on the tape. The audit's coverage test
+/// checks that its cases record exactly these, each with cases of its own in every layout.
+pub const RULES: &[&str] = &[
+    // unary.rs
+    "neg",
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "sign",
+    "square",
+    "recip",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softplus",
+    "elu",
+    "powf",
+    "clamp",
+    "soft_threshold",
+    "add_scalar",
+    "sub_scalar",
+    "rsub_scalar",
+    "mul_scalar",
+    "div_scalar",
+    // binary.rs
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "maximum",
+    "minimum",
+    "where",
+    // reduce.rs
+    "sum",
+    "max",
+    "min",
+    "logsumexp",
+    "norm_l2",
+    // shape.rs
+    "reshape",
+    "permute",
+    "transpose",
+    "slice",
+    "broadcast_to",
+    "unsqueeze",
+    "squeeze",
+    "flatten",
+    "contiguous",
+    "diagonal",
+    // matmul.rs
+    "matmul",
+    // softmax.rs
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    // index.rs
+    "pad",
+    "concat",
+    "index_select",
+    "gather",
+    // conv.rs
+    "conv2d",
+    "conv_transpose2d",
+    "im2col",
+    "col2im",
+    // pool.rs
+    "max_pool2d",
+    "avg_pool2d",
+];
 
-impl<T: Element, F> Backward<T> for FnRule<F>
-where
-    F: Fn(&Tensor<T>, &[&Tensor<T>], &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>>,
-{
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn backward(&self, g: &Tensor<T>, inputs: &[&Tensor<T>], output: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        (self.df)(g, inputs, output)
-    }
-}
-
-/// A rule given by a closure that is also told which inputs need a gradient:
-/// `df(g, inputs, output, needed) → gradients`, `None` allowed where `needed[i]` is false.
-/// For ops whose input gradients are expensive (convolutions, matrix products), so that a
-/// constant input (the images of a first layer) costs nothing in the backward pass.
-pub(crate) struct MaskedFnRule<F> {
-    pub name: &'static str,
-    pub df: F,
-}
-
-impl<T: Element, F> Backward<T> for MaskedFnRule<F>
-where
-    F: Fn(&Tensor<T>, &[&Tensor<T>], &Tensor<T>, &[bool]) -> Result<Vec<Option<Tensor<T>>>>,
-{
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn backward(&self, g: &Tensor<T>, inputs: &[&Tensor<T>], output: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
-        (self.df)(g, inputs, output, &vec![true; inputs.len()])
-    }
-    fn backward_needed(
-        &self,
-        g: &Tensor<T>,
-        inputs: &[&Tensor<T>],
-        output: &Tensor<T>,
-        needed: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        (self.df)(g, inputs, output, needed)
-    }
+/// Every audit case of the built-in ops, family by family.
+pub(crate) fn audit_cases(out: &mut Vec<crate::audit::AuditCase>) {
+    unary::cases::all(out);
+    binary::cases::all(out);
+    reduce::cases::all(out);
+    shape::cases::all(out);
+    matmul::cases::all(out);
+    softmax::cases::all(out);
+    index::cases::all(out);
+    conv::cases::all(out);
+    pool::cases::all(out);
 }
 
 impl<'t, T: Element> Var<'t, T> {
@@ -96,8 +131,10 @@ impl<'t, T: Element> Var<'t, T> {
         df: impl Fn(&Tensor<T>, &Tensor<T>, &Tensor<T>) -> Tensor<T> + 'static,
     ) -> Var<'t, T> {
         let y = f(&self.value());
-        let rule =
-            FnRule { name, df: move |g: &Tensor<T>, x: &[&Tensor<T>], y: &Tensor<T>| Ok(vec![Some(df(g, x[0], y))]) };
+        let rule = FnRule {
+            name,
+            df: move |g: &Tensor<T>, x: &[&Tensor<T>], y: &Tensor<T>, _: &[bool]| Ok(vec![Some(df(g, x[0], y))]),
+        };
         self.tape().push_op(y, &[*self], rule)
     }
 
@@ -114,9 +151,9 @@ impl<'t, T: Element> Var<'t, T> {
         let y = f(&self.value(), &other.value());
         let rule = FnRule {
             name,
-            df: move |g: &Tensor<T>, x: &[&Tensor<T>], y: &Tensor<T>| {
+            df: move |g: &Tensor<T>, x: &[&Tensor<T>], y: &Tensor<T>, needed: &[bool]| {
                 let (ga, gb) = df(g, x[0], x[1], y);
-                Ok(vec![Some(sum_to(&ga, x[0].shape())), Some(sum_to(&gb, x[1].shape()))])
+                Ok(vec![needed[0].then(|| sum_to(&ga, x[0].shape())), needed[1].then(|| sum_to(&gb, x[1].shape()))])
             },
         };
         self.tape().push_op(y, &[*self, *other], rule)
@@ -137,7 +174,7 @@ mod tests {
         let tape = crate::Tape::<f64>::new();
         let (x, w) = (tape.constant(Tensor::ones(&[2])), tape.leaf(Tensor::ones(&[2])));
         let log = Rc::clone(&seen);
-        let rule = MaskedFnRule {
+        let rule = FnRule {
             name: "probe",
             df: move |g: &Tensor<f64>, _: &[&Tensor<f64>], _: &Tensor<f64>, needed: &[bool]| {
                 log.borrow_mut().push(needed.to_vec());

@@ -4,8 +4,8 @@
 
 use engine::{Element, Tensor};
 
-use crate::backward::unravel;
-use crate::ops::FnRule;
+use crate::anomaly::unravel;
+use crate::backward::FnRule;
 use crate::tape::Var;
 
 /// Shape with the reduced axes kept as length 1.
@@ -26,7 +26,9 @@ impl<'t, T: Element> Var<'t, T> {
         let y = self.value().sum(axes, keepdim);
         let rule = FnRule {
             name: "sum",
-            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>| Ok(vec![Some(expand_back(g, x[0].shape(), &ax))]),
+            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>, _: &[bool]| {
+                Ok(vec![Some(expand_back(g, x[0].shape(), &ax))])
+            },
         };
         self.tape().push_op(y, &[*self], rule)
     }
@@ -70,7 +72,7 @@ impl<'t, T: Element> Var<'t, T> {
         let ax = axes.to_vec();
         let rule = FnRule {
             name,
-            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>| {
+            df: move |g: &Tensor<T>, x: &[&Tensor<T>], _: &Tensor<T>, _: &[bool]| {
                 let shape = x[0].shape();
                 let kept: Vec<usize> = (0..shape.len()).filter(|a| !ax.contains(a)).collect();
                 let red: Vec<usize> = (0..shape.len()).filter(|a| ax.contains(a)).collect();
@@ -105,7 +107,7 @@ impl<'t, T: Element> Var<'t, T> {
         let y = self.value().logsumexp(axes, keepdim);
         let rule = FnRule {
             name: "logsumexp",
-            df: move |g: &Tensor<T>, x: &[&Tensor<T>], y: &Tensor<T>| {
+            df: move |g: &Tensor<T>, x: &[&Tensor<T>], y: &Tensor<T>, _: &[bool]| {
                 let shape = x[0].shape();
                 let p = x[0].sub(&expand_back(y, shape, &ax)).exp();
                 Ok(vec![Some(p.mul(&expand_back(g, shape, &ax)))])
@@ -127,13 +129,32 @@ impl<'t, T: Element> Var<'t, T> {
         let y = self.value().norm_l2(axes, keepdim);
         let rule = FnRule {
             name: "norm_l2",
-            df: move |g: &Tensor<T>, x: &[&Tensor<T>], y: &Tensor<T>| {
+            df: move |g: &Tensor<T>, x: &[&Tensor<T>], y: &Tensor<T>, _: &[bool]| {
                 let shape = x[0].shape();
                 let ratio = g.zip_map(y, "norm_l2", |g, y| if y > T::zero() { g / y } else { T::zero() });
                 Ok(vec![Some(x[0].mul(&expand_back(&ratio, shape, &ax)))])
             },
         };
         self.tape().push_op(y, &[*self], rule)
+    }
+}
+
+/// The audit cases of this family (collected by [`crate::audit::cases`]).
+pub(crate) mod cases {
+    use crate::audit::families::*;
+    use crate::audit::inputs::*;
+    use crate::audit::AuditCase;
+
+    pub(crate) fn all(out: &mut Vec<AuditCase>) {
+        reduction(out, "sum", Dom::Any, |x, a, k| x.sum(a, k));
+        reduction(out, "mean", Dom::Any, |x, a, k| x.mean(a, k));
+        reduction(out, "max", Dom::Distinct, |x, a, k| x.max(a, k));
+        reduction(out, "min", Dom::Distinct, |x, a, k| x.min(a, k));
+        reduction(out, "logsumexp", Dom::Any, |x, a, k| x.logsumexp(a, k));
+        reduction(out, "norm_l1", Dom::Away(&[0.0]), |x, a, k| x.norm_l1(a, k));
+        reduction(out, "norm_l2", Dom::Any, |x, a, k| x.norm_l2(a, k));
+        total(out, "sum_all", Dom::Any, |x| x.sum_all());
+        total(out, "mean_all", Dom::Any, |x| x.mean_all());
     }
 }
 

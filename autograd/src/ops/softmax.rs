@@ -9,7 +9,7 @@
 pub use engine::kernels::softmax::Reduction;
 use engine::{Element, Tensor};
 
-use crate::ops::FnRule;
+use crate::backward::FnRule;
 use crate::tape::Var;
 
 impl<'t, T: Element> Var<'t, T> {
@@ -19,7 +19,7 @@ impl<'t, T: Element> Var<'t, T> {
         let y = self.value().softmax(axis);
         let rule = FnRule {
             name: "softmax",
-            df: move |g: &Tensor<T>, _: &[&Tensor<T>], y: &Tensor<T>| {
+            df: move |g: &Tensor<T>, _: &[&Tensor<T>], y: &Tensor<T>, _: &[bool]| {
                 let s = g.mul(y).sum(&[axis], true);
                 Ok(vec![Some(y.mul(&g.sub(&s)))])
             },
@@ -33,7 +33,7 @@ impl<'t, T: Element> Var<'t, T> {
         let y = self.value().log_softmax(axis);
         let rule = FnRule {
             name: "log_softmax",
-            df: move |g: &Tensor<T>, _: &[&Tensor<T>], y: &Tensor<T>| {
+            df: move |g: &Tensor<T>, _: &[&Tensor<T>], y: &Tensor<T>, _: &[bool]| {
                 let s = g.sum(&[axis], true);
                 Ok(vec![Some(g.sub(&y.exp().mul(&s)))])
             },
@@ -50,7 +50,7 @@ impl<'t, T: Element> Var<'t, T> {
         let rule = FnRule {
             name: "cross_entropy",
             // Saved: the log-softmax (so the rule does not recompute it) and the labels.
-            df: move |g: &Tensor<T>, _: &[&Tensor<T>], _: &Tensor<T>| {
+            df: move |g: &Tensor<T>, _: &[&Tensor<T>], _: &Tensor<T>, _: &[bool]| {
                 let c = log_sm.dim(1);
                 let scale = g.item()
                     / match reduction {
@@ -66,6 +66,49 @@ impl<'t, T: Element> Var<'t, T> {
             },
         };
         self.tape().push_op(loss, &[*self], rule)
+    }
+}
+
+/// The audit cases of this family (collected by [`crate::audit::cases`]).
+pub(crate) mod cases {
+    use crate::audit::families::*;
+    use crate::audit::inputs::*;
+    use crate::audit::AuditCase;
+    use crate::ops::Reduction;
+    use crate::tape::Var;
+
+    /// Softmax (`log = false`) or log-softmax along `axis`.
+    fn softmax_along<'t>(x: &Var<'t, f64>, axis: usize, log: bool) -> Var<'t, f64> {
+        if log {
+            x.log_softmax(axis)
+        } else {
+            x.softmax(axis)
+        }
+    }
+
+    pub(crate) fn all(out: &mut Vec<AuditCase>) {
+        for (op, log) in [("softmax", false), ("log_softmax", true)] {
+            let mut rng = rng_for(op, 0);
+            let s3 = dims(&mut rng, 3, 2, 5);
+            for axis in 0..3 {
+                let inputs =
+                    layouts(&[View::Contiguous, View::Permuted], &s3, Dom::Any, &mut rng, &format!("axis {axis}"));
+                single(out, op, inputs, move |x| softmax_along(x, axis, log));
+            }
+            let s2 = [s3[0], s3[1]];
+            let inputs = layouts(&[View::Transposed, View::Sliced, View::Broadcast], &s2, Dom::Any, &mut rng, "axis 1");
+            single(out, op, inputs, move |x| softmax_along(x, 1, log));
+        }
+
+        let mut rng = rng_for("cross_entropy", 0);
+        let d = dims(&mut rng, 2, 2, 6);
+        let (n, c) = (d[0] + 1, d[1] + 1);
+        let labels: Vec<usize> = (0..n).map(|_| rng.below(c as u64) as usize).collect();
+        for (reduction, name) in [(Reduction::Mean, "mean"), (Reduction::Sum, "sum")] {
+            let inputs = layouts(&ALL2, &[n, c], Dom::Any, &mut rng, &format!("labels {labels:?}, reduction {name}"));
+            let l = labels.clone();
+            single(out, "cross_entropy", inputs, move |x| x.cross_entropy(&l, reduction));
+        }
     }
 }
 
