@@ -60,25 +60,84 @@ impl<T: Element> PostStep<T> for L1Prox {
 }
 
 /// An optimiser over a list of parameters.
+///
+/// Implementations provide the raw update ([`Optimizer::update`]) and their post-step hooks;
+/// [`Optimizer::step`] and [`Optimizer::step_named`] run the update, then the hooks.
 pub trait Optimizer<T: Element> {
-    /// One update. `grads[i]` is the gradient of `params[i]` (`None`: no gradient; the
-    /// parameter is left unchanged but its hooks still run). **Panics** if the lengths or
-    /// shapes disagree.
-    fn step(&mut self, params: &mut [&mut Tensor<T>], grads: &[Option<Tensor<T>>]);
+    /// The update alone. `grads[i]` is the gradient of `params[i]` (`None`: no gradient; the
+    /// parameter is left unchanged). **Panics** if the lengths or shapes disagree.
+    fn update(&mut self, params: &mut [&mut Tensor<T>], grads: &[Option<Tensor<T>>]);
+    /// The post-step hooks attached to this optimiser.
+    fn hooks(&self) -> &Hooks<T>;
     fn lr(&self) -> f64;
     fn set_lr(&mut self, lr: f64);
+
+    /// One update followed by the hooks attached by position (a parameter without a gradient
+    /// still gets its hooks). **Panics** if the lengths or shapes disagree, or if a hook is
+    /// attached by name (use [`Optimizer::step_named`]).
+    #[track_caller]
+    fn step(&mut self, params: &mut [&mut Tensor<T>], grads: &[Option<Tensor<T>>]) {
+        self.update(params, grads);
+        self.hooks().run(None, params, self.lr());
+    }
+
+    /// [`Optimizer::step`] for parameters with names (`names[i]` is the name of `params[i]`,
+    /// e.g. `ParamSet::names`), so hooks attached by name ([`Hooks::by_name`]) find theirs.
+    /// **Panics** if a hook names a parameter that is not in `names`, listing the names.
+    #[track_caller]
+    fn step_named(&mut self, names: &[String], params: &mut [&mut Tensor<T>], grads: &[Option<Tensor<T>>]) {
+        assert_eq!(names.len(), params.len(), "step_named: {} names for {} parameters", names.len(), params.len());
+        self.update(params, grads);
+        self.hooks().run(Some(names), params, self.lr());
+    }
 }
 
-/// Hooks attached to parameter positions.
+/// Which parameter a hook is attached to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The parameter at this position.
+    Index(usize),
+    /// The parameter with this name (`"csf1.dictionary"`).
+    Name(String),
+}
+
+/// Post-step hooks, each attached to one parameter by position or by name.
 #[derive(Default)]
 pub struct Hooks<T: Element> {
-    hooks: Vec<(usize, Box<dyn PostStep<T>>)>,
+    hooks: Vec<(Target, Box<dyn PostStep<T>>)>,
 }
 
 impl<T: Element> Hooks<T> {
-    fn run(&self, params: &mut [&mut Tensor<T>], lr: f64) {
-        for (i, h) in &self.hooks {
-            if let Some(p) = params.get_mut(*i) {
+    /// Attaches `hook` to the parameter at `index`.
+    pub fn by_index(&mut self, index: usize, hook: impl PostStep<T> + 'static) {
+        self.hooks.push((Target::Index(index), Box::new(hook)));
+    }
+
+    /// Attaches `hook` to the parameter named `name` (resolved at every named step).
+    pub fn by_name(&mut self, name: &str, hook: impl PostStep<T> + 'static) {
+        self.hooks.push((Target::Name(name.to_string()), Box::new(hook)));
+    }
+
+    /// The attached hooks: target and hook name, in order.
+    pub fn list(&self) -> Vec<(Target, String)> {
+        self.hooks.iter().map(|(t, h)| (t.clone(), h.name().to_string())).collect()
+    }
+
+    #[track_caller]
+    fn run(&self, names: Option<&[String]>, params: &mut [&mut Tensor<T>], lr: f64) {
+        for (target, h) in &self.hooks {
+            let i = match target {
+                Target::Index(i) => *i,
+                Target::Name(name) => {
+                    let names = names.unwrap_or_else(|| {
+                        panic!("post-step `{}` is attached to parameter `{name}`: use step_named", h.name())
+                    });
+                    names.iter().position(|n| n == name).unwrap_or_else(|| {
+                        panic!("post-step `{}`: no parameter named `{name}` among {names:?}", h.name())
+                    })
+                }
+            };
+            if let Some(p) = params.get_mut(i) {
                 h.apply(p, lr);
             }
         }
@@ -123,7 +182,7 @@ impl<T: Element> Sgd<T> {
             nesterov: false,
             weight_decay: 0.0,
             buffers: vec![],
-            hooks: Hooks { hooks: vec![] },
+            hooks: Hooks::default(),
         }
     }
     pub fn momentum(self, momentum: f64) -> Self {
@@ -140,14 +199,19 @@ impl<T: Element> Sgd<T> {
     }
     /// Runs `hook` on parameter `index` after every step.
     pub fn with_hook(mut self, index: usize, hook: impl PostStep<T> + 'static) -> Self {
-        self.hooks.hooks.push((index, Box::new(hook)));
+        self.hooks.by_index(index, hook);
+        self
+    }
+    /// Runs `hook` on the parameter named `name` after every [`Optimizer::step_named`].
+    pub fn with_post_step(mut self, name: &str, hook: impl PostStep<T> + 'static) -> Self {
+        self.hooks.by_name(name, hook);
         self
     }
 }
 
 impl<T: Element> Optimizer<T> for Sgd<T> {
     #[track_caller]
-    fn step(&mut self, params: &mut [&mut Tensor<T>], grads: &[Option<Tensor<T>>]) {
+    fn update(&mut self, params: &mut [&mut Tensor<T>], grads: &[Option<Tensor<T>>]) {
         check_lengths("Sgd::step", params, grads);
         if self.buffers.len() < params.len() {
             self.buffers.resize(params.len(), None);
@@ -188,7 +252,9 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
                 }
             }
         }
-        self.hooks.run(params, self.lr);
+    }
+    fn hooks(&self) -> &Hooks<T> {
+        &self.hooks
     }
     fn lr(&self) -> f64 {
         self.lr
@@ -228,7 +294,7 @@ impl<T: Element> Adam<T> {
             t: 0,
             m: vec![],
             v: vec![],
-            hooks: Hooks { hooks: vec![] },
+            hooks: Hooks::default(),
         }
     }
     /// AdamW with weight decay `wd` (PyTorch's default is 0.01).
@@ -244,15 +310,21 @@ impl<T: Element> Adam<T> {
     pub fn weight_decay(self, weight_decay: f64) -> Self {
         Adam { weight_decay, ..self }
     }
+    /// Runs `hook` on parameter `index` after every step.
     pub fn with_hook(mut self, index: usize, hook: impl PostStep<T> + 'static) -> Self {
-        self.hooks.hooks.push((index, Box::new(hook)));
+        self.hooks.by_index(index, hook);
+        self
+    }
+    /// Runs `hook` on the parameter named `name` after every [`Optimizer::step_named`].
+    pub fn with_post_step(mut self, name: &str, hook: impl PostStep<T> + 'static) -> Self {
+        self.hooks.by_name(name, hook);
         self
     }
 }
 
 impl<T: Element> Optimizer<T> for Adam<T> {
     #[track_caller]
-    fn step(&mut self, params: &mut [&mut Tensor<T>], grads: &[Option<Tensor<T>>]) {
+    fn update(&mut self, params: &mut [&mut Tensor<T>], grads: &[Option<Tensor<T>>]) {
         check_lengths("Adam::step", params, grads);
         if self.m.len() < params.len() {
             self.m.resize(params.len(), None);
@@ -284,7 +356,9 @@ impl<T: Element> Optimizer<T> for Adam<T> {
                 *w -= step_size * *m / (v.sqrt() / sqrt_bc2 + eps);
             }
         }
-        self.hooks.run(params, self.lr);
+    }
+    fn hooks(&self) -> &Hooks<T> {
+        &self.hooks
     }
     fn lr(&self) -> f64 {
         self.lr
@@ -378,6 +452,35 @@ mod tests {
         opt.step(&mut [&mut d, &mut w], &[None, None]);
         assert_eq!(d.to_vec(), vec![0.6, 0.1, 0.8, 0.1]); // first column scaled to unit norm, second untouched
         assert_eq!(w.to_vec(), vec![0.0, -0.4]); // threshold lr·ζ = 0.1
+    }
+
+    #[test]
+    fn hooks_attached_by_name_find_their_parameter() {
+        // Atoms [3, 4] and [0.1, 0.1]: only the first is longer than 1 and is scaled to unit norm.
+        let mut d = Tensor::<f64>::from_vec(vec![3.0, 0.1, 4.0, 0.1], &[2, 2]);
+        let mut w = Tensor::<f64>::from([5.0, 0.0]);
+        let names = vec!["fc.weight".to_string(), "sf.dictionary".to_string()];
+        let mut opt = Sgd::new(0.1).with_post_step("sf.dictionary", UnitNormAtoms { atom_axes: vec![0], exact: false });
+        opt.step_named(&names, &mut [&mut w, &mut d], &[None, None]);
+        assert_eq!(d.to_vec(), vec![0.6, 0.1, 0.8, 0.1]);
+        assert_eq!(w.to_vec(), vec![5.0, 0.0]);
+        assert_eq!(opt.hooks().list(), vec![(Target::Name("sf.dictionary".into()), "unit_norm_atoms".into())]);
+    }
+
+    #[test]
+    #[should_panic(expected = "no parameter named `sf.dict`")]
+    fn a_hook_naming_a_missing_parameter_panics_with_the_names() {
+        let mut w = Tensor::<f64>::from([1.0]);
+        let mut opt = Sgd::new(0.1).with_post_step("sf.dict", UnitNormAtoms { atom_axes: vec![0], exact: false });
+        opt.step_named(&["fc.weight".to_string()], &mut [&mut w], &[None]);
+    }
+
+    #[test]
+    #[should_panic(expected = "use step_named")]
+    fn a_named_hook_needs_a_named_step() {
+        let mut w = Tensor::<f64>::from([1.0]);
+        let mut opt = Sgd::new(0.1).with_post_step("w", L1Prox { zeta: 1.0 });
+        opt.step(&mut [&mut w], &[None]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A named list of parameter tensors, bound to a tape as leaves for each step.
 
+use autograd::optim::Optimizer;
 use autograd::{Grads, Tape, Var};
 use engine::{Element, Rng, Tensor};
 
@@ -32,6 +33,15 @@ impl<T: Element> ParamSet<T> {
     /// The gradients of the bound leaves `vars`, in order (`None` where none reached a leaf).
     pub fn grads(&self, grads: &Grads<T>, vars: &[Var<'_, T>]) -> Vec<Option<Tensor<T>>> {
         vars.iter().map(|v| grads.get(v).cloned()).collect()
+    }
+
+    /// One optimiser step on every parameter, with their names, so post-steps attached by name
+    /// (`Sgd::with_post_step("csf1.dictionary", UnitNormAtoms { .. })`) find theirs.
+    /// **Panics** as [`Optimizer::step_named`].
+    #[track_caller]
+    pub fn step(&mut self, opt: &mut impl Optimizer<T>, grads: &[Option<Tensor<T>>]) {
+        let names = self.names.clone();
+        opt.step_named(&names, &mut self.values.iter_mut().collect::<Vec<_>>(), grads);
     }
 
     pub fn values(&self) -> &[Tensor<T>] {

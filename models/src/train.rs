@@ -34,6 +34,6 @@ where
         let grads = tape.backward(&loss)?;
         (loss.item(), logits.value().argmax(1), params.grads(&grads, &p))
     };
-    opt.step(&mut params.values_mut(), &g);
+    params.step(opt, &g);
     Ok((loss, pred))
 }
