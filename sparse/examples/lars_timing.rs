@@ -6,8 +6,9 @@
 //! Prints, per case, milliseconds per signal for the whole call (GEMMs for G = DᵀD + λ2·I
 //! and C = X·D included, as `spams.lasso` computes both too), for the path alone
 //! (`lars_en_gram` with G and C given), and the mean active-set size, so the work can be
-//! compared with SPAMS at the same |Λ|. Median of `REPS` runs (default 7, or the first
-//! argument).
+//! compared with SPAMS at the same |Λ|, and the worst violation of the KKT conditions over
+//! the batch (evaluated in f64 against the f64 problem). Median of `REPS` runs (default 7, or
+//! the first argument).
 //!
 //! `cargo run --release -p sparsegrad-sparse --example lars_timing [reps]`
 //! (`RAYON_NUM_THREADS=1` for one thread).
@@ -66,8 +67,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn run<T: Element>(d: &Tensor<f64>, x: &Tensor<f64>, cfg: &LarsConfig, reps: usize) -> (f64, f64, f64, f64) {
-    let (d, x) = (d.cast::<T>(), x.cast::<T>());
+/// Worst KKT violation of MATH.md §1 over the batch: with `c = (X − A·Dᵀ)·D − λ2·A`,
+/// `|c_nj − λ1·sign(a_nj)|` where `a_nj ≠ 0`, `max(|c_nj| − λ1, 0)` elsewhere.
+fn kkt(d: &Tensor<f64>, x: &Tensor<f64>, codes: &Tensor<f64>, cfg: &LarsConfig) -> f64 {
+    let r = x.to_vec().iter().zip(codes.matmul(&d.t()).to_vec()).map(|(a, b)| a - b).collect::<Vec<_>>();
+    let c = Tensor::from_vec(r, x.shape()).matmul(d).to_vec();
+    let a = codes.to_vec();
+    c.iter().zip(&a).fold(0.0f64, |worst, (&cj, &aj)| {
+        let cj = cj - cfg.lambda2 * aj;
+        let v = if aj != 0.0 { (cj - cfg.lambda1 * aj.signum()).abs() } else { (cj.abs() - cfg.lambda1).max(0.0) };
+        worst.max(v)
+    })
+}
+
+fn run<T: Element>(d64: &Tensor<f64>, x64: &Tensor<f64>, cfg: &LarsConfig, reps: usize) -> (f64, f64, f64, f64, f64) {
+    let (d, x) = (d64.cast::<T>(), x64.cast::<T>());
     let mut g = d.t().matmul(&d).to_vec();
     for i in 0..K {
         g[i * K + i] += T::of(cfg.lambda2);
@@ -82,6 +96,7 @@ fn run<T: Element>(d: &Tensor<f64>, x: &Tensor<f64>, cfg: &LarsConfig, reps: usi
     let mut path = Vec::new();
     let mut active = 0.0;
     let mut steps = 0.0;
+    let mut worst = 0.0;
     for _ in 0..reps {
         let t = Instant::now();
         let sol = lars_en(&d, &x, cfg).unwrap();
@@ -91,9 +106,10 @@ fn run<T: Element>(d: &Tensor<f64>, x: &Tensor<f64>, cfg: &LarsConfig, reps: usi
         path.push(t.elapsed().as_secs_f64());
         active = sol.paths.iter().map(|p| p.active.len()).sum::<usize>() as f64 / N as f64;
         steps = sol.paths.iter().map(|p| p.steps).sum::<usize>() as f64 / N as f64;
+        worst = kkt(d64, x64, &sol.codes.cast::<f64>(), cfg);
     }
     let ms = |v: Vec<f64>| median(v) * 1e3 / N as f64;
-    (ms(whole), ms(path), active, steps)
+    (ms(whole), ms(path), active, steps, worst)
 }
 
 fn main() {
@@ -103,8 +119,8 @@ fn main() {
         rayon::current_num_threads()
     );
     println!(
-        "{:<11} {:>5} {:>8} {:>4} {:>11} {:>11} {:>9} {:>7}",
-        "dict", "λ2", "λ1", "type", "ms/signal", "path only", "mean |Λ|", "steps"
+        "{:<11} {:>5} {:>8} {:>4} {:>11} {:>11} {:>9} {:>7} {:>9}",
+        "dict", "λ2", "λ1", "type", "ms/signal", "path only", "mean |Λ|", "steps", "max KKT"
     );
     let mut rng = Rng::new(0);
     for kind in ["gaussian", "correlated"] {
@@ -115,9 +131,9 @@ fn main() {
         for l2 in [0.0, 0.01] {
             let cfg = LarsConfig::new(l1, l2);
             for ty in ["f64", "f32"] {
-                let (whole, path, active, steps) =
+                let (whole, path, active, steps, worst) =
                     if ty == "f64" { run::<f64>(&d, &x, &cfg, reps) } else { run::<f32>(&d, &x, &cfg, reps) };
-                println!("{kind:<11} {l2:>5} {l1:>8.5} {ty:>4} {whole:>11.4} {path:>11.4} {active:>9.2} {steps:>7.1}");
+                println!("{kind:<11} {l2:>5} {l1:>8.5} {ty:>4} {whole:>11.4} {path:>11.4} {active:>9.2} {steps:>7.1} {worst:>9.1e}");
             }
         }
     }
