@@ -38,6 +38,7 @@ pub mod element;
 pub mod error;
 pub mod kernels;
 pub mod layout;
+pub mod linalg;
 pub mod rng;
 pub mod tensor;
 

@@ -2,4 +2,12 @@
 //!
 //! Sparse-coding layers whose gradients are analytic rules registered on the autograd tape
 //! (LARS elastic net with Mairal's active-set Jacobian, FISTA convolutional sparse coding,
-//! fixed-DCT double sparsity, DCEA, the spatial-contrasting loss). Filled in by later issues.
+//! fixed-DCT double sparsity, DCEA, the spatial-contrasting loss).
+//!
+//! * [`lars`]: the LARS-EN batch solver ([`lars_en`], [`lars_en_gram`]).
+
+pub mod error;
+pub mod lars;
+
+pub use error::SparseError;
+pub use lars::{lars_en, lars_en_gram, LarsConfig, LarsSolution, SamplePath};

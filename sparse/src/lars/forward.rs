@@ -1,0 +1,629 @@
+//! The LARS-EN homotopy (MATH.md §1): batch set-up (GEMMs, input checks, rayon over samples)
+//! and the per-sample path. See the module docs of [`crate::lars`] for the method, the hard
+//! inputs and the guarantees.
+
+use engine::kernels::matmul::{par_gemm, MatRef};
+use engine::linalg::Cholesky;
+use engine::{Element, Tensor};
+use rayon::prelude::*;
+
+use crate::SparseError;
+
+/// Samples per rayon work item. Chunk boundaries depend only on N (each sample's path is
+/// computed by the same sequential code whatever chunk it is in), so codes are bit-identical
+/// for any number of threads.
+const CHUNK: usize = 8;
+
+/// Default pivot-floor constant `c` of the active-set Cholesky factor: an atom whose pivot²
+/// `G_jj − ‖L⁻¹·G_Λj‖²` is at most `c·ε·G_jj` is treated as numerically dependent on the
+/// active atoms and skipped. See [`LarsConfig::pivot_floor`].
+///
+/// `c·ε` is 2.2e-12 in f64 and 1.2e-3 in f32: an atom within `sqrt(c·ε)` radians (1.5e-6 rad,
+/// 2°) of the span of the active atoms counts as dependent. Why 1e4, not the engine's 100:
+/// `G` comes from a GEMM over m entries, whose rounding enters the Schur complement of a
+/// dependent atom amplified by its combination weights `(1 + ‖w‖₁)²`. Measured at the lars.py
+/// size (m = 800, duplicates and random combinations of 2–3 atoms, Gaussian and correlated
+/// dictionaries): at most 6.5·ε·G_jj, in f64 and f32; the independent atoms of those
+/// dictionaries have pivot² ≥ 0.4·G_jj, i.e. ≥ 3e6·ε in f32 (test
+/// `dependent_atom_pivots_are_far_below_the_floor_and_independent_ones_far_above`). 1e4 keeps
+/// a factor of 1000 above the measured noise (weights up to ‖w‖₁ ≈ 30) and 300 below the
+/// weakest independent atom in f32.
+pub const DEFAULT_LARS_PIVOT_FLOOR: f64 = 1e4;
+
+/// Configuration of [`lars_en`] / [`lars_en_gram`]:
+/// `α*(x) = argmin_α ½‖x − Dα‖² + λ1‖α‖₁ + (λ2/2)‖α‖²` (with `α ≥ 0` when `positive`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LarsConfig {
+    /// ℓ1 weight λ1 ≥ 0 (the path stops at λ = λ1).
+    pub lambda1: f64,
+    /// ℓ2 weight λ2 ≥ 0 (LARS-EN: the lasso on `G = DᵀD + λ2·I`).
+    pub lambda2: f64,
+    /// Cap L on |Λ|: the path stops where an (L+1)-th atom would join (`hit_cap`); the codes
+    /// are then the exact solution for λ1 = `lambda_reached`. `None`: no cap.
+    pub max_active: Option<usize>,
+    /// Non-negative codes: only positive correlations join, `α ≥ 0`.
+    pub positive: bool,
+    /// Pivot-floor constant `c` (see the module docs, "Dependent atoms"); `None` means
+    /// [`DEFAULT_LARS_PIVOT_FLOOR`].
+    pub pivot_floor: Option<f64>,
+    /// Guard against cycling: at most this many events per sample (`None`: `20·k + 100`);
+    /// exceeding it is `SparseError::PathTooLong`.
+    pub max_steps: Option<usize>,
+}
+
+impl LarsConfig {
+    /// λ1, λ2; no cap, signed codes, default pivot floor and step guard.
+    pub fn new(lambda1: f64, lambda2: f64) -> Self {
+        LarsConfig { lambda1, lambda2, max_active: None, positive: false, pivot_floor: None, max_steps: None }
+    }
+
+    /// At most `n` active atoms.
+    pub fn max_active(mut self, n: usize) -> Self {
+        self.max_active = Some(n);
+        self
+    }
+
+    /// Non-negative codes.
+    pub fn positive(mut self, positive: bool) -> Self {
+        self.positive = positive;
+        self
+    }
+
+    /// Pivot-floor constant `c` of the active-set factor.
+    pub fn pivot_floor(mut self, c: f64) -> Self {
+        self.pivot_floor = Some(c);
+        self
+    }
+
+    /// At most `n` events per sample.
+    pub fn max_steps(mut self, n: usize) -> Self {
+        self.max_steps = Some(n);
+        self
+    }
+
+    fn validate(&self, op: &'static str) -> Result<(), SparseError> {
+        let floor = self.pivot_floor.unwrap_or(DEFAULT_LARS_PIVOT_FLOOR);
+        for (what, value) in [("lambda1", self.lambda1), ("lambda2", self.lambda2), ("pivot_floor", floor)] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(SparseError::InvalidConfig { op, what, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The path of one sample, as needed by the backward rule (Mairal's `β_Λ = G_ΛΛ⁻¹·g_Λ`) and
+/// for auditing.
+#[derive(Clone, Debug)]
+pub struct SamplePath<T> {
+    /// The final active set Λ in factor order (the order of `chol`'s rows).
+    pub active: Vec<usize>,
+    /// Cholesky factor of `G_ΛΛ = D_ΛᵀD_Λ + λ2·I` in the order of `active` (capacity = |Λ|).
+    pub chol: Cholesky<T>,
+    /// Events processed (joins, leaves, skips and the final stop).
+    pub steps: usize,
+    /// Atoms that joined (counting re-joins).
+    pub joins: usize,
+    /// Atoms that left (coefficient crossed zero: the lasso modification).
+    pub leaves: usize,
+    /// Atoms skipped as numerically dependent on the active set and still skipped at the end
+    /// (in the order they were skipped); they are inactive.
+    pub skipped: Vec<usize>,
+    /// The path stopped at the cap `max_active` before reaching λ1.
+    pub hit_cap: bool,
+    /// The λ the codes solve the problem for: λ1, or the λ where the cap stopped the path.
+    pub lambda_reached: f64,
+}
+
+/// Codes of a batch and the path of every sample.
+#[derive(Clone, Debug)]
+pub struct LarsSolution<T: Element> {
+    /// `[N, k]`: row n is `α*(x_n)`.
+    pub codes: Tensor<T>,
+    /// One path per sample, in order.
+    pub paths: Vec<SamplePath<T>>,
+}
+
+/// Elastic-net codes of a batch by LARS-EN (MATH.md §1):
+/// `α*(x_n) = argmin_α ½‖x_n − Dα‖² + λ1‖α‖₁ + (λ2/2)‖α‖²` for every row `x_n` of `x`.
+///
+/// Shapes: `d` `[m, k]` (columns are atoms, any strides), `x` `[N, m]` (one signal per row,
+/// any strides) → `codes` `[N, k]`. `G = DᵀD + λ2·I` and `C = X·D` are computed once by GEMM
+/// (exactly symmetrised), then each sample follows its own path (rayon over chunks of 8
+/// samples; the result does not depend on the thread count).
+///
+/// # Errors
+/// * `SparseError::InvalidConfig` if λ1, λ2 or the pivot floor is negative or not finite;
+/// * `SparseError::NonFinite` naming the first NaN/±∞ entry of `d` (atom and entry) or of
+///   `x` (sample and entry), or an overflow in `G` or `C`;
+/// * `SparseError::PathTooLong` if a path exceeds `max_steps` (degenerate data).
+///
+/// **Panics** if `d` or `x` is not a matrix or the signal lengths differ, naming both shapes:
+/// `lars_en: x is [N, m] = [4, 7] but the dictionary is [m, k] = [8, 5]`.
+#[track_caller]
+pub fn lars_en<T: Element>(d: &Tensor<T>, x: &Tensor<T>, cfg: &LarsConfig) -> Result<LarsSolution<T>, SparseError> {
+    const OP: &str = "lars_en";
+    assert_eq!(d.rank(), 2, "lars_en: the dictionary must be a matrix [m, k], got shape {:?}", d.shape());
+    assert_eq!(x.rank(), 2, "lars_en: x must be a matrix [N, m] (one signal per row), got shape {:?}", x.shape());
+    let (m, k, n) = (d.dim(0), d.dim(1), x.dim(0));
+    assert_eq!(
+        x.dim(1),
+        m,
+        "lars_en: x is [N, m] = [{}, {}] but the dictionary is [m, k] = [{}, {}]",
+        n,
+        x.dim(1),
+        m,
+        k
+    );
+    cfg.validate(OP)?;
+    if let Some((row, col, value)) = first_non_finite(d) {
+        return Err(SparseError::NonFinite { op: OP, what: "dictionary", row, col, value });
+    }
+    if let Some((row, col, value)) = first_non_finite(x) {
+        return Err(SparseError::NonFinite { op: OP, what: "x", row, col, value });
+    }
+    // G = DᵀD + λ2·I, then the upper triangle copied from the lower one so G is exactly
+    // symmetric (the path reads rows of G as columns).
+    let mut g = vec![T::zero(); k * k];
+    let dm = MatRef::of(d);
+    par_gemm(T::one(), dm.t(), dm, T::zero(), &mut g, 0, k);
+    let l2 = T::of(cfg.lambda2);
+    for i in 0..k {
+        g[i * k + i] += l2;
+        for j in 0..i {
+            g[j * k + i] = g[i * k + j];
+        }
+    }
+    if let Some(p) = g.iter().position(|v| !v.is_finite()) {
+        return Err(SparseError::NonFinite { op: OP, what: "gram", row: p / k, col: p % k, value: g[p].as_f64() });
+    }
+    let mut c = vec![T::zero(); n * k];
+    par_gemm(T::one(), MatRef::of(x), dm, T::zero(), &mut c, 0, k);
+    if let Some(p) = c.iter().position(|v| !v.is_finite()) {
+        return Err(SparseError::NonFinite { op: OP, what: "corr", row: p / k, col: p % k, value: c[p].as_f64() });
+    }
+    solve_batch(OP, &g, k, &c, n, cfg)
+}
+
+/// [`lars_en`] from a precomputed Gram matrix `gram = DᵀD + λ2·I` (`[k, k]`) and correlations
+/// `corr = X·D` (`[N, k]`, row n = `Dᵀx_n`), for callers that reuse one Gram matrix over many
+/// batches (the convolutional layer: thousands of patches, one dictionary). `cfg.lambda2` is
+/// **not** added again: it must already be in `gram` (it is only validated here).
+///
+/// Given the same `G` and `C` as [`lars_en`] computes, the result is bit-identical to it.
+///
+/// # Errors
+/// As [`lars_en`], plus `SparseError::InvalidGram` if `gram` has a negative diagonal entry or
+/// is not symmetric (`|G_ij − G_ji| > √ε·sqrt(G_ii·G_jj)`, ε of `T`), and
+/// `SparseError::GramNotPsd` if an active-set pivot² is clearly negative.
+///
+/// **Panics** if the shapes do not fit, naming both:
+/// `lars_en_gram: corr is [N, k] = [4, 7] but the Gram matrix is [k, k] = [5, 5]`.
+#[track_caller]
+pub fn lars_en_gram<T: Element>(
+    gram: &Tensor<T>,
+    corr: &Tensor<T>,
+    cfg: &LarsConfig,
+) -> Result<LarsSolution<T>, SparseError> {
+    const OP: &str = "lars_en_gram";
+    assert!(
+        gram.rank() == 2 && gram.dim(0) == gram.dim(1),
+        "lars_en_gram: the Gram matrix must be square [k, k], got shape {:?}",
+        gram.shape()
+    );
+    assert_eq!(corr.rank(), 2, "lars_en_gram: corr must be a matrix [N, k], got shape {:?}", corr.shape());
+    let (k, n) = (gram.dim(0), corr.dim(0));
+    assert_eq!(
+        corr.dim(1),
+        k,
+        "lars_en_gram: corr is [N, k] = [{}, {}] but the Gram matrix is [k, k] = [{}, {}]",
+        n,
+        corr.dim(1),
+        k,
+        k
+    );
+    cfg.validate(OP)?;
+    if let Some((row, col, value)) = first_non_finite(gram) {
+        return Err(SparseError::NonFinite { op: OP, what: "gram", row, col, value });
+    }
+    if let Some((row, col, value)) = first_non_finite(corr) {
+        return Err(SparseError::NonFinite { op: OP, what: "corr", row, col, value });
+    }
+    let g = gram.contiguous();
+    let g = g.as_slice().expect("contiguous");
+    let tol = T::epsilon().as_f64().sqrt();
+    for i in 0..k {
+        let gii = g[i * k + i].as_f64();
+        if gii < 0.0 {
+            return Err(SparseError::InvalidGram { op: OP, row: i, col: i, upper: gii, lower: gii });
+        }
+        for j in 0..i {
+            let (lo, up) = (g[i * k + j].as_f64(), g[j * k + i].as_f64());
+            if (lo - up).abs() > tol * (gii * g[j * k + j].as_f64()).sqrt() {
+                return Err(SparseError::InvalidGram { op: OP, row: j, col: i, upper: up, lower: lo });
+            }
+        }
+    }
+    let c = corr.contiguous();
+    solve_batch(OP, g, k, c.as_slice().expect("contiguous"), n, cfg)
+}
+
+/// Row-major position and value of the first NaN/±∞ of a matrix.
+fn first_non_finite<T: Element>(t: &Tensor<T>) -> Option<(usize, usize, f64)> {
+    let cols = t.dim(1);
+    let found = match t.as_slice() {
+        Some(s) => s.iter().position(|v| !v.is_finite()).map(|p| (p, s[p])),
+        None => {
+            let st = t.storage();
+            t.layout().offsets().enumerate().find(|&(_, o)| !st[o].is_finite()).map(|(p, o)| (p, st[o]))
+        }
+    };
+    found.map(|(p, v)| (p / cols, p % cols, v.as_f64()))
+}
+
+/// Everything a path reads that is shared by the batch.
+struct Problem<'a, T> {
+    op: &'static str,
+    /// `G`, `k × k` row-major, symmetric.
+    g: &'a [T],
+    k: usize,
+    lambda1: T,
+    /// λ1 as given (reported as `lambda_reached` when the path ends at λ1).
+    lambda1_f64: f64,
+    positive: bool,
+    cap: usize,
+    floor: f64,
+    max_steps: usize,
+}
+
+/// What an atom is doing on the current path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Inactive,
+    Active,
+    /// Numerically dependent on the active set when it tried to join; not a join candidate
+    /// until the next leave event.
+    Skipped,
+}
+
+/// Per-chunk buffers, reused by every sample of the chunk (nothing is allocated inside a
+/// path except when the Cholesky buffer grows past its capacity). Every sample resets what
+/// it reads, so the results do not depend on which samples shared a workspace.
+struct Workspace<T> {
+    /// Current correlations `c_j = d_jᵀr − λ2·α_j` for all k atoms.
+    c: Vec<T>,
+    /// `a = G_{:,Λ}·u_Λ`: the rate of change of `c` along the current direction.
+    a: Vec<T>,
+    state: Vec<State>,
+    /// Λ in factor order, with each atom's sign `s_j` and coefficient `α_j`.
+    active: Vec<usize>,
+    sign: Vec<T>,
+    coef: Vec<T>,
+    /// Direction on Λ: `u = G_ΛΛ⁻¹·s_Λ`.
+    u: Vec<T>,
+    /// `G[j, Λ]` gathered for an append.
+    col: Vec<T>,
+    skipped: Vec<usize>,
+    chol: Cholesky<T>,
+}
+
+impl<T: Element> Workspace<T> {
+    fn new(k: usize, cap: usize, floor: f64) -> Self {
+        let rows = cap.min(k).saturating_add(1).min(64);
+        let mut chol = Cholesky::with_capacity(rows);
+        chol.set_pivot_floor(floor);
+        Workspace {
+            c: vec![T::zero(); k],
+            a: vec![T::zero(); k],
+            state: vec![State::Inactive; k],
+            active: Vec::with_capacity(rows),
+            sign: Vec::with_capacity(rows),
+            coef: Vec::with_capacity(rows),
+            u: Vec::with_capacity(rows),
+            col: Vec::with_capacity(rows),
+            skipped: Vec::new(),
+            chol,
+        }
+    }
+}
+
+/// The next event on the current segment.
+#[derive(Clone, Copy)]
+enum Event<T> {
+    /// λ reaches λ1.
+    Stop,
+    /// Inactive atom `j` reaches `|c_j| = λ` with sign `s`.
+    Join(usize, T),
+    /// The coefficient at position `p` of Λ reaches zero.
+    Leave(usize),
+}
+
+fn solve_batch<T: Element>(
+    op: &'static str,
+    g: &[T],
+    k: usize,
+    c: &[T],
+    n: usize,
+    cfg: &LarsConfig,
+) -> Result<LarsSolution<T>, SparseError> {
+    let prob = Problem {
+        op,
+        g,
+        k,
+        lambda1: T::of(cfg.lambda1),
+        lambda1_f64: cfg.lambda1,
+        positive: cfg.positive,
+        cap: cfg.max_active.unwrap_or(usize::MAX),
+        floor: cfg.pivot_floor.unwrap_or(DEFAULT_LARS_PIVOT_FLOOR),
+        max_steps: cfg.max_steps.unwrap_or(20 * k + 100),
+    };
+    let mut codes = vec![T::zero(); n * k];
+    let paths = if k == 0 {
+        (0..n).map(|_| empty_path(cfg.lambda1)).collect()
+    } else {
+        let chunks: Vec<Result<Vec<SamplePath<T>>, SparseError>> = codes
+            .par_chunks_mut(CHUNK * k)
+            .enumerate()
+            .map_init(
+                || Workspace::new(k, prob.cap, prob.floor),
+                |ws, (ci, out)| {
+                    let mut paths = Vec::with_capacity(CHUNK);
+                    for (r, row) in out.chunks_mut(k).enumerate() {
+                        let s = ci * CHUNK + r;
+                        paths.push(solve_path(&prob, ws, &c[s * k..(s + 1) * k], row, s)?);
+                    }
+                    Ok(paths)
+                },
+            )
+            .collect();
+        let mut paths = Vec::with_capacity(n);
+        for chunk in chunks {
+            paths.extend(chunk?);
+        }
+        paths
+    };
+    Ok(LarsSolution { codes: Tensor::from_vec(codes, &[n, k]), paths })
+}
+
+fn empty_path<T: Element>(lambda1: f64) -> SamplePath<T> {
+    SamplePath {
+        active: Vec::new(),
+        chol: Cholesky::with_capacity(0),
+        steps: 0,
+        joins: 0,
+        leaves: 0,
+        skipped: Vec::new(),
+        hit_cap: false,
+        lambda_reached: lambda1,
+    }
+}
+
+/// One sample's homotopy from λ = max_j |c_j| down to λ1. `c0` = `Dᵀx` (row of C), `out` =
+/// the sample's row of the codes (written completely).
+fn solve_path<T: Element>(
+    p: &Problem<'_, T>,
+    ws: &mut Workspace<T>,
+    c0: &[T],
+    out: &mut [T],
+    sample: usize,
+) -> Result<SamplePath<T>, SparseError> {
+    let (k, g) = (p.k, p.g);
+    let (zero, one) = (T::zero(), T::one());
+    ws.c.copy_from_slice(c0);
+    ws.state.fill(State::Inactive);
+    ws.active.clear();
+    ws.sign.clear();
+    ws.coef.clear();
+    ws.skipped.clear();
+    ws.chol.clear();
+    out.fill(zero);
+
+    let mut lam = c0.iter().fold(zero, |m, &v| m.max(if p.positive { v } else { v.abs() }));
+    let l1 = p.lambda1;
+    let mut path = empty_path::<T>(p.lambda1_f64);
+    if lam <= l1 {
+        // λ1 ≥ max_j |c_j| (max_j c_j when positive): α = 0 satisfies the KKT conditions.
+        return Ok(path);
+    }
+    // The atom that left last and the side it left from: it is not a join candidate on that
+    // side until the direction changes again (see the module docs).
+    let mut just_left = (usize::MAX, zero);
+    'path: loop {
+        // Direction for the current Λ: u = G_ΛΛ⁻¹·s, a = G_{:,Λ}·u (rows of G, contiguous).
+        let na = ws.active.len();
+        ws.u.clear();
+        ws.u.extend_from_slice(&ws.sign);
+        ws.chol.solve_in_place(&mut ws.u);
+        ws.a.fill(zero);
+        for (&j, &uj) in ws.active.iter().zip(&ws.u) {
+            for (ai, &gi) in ws.a.iter_mut().zip(&g[j * k..(j + 1) * k]) {
+                *ai += uj * gi;
+            }
+        }
+        // Events along this direction (a skipped join keeps the direction).
+        loop {
+            path.steps += 1;
+            if path.steps > p.max_steps {
+                return Err(SparseError::PathTooLong { op: p.op, sample, steps: p.max_steps });
+            }
+            let mut gamma = lam - l1;
+            let mut event = Event::Stop;
+            for j in 0..k {
+                if ws.state[j] != State::Inactive {
+                    continue;
+                }
+                let left_here = j == just_left.0;
+                let (cj, aj) = (ws.c[j], ws.a[j]);
+                // c_j − γ·a_j = +(λ − γ): γ = (λ − c_j)/(1 − a_j), reached only if 1 − a_j > 0.
+                // The numerator is clamped at 0: a correlation already past λ by rounding joins now.
+                // `num < γ·den` tests `num/den < γ` without a division (den > 0).
+                let den = one - aj;
+                if den > zero && !(left_here && just_left.1 == one) {
+                    let num = (lam - cj).max(zero);
+                    if num < gamma * den {
+                        gamma = num / den;
+                        event = Event::Join(j, one);
+                    }
+                }
+                if !p.positive {
+                    let den = one + aj;
+                    if den > zero && !(left_here && just_left.1 == -one) {
+                        let num = (lam + cj).max(zero);
+                        if num < gamma * den {
+                            gamma = num / den;
+                            event = Event::Join(j, -one);
+                        }
+                    }
+                }
+            }
+            for q in 0..na {
+                // α_q + γ·u_q = 0, for a coefficient moving towards zero from the side of its sign.
+                let (uq, sq) = (ws.u[q], ws.sign[q]);
+                if uq * sq < zero {
+                    let t = (-ws.coef[q] / uq).max(zero);
+                    if t < gamma {
+                        gamma = t;
+                        event = Event::Leave(q);
+                    }
+                }
+            }
+            // Take the step.
+            for (aq, &uq) in ws.coef.iter_mut().zip(&ws.u) {
+                *aq += gamma * uq;
+            }
+            for (cj, &aj) in ws.c.iter_mut().zip(&ws.a) {
+                *cj -= gamma * aj;
+            }
+            lam -= gamma;
+            match event {
+                Event::Stop => {
+                    lam = l1;
+                    break 'path;
+                }
+                Event::Leave(q) => {
+                    let j = ws.active.remove(q);
+                    let s = ws.sign.remove(q);
+                    ws.coef.remove(q);
+                    ws.chol.remove(q);
+                    ws.state[j] = State::Inactive;
+                    // The span of Λ shrank: skipped atoms may no longer depend on it.
+                    for &s in &ws.skipped {
+                        ws.state[s] = State::Inactive;
+                    }
+                    ws.skipped.clear();
+                    just_left = (j, s);
+                    path.leaves += 1;
+                    continue 'path;
+                }
+                Event::Join(j, s) => {
+                    ws.col.clear();
+                    ws.col.extend(ws.active.iter().map(|&i| g[j * k + i]));
+                    match ws.chol.try_append(&ws.col, g[j * k + j]) {
+                        Ok(()) => {
+                            if na + 1 > p.cap {
+                                ws.chol.remove(na);
+                                path.hit_cap = true;
+                                break 'path;
+                            }
+                            ws.active.push(j);
+                            ws.sign.push(s);
+                            ws.coef.push(zero);
+                            ws.state[j] = State::Active;
+                            just_left = (usize::MAX, zero);
+                            path.joins += 1;
+                            continue 'path;
+                        }
+                        Err(e) => {
+                            if !(e.pivot_sq.is_finite() && e.pivot_sq >= -e.floor) {
+                                return Err(SparseError::GramNotPsd {
+                                    op: p.op,
+                                    sample,
+                                    atom: j,
+                                    active: na,
+                                    pivot_sq: e.pivot_sq,
+                                    floor: e.floor,
+                                });
+                            }
+                            // Numerically dependent on Λ: skip it (see the module docs).
+                            ws.state[j] = State::Skipped;
+                            ws.skipped.push(j);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Final solve on (Λ, s) at λ: G_ΛΛ·α_Λ = c0_Λ − λ·s_Λ, the KKT equations on Λ, so the codes
+    // carry no rounding accumulated along the path. A coefficient that lands on the wrong side
+    // of zero (an atom exactly at its leave point, up to rounding) is set to 0.
+    ws.u.clear();
+    ws.u.extend(ws.active.iter().zip(&ws.sign).map(|(&j, &s)| c0[j] - lam * s));
+    ws.chol.solve_in_place(&mut ws.u);
+    for ((&j, &s), &v) in ws.active.iter().zip(&ws.sign).zip(&ws.u) {
+        if !v.is_finite() {
+            return Err(SparseError::NonFinite { op: p.op, what: "codes", row: sample, col: j, value: v.as_f64() });
+        }
+        out[j] = if v * s < zero { zero } else { v };
+    }
+    path.active = ws.active.clone();
+    path.chol = ws.chol.to_compact();
+    path.skipped = ws.skipped.clone();
+    path.lambda_reached = if path.hit_cap { lam.as_f64() } else { p.lambda1_f64 };
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Orthonormal atoms decouple the problem: `G = (1 + λ2)·I`, so
+    /// `α_j = S_λ1(d_jᵀx) / (1 + λ2)`. With D = I₃, x = (3, −1, 0.5), λ1 = 1, λ2 = 1:
+    /// α = (S₁(3), S₁(−1), S₁(0.5)) / 2 = (1, 0, 0); with λ1 = 0.25: (1.375, −0.375, 0.125).
+    /// The path: atom 0 joins at λ = 3, atom 1 at λ = 1, atom 2 at λ = 0.5.
+    fn close(a: &Tensor<f64>, b: &[f64]) -> bool {
+        a.to_vec().iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-15)
+    }
+
+    #[test]
+    fn orthonormal_atoms_give_soft_thresholding() {
+        let d = Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], &[3, 3]);
+        let x = Tensor::from_vec(vec![3.0, -1.0, 0.5], &[1, 3]);
+        let sol = lars_en(&d, &x, &LarsConfig::new(1.0, 1.0)).unwrap();
+        assert!(close(&sol.codes, &[1.0, 0.0, 0.0]), "{:?}", sol.codes);
+        // Atom 1 sits exactly at |c| = λ1 = 1: the stop wins the tie, it stays inactive.
+        assert_eq!(sol.paths[0].active, vec![0]);
+        let sol = lars_en(&d, &x, &LarsConfig::new(0.25, 1.0)).unwrap();
+        assert!(close(&sol.codes, &[1.375, -0.375, 0.125]), "{:?}", sol.codes);
+        assert_eq!(sol.paths[0].active, vec![0, 1, 2]);
+        assert_eq!((sol.paths[0].joins, sol.paths[0].leaves, sol.paths[0].steps), (3, 0, 4));
+        // Positive: the negative correlation never joins.
+        let sol = lars_en(&d, &x, &LarsConfig::new(0.25, 1.0).positive(true)).unwrap();
+        assert!(close(&sol.codes, &[1.375, 0.0, 0.125]), "{:?}", sol.codes);
+    }
+
+    #[test]
+    fn config_builder_sets_every_field() {
+        let c = LarsConfig::new(0.1, 0.01).max_active(5).positive(true).pivot_floor(10.0).max_steps(7);
+        assert_eq!(
+            c,
+            LarsConfig {
+                lambda1: 0.1,
+                lambda2: 0.01,
+                max_active: Some(5),
+                positive: true,
+                pivot_floor: Some(10.0),
+                max_steps: Some(7)
+            }
+        );
+    }
+
+    /// The step guard: a path that needs more events than allowed is an error, not a hang.
+    #[test]
+    fn too_many_steps_is_an_error() {
+        let d = Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], &[3, 3]);
+        let x = Tensor::from_vec(vec![3.0, -1.0, 0.5], &[1, 3]);
+        let e = lars_en(&d, &x, &LarsConfig::new(0.25, 1.0).max_steps(2)).unwrap_err();
+        assert_eq!(e, SparseError::PathTooLong { op: "lars_en", sample: 0, steps: 2 });
+        assert_eq!(e.to_string(), "lars_en: sample 0: the path did not reach λ1 within 2 steps");
+    }
+}
