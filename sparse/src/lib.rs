@@ -4,10 +4,16 @@
 //! (LARS elastic net with Mairal's active-set Jacobian, FISTA convolutional sparse coding,
 //! fixed-DCT double sparsity, DCEA, the spatial-contrasting loss).
 //!
-//! * [`lars`]: the LARS-EN batch solver ([`lars_en`], [`lars_en_gram`]).
+//! * [`lars`]: the LARS-EN batch solver ([`lars_en`], [`lars_en_gram`]) and Mairal's
+//!   active-set Jacobian ([`lars::backward`]).
+//! * [`sf`]: the SF and CSF layers' ops and their unsupervised losses, with analytic rules.
+//! * [`audit`]: the gradient audit of every rule here, appended to the built-in ops' registry
+//!   by `sparsegrad gradcheck`.
 
+pub mod audit;
 pub mod error;
 pub mod lars;
+pub mod sf;
 
 pub use error::SparseError;
 pub use lars::{lars_en, lars_en_gram, LarsConfig, LarsSolution, SamplePath};

@@ -8,7 +8,9 @@ use crate::cli::Args;
 const HELP: &str = "\
 sparsegrad gradcheck: audit every registered gradient rule
 
-Each case builds the op on f64 inputs (contiguous tensors and transposed, sliced and
+The registry holds the built-in ops and the sparse-coding rules (sf, csf, sf_loss,
+csf_loss; sf also with learned λ1, λ2), whose inputs keep a margin of 1e-4 from every
+change of an active set. Each case builds the op on f64 inputs (contiguous tensors and transposed, sliced and
 broadcast views), computes its gradient on the tape, and compares it element by element with
 central differences (f(x + eps) − f(x − eps)) / 2eps, passing when
 |analytic − numeric| ≤ atol + rtol·|numeric| (eps 1e-6, atol 1e-7, rtol 1e-5 unless a case
@@ -27,10 +29,10 @@ OPTIONS:
 Exit status: 0 when every case passes, 1 when any fails, 2 on a usage error or an unknown op.
 ";
 
-/// Every registered audit case: the engine's built-in ops (and, as later crates register
-/// rules, theirs).
+/// Every registered audit case: the built-in ops of `autograd`, then the sparse-coding rules
+/// of `sparse` (SF, CSF and their unsupervised losses, learned λ).
 pub fn registry() -> Vec<AuditCase> {
-    audit::cases()
+    sparse::audit::registry()
 }
 
 /// Runs `sparsegrad gradcheck <args>`; returns the exit status.

@@ -88,6 +88,7 @@
 //! [`Cholesky::append`]: engine::linalg::Cholesky::append
 //! [`Cholesky::remove`]: engine::linalg::Cholesky::remove
 
+pub mod backward;
 mod forward;
 
 pub use forward::{lars_en, lars_en_gram, LarsConfig, LarsSolution, SamplePath, DEFAULT_LARS_PIVOT_FLOOR};
