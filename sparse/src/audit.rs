@@ -62,7 +62,7 @@ fn lambda_for(d: &Tensor<f64>, x: &Tensor<f64>, frac: f64) -> f64 {
 
 /// Draws inputs with `draw` until `margin_of` them is at least [`KINK_MARGIN`].
 /// **Panics** after 200 draws (the generator, not the rule, would be broken).
-fn regenerate<I>(op: &str, mut draw: impl FnMut() -> I, margin_of: impl Fn(&I) -> f64) -> I {
+pub(crate) fn regenerate<I>(op: &str, mut draw: impl FnMut() -> I, margin_of: impl Fn(&I) -> f64) -> I {
     for _ in 0..200 {
         let candidate = draw();
         if margin_of(&candidate) >= KINK_MARGIN {
@@ -285,19 +285,20 @@ fn patch_matrix(x: &Tensor<f64>, geo: Patches) -> Tensor<f64> {
 }
 
 /// Every audit case of this crate's rules: `sf` (with fixed and learned λ), `csf`,
-/// `sf_loss`, `csf_loss`.
+/// `sf_loss`, `csf_loss`, the CSC layer (`csc_unrolled`, `csc_implicit`).
 pub fn cases() -> Vec<AuditCase> {
     let mut out = Vec::new();
     sf_cases(&mut out, "sf");
     sf_cases(&mut out, "sf_loss");
     csf_cases(&mut out, "csf");
     csf_cases(&mut out, "csf_loss");
+    crate::csc::audit_cases(&mut out);
     out
 }
 
 /// The names of the rules this crate records on the tape (the coverage test checks the audit
 /// against them, as `autograd::ops::RULES` for the built-ins).
-pub const RULES: &[&str] = &["sf", "sf_loss", "csf", "csf_loss"];
+pub const RULES: &[&str] = &["sf", "sf_loss", "csf", "csf_loss", "csc_implicit"];
 
 /// The whole registry: the built-in ops' cases followed by this crate's.
 pub fn registry() -> Vec<AuditCase> {

@@ -25,6 +25,16 @@ pub enum SparseError {
     /// The path of `sample` took more than the configured number of steps (a guard against
     /// cycling on degenerate data; see `LarsConfig::max_steps`).
     PathTooLong { op: &'static str, sample: usize, steps: usize },
+    /// A step size that cannot be used: the Lipschitz estimate `L` of `‖AᵀA‖₂` is zero,
+    /// negative or not finite (a zero dictionary, or an operator that overflowed).
+    BadStep { op: &'static str, lipschitz: f64 },
+    /// An iterative solve stopped before reaching its tolerance: `rel_residual` is the worst
+    /// sample's `‖r‖/‖b‖` after `iters` iterations, against `tol`.
+    NotConverged { op: &'static str, what: &'static str, iters: usize, rel_residual: f64, tol: f64 },
+    /// A matrix the solver needs to be positive definite is not (conjugate gradients met a
+    /// direction `p` with `pᵀAp ≤ 0`), e.g. the Gram matrix of an active set whose atoms are
+    /// linearly dependent. `sample` is the batch entry.
+    NotPositiveDefinite { op: &'static str, what: &'static str, sample: usize, curvature: f64 },
     /// An error from the engine.
     Engine(engine::Error),
 }
@@ -64,6 +74,21 @@ impl fmt::Display for SparseError {
             SparseError::PathTooLong { op, sample, steps } => {
                 write!(f, "{op}: sample {sample}: the path did not reach λ1 within {steps} steps")
             }
+            SparseError::BadStep { op, lipschitz } => write!(
+                f,
+                "{op}: the Lipschitz estimate L = {lipschitz:e} of ‖AᵀA‖₂ is not finite and positive \
+                 (a zero or overflowing dictionary?)"
+            ),
+            SparseError::NotConverged { op, what, iters, rel_residual, tol } => write!(
+                f,
+                "{op}: {what} did not converge: relative residual {rel_residual:e} after {iters} iterations \
+                 (tolerance {tol:e})"
+            ),
+            SparseError::NotPositiveDefinite { op, what, sample, curvature } => write!(
+                f,
+                "{op}: sample {sample}: {what} is not positive definite (curvature pᵀAp = {curvature:e}): \
+                 the atoms on the support are linearly dependent"
+            ),
             SparseError::Engine(e) => write!(f, "{e}"),
         }
     }

@@ -7,11 +7,16 @@
 //! * [`lars`]: the LARS-EN batch solver ([`lars_en`], [`lars_en_gram`]) and Mairal's
 //!   active-set Jacobian ([`lars::backward`]).
 //! * [`sf`]: the SF and CSF layers' ops and their unsupervised losses, with analytic rules.
+//! * [`fista`]: FISTA on a linear operator (dense or convolutional), the SDNet power
+//!   iteration for its step; [`csc`]: the CSC layer of SDNet, unrolled on the tape or with the
+//!   implicit (conjugate-gradient) backward.
 //! * [`audit`]: the gradient audit of every rule here, appended to the built-in ops' registry
 //!   by `sparsegrad gradcheck`.
 
 pub mod audit;
+pub mod csc;
 pub mod error;
+pub mod fista;
 pub mod lars;
 pub mod sf;
 
