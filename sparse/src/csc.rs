@@ -316,41 +316,49 @@ fn unrolled<'t, T: Element>(
 // ---------------------------------------------------------------------------------------------
 // Implicit
 
-/// `Σ` over every axis but the first, per sample: `[N]`.
-fn per_sample_dot<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Vec<f64> {
-    let n = a.dim(0);
-    let (av, bv) = (a.contiguous().into_vec(), b.contiguous().into_vec());
-    let len = av.len().checked_div(n).unwrap_or(0);
-    (0..n).map(|i| (i * len..(i + 1) * len).map(|j| av[j].as_f64() * bv[j].as_f64()).sum()).collect()
+/// `Σ_j a_j·b_j` over every axis but the first, per sample, for row-major buffers of `n`
+/// samples.
+fn per_sample_dot<T: Element>(a: &[T], b: &[T], n: usize) -> Vec<f64> {
+    let len = a.len().checked_div(n).unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            a[i * len..(i + 1) * len].iter().zip(&b[i * len..(i + 1) * len]).map(|(x, y)| x.as_f64() * y.as_f64()).sum()
+        })
+        .collect()
 }
 
-/// `v` scaled per sample by `c[n]`.
-fn scale_per_sample<T: Element>(v: &Tensor<T>, c: &[f64]) -> Tensor<T> {
-    let mut shape = vec![1; v.rank()];
-    shape[0] = c.len();
-    v.mul(&Tensor::from_vec(c.iter().map(|&x| T::of(x)).collect(), &shape))
-}
-
-/// Solves `(AᵀA)_ΛΛ·β = b` (`b` zero off `Λ`, `mask` = 1 on `Λ`) by conjugate gradients,
-/// independently for every sample (per-sample step lengths), until every sample's
-/// `‖r‖ ≤ tol·‖b‖`.
+/// Solves `(AᵀA)_ΛΛ·β = b` (`b` zero off `Λ`; `Λ` = the nonzeros of `support`) by conjugate
+/// gradients, independently for every sample (per-sample step lengths), until every
+/// sample's `‖r‖ ≤ tol·‖b‖`. In place: `β`, `r`, `p` and `A^T A p` are the only code-sized
+/// buffers kept across iterations.
 fn cg_on_support<T: Element>(
     op: &impl LinearOperator<T>,
-    mask: &Tensor<T>,
-    b: &Tensor<T>,
+    support: &Tensor<T>,
+    b: Tensor<T>,
     tol: f64,
     max_iter: usize,
     what: &'static str,
 ) -> Result<(Tensor<T>, usize), SparseError> {
-    let normal = |p: &Tensor<T>| op.adjoint(&op.apply(p)).mul(mask);
-    let b_norm: Vec<f64> = per_sample_dot(b, b).iter().map(|v| v.sqrt()).collect();
-    let mut beta = b.zeros_like();
-    let mut r = b.clone();
-    let mut p = r.clone();
-    let mut rs = per_sample_dot(&r, &r);
-    let done = |rs: &[f64]| rs.iter().zip(&b_norm).all(|(&r2, &bn)| r2.sqrt() <= tol * bn);
+    let n = b.dim(0);
+    let shape = b.shape().to_vec();
+    let len = b.numel().checked_div(n).unwrap_or(0);
+    let on: Vec<bool> = support.contiguous().as_slice().expect("contiguous").iter().map(|v| *v != T::zero()).collect();
+    let mut r = b.contiguous();
+    r.make_mut().iter_mut().zip(&on).for_each(|(v, &o)| {
+        if !o {
+            *v = T::zero()
+        }
+    });
+    let b_norm: Vec<f64> = {
+        let rs = r.as_slice().expect("contiguous");
+        per_sample_dot(rs, rs, n).iter().map(|v| v.sqrt()).collect()
+    };
+    let mut beta = vec![T::zero(); r.numel()];
+    let mut p = r.clone().into_vec();
+    let mut rs = per_sample_dot(r.as_slice().expect("contiguous"), r.as_slice().expect("contiguous"), n);
+    let converged = |r2: f64, s: usize| r2.sqrt() <= tol * b_norm[s];
     let mut it = 0;
-    while !done(&rs) {
+    while !rs.iter().enumerate().all(|(s, &r2)| converged(r2, s)) {
         if it == max_iter {
             let worst = rs
                 .iter()
@@ -359,28 +367,37 @@ fn cg_on_support<T: Element>(
                 .fold(0.0, f64::max);
             return Err(SparseError::NotConverged { op: "csc_implicit", what, iters: it, rel_residual: worst, tol });
         }
-        let ap = normal(&p);
-        let pap = per_sample_dot(&p, &ap);
-        let mut alpha = vec![0.0; rs.len()];
-        for (n, (&r2, &c)) in rs.iter().zip(&pap).enumerate() {
-            if r2.sqrt() <= tol * b_norm[n] {
+        let pt = Tensor::from_vec(p, &shape);
+        let mut q = op.adjoint(&op.apply(&pt));
+        p = pt.into_vec();
+        let qs = q.make_mut();
+        qs.iter_mut().zip(&on).for_each(|(v, &o)| {
+            if !o {
+                *v = T::zero()
+            }
+        });
+        let pap = per_sample_dot(&p, qs, n);
+        let rm = r.make_mut();
+        for s in 0..n {
+            if converged(rs[s], s) {
                 continue; // this sample has converged: keep its iterate
             }
+            let c = pap[s];
             if c <= 0.0 || !c.is_finite() {
-                return Err(SparseError::NotPositiveDefinite { op: "csc_implicit", what, sample: n, curvature: c });
+                return Err(SparseError::NotPositiveDefinite { op: "csc_implicit", what, sample: s, curvature: c });
             }
-            alpha[n] = r2 / c;
+            let alpha = T::of(rs[s] / c);
+            let span = s * len..(s + 1) * len;
+            beta[span.clone()].iter_mut().zip(&p[span.clone()]).for_each(|(bv, &pv)| *bv += alpha * pv);
+            rm[span.clone()].iter_mut().zip(&qs[span.clone()]).for_each(|(rv, &qv)| *rv -= alpha * qv);
+            let new: f64 = rm[span.clone()].iter().map(|v| v.as_f64() * v.as_f64()).sum();
+            let ratio = T::of(new / rs[s]);
+            p[span.clone()].iter_mut().zip(&rm[span]).for_each(|(pv, &rv)| *pv = rv + ratio * *pv);
+            rs[s] = new;
         }
-        beta = beta.add(&scale_per_sample(&p, &alpha));
-        r = r.sub(&scale_per_sample(&ap, &alpha));
-        let rs_new = per_sample_dot(&r, &r);
-        let ratio: Vec<f64> =
-            rs_new.iter().zip(&rs).map(|(&new, &old)| if old > 0.0 { new / old } else { 0.0 }).collect();
-        p = r.add(&scale_per_sample(&p, &ratio));
-        rs = rs_new;
         it += 1;
     }
-    Ok((beta, it))
+    Ok((Tensor::from_vec(beta, &shape), it))
 }
 
 /// `sign(z)` (0 off the support) and the support mask.
@@ -413,11 +430,10 @@ impl<T: Element> Backward<T> for CscImplicitBackward<T> {
     ) -> autograd::Result<Vec<Option<Tensor<T>>>> {
         let (x, w) = (inputs[0], inputs[1]);
         let op = Conv::new(w.clone(), self.conv, [x.dim(2), x.dim(3)]);
-        let (sign, mask) = sign_and_mask(z);
         let (beta, _) = cg_on_support(
             &op,
-            &mask,
-            &g.mul(&mask),
+            z,
+            g.clone(),
             self.implicit.cg_tol,
             self.implicit.cg_max_iter,
             "conjugate gradients on (AᵀA)_ΛΛ·β = g_Λ",
@@ -435,11 +451,13 @@ impl<T: Element> Backward<T> for CscImplicitBackward<T> {
         });
         let mut out = vec![gx, gw];
         if inputs.len() == 3 {
+            let (sign, mask) = sign_and_mask(z);
             let s = match self.prox {
                 Prox::Signed => sign,
                 Prox::NonNegative => mask,
             };
-            let gl: f64 = -per_sample_dot(&beta, &s).iter().sum::<f64>();
+            let (bv, sv) = (beta.contiguous(), s.contiguous());
+            let gl: f64 = -per_sample_dot(bv.as_slice().expect("contiguous"), sv.as_slice().expect("contiguous"), 1)[0];
             out.push(needed[2].then(|| Tensor::full(inputs[2].shape(), T::of(gl))));
         }
         Ok(out)

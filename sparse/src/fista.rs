@@ -190,6 +190,9 @@ fn norm<T: Element>(t: &Tensor<T>) -> f64 {
 
 /// `T = cfg.iters` FISTA iterations from `z_0 = 0` with step `cfg.step_scale / lipschitz`.
 ///
+/// Works in place: three code-sized buffers (`z_k`, `y_k` and the new iterate) besides what
+/// the operator allocates for `A y` and `Aᵀr`.
+///
 /// # Errors
 /// `SparseError::InvalidConfig` for a negative or non-finite λ or step scale,
 /// `SparseError::BadStep` if `lipschitz` is not finite and positive,
@@ -202,11 +205,13 @@ pub fn fista<T: Element>(
 ) -> Result<(Tensor<T>, FistaTrace), SparseError> {
     cfg.validate("fista", lipschitz)?;
     check_finite("fista", "x", x)?;
+    let x = x.contiguous();
+    let xs = x.as_slice().expect("contiguous");
     let s = cfg.step_scale / lipschitz;
     let tau = s * cfg.lambda;
+    let (st, tt) = (T::of(s), T::of(tau));
     let mut trace = FistaTrace::default();
-    let mut z_prev = Tensor::zeros(&op.code_shape(x.shape()));
-    let mut z = z_prev.clone();
+    let mut z = Tensor::zeros(&op.code_shape(x.shape()));
     let mut y = z.clone();
     let mut t = 1.0f64;
     for k in 1..=cfg.iters {
@@ -215,23 +220,40 @@ pub fn fista<T: Element>(
             Momentum::Sdnet if k >= 3 => &z,
             _ => &y,
         };
-        let grad = op.adjoint(&op.apply(at).sub(x)); // Aᵀ(A·at − x)
-        let v = y.sub(&grad.mul_scalar(s));
+        let mut r = op.apply(at);
+        r.make_mut().iter_mut().zip(xs).for_each(|(a, &b)| *a -= b); // A·at − x
+                                                                     // v = y − s·Aᵀ(A·at − x), then the prox, in the gradient's buffer.
+        let mut v = op.adjoint(&r);
+        drop(r);
+        let vs = v.make_mut();
+        vs.iter_mut().zip(y.as_slice().expect("contiguous")).for_each(|(g, &yv)| *g = yv - st * *g);
         if cfg.trace {
             trace.kink_margin = trace.kink_margin.min(kink_distance(cfg.prox, &v, tau));
         }
-        let z_new = cfg.prox.apply(&v, tau);
+        let vs = v.make_mut();
+        match cfg.prox {
+            Prox::Signed => vs.iter_mut().for_each(|a| *a = engine::kernels::elementwise::soft_threshold(*a, tt)),
+            Prox::NonNegative => vs.iter_mut().for_each(|a| *a = (*a - tt).max(T::zero())),
+        }
+        let z_new = v;
         let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
-        let y_next = z_new.add(&z_new.sub(&z).mul_scalar((t - 1.0) / t_next));
-        trace.rel_change.push(norm(&z_new.sub(&z)) / norm(&z_new).max(f64::MIN_POSITIVE));
-        z_prev = std::mem::replace(&mut z, z_new);
-        y = y_next;
+        let c = T::of((t - 1.0) / t_next);
+        // ‖z_k − z_{k−1}‖ and y_{k+1} = z_k + c·(z_k − z_{k−1}), written over z_{k−1}.
+        let (mut dd, mut nn) = (0.0f64, 0.0f64);
+        let zn = z_new.as_slice().expect("contiguous");
+        for (o, &n) in z.make_mut().iter_mut().zip(zn) {
+            let d = n - *o;
+            dd += d.as_f64() * d.as_f64();
+            nn += n.as_f64() * n.as_f64();
+            *o = n + c * d;
+        }
+        trace.rel_change.push(dd.sqrt() / nn.sqrt().max(f64::MIN_POSITIVE));
+        y = std::mem::replace(&mut z, z_new);
         t = t_next;
         if cfg.trace {
-            trace.objective.push(objective(op, x, &z, cfg.lambda));
+            trace.objective.push(objective(op, &x, &z, cfg.lambda));
         }
     }
-    let _ = z_prev;
     Ok((z, trace))
 }
 
