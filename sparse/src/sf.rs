@@ -70,6 +70,29 @@ fn rows<T: Element>(t: &Tensor<T>) -> Tensor<T> {
     t.contiguous()
 }
 
+/// Mairal's rule for the dictionary `d [m, k]`, the coded vectors `x [V, m]`, their codes
+/// `a [V, k]` and the incoming gradient `g [V, k]` (any layouts).
+fn mairal<T: Element>(
+    paths: &[SamplePath<T>],
+    d: &Tensor<T>,
+    x: &Tensor<T>,
+    a: &Tensor<T>,
+    g: &Tensor<T>,
+    want: Wanted,
+) -> crate::lars::backward::MairalGrads<T> {
+    let (xs, a, gs) = (rows(x), rows(a), rows(g));
+    mairal_backward(
+        paths,
+        &atoms_as_rows(d),
+        xs.as_slice().expect("contiguous"),
+        a.as_slice().expect("contiguous"),
+        gs.as_slice().expect("contiguous"),
+        d.dim(0),
+        d.dim(1),
+        want,
+    )
+}
+
 #[track_caller]
 fn check_dictionary(op: &str, d: &[usize]) {
     assert!(d.len() == 2, "{op}: the dictionary must be [m, k] (atoms as columns), got {d:?}");
@@ -103,25 +126,13 @@ impl<T: Element> Backward<T> for SfBackward<T> {
         output: &Tensor<T>,
         needed: &[bool],
     ) -> autograd::Result<Vec<Option<Tensor<T>>>> {
-        let (d, x) = (inputs[0], inputs[1]);
-        let (m, k) = (d.dim(0), d.dim(1));
         let want = Wanted {
             dictionary: needed[0],
             input: needed[1],
             lambda1: needed.get(2).copied().unwrap_or(false),
             lambda2: needed.get(3).copied().unwrap_or(false),
         };
-        let (xs, a, gs) = (rows(x), rows(output), rows(g));
-        let grads = mairal_backward(
-            &self.paths,
-            &atoms_as_rows(d),
-            xs.as_slice().expect("contiguous"),
-            a.as_slice().expect("contiguous"),
-            gs.as_slice().expect("contiguous"),
-            m,
-            k,
-            want,
-        );
+        let grads = mairal(&self.paths, inputs[0], inputs[1], output, g, want);
         let mut out = vec![grads.dictionary, grads.input];
         if inputs.len() == 4 {
             out.push(grads.lambda1.map(|v| Tensor::full(inputs[2].shape(), v)));
@@ -294,7 +305,7 @@ impl<T: Element> Backward<T> for CsfBackward<T> {
         needed: &[bool],
     ) -> autograd::Result<Vec<Option<Tensor<T>>>> {
         let (d, x) = (inputs[0], inputs[1]);
-        let (m, k) = (d.dim(0), d.dim(1));
+        let k = d.dim(1);
         let s = x.shape();
         let want = Wanted { dictionary: needed[0], input: needed[1], ..Wanted::default() };
         let by_patch = |t: &Tensor<T>| {
@@ -302,16 +313,7 @@ impl<T: Element> Backward<T> for CsfBackward<T> {
             t.reshape(&[n, k, l]).transpose(1, 2).contiguous()
         };
         let (a, gp) = (by_patch(output), by_patch(g));
-        let grads = mairal_backward(
-            &self.paths,
-            &atoms_as_rows(d),
-            self.patches.as_slice().expect("contiguous"),
-            a.as_slice().expect("contiguous"),
-            gp.as_slice().expect("contiguous"),
-            m,
-            k,
-            want,
-        );
+        let grads = mairal(&self.paths, d, &self.patches, &a, &gp, want);
         let gx = grads.input.map(|gp| self.geometry.fold(&gp, [s[0], s[1], s[2], s[3]]));
         Ok(vec![grads.dictionary, gx])
     }
