@@ -25,6 +25,9 @@ pub enum SparseError {
     /// The path of `sample` took more than the configured number of steps (a guard against
     /// cycling on degenerate data; see `LarsConfig::max_steps`).
     PathTooLong { op: &'static str, sample: usize, steps: usize },
+    /// A step size or Lipschitz estimate is not finite and positive (the power iteration that
+    /// folds a DCEA's step into its filters returned `lipschitz`).
+    BadStep { op: &'static str, lipschitz: f64 },
     /// An error from the engine.
     Engine(engine::Error),
 }
@@ -63,6 +66,9 @@ impl fmt::Display for SparseError {
             ),
             SparseError::PathTooLong { op, sample, steps } => {
                 write!(f, "{op}: sample {sample}: the path did not reach λ1 within {steps} steps")
+            }
+            SparseError::BadStep { op, lipschitz } => {
+                write!(f, "{op}: the Lipschitz estimate {lipschitz:e} is not finite and positive")
             }
             SparseError::Engine(e) => write!(f, "{e}"),
         }
