@@ -299,7 +299,8 @@ pub fn cases() -> Vec<AuditCase> {
 
 /// The names of the rules this crate records on the tape (the coverage test checks the audit
 /// against them, as `autograd::ops::RULES` for the built-ins).
-pub const RULES: &[&str] = &["sf", "sf_loss", "csf", "csf_loss", "gaussian_nll", "binomial_nll", "poisson_nll"];
+pub const RULES: &[&str] =
+    &["sf", "sf_loss", "csf", "csf_loss", "gaussian_nll", "binomial_nll", "poisson_nll", "dcea_residual", "dcea_step"];
 
 /// The whole registry: the built-in ops' cases followed by this crate's.
 pub fn registry() -> Vec<AuditCase> {

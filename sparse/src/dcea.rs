@@ -485,7 +485,8 @@ pub struct DceaOutput<'t, T: Element> {
     pub eta: Var<'t, T>,
     /// The code `x_T` `[N', K, h', w']` (`N' = s²·N` with shifts, shift-major).
     pub code: Var<'t, T>,
-    pub stats: DceaStats,
+    /// The diagnostics, from [`dcea_forward_traced`] only.
+    pub stats: Option<DceaStats>,
 }
 
 /// Paddings of the shifts: `(top, bottom)` for the rows and `(left, right)` for the columns of
@@ -556,39 +557,241 @@ pub fn shift_mean<'t, T: Element>(eta: &Var<'t, T>, image: [usize; 2], kernel: [
     sum.expect("s ≥ 1").div_scalar((s * s) as f64)
 }
 
-/// `min |r|` over the entries of `r` where `hx ≠ 0` (same shapes), in parallel.
-fn margin_where_nonzero<T: Element>(r: &Tensor<T>, hx: &Tensor<T>) -> f64 {
-    let (r, hx) = (r.contiguous(), hx.contiguous());
-    let (r, hx) = (r.as_slice().expect("contiguous"), hx.as_slice().expect("contiguous"));
-    r.par_chunks(1 << 15)
-        .zip(hx.par_chunks(1 << 15))
-        .map(|(a, h)| {
-            a.iter().zip(h).fold(f64::INFINITY, |m, (&a, &h)| if h != T::zero() { m.min(a.as_f64().abs()) } else { m })
-        })
-        .reduce(|| f64::INFINITY, f64::min)
-}
-
-/// `min |v|` over a tensor and the number of entries that are nonzero, in parallel.
-fn margin_and_active<T: Element>(t: &Tensor<T>) -> (f64, usize) {
-    let c = t.contiguous();
-    let s = c.as_slice().expect("contiguous");
-    s.par_chunks(1 << 15)
-        .map(|ch| {
-            ch.iter().fold((f64::INFINITY, 0usize), |(m, a), &v| {
-                let x = v.as_f64();
-                (m.min(x.abs()), a + (x != 0.0) as usize)
+/// `min |u|` over the entries where `eta ≠ 0` and `min |u|` over all entries, for the ELU
+/// arguments `u` of one step, in parallel.
+fn elu_margins<T: Element>(u: &[T], eta: &[T]) -> (f64, f64) {
+    u.par_chunks(1 << 15)
+        .zip(eta.par_chunks(1 << 15))
+        .map(|(u, e)| {
+            u.iter().zip(e).fold((f64::INFINITY, f64::INFINITY), |(m, all), (&u, &e)| {
+                let a = u.as_f64().abs();
+                (if e != T::zero() { m.min(a) } else { m }, all.min(a))
             })
         })
-        .reduce(|| (f64::INFINITY, 0), |a, b| (a.0.min(b.0), a.1 + b.1))
+        .reduce(|| (f64::INFINITY, f64::INFINITY), |a, b| (a.0.min(b.0), a.1.min(b.1)))
 }
 
-/// The unfolded encoder, the decoder and the shift average (module docs) on the tape, for the
-/// observations `y` `[N, C, H, W]`.
+/// The rule of [`dcea_residual`]: inputs `(η, y)`, output `r = ρ(u)` with `u = y − f⁻¹(η)`.
+/// `∂y = g·ρ'(u)`, `∂η = −g·ρ'(u)·f⁻¹'(η)`, with `ρ'(u) = 1` (no ELU, or `u > 0`) and
+/// `ρ'(u) = r + a` (= `a·eᵘ`, the ELU's own backward) for `u ≤ 0`; `f⁻¹' = 1`, `M·σ(1 − σ)`,
+/// `e^η`.
+struct ResidualBackward {
+    /// The family (`M` for the Binomial).
+    family: Family,
+    /// The ELU's `a`, if any.
+    elu: Option<f64>,
+}
+
+impl<T: Element> Backward<T> for ResidualBackward {
+    fn name(&self) -> &str {
+        "dcea_residual"
+    }
+    fn backward(
+        &self,
+        g: &Tensor<T>,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        needed: &[bool],
+    ) -> autograd::Result<Vec<Option<Tensor<T>>>> {
+        let (eta, r) = (inputs[0], output);
+        // g·ρ'(u), from the output r (r > 0 exactly where u > 0).
+        let gr = match self.elu {
+            None => g.clone(),
+            Some(a) => {
+                let a = T::of(a);
+                g.zip_map(r, "dcea_residual", move |g, r| if r > T::zero() { g } else { g * (r + a) })
+            }
+        };
+        let d_eta = needed[0].then(|| match self.family {
+            Family::Gaussian => gr.neg(),
+            Family::Binomial { trials } => {
+                let m = T::of(trials);
+                gr.zip_map(eta, "dcea_residual", move |g, e| {
+                    let s = sigmoid(e);
+                    -(g * m) * (s * (T::one() - s))
+                })
+            }
+            Family::Poisson => gr.zip_map(eta, "dcea_residual", |g, e| -g * e.exp()),
+        });
+        Ok(vec![d_eta, needed[1].then_some(gr)])
+    }
+}
+
+/// The residual of one encoder step, `r = ρ(y − f⁻¹(η))` (`ρ = ELU_a` when `elu` is given,
+/// else the identity), as one fused rule (`dcea_residual`) instead of the 2–3 image-sized
+/// nodes of `y.sub(&family.mean(η)).elu(a)`, with the same arithmetic.
 ///
-/// **Panics** if `y`'s channels differ from the configuration's, the image is smaller than a
-/// filter, or (with shifts) than the reflect padding.
+/// With `trace`, also returns the ELU margins `(min |u| where η ≠ 0, min |u|)` (∞ without an
+/// ELU), `u = y − f⁻¹(η)`.
+///
+/// **Panics** if the shapes differ.
 #[track_caller]
-pub fn dcea_forward<'t, T: Element>(p: &DceaParams<'t, T>, y: &Var<'t, T>, cfg: &DceaConfig) -> DceaOutput<'t, T> {
+pub fn dcea_residual<'t, T: Element>(
+    eta: &Var<'t, T>,
+    y: &Var<'t, T>,
+    family: Family,
+    elu: Option<f64>,
+    trace: bool,
+) -> (Var<'t, T>, (f64, f64)) {
+    let (e, yv) = (eta.value(), y.value());
+    assert_eq!(
+        e.shape(),
+        yv.shape(),
+        "dcea_residual: η {:?} and y {:?} must have the same shape",
+        e.shape(),
+        yv.shape()
+    );
+    let u = match family {
+        Family::Gaussian => yv.sub(&e),
+        Family::Binomial { trials } => {
+            let m = T::of(trials);
+            yv.zip_map(&e, "dcea_residual", move |y, e| y - sigmoid(e) * m)
+        }
+        Family::Poisson => yv.zip_map(&e, "dcea_residual", |y, e| y - e.exp()),
+    };
+    let mut margins = (f64::INFINITY, f64::INFINITY);
+    if trace && elu.is_some() {
+        let (uc, ec) = (u.contiguous(), e.contiguous());
+        margins = elu_margins(uc.as_slice().expect("contiguous"), ec.as_slice().expect("contiguous"));
+    }
+    let r = match elu {
+        Some(a) => u.elu(a),
+        None => u,
+    };
+    (eta.tape().push_op(r, &[*eta, *y], ResidualBackward { family, elu }), margins)
+}
+
+/// The rule of [`dcea_step`]: inputs `([x,] r, We, b)`, output `x⁺ = P_b(v)` with
+/// `v = x + α·conv2d(r, We)`. With the mask `m = [x⁺ > 0]` (one-sided) or `[x⁺ ≠ 0]`
+/// (two-sided), `gm = g ⊙ m`: `∂x = gm`, `∂r = conv2d_backward_input(α·gm, We)`,
+/// `∂We = conv2d_backward_weight(α·gm, r)`, `∂b_k = −Σ_{n,h,w} gm·sign(x⁺)` over filter `k`.
+/// The kinks (`v = b`, and `v = −b` two-sided) count as inactive, as relu'(0) = 0.
+struct StepBackward {
+    /// Whether `x` is the first input (absent at the first step, where `x₀ = 0`).
+    has_x: bool,
+    /// The convolution of `Weᵀ·`.
+    conv: Conv2dParams,
+    /// `α`.
+    step: f64,
+    /// One- or two-sided.
+    threshold: Threshold,
+}
+
+impl<T: Element> Backward<T> for StepBackward {
+    fn name(&self) -> &str {
+        "dcea_step"
+    }
+    fn backward(
+        &self,
+        g: &Tensor<T>,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        needed: &[bool],
+    ) -> autograd::Result<Vec<Option<Tensor<T>>>> {
+        let o = usize::from(self.has_x);
+        let (r, we, b) = (inputs[o], inputs[o + 1], inputs[o + 2]);
+        let gm = match self.threshold {
+            Threshold::OneSided => g.zip_map(output, "dcea_step", |g, x| if x > T::zero() { g } else { T::zero() }),
+            Threshold::TwoSided => g.zip_map(output, "dcea_step", |g, x| if x != T::zero() { g } else { T::zero() }),
+        };
+        let gc = if self.step == 1.0 { gm.clone() } else { gm.mul_scalar(self.step) };
+        let mut out = Vec::with_capacity(inputs.len());
+        if self.has_x {
+            out.push(needed[0].then(|| gm.clone()));
+        }
+        out.push(needed[o].then(|| Tensor::conv2d_backward_input(&gc, we, [r.dim(2), r.dim(3)], self.conv)));
+        out.push(needed[o + 1].then(|| Tensor::conv2d_backward_weight(&gc, r, [we.dim(2), we.dim(3)], self.conv)));
+        out.push(needed[o + 2].then(|| {
+            let signed = match self.threshold {
+                Threshold::OneSided => gm.neg(),
+                Threshold::TwoSided => gm.zip_map(output, "dcea_step", |g, x| if x > T::zero() { -g } else { g }),
+            };
+            signed.sum(&[0, 2, 3], false).reshape(b.shape())
+        }));
+        Ok(out)
+    }
+}
+
+/// One encoder step `x⁺ = P_b(x + α·conv2d(r, We))` as one fused rule (`dcea_step`) instead of
+/// the conv2d, scale, add, sub and relu nodes of the composite (4–6 code-sized nodes; this
+/// records one): the convolution is the engine's, the rest is applied in place on its output,
+/// with the composite's arithmetic. `x = None` is `x₀ = 0`. `P_b` is `ReLU(v − b)` one-sided
+/// and the authors' `ReLU(|v| − b)·sign(v)` two-sided, `b` `[K]` one threshold per filter.
+///
+/// With `trace`, also returns the threshold margin `min |v − b|` (one-sided) or
+/// `min ||v| − b|` (two-sided) and the number of nonzero entries of `x⁺`.
+///
+/// **Panics** if the shapes do not fit (`r` `[N, C, H, W]`, `We` `[K, C, kh, kw]`, `x` the
+/// conv2d's output shape, `b` `[K]`).
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn dcea_step<'t, T: Element>(
+    x: Option<&Var<'t, T>>,
+    r: &Var<'t, T>,
+    we: &Var<'t, T>,
+    b: &Var<'t, T>,
+    conv: Conv2dParams,
+    step: f64,
+    threshold: Threshold,
+    trace: bool,
+) -> (Var<'t, T>, (f64, usize)) {
+    let mut c = r.value().conv2d(&we.value(), None, conv);
+    let (k, plane) = (c.dim(1), c.dim(2) * c.dim(3));
+    let bv = b.value().contiguous().into_vec();
+    assert_eq!(bv.len(), k, "dcea_step: b has {} entries for {k} filters", bv.len());
+    let xv = x.map(|x| {
+        let v = x.value();
+        assert_eq!(v.shape(), c.shape(), "dcea_step: x {:?} must have the code shape {:?}", v.shape(), c.shape());
+        v.contiguous()
+    });
+    let xs = xv.as_ref().map(|v| v.as_slice().expect("contiguous"));
+    let alpha = T::of(step);
+    let scale = step != 1.0;
+    let data = c.make_mut();
+    let stats = data
+        .par_chunks_mut(plane)
+        .enumerate()
+        .map(|(p, out)| {
+            let bk = bv[p % k];
+            let xp = xs.map(|xs| &xs[p * plane..(p + 1) * plane]);
+            let mut m = f64::INFINITY;
+            let mut active = 0usize;
+            for (i, o) in out.iter_mut().enumerate() {
+                let cv = if scale { *o * alpha } else { *o };
+                let v = match xp {
+                    Some(xp) => xp[i] + cv,
+                    None => cv,
+                };
+                let (arg, val) = match threshold {
+                    Threshold::OneSided => {
+                        let up = v - bk;
+                        (up, if up > T::zero() { up } else { T::zero() })
+                    }
+                    Threshold::TwoSided => {
+                        let up = v.abs() - bk;
+                        (up, if up > T::zero() { engine::kernels::elementwise::sign(v) * up } else { T::zero() })
+                    }
+                };
+                if trace {
+                    m = m.min(arg.as_f64().abs());
+                    active += (val != T::zero()) as usize;
+                }
+                *o = val;
+            }
+            (m, active)
+        })
+        .reduce(|| (f64::INFINITY, 0), |a, b| (a.0.min(b.0), a.1 + b.1));
+    let mut inputs = Vec::with_capacity(4);
+    inputs.extend(x.copied());
+    inputs.extend([*r, *we, *b]);
+    let rule = StepBackward { has_x: x.is_some(), conv, step, threshold };
+    (r.tape().push_op(c, &inputs, rule), stats)
+}
+
+/// Checks `y`'s shape against the configuration and returns the encoder's input (the shift
+/// batch with shifts), the conv2d and the conv_transpose2d parameters.
+#[track_caller]
+fn prepare<'t, T: Element>(y: &Var<'t, T>, cfg: &DceaConfig) -> (Var<'t, T>, Conv2dParams, ConvTranspose2dParams) {
     cfg.validate();
     let ys = y.shape();
     assert!(
@@ -601,36 +804,102 @@ pub fn dcea_forward<'t, T: Element>(p: &DceaParams<'t, T>, y: &Var<'t, T>, cfg: 
     let s = cfg.stride;
     let input = if cfg.uses_shifts() { shift_batch(y, cfg.kernel, s) } else { *y };
     let is = input.shape();
-    let conv = Conv2dParams::new().stride(s);
-    let code_hw = conv.output_hw([is[2], is[3]], cfg.kernel).expect("the image is at least one filter");
     // conv_transpose2d of the codes must give back the input's size: (h' − 1)·s + k + op.
     let op = [(is[2] - cfg.kernel[0]) % s, (is[3] - cfg.kernel[1]) % s];
-    let convt = ConvTranspose2dParams::new().stride(s).output_padding2(op);
-    let b = p.b.reshape(&[1, cfg.filters, 1, 1]);
-    let mut stats = DceaStats { elu_margin_at_zero: f64::INFINITY, ..DceaStats::default() };
-    if cfg.elu_alpha.is_some() {
-        stats.elu_margin_at_zero = margin_and_active(&input.value().sub_scalar(cfg.family.mean_at_zero())).0;
-    }
-    let total = (is[0] * cfg.filters * code_hw[0] * code_hw[1]) as f64;
+    (input, Conv2dParams::new().stride(s), ConvTranspose2dParams::new().stride(s).output_padding2(op))
+}
 
+/// The decoder `η̂ = Wd x_T` and, with shifts, the average over them.
+fn decode<'t, T: Element>(
+    p: &DceaParams<'t, T>,
+    code: &Var<'t, T>,
+    y: &Var<'t, T>,
+    cfg: &DceaConfig,
+    convt: ConvTranspose2dParams,
+) -> Var<'t, T> {
+    let eta = code.conv_transpose2d(&p.wd, None, convt);
+    if cfg.uses_shifts() {
+        shift_mean(&eta, [y.dim(2), y.dim(3)], cfg.kernel, cfg.stride)
+    } else {
+        eta
+    }
+}
+
+/// The unfolded encoder, the decoder and the shift average (module docs) on the tape, for the
+/// observations `y` `[N, C, H, W]`: per step one `conv_transpose2d` (`H x`, skipped at
+/// `x₀ = 0`), one [`dcea_residual`] and one [`dcea_step`]. `stats` is `None`; see
+/// [`dcea_forward_traced`].
+///
+/// **Panics** if `y`'s channels differ from the configuration's, the image is smaller than a
+/// filter, or (with shifts) than the reflect padding.
+#[track_caller]
+pub fn dcea_forward<'t, T: Element>(p: &DceaParams<'t, T>, y: &Var<'t, T>, cfg: &DceaConfig) -> DceaOutput<'t, T> {
+    forward(p, y, cfg, false)
+}
+
+/// [`dcea_forward`] with the [`DceaStats`] of every step (margins and active fractions; a
+/// few extra passes over the codes).
+#[track_caller]
+pub fn dcea_forward_traced<'t, T: Element>(
+    p: &DceaParams<'t, T>,
+    y: &Var<'t, T>,
+    cfg: &DceaConfig,
+) -> DceaOutput<'t, T> {
+    forward(p, y, cfg, true)
+}
+
+#[track_caller]
+fn forward<'t, T: Element>(p: &DceaParams<'t, T>, y: &Var<'t, T>, cfg: &DceaConfig, trace: bool) -> DceaOutput<'t, T> {
+    let (input, conv, convt) = prepare(y, cfg);
+    let mut stats = DceaStats { elu_margin_at_zero: f64::INFINITY, ..DceaStats::default() };
     let mut x: Option<Var<'t, T>> = None; // x₀ = 0
     for _ in 0..cfg.iters {
-        // y − f⁻¹(H x); at x₀ = 0 the product is 0 and is not computed (no gradient flows
-        // through a zero code, so the map and its gradient are unchanged).
-        let (resid, hx) = match &x {
-            None if cfg.family.mean_at_zero() == 0.0 => (input, None),
-            None => (input.sub_scalar(cfg.family.mean_at_zero()), None),
-            Some(x) => {
-                let hx = x.conv_transpose2d(&p.h, None, convt);
-                (input.sub(&cfg.family.mean(&hx)), Some(hx))
+        // H x₀ = 0 is not computed: a constant zero η (no gradient flows through a zero code,
+        // so the map and its gradient are unchanged).
+        let eta = match &x {
+            None => input.tape().constant(Tensor::zeros(&input.shape())),
+            Some(x) => x.conv_transpose2d(&p.h, None, convt),
+        };
+        let (r, (m, all)) = dcea_residual(&eta, &input, cfg.family, cfg.elu_alpha, trace);
+        if trace && cfg.elu_alpha.is_some() {
+            if x.is_none() {
+                stats.elu_margin_at_zero = all;
             }
+            stats.elu_margin.push(m);
+        }
+        let (next, (margin, active)) = dcea_step(x.as_ref(), &r, &p.we, &p.b, conv, cfg.step, cfg.threshold, trace);
+        if trace {
+            stats.threshold_margin.push(margin);
+            stats.active.push(active as f64 / next.value().numel() as f64);
+        }
+        x = Some(next);
+    }
+    let code = x.expect("iters ≥ 1");
+    let eta = decode(p, &code, y, cfg, convt);
+    DceaOutput { eta, code, stats: trace.then_some(stats) }
+}
+
+/// The same map as [`dcea_forward`] built from elementary ops only (conv2d, conv_transpose2d,
+/// exp/sigmoid, sub, elu, mul_scalar, add, relu, abs, sign, mul): the reference the fused
+/// [`dcea_residual`] and [`dcea_step`] rules are checked against. It records 5–9 nodes per
+/// step instead of 3 (about twice the memory).
+#[track_caller]
+pub fn dcea_forward_composite<'t, T: Element>(
+    p: &DceaParams<'t, T>,
+    y: &Var<'t, T>,
+    cfg: &DceaConfig,
+) -> DceaOutput<'t, T> {
+    let (input, conv, convt) = prepare(y, cfg);
+    let b = p.b.reshape(&[1, cfg.filters, 1, 1]);
+    let mut x: Option<Var<'t, T>> = None;
+    for _ in 0..cfg.iters {
+        let resid = match &x {
+            None if cfg.family.mean_at_zero() == 0.0 => input,
+            None => input.sub_scalar(cfg.family.mean_at_zero()),
+            Some(x) => input.sub(&cfg.family.mean(&x.conv_transpose2d(&p.h, None, convt))),
         };
         let resid = match cfg.elu_alpha {
-            Some(a) => {
-                let m = hx.map_or(f64::INFINITY, |hx| margin_where_nonzero(&resid.value(), &hx.value()));
-                stats.elu_margin.push(m);
-                resid.elu(a)
-            }
+            Some(a) => resid.elu(a),
             None => resid,
         };
         let mut c = resid.conv2d(&p.we, None, conv);
@@ -641,26 +910,14 @@ pub fn dcea_forward<'t, T: Element>(p: &DceaParams<'t, T>, y: &Var<'t, T>, cfg: 
             None => c,
             Some(x) => x.add(&c),
         };
-        let up = v.sub(&b);
-        let (m_up, _) = margin_and_active(&up.value());
-        let next = match cfg.threshold {
-            Threshold::OneSided => {
-                stats.threshold_margin.push(m_up);
-                up.relu()
-            }
-            Threshold::TwoSided => {
-                let down = v.neg().sub(&b);
-                stats.threshold_margin.push(m_up.min(margin_and_active(&down.value()).0));
-                up.relu().sub(&down.relu())
-            }
-        };
-        stats.active.push(margin_and_active(&next.value()).1 as f64 / total);
-        x = Some(next);
+        x = Some(match cfg.threshold {
+            Threshold::OneSided => v.sub(&b).relu(),
+            Threshold::TwoSided => v.abs().sub(&b).relu().mul(&v.sign()),
+        });
     }
     let code = x.expect("iters ≥ 1");
-    let eta = code.conv_transpose2d(&p.wd, None, convt);
-    let eta = if cfg.uses_shifts() { shift_mean(&eta, [ys[2], ys[3]], cfg.kernel, s) } else { eta };
-    DceaOutput { eta, code, stats }
+    let eta = decode(p, &code, y, cfg, convt);
+    DceaOutput { eta, code, stats: None }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -864,6 +1121,8 @@ pub fn psnr<T: Element>(image: &Tensor<T>, estimate: &Tensor<T>) -> f64 {
 /// (regenerated otherwise).
 pub(crate) fn cases(out: &mut Vec<autograd::audit::AuditCase>) {
     audit_cases::nll_cases(out);
+    audit_cases::residual_cases(out);
+    audit_cases::step_cases(out);
     audit_cases::dcea_cases(out);
 }
 
@@ -922,6 +1181,126 @@ mod audit_cases {
         }
     }
 
+    /// `dcea_residual` for every family, with and without the ELU, η in every layout; inputs
+    /// regenerated until every ELU argument is at least [`KINK_MARGIN`] from 0.
+    pub(super) fn residual_cases(out: &mut Vec<AuditCase>) {
+        use View::{Broadcast, Contiguous, Permuted, Sliced, Transposed};
+        let b3 = Family::Binomial { trials: 3.0 };
+        let specs: [(Family, Option<f64>, View, View); 8] = [
+            (Family::Poisson, Some(2.0), Contiguous, Contiguous),
+            (Family::Poisson, Some(4.0), Transposed, Sliced),
+            (Family::Poisson, None, Broadcast, Contiguous),
+            (b3, Some(1.5), Permuted, Contiguous),
+            (b3, None, Sliced, Transposed),
+            (Family::Gaussian, None, Contiguous, Permuted),
+            (Family::Gaussian, Some(0.7), Broadcast, Sliced),
+            (Family::Binomial { trials: 1.0 }, Some(1.0), Sliced, Contiguous),
+        ];
+        let shape = [2, 1, 4, 5];
+        let mut rng = rng_for("dcea_residual", 0);
+        for (family, elu, eta_view, y_view) in specs {
+            let (eta, y) = regenerate_with(
+                "dcea_residual",
+                || {
+                    let eta = input(eta_view, &shape, Dom::Range(-1.5, 1.5), &mut rng, "");
+                    let y = relayout(&observations(family, &shape, &mut rng), y_view);
+                    (eta, y)
+                },
+                |(eta, y)| {
+                    let tape = Tape::new();
+                    let (e, yv) = (tape.constant(logical(eta)), tape.constant(y.clone()));
+                    dcea_residual(&e, &yv, family, elu, true).1 .1
+                },
+            );
+            let desc = format!(
+                "{} {}; η {}, y {}",
+                family.name(),
+                elu.map_or("no ELU".to_string(), |a| format!("ELU a = {a}")),
+                eta.desc,
+                autograd::audit::inputs::describe(y_view, &shape)
+            );
+            let target = eta.target.clone();
+            out.push(AuditCase::gradcheck("dcea_residual", desc, vec![eta.value, y], default(), move |_, v| {
+                dcea_residual(&bcast(&v[0], &target), &v[1], family, elu, false).0
+            }));
+        }
+    }
+
+    /// `dcea_step` with and without `x`, one- and two-sided, several strides and steps, inputs
+    /// in every layout; regenerated until every threshold argument is at least
+    /// [`KINK_MARGIN`] from its kink.
+    pub(super) fn step_cases(out: &mut Vec<AuditCase>) {
+        use View::{Broadcast, Contiguous, Permuted, Sliced, Transposed};
+        // (x layout or no x, r layout, We layout, threshold, stride, step)
+        let specs: [(Option<View>, View, View, Threshold, usize, f64); 5] = [
+            (Some(Contiguous), Contiguous, Contiguous, Threshold::OneSided, 2, 1.0),
+            (Some(Permuted), Sliced, Transposed, Threshold::TwoSided, 1, 0.7),
+            (None, Broadcast, Contiguous, Threshold::OneSided, 2, 1.0),
+            (Some(Sliced), Transposed, Permuted, Threshold::TwoSided, 3, 0.5),
+            (Some(Broadcast), Contiguous, Sliced, Threshold::OneSided, 1, 1.3),
+        ];
+        let (k, r_shape) = (3, [2, 2, 7, 8]);
+        let mut rng = rng_for("dcea_step", 0);
+        for (x_view, r_view, w_view, threshold, stride, step) in specs {
+            let conv = Conv2dParams::new().stride(stride);
+            let code = conv.output_hw([7, 8], [3, 3]).expect("geometry");
+            let x_shape = [2, k, code[0], code[1]];
+            let ins = regenerate_with(
+                "dcea_step",
+                || {
+                    let x = x_view.map(|v| input(v, &x_shape, Dom::Range(0.0, 1.0), &mut rng, ""));
+                    let r = input(r_view, &r_shape, Dom::Any, &mut rng, "");
+                    let w = make(w_view, &[k, 2, 3, 3], Dom::Any, &mut rng);
+                    let b = Tensor::from_vec((0..k).map(|_| rng.uniform_in(0.1, 0.6)).collect(), &[k]);
+                    (x, r, w, b)
+                },
+                |(x, r, w, b)| {
+                    let tape = Tape::new();
+                    let xv = x.as_ref().map(|x| tape.constant(logical(x)));
+                    let (rv, wv, bv) = (tape.constant(logical(r)), tape.constant(w.clone()), tape.constant(b.clone()));
+                    dcea_step(xv.as_ref(), &rv, &wv, &bv, conv, step, threshold, true).1 .0
+                },
+            );
+            let (x, r, w, b) = ins;
+            let desc = format!(
+                "{threshold:?}, stride {stride}, step {step}; x {}; r {}; We {}; b contiguous [{k}]",
+                x.as_ref().map_or("absent (x₀ = 0)".to_string(), |x| x.desc.clone()),
+                r.desc,
+                autograd::audit::inputs::describe(w_view, &[k, 2, 3, 3])
+            );
+            let has_x = x.is_some();
+            let x_target = x.as_ref().and_then(|x| x.target.clone());
+            let r_target = r.target.clone();
+            let mut inputs: Vec<Tensor<f64>> = x.map(|x| x.value).into_iter().collect();
+            inputs.extend([r.value, w, b]);
+            out.push(AuditCase::gradcheck("dcea_step", desc, inputs, default(), move |_, v| {
+                let o = usize::from(has_x);
+                let xv = has_x.then(|| bcast(&v[0], &x_target));
+                let rv = bcast(&v[o], &r_target);
+                dcea_step(xv.as_ref(), &rv, &v[o + 1], &v[o + 2], conv, step, threshold, false).0
+            }));
+        }
+    }
+
+    /// The logical value of an input (broadcast to its target).
+    fn logical(x: &Input) -> Tensor<f64> {
+        match &x.target {
+            Some(t) => x.value.broadcast_to(t).contiguous(),
+            None => x.value.contiguous(),
+        }
+    }
+
+    /// Draws with `draw` until `margin_of` is at least [`KINK_MARGIN`]; **panics** after 200.
+    fn regenerate_with<I>(op: &str, mut draw: impl FnMut() -> I, margin_of: impl Fn(&I) -> f64) -> I {
+        for _ in 0..200 {
+            let c = draw();
+            if margin_of(&c) >= KINK_MARGIN {
+                return c;
+            }
+        }
+        panic!("{op} audit: no input with a kink margin of {KINK_MARGIN} in 200 draws");
+    }
+
     /// One whole-model case: the family, tied or not, and the layouts of H and y.
     struct Spec {
         family: Family,
@@ -967,7 +1346,7 @@ mod audit_cases {
         let tape = Tape::new();
         let p = params_of(&tape, cfg, inputs);
         let y = tape.constant(inputs[inputs.len() - 1].clone());
-        dcea_forward(&p, &y, cfg).stats.kink_margin()
+        dcea_forward_traced(&p, &y, cfg).stats.expect("traced").kink_margin()
     }
 
     /// The parameters of a case on `tape` from `inputs` (`[H, (We, Wd,) b, …]`).

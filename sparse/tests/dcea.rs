@@ -5,8 +5,9 @@
 use autograd::{audit, check_gradients, BackwardOptions, CheckOptions, Reduction, Tape, Var};
 use engine::{Rng, Tensor};
 use sparsegrad_sparse::dcea::{
-    dcea_forward, nll, poisson_estimate, poisson_observation, poisson_scale, power_estimate, psnr, shift_batch,
-    shift_mean, Dcea, DceaConfig, DceaParams, Family, PowerFold, Threshold,
+    dcea_forward, dcea_forward_composite, dcea_forward_traced, nll, poisson_estimate, poisson_observation,
+    poisson_scale, power_estimate, psnr, shift_batch, shift_mean, Dcea, DceaConfig, DceaParams, Family, PowerFold,
+    Threshold,
 };
 use sparsegrad_sparse::SparseError;
 
@@ -90,9 +91,10 @@ fn forward_and_gradients_match_pytorch_on_the_authors_model() {
         let (wev, wdv) = if case.tied { (hv, hv) } else { (tape.leaf(we), tape.leaf(wd)) };
         let p = DceaParams { h: hv, we: wev, wd: wdv, b: tape.leaf(b), tied: case.tied };
         let yv = tape.constant(y);
-        let out = dcea_forward(&p, &yv, &cfg);
+        let out = dcea_forward_traced(&p, &yv, &cfg);
+        let stats = out.stats.as_ref().unwrap();
         assert!(case.margin > 1e-6, "{}: the reference sits near a kink", case.family);
-        assert!(out.stats.parameter_kink_margin() > 1e-6, "{}: margin {:?}", case.family, out.stats);
+        assert!(stats.parameter_kink_margin() > 1e-6, "{}: margin {stats:?}", case.family);
         let loss = nll(family, &out.eta, &yv, Reduction::Sum);
         let what = format!("{} {}", case.family, if case.tied { "tied" } else { "untied" });
         assert_close(&format!("{what}: eta"), &out.eta.value().to_vec(), case.eta, 1e-10);
@@ -152,9 +154,9 @@ fn one_step_gaussian_dcea_by_hand() {
     let b = tape.leaf(Tensor::from([0.25]));
     let p = DceaParams { h, we: h, wd: h, b, tied: true };
     let y = tape.constant(Tensor::from_vec(vec![2.0], &[1, 1, 1, 1]));
-    let out = dcea_forward(&p, &y, &cfg);
+    let out = dcea_forward_traced(&p, &y, &cfg);
     assert_eq!(out.code.value().to_vec(), vec![0.75]);
-    assert_eq!(out.stats.active, vec![1.0]);
+    assert_eq!(out.stats.as_ref().unwrap().active, vec![1.0]);
     let loss = nll(Family::Gaussian, &out.eta, &y, Reduction::Sum);
     assert_eq!(loss.item(), 0.78125);
     let g = tape.backward(&loss).unwrap();
@@ -176,11 +178,14 @@ fn two_sided_threshold_and_poisson_first_step_by_hand() {
     let h = tape.leaf(Tensor::from_vec(vec![1.0], &[1, 1, 1, 1]));
     let p = DceaParams { h, we: h, wd: h, b: tape.leaf(Tensor::from([0.5])), tied: true };
     let y = tape.constant(Tensor::from_vec(vec![3.0, 0.0], &[1, 1, 1, 2]));
-    let out = dcea_forward(&p, &y, &cfg);
+    let out = dcea_forward_traced(&p, &y, &cfg);
     let want = [1.5, 2.0 * ((-1.0f64).exp() - 1.0) + 0.5];
     assert_close("x₁", &out.code.value().to_vec(), &want, 1e-15);
-    assert_eq!(out.stats.elu_margin_at_zero, 1.0);
-    assert_eq!(out.stats.elu_margin, vec![f64::INFINITY]);
+    let stats = out.stats.unwrap();
+    assert_eq!(stats.elu_margin_at_zero, 1.0);
+    assert_eq!(stats.elu_margin, vec![f64::INFINITY]);
+    // |v| − b = [1.5, 0.7642…]: the threshold margin is the smaller
+    assert_close("margin", &stats.threshold_margin, &[-want[1]], 1e-15);
 }
 
 #[test]
@@ -377,7 +382,7 @@ fn params_of<'t>(cfg: &DceaConfig, v: &[Var<'t, f64>]) -> DceaParams<'t, f64> {
 fn margin(cfg: &DceaConfig, params: &[Tensor<f64>], y: &Tensor<f64>, with_y: bool) -> f64 {
     let tape = Tape::<f64>::new();
     let v: Vec<Var<'_, f64>> = params.iter().map(|t| tape.leaf(t.clone())).collect();
-    let st = dcea_forward(&params_of(cfg, &v), &tape.constant(y.clone()), cfg).stats;
+    let st = dcea_forward_traced(&params_of(cfg, &v), &tape.constant(y.clone()), cfg).stats.unwrap();
     if with_y {
         st.kink_margin()
     } else {
@@ -453,10 +458,51 @@ fn whole_model_gradients_match_central_differences_for_every_family() {
 }
 
 #[test]
+fn the_fused_rules_match_the_composite_model() {
+    // dcea_forward (dcea_residual + dcea_step) against dcea_forward_composite (elementary ops
+    // only): the same forward values and gradients, for every family, both thresholds, tied
+    // and untied, with and without shifts and a step ≠ 1.
+    let mut rng = Rng::new(31);
+    for (family, threshold, tied, stride, step) in [
+        (Family::Poisson, Threshold::OneSided, true, 2, 1.0),
+        (Family::Poisson, Threshold::TwoSided, false, 1, 0.8),
+        (Family::Binomial { trials: 3.0 }, Threshold::OneSided, false, 2, 1.0),
+        (Family::Binomial { trials: 1.0 }, Threshold::TwoSided, true, 3, 1.2),
+        (Family::Gaussian, Threshold::TwoSided, true, 2, 1.0),
+        (Family::Gaussian, Threshold::OneSided, false, 1, 0.5),
+    ] {
+        let cfg = small(family, tied, stride).threshold(threshold, 0.05).step(step);
+        let d = Dcea::<f64>::new(cfg.clone(), &mut rng).unwrap();
+        let y = jittered(family, &[2, 1, 10, 11], &mut rng);
+        let r = Tensor::<f64>::randn(&[2, 1, 10, 11], &mut rng);
+        let run = |fused: bool| {
+            let tape = Tape::<f64>::new();
+            let p = d.bind(&tape);
+            let yv = tape.leaf(y.clone());
+            let out = if fused { dcea_forward(&p, &yv, &cfg) } else { dcea_forward_composite(&p, &yv, &cfg) };
+            let code = out.code.value().to_vec();
+            let g = tape.backward_with(&out.eta, Some(r.clone()), BackwardOptions::default()).unwrap();
+            let mut grads: Vec<Vec<f64>> = p.grads(&g).into_iter().map(|t| t.unwrap().to_vec()).collect();
+            grads.push(g.wrt(&yv).to_vec());
+            (out.eta.value().to_vec(), code, grads, tape.recorded_ops())
+        };
+        let (fused, comp) = (run(true), run(false));
+        let what = format!("{} {threshold:?} tied={tied} stride={stride} step={step}", family.name());
+        assert_close(&format!("{what}: η̂"), &fused.0, &comp.0, 1e-12);
+        assert_close(&format!("{what}: x_T"), &fused.1, &comp.1, 1e-12);
+        for (i, (a, b)) in fused.2.iter().zip(&comp.2).enumerate() {
+            assert_close(&format!("{what}: gradient {i}"), a, b, 1e-12);
+        }
+        assert!(fused.3.iter().any(|n| n == "dcea_step") && !comp.3.iter().any(|n| n == "dcea_step"));
+        assert!(comp.3.iter().any(|n| n == "relu"), "{:?}", comp.3);
+    }
+}
+
+#[test]
 fn the_dcea_audit_cases_pass() {
-    let cases: Vec<_> =
-        sparsegrad_sparse::audit::cases().into_iter().filter(|c| c.op == "dcea" || c.op.ends_with("_nll")).collect();
-    assert_eq!(cases.len(), 6 + 3 * 6);
+    let dcea_ops = ["dcea", "dcea_residual", "dcea_step", "gaussian_nll", "binomial_nll", "poisson_nll"];
+    let cases: Vec<_> = sparsegrad_sparse::audit::cases().into_iter().filter(|c| dcea_ops.contains(&c.op)).collect();
+    assert_eq!(cases.len(), 6 + 8 + 5 + 3 * 6);
     let results = audit::run_all(&cases, None);
     let table = audit::format_table(&results);
     assert!(results.iter().all(|r| r.passed()), "{table}");
