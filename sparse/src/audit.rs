@@ -285,8 +285,8 @@ fn patch_matrix(x: &Tensor<f64>, geo: Patches) -> Tensor<f64> {
 }
 
 /// Every audit case of this crate's rules: `sf` (with fixed and learned λ), `csf`,
-/// `sf_loss`, `csf_loss`, the three NLLs of [`crate::dcea`] and the whole unfolded DCEA
-/// (labelled `dcea`, a composite).
+/// `sf_loss`, `csf_loss`, the three NLLs and the two step rules of [`crate::dcea`]
+/// (`dcea_residual`, `dcea_step`) and the whole unfolded DCEA (labelled `dcea`, a composite).
 pub fn cases() -> Vec<AuditCase> {
     let mut out = Vec::new();
     sf_cases(&mut out, "sf");

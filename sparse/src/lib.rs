@@ -8,8 +8,8 @@
 //!   active-set Jacobian ([`lars::backward`]).
 //! * [`sf`]: the SF and CSF layers' ops and their unsupervised losses, with analytic rules.
 //! * [`dcea`]: the deep convolutional exponential auto-encoder (Gaussian, Binomial, Poisson;
-//!   tied and untied; the authors' Poisson denoising configuration) unfolded on the tape, and
-//!   the three negative log-likelihoods as fused rules.
+//!   tied and untied; the authors' Poisson denoising configuration) unfolded on the tape with
+//!   two fused step rules, and the three negative log-likelihoods as fused rules.
 //! * [`audit`]: the gradient audit of every rule here, appended to the built-in ops' registry
 //!   by `sparsegrad gradcheck`.
 
