@@ -10,10 +10,12 @@
 //! | CIFAR-10 / CIFAR-100 | [`Cifar10::open`], [`Cifar100::open`], [`open_cifar_file`] | binary records |
 //! | SVHN cropped digits | [`Svhn::open`], [`open_svhn_mat`] | MATLAB level-5 MAT |
 //! | MNIST subset (1,000 + 1,000) | [`embedded::mnist_subset`] | compiled in |
+//! | grayscale test images (DCEA denoising) | [`read_pgm`], [`open_pgm`] | PGM (`P5` 8/16-bit, `P2`) |
 //!
 //! Every reader returns [`ImageSet`]s (grouped in a [`Split`]), which implement [`Dataset`]:
 //! images as zero-copy `u8` [`ImageView`]s into the mapped file, or normalised `f32`
-//! tensors `[C, H, W]`.
+//! tensors `[C, H, W]`. Single PGM images are read whole into a [`Pgm`] (or a `[1, 1, H, W]`
+//! tensor in `[0, 1]`).
 //!
 //! ## Errors
 //! Misuse (an index out of range, a batch size of 0) panics with a message naming the
@@ -49,6 +51,7 @@ pub mod idx;
 pub mod info;
 pub mod loader;
 pub mod mat;
+pub mod pgm;
 pub mod supervision;
 pub mod variations;
 
@@ -59,6 +62,7 @@ pub use error::{DataError, Result};
 pub use idx::{open_idx_pair, FashionMnist, Mnist};
 pub use loader::{Augment, Batch, Batches, Loader, LoaderConfig, Noise};
 pub use mat::{open_svhn_mat, Svhn};
+pub use pgm::{open_pgm, parse_pgm, read_pgm, Pgm};
 pub use supervision::{stratified_indices, validation_indices, LimitedSupervision};
 pub use variations::Variation;
 

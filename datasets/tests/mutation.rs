@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use engine::Rng;
 use sparsegrad_datasets::checksum::adler32;
 use sparsegrad_datasets::idx::{idx_images_bytes, idx_labels_bytes};
+use sparsegrad_datasets::pgm::{pgm_bytes, pgm_plain_bytes};
 use sparsegrad_datasets::{
-    open_cifar_file, open_idx_pair, open_svhn_mat, CifarKind, Dataset, ImageSet, Loader, LoaderConfig, Mnist,
+    open_cifar_file, open_idx_pair, open_svhn_mat, read_pgm, CifarKind, Dataset, ImageSet, Loader, LoaderConfig, Mnist,
     OpenOptions, Result, DATA_ENV,
 };
 
@@ -119,6 +120,7 @@ enum Kind {
     Cifar100,
     CifarGuess,
     Mat,
+    Pgm,
 }
 
 struct Seed {
@@ -133,6 +135,14 @@ struct Seed {
 
 /// Opens `path` as `kind` and reads everything; returns the number of images read.
 fn exercise(kind: Kind, path: &Path, partner: &Path, opts: &OpenOptions) -> Result<usize> {
+    if let Kind::Pgm = kind {
+        let p = read_pgm(path)?;
+        assert_eq!(p.pixels.len(), p.width * p.height);
+        assert!(p.pixels.iter().all(|&v| v <= p.maxval));
+        let t = p.to_tensor::<f32>();
+        assert!(t.to_vec().iter().all(|v| (0.0..=1.0).contains(v)));
+        return Ok(p.pixels.len());
+    }
     let set: ImageSet = match kind {
         Kind::IdxImages => open_idx_pair("m", path, partner, Mnist::class_names(), opts)?,
         Kind::IdxLabels => open_idx_pair("m", partner, path, Mnist::class_names(), opts)?,
@@ -140,6 +150,7 @@ fn exercise(kind: Kind, path: &Path, partner: &Path, opts: &OpenOptions) -> Resu
         Kind::Cifar100 => open_cifar_file(path, Some(CifarKind::Cifar100))?,
         Kind::CifarGuess => open_cifar_file(path, None)?,
         Kind::Mat => open_svhn_mat(path, opts)?,
+        Kind::Pgm => unreachable!("handled above"),
     };
     let mut total = 0u64;
     for i in 0..set.len() {
@@ -210,6 +221,11 @@ fn mutate(b: &mut Vec<u8>, rng: &mut Rng) -> Vec<String> {
     done
 }
 
+/// `n` PGM samples in `0..=maxval`.
+fn pgm_px(n: usize, maxval: u16) -> Vec<u16> {
+    (0..n).map(|i| ((i * 2654435761) % (maxval as usize + 1)) as u16).collect()
+}
+
 fn real_seeds() -> Vec<Seed> {
     let root = std::env::var_os(DATA_ENV)
         .map(PathBuf::from)
@@ -257,6 +273,9 @@ fn mutated_files_give_ok_or_a_clean_error() {
         seed("CIFAR guessed", Kind::CifarGuess, c10, Vec::new()),
         seed("MAT plain", Kind::Mat, mat_file(false), Vec::new()),
         seed("MAT compressed", Kind::Mat, mat_file(true), Vec::new()),
+        seed("PGM P5 8-bit", Kind::Pgm, pgm_bytes(6, 5, 255, &pgm_px(30, 255)), Vec::new()),
+        seed("PGM P5 16-bit", Kind::Pgm, pgm_bytes(5, 4, 4095, &pgm_px(20, 4095)), Vec::new()),
+        seed("PGM P2", Kind::Pgm, pgm_plain_bytes(4, 4, 200, &pgm_px(16, 200)), Vec::new()),
     ];
     seeds.extend(real_seeds());
     let partners: Vec<PathBuf> = seeds

@@ -285,7 +285,9 @@ fn patch_matrix(x: &Tensor<f64>, geo: Patches) -> Tensor<f64> {
 }
 
 /// Every audit case of this crate's rules: `sf` (with fixed and learned λ), `csf`,
-/// `sf_loss`, `csf_loss`, the CSC layer (`csc_unrolled`, `csc_implicit`).
+/// `sf_loss`, `csf_loss`, the CSC layer (`csc_unrolled`, `csc_implicit`), the three NLLs and
+/// the two step rules of [`crate::dcea`] (`dcea_residual`, `dcea_step`) and the whole unfolded
+/// DCEA (labelled `dcea`, a composite).
 pub fn cases() -> Vec<AuditCase> {
     let mut out = Vec::new();
     sf_cases(&mut out, "sf");
@@ -293,12 +295,24 @@ pub fn cases() -> Vec<AuditCase> {
     csf_cases(&mut out, "csf");
     csf_cases(&mut out, "csf_loss");
     crate::csc::audit_cases(&mut out);
+    crate::dcea::cases(&mut out);
     out
 }
 
 /// The names of the rules this crate records on the tape (the coverage test checks the audit
 /// against them, as `autograd::ops::RULES` for the built-ins).
-pub const RULES: &[&str] = &["sf", "sf_loss", "csf", "csf_loss", "csc_implicit"];
+pub const RULES: &[&str] = &[
+    "sf",
+    "sf_loss",
+    "csf",
+    "csf_loss",
+    "csc_implicit",
+    "gaussian_nll",
+    "binomial_nll",
+    "poisson_nll",
+    "dcea_residual",
+    "dcea_step",
+];
 
 /// The whole registry: the built-in ops' cases followed by this crate's.
 pub fn registry() -> Vec<AuditCase> {

@@ -25,8 +25,9 @@ pub enum SparseError {
     /// The path of `sample` took more than the configured number of steps (a guard against
     /// cycling on degenerate data; see `LarsConfig::max_steps`).
     PathTooLong { op: &'static str, sample: usize, steps: usize },
-    /// A step size that cannot be used: the Lipschitz estimate `L` of `‖AᵀA‖₂` is zero,
-    /// negative or not finite (a zero dictionary, or an operator that overflowed).
+    /// A step size that cannot be used: the Lipschitz estimate `L` (of `‖AᵀA‖₂` for FISTA, of
+    /// the power iteration that folds a DCEA's step into its filters) is zero, negative or not
+    /// finite (a zero dictionary, or an operator that overflowed).
     BadStep { op: &'static str, lipschitz: f64 },
     /// An iterative solve stopped before reaching its tolerance: `rel_residual` is the worst
     /// sample's `‖r‖/‖b‖` after `iters` iterations, against `tol`.
@@ -76,7 +77,7 @@ impl fmt::Display for SparseError {
             }
             SparseError::BadStep { op, lipschitz } => write!(
                 f,
-                "{op}: the Lipschitz estimate L = {lipschitz:e} of ‖AᵀA‖₂ is not finite and positive \
+                "{op}: the Lipschitz estimate L = {lipschitz:e} is not finite and positive \
                  (a zero or overflowing dictionary?)"
             ),
             SparseError::NotConverged { op, what, iters, rel_residual, tol } => write!(
