@@ -111,10 +111,10 @@ impl<T: Element> Backward<T> for SfBackward<T> {
             lambda1: needed.get(2).copied().unwrap_or(false),
             lambda2: needed.get(3).copied().unwrap_or(false),
         };
-        let (xs, a, gs) = (rows(x), rows(output), rows(g));
+        let (ds, xs, a, gs) = (rows(d), rows(x), rows(output), rows(g));
         let grads = mairal_backward(
             &self.paths,
-            &atoms_as_rows(d),
+            ds.as_slice().expect("contiguous"),
             xs.as_slice().expect("contiguous"),
             a.as_slice().expect("contiguous"),
             gs.as_slice().expect("contiguous"),
@@ -301,10 +301,10 @@ impl<T: Element> Backward<T> for CsfBackward<T> {
             let (n, l) = (t.dim(0), t.dim(2) * t.dim(3));
             t.reshape(&[n, k, l]).transpose(1, 2).contiguous()
         };
-        let (a, gp) = (by_patch(output), by_patch(g));
+        let (ds, a, gp) = (rows(d), by_patch(output), by_patch(g));
         let grads = mairal_backward(
             &self.paths,
-            &atoms_as_rows(d),
+            ds.as_slice().expect("contiguous"),
             self.patches.as_slice().expect("contiguous"),
             a.as_slice().expect("contiguous"),
             gp.as_slice().expect("contiguous"),
