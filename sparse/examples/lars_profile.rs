@@ -6,7 +6,8 @@
 //! with PIECE one of `whole` (`lars_en`), `path` (`lars_en_gram`, G and C given), `gram`
 //! (`G = DᵀD + λ2·I` as `lars_en` builds it: `lars_en` on an empty batch), `backward` (the SF
 //! op's rule alone: `backward_with` a random cotangent, D and X leaves, graph retained),
-//! DICT `gaussian` or `correlated`, L2 `0` or `0.01`. Prints the mean wall time per call
+//! DICT `gaussian` or `correlated`, L2 `0` or `0.01`; or `lars_profile csf forward|backward|both
+//! [REPS]` for the CSF-LeNet first layer of `bench/benches/lars.rs` (f32). Prints the mean wall time per call
 //! and the mean CPU time of the process's threads per call (Linux: the scheduler's
 //! `sum_exec_runtime` from `/proc/self/task/*/schedstat`, in ns; 0 where it is not
 //! available), which on a loaded machine stays close to the unloaded wall time of one thread.
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use autograd::{BackwardOptions, Tape};
 use engine::{Rng, Tensor};
-use sparsegrad_sparse::sf::sf;
+use sparsegrad_sparse::sf::{csf, sf, Patches};
 use sparsegrad_sparse::{lars_en, lars_en_gram, LarsConfig};
 
 mod common;
@@ -31,8 +32,53 @@ fn cpu_seconds() -> f64 {
     ns as f64 * 1e-9
 }
 
+/// `lars_profile csf forward|backward|both [REPS]`: the CSF op on the CSF-LeNet first layer
+/// (`common::csf_problem`, f32): its forward (patches and codes), its rule alone (graph
+/// retained, `∂D` only: the images are a constant), or both on a fresh tape.
+fn csf_main(piece: &str, reps: usize) {
+    let (x, d, l1, l2) = common::csf_problem();
+    let cfg = LarsConfig::new(l1, l2);
+    let geo = Patches::new(5);
+    let tape = Tape::<f32>::new();
+    let dv = tape.leaf(d.clone());
+    let (y, stats) = csf(&dv, &tape.constant(x.clone()), geo, &cfg).unwrap();
+    let cot = Tensor::<f32>::randn(y.value().shape(), &mut Rng::new(12));
+    let (t, cpu0) = (Instant::now(), cpu_seconds());
+    for _ in 0..reps {
+        match piece {
+            "forward" => {
+                let t = Tape::<f32>::new();
+                drop(csf(&t.leaf(d.clone()), &t.constant(x.clone()), geo, &cfg).unwrap());
+            }
+            "backward" => {
+                tape.zero_grad();
+                drop(tape.backward_with(&y, Some(cot.clone()), BackwardOptions { retain_graph: true }).unwrap());
+            }
+            "both" => {
+                let t = Tape::<f32>::new();
+                let (y, _) = csf(&t.leaf(d.clone()), &t.constant(x.clone()), geo, &cfg).unwrap();
+                drop(t.backward_with(&y, Some(cot.clone()), BackwardOptions::default()).unwrap());
+            }
+            _ => panic!("lars_profile csf forward|backward|both [REPS]"),
+        }
+    }
+    let per = t.elapsed().as_secs_f64() / reps as f64;
+    let cpu = (cpu_seconds() - cpu0) / reps as f64;
+    println!(
+        "csf {piece} (mean |Λ| {:.2}): wall {:.3} ms per call, CPU {:.3} ms per call, {} threads",
+        stats.mean_active(),
+        per * 1e3,
+        cpu * 1e3,
+        rayon::current_num_threads()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("csf") {
+        let piece = args.get(1).map(String::as_str).unwrap_or("both");
+        return csf_main(piece, args.get(2).map(|r| r.parse().expect("REPS: a number")).unwrap_or(10));
+    }
     let usage = "lars_profile whole|path|gram|backward gaussian|correlated L2 [REPS]";
     let piece = args.first().expect(usage).clone();
     let kind = args.get(1).expect(usage).clone();

@@ -64,3 +64,21 @@ pub fn problems() -> Vec<(&'static str, Tensor<f64>, Tensor<f64>, f64)> {
         })
         .collect()
 }
+
+/// The CSF-LeNet first layer of `bench/benches/lars.rs` (the same data from the same seed):
+/// N(0, 1) images `[64, 1, 28, 28]` in f32, 20 unit-norm random atoms of 5×5 (`[25, 20]`),
+/// λ1 = 0.25·mean over the patches of max_j |d_jᵀp|, λ2 = 0.01: `(x, D, λ1, λ2)`.
+#[allow(dead_code)] // not every example codes patches
+pub fn csf_problem() -> (Tensor<f32>, Tensor<f32>, f64, f64) {
+    let (batch, m, k) = (64, 25, 20);
+    let mut rng = Rng::new(11);
+    let x = Tensor::<f32>::randn(&[batch, 1, 28, 28], &mut rng);
+    let mut d = Tensor::<f64>::randn(&[m, k], &mut rng).to_vec();
+    unit_columns(&mut d, m, k);
+    let d = Tensor::from_vec(d, &[m, k]).cast::<f32>();
+    let patches = x.im2col([5, 5], engine::Conv2dParams::new()).transpose(1, 2).contiguous().reshape(&[batch * 576, m]);
+    let corr = patches.matmul(&d).to_vec();
+    let l1 = 0.25 * corr.chunks(k).map(|r| r.iter().fold(0.0f64, |a, &v| a.max((v as f64).abs()))).sum::<f64>()
+        / (batch * 576) as f64;
+    (x, d, l1, 0.01)
+}

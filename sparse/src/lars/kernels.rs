@@ -248,13 +248,18 @@ dispatched! {
     /// and keeping a value only if it is strictly smaller); `(gamma, NO_JOIN)` if none is.
     ///
     /// Most blocks of `JOIN_BLOCK` atoms are ruled out without a division by the filter
-    /// `pos(λ ∓ c_j) + bar ≤ γ⁺·(1 ∓ a_j)` with `γ⁺ = γ·(1 + 4ε)`, γ the best value so far;
-    /// the divisions run on the blocks that pass. The filter keeps every atom with `t < γ`
-    /// (γ ≥ 0, normal numbers): `t = fl(n/d) < γ` implies `n/d < γ` (rounding is monotone and
-    /// γ is a float), so `n < γ·d ≤ fl(γ⁺·d)`, since `fl(γ⁺·d) ≥ γ·d·(1 + 4ε)(1 − ε/2)²`.
+    /// `|c_j − γ·a_j| + κ·|c_j| − bar ≥ (λ − γ) − κ·λ`, `κ = 16ε`, γ the best value so far and
+    /// bar the smaller of the atom's two bars (`c_j − γ·a_j` instead of its absolute value when
+    /// not `signed`: then `bar_minus` must bar every atom, as for positive codes); the divisions run on the blocks that pass. The filter keeps
+    /// every atom with `t < γ` (γ ≥ 0): `t⁺ = fl(n/d) < γ` implies `n/d < γ` (rounding is
+    /// monotone and γ is a float), i.e. `c_j − γ·a_j > λ − γ` (if `λ − c_j > 0` from
+    /// `λ − c_j < γ·(1 − a_j)`; otherwise from `c_j ≥ λ` and `a_j < 1`), and `t⁻ < γ` gives
+    /// `−(c_j − γ·a_j) > λ − γ` the same way. The computed `|c − γ·a|` is within
+    /// `ε·(|c| + |γ·a|)` of the exact one and the right-hand side within `ε·λ/2`, and where
+    /// `|γ·a| > 2·(λ + |c|)` the left side exceeds λ by far; so the margin κ covers the rounding.
     /// For γ < 0 no atom qualifies and the filter's extra passes find none.
     /// **Panics** if the slices' lengths differ.
-    fn next_join(c: &[T], a: &[T], bar_plus: &[T], bar_minus: &[T], lam: T, gamma: T) -> (T, usize)
+    fn next_join(c: &[T], a: &[T], bar_plus: &[T], bar_minus: &[T], lam: T, gamma: T, signed: bool) -> (T, usize)
         = next_join_imp
 }
 
@@ -270,7 +275,15 @@ fn join_times<T: Element>(c: T, a: T, bar_plus: T, bar_minus: T, lam: T) -> (T, 
 }
 
 #[inline(always)]
-fn next_join_imp<T: Element>(c: &[T], a: &[T], bar_plus: &[T], bar_minus: &[T], lam: T, gamma: T) -> (T, usize) {
+fn next_join_imp<T: Element>(
+    c: &[T],
+    a: &[T],
+    bar_plus: &[T],
+    bar_minus: &[T],
+    lam: T,
+    gamma: T,
+    signed: bool,
+) -> (T, usize) {
     let k = c.len();
     assert!(
         a.len() == k && bar_plus.len() == k && bar_minus.len() == k,
@@ -279,60 +292,98 @@ fn next_join_imp<T: Element>(c: &[T], a: &[T], bar_plus: &[T], bar_minus: &[T], 
         bar_plus.len(),
         bar_minus.len()
     );
-    let one = T::one();
-    let margin = one + T::of(4.0) * T::epsilon();
+    let kappa = T::of(16.0) * T::epsilon();
     let (mut best, mut win) = (gamma, NO_JOIN);
-    let mut bound = best * margin;
     let mut j0 = 0;
     while j0 + JOIN_BLOCK <= k {
         let cb: &[T; JOIN_BLOCK] = c[j0..j0 + JOIN_BLOCK].try_into().expect("block");
         let ab: &[T; JOIN_BLOCK] = a[j0..j0 + JOIN_BLOCK].try_into().expect("block");
         let pb: &[T; JOIN_BLOCK] = bar_plus[j0..j0 + JOIN_BLOCK].try_into().expect("block");
         let mb: &[T; JOIN_BLOCK] = bar_minus[j0..j0 + JOIN_BLOCK].try_into().expect("block");
+        // The filter (see the docs): |c − γ·a| + κ·|c| − bar ≥ (λ − γ) − κ·λ.
+        let theta = (lam - best) - kappa * lam;
         let mut any = false;
         for l in 0..JOIN_BLOCK {
-            let plus = pos(lam - cb[l]) + pb[l] <= bound * (one - ab[l]);
-            let minus = pos(lam + cb[l]) + mb[l] <= bound * (one + ab[l]);
-            any |= plus | minus;
+            let q = cb[l] - best * ab[l];
+            let v = if signed { q.abs() } else { q };
+            let bar = if pb[l] < mb[l] { pb[l] } else { mb[l] };
+            any |= v + kappa * cb[l].abs() - bar >= theta;
         }
         if any {
-            let mut tp = [T::zero(); JOIN_BLOCK];
-            let mut tm = [T::zero(); JOIN_BLOCK];
-            for l in 0..JOIN_BLOCK {
-                (tp[l], tm[l]) = join_times(cb[l], ab[l], pb[l], mb[l], lam);
-            }
-            let mut m = T::infinity();
-            for l in 0..JOIN_BLOCK {
-                m = if tp[l] < m { tp[l] } else { m };
-                m = if tm[l] < m { tm[l] } else { m };
-            }
-            if m < best {
-                for l in 0..JOIN_BLOCK {
-                    if tp[l] == m {
-                        win = 2 * (j0 + l);
-                        break;
-                    }
-                    if tm[l] == m {
-                        win = 2 * (j0 + l) + 1;
-                        break;
-                    }
-                }
-                best = m;
-                bound = best * margin;
+            if let Some((t, lane)) = block_min(cb, ab, pb, mb, lam, best, u32::MAX) {
+                (best, win) = (t, 2 * j0 + lane);
             }
         }
         j0 += JOIN_BLOCK;
     }
-    for j in j0..k {
-        let (tp, tm) = join_times(c[j], a[j], bar_plus[j], bar_minus[j], lam);
-        if tp < best {
-            (best, win) = (tp, 2 * j);
-        }
-        if tm < best {
-            (best, win) = (tm, 2 * j + 1);
+    if j0 < k {
+        let rest = k - j0;
+        if k >= JOIN_BLOCK {
+            // The last, partial block as the last full block of the slices, with the lanes
+            // that were in the block before left out.
+            let s = k - JOIN_BLOCK;
+            let cb: &[T; JOIN_BLOCK] = c[s..].try_into().expect("block");
+            let ab: &[T; JOIN_BLOCK] = a[s..].try_into().expect("block");
+            let pb: &[T; JOIN_BLOCK] = bar_plus[s..].try_into().expect("block");
+            let mb: &[T; JOIN_BLOCK] = bar_minus[s..].try_into().expect("block");
+            let lanes = !((1u32 << (JOIN_BLOCK - rest)) - 1);
+            if let Some((t, lane)) = block_min(cb, ab, pb, mb, lam, best, lanes) {
+                (best, win) = (t, 2 * s + lane);
+            }
+        } else {
+            // Fewer atoms than a block: padded with atoms barred from both sides.
+            let (mut cb, mut ab) = ([T::zero(); JOIN_BLOCK], [T::zero(); JOIN_BLOCK]);
+            let (mut pb, mut mb) = ([T::infinity(); JOIN_BLOCK], [T::infinity(); JOIN_BLOCK]);
+            for l in 0..rest {
+                (cb[l], ab[l], pb[l], mb[l]) = (c[j0 + l], a[j0 + l], bar_plus[j0 + l], bar_minus[j0 + l]);
+            }
+            if let Some((t, lane)) = block_min(&cb, &ab, &pb, &mb, lam, best, u32::MAX) {
+                (best, win) = (t, 2 * j0 + lane);
+            }
         }
     }
     (best, win)
+}
+
+/// The scan of one block, on the lanes set in `lanes`: `t⁺` then `t⁻` of lane 0, 1, …, a
+/// value kept if strictly below the best so far (starting from `best`). Returns the last kept
+/// value and its code (`2l` for lane l at `+λ`, `2l + 1` at `−λ`), or `None`. The times are
+/// computed for all lanes at once and only the lanes that beat `best` are visited, in order
+/// (bit masks), so the block vectorises and the result is the one of the plain scan.
+#[inline(always)]
+fn block_min<T: Element>(
+    cb: &[T; JOIN_BLOCK],
+    ab: &[T; JOIN_BLOCK],
+    pb: &[T; JOIN_BLOCK],
+    mb: &[T; JOIN_BLOCK],
+    lam: T,
+    best: T,
+    lanes: u32,
+) -> Option<(T, usize)> {
+    let (mut tp, mut tm) = ([T::zero(); JOIN_BLOCK], [T::zero(); JOIN_BLOCK]);
+    for l in 0..JOIN_BLOCK {
+        (tp[l], tm[l]) = join_times(cb[l], ab[l], pb[l], mb[l], lam);
+    }
+    let mut below = 0u32;
+    for l in 0..JOIN_BLOCK {
+        below |= (((tp[l] < best) | (tm[l] < best)) as u32) << l;
+    }
+    below &= lanes;
+    if below == 0 {
+        return None;
+    }
+    let (mut best, mut win) = (best, usize::MAX);
+    while below != 0 {
+        let l = below.trailing_zeros() as usize;
+        below &= below - 1;
+        if tp[l] < best {
+            (best, win) = (tp[l], 2 * l);
+        }
+        if tm[l] < best {
+            (best, win) = (tm[l], 2 * l + 1);
+        }
+    }
+    (win != usize::MAX).then_some((best, win))
 }
 
 // ============================================================================ u = L⁻ᵀ·y
@@ -347,13 +398,25 @@ dispatched! {
 
 #[inline(always)]
 fn solve_lt_imp<T: Element>(l: &[T], ld: usize, b: &mut [T]) {
-    for i in (0..b.len()).rev() {
-        let row = &l[i * ld..i * ld + i + 1];
-        let xi = b[i] / row[i];
-        b[i] = xi;
-        for (bj, &a) in b[..i].iter_mut().zip(&row[..i]) {
-            *bj -= a * xi;
+    let n = b.len();
+    if n > 0 {
+        assert!(l.len() >= (n - 1) * ld + n, "solve_lt: {n} rows of leading dimension {ld} need more than {}", l.len());
+    }
+    // Two rows at a time: b_j −= L_ij·x_i, then −= L_{i−1,j}·x_{i−1}, as the row loop does.
+    let mut i = n;
+    while i >= 2 {
+        let (hi, lo) = (&l[(i - 1) * ld..(i - 1) * ld + i], &l[(i - 2) * ld..(i - 2) * ld + i - 1]);
+        let xh = b[i - 1] / hi[i - 1];
+        b[i - 1] = xh;
+        let xl = (b[i - 2] - hi[i - 2] * xh) / lo[i - 2];
+        b[i - 2] = xl;
+        for ((bj, &ah), &al) in b[..i - 2].iter_mut().zip(&hi[..i - 2]).zip(&lo[..i - 2]) {
+            *bj = (*bj - ah * xh) - al * xl;
         }
+        i -= 2;
+    }
+    if i == 1 {
+        b[0] /= l[0];
     }
 }
 
@@ -618,7 +681,7 @@ mod tests {
                 }
                 let want = naive_join(&c, &a, &bp, &bm, lam, gamma);
                 for level in Level::available() {
-                    let got = next_join(level, &c, &a, &bp, &bm, lam, gamma);
+                    let got = next_join(level, &c, &a, &bp, &bm, lam, gamma, !positive);
                     assert!(
                         got.0.to_bits_u64() == want.0.to_bits_u64() && got.1 == want.1,
                         "{} n={n} trial={trial}: {:?} vs {:?}",
@@ -650,13 +713,13 @@ mod tests {
         c[1] = 0.5;
         c[20] = 0.5;
         for level in Level::available() {
-            assert_eq!(next_join(level, &c, &a, &bp, &closed, 1.0, 1.0), (0.5, 2), "{}", level.name());
+            assert_eq!(next_join(level, &c, &a, &bp, &closed, 1.0, 1.0, false), (0.5, 2), "{}", level.name());
         }
         // c = 0: t⁺ = t⁻ = 1 for every atom, both sides open: atom 0 at +λ.
         let c = vec![0.0f64; n];
         for level in Level::available() {
-            assert_eq!(next_join(level, &c, &a, &bp, &open, 1.0, 2.0), (1.0, 0), "{}", level.name());
-            assert_eq!(next_join(level, &c, &a, &bp, &open, 1.0, 1.0), (1.0, NO_JOIN), "{}", level.name());
+            assert_eq!(next_join(level, &c, &a, &bp, &open, 1.0, 2.0, true), (1.0, 0), "{}", level.name());
+            assert_eq!(next_join(level, &c, &a, &bp, &open, 1.0, 1.0, true), (1.0, NO_JOIN), "{}", level.name());
         }
     }
 
