@@ -18,7 +18,9 @@
 //! 25 values), against the `conv2d` + bias layer it replaces (20 filters 5×5). Each iteration
 //! is a fresh tape, the forward and `backward_with` a fixed random cotangent of the output;
 //! the parameters (D; W and b) are leaves, the images a constant, as in a first layer.
-//! * `csf_forward_backward/lenet1_64x1x28x28_20x5x5` and `conv2d_forward_backward/..`.
+//! * `csf_forward_backward/lenet1_64x1x28x28_20x5x5_l1frac{f}`: λ1 = f·mean_p max_j |d_jᵀp|
+//!   over the patches p, f ∈ {0.25, 0.5} (9.3 and 4.5 of 20 atoms active), λ2 = 0.01;
+//!   `conv2d_forward_backward/lenet1_64x1x28x28_20x5x5`.
 //!
 //! With `LARS_STATS=path` the bench writes the mean active-set size of every case (and the
 //! CSF's λ1) to that JSON file, which `bench/report.py` puts beside the times: the work has
@@ -35,10 +37,11 @@ use sparse::{lars_en, lars_en_gram, LarsConfig};
 use sparsegrad_bench::group_name;
 use sparsegrad_bench::lars_workload::{problems, K, N};
 
-/// λ1 of the CSF layer as a fraction of the patches' mean largest correlation
-/// `mean_p max_j |d_jᵀp|` (the same rule as lars.py's λ1 = 0.1·…): 0.25 leaves about a
-/// quarter of the 20 atoms active per patch on N(0, 1) images (measured: see the stats).
-const CSF_LAMBDA_FRACTION: f64 = 0.25;
+/// λ1 of the CSF layer as fractions of the patches' mean largest correlation
+/// `mean_p max_j |d_jᵀp|` (the rule of lars.py's λ1 = 0.1·…): on N(0, 1) images, 0.25 leaves
+/// 9.3 of the 20 atoms active per patch (46%, about as dense as the ReLU output of the conv2d
+/// it replaces) and 0.5 leaves 4.5 (22%, a sparse code); the stats file records both.
+const CSF_LAMBDA_FRACTIONS: [f64; 2] = [0.25, 0.5];
 /// λ2 of the CSF layer.
 const CSF_LAMBDA2: f64 = 0.01;
 
@@ -112,7 +115,7 @@ fn csf_vs_conv(c: &mut Criterion, stats: &mut Vec<String>) {
     let label = "lenet1_64x1x28x28_20x5x5";
     let (batch, atoms) = (64usize, 20usize);
     g.throughput(Throughput::Elements(batch as u64));
-    g.sample_size(20);
+    g.sample_size(10);
     let mut rng = Rng::new(11);
     let x = Tensor::<f32>::randn(&[batch, 1, 28, 28], &mut rng);
     let d = unit_atoms(25, atoms, &mut rng);
@@ -120,30 +123,33 @@ fn csf_vs_conv(c: &mut Criterion, stats: &mut Vec<String>) {
     // λ1 from the patches as lars.py sets it from its signals.
     let patches = x.im2col([5, 5], Conv2dParams::new()).transpose(1, 2).contiguous().reshape(&[batch * 576, 25]);
     let corr = patches.matmul(&d).to_vec();
-    let l1 = CSF_LAMBDA_FRACTION
-        * corr.chunks(atoms).map(|r| r.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()))).sum::<f64>()
+    let max_corr = corr.chunks(atoms).map(|r| r.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()))).sum::<f64>()
         / (batch * 576) as f64;
-    let cfg = LarsConfig::new(l1, CSF_LAMBDA2);
     let cot = Tensor::<f32>::randn(&[batch, atoms, 24, 24], &mut rng);
-    {
-        let tape = Tape::<f32>::new();
-        let (y, st) = csf(&tape.leaf(d.clone()), &tape.constant(x.clone()), geo, &cfg).expect("csf");
-        assert_eq!(y.shape(), cot.shape());
-        let active = st.mean_active();
-        eprintln!("csf {label}: λ1 = {l1:.4} ({CSF_LAMBDA_FRACTION}·mean max|c|), λ2 = {CSF_LAMBDA2}, mean |Λ| = {active:.2} of {atoms}");
-        stats.push(format!(
-            "\"csf_{label}\": {{\"lambda1\": {l1}, \"lambda2\": {CSF_LAMBDA2}, \"lambda1_fraction\": {CSF_LAMBDA_FRACTION}, \"active_mean\": {active}, \"atoms\": {atoms}}}"
-        ));
-    }
-    g.bench_function(BenchmarkId::new("csf_forward_backward", label), |b| {
-        b.iter(|| {
+    for fraction in CSF_LAMBDA_FRACTIONS {
+        let l1 = fraction * max_corr;
+        let cfg = LarsConfig::new(l1, CSF_LAMBDA2);
+        let case = format!("{label}_l1frac{fraction}");
+        {
             let tape = Tape::<f32>::new();
-            let dv = tape.leaf(d.clone());
-            let (y, _) = csf(&dv, &tape.constant(x.clone()), geo, &cfg).unwrap();
-            let grads = tape.backward_with(&y, Some(cot.clone()), BackwardOptions::default()).unwrap();
-            black_box(grads.wrt(&dv))
-        })
-    });
+            let (y, st) = csf(&tape.leaf(d.clone()), &tape.constant(x.clone()), geo, &cfg).expect("csf");
+            assert_eq!(y.shape(), cot.shape());
+            let active = st.mean_active();
+            eprintln!("csf {case}: λ1 = {l1:.4} ({fraction}·mean max|c|), λ2 = {CSF_LAMBDA2}, mean |Λ| = {active:.2} of {atoms}");
+            stats.push(format!(
+                "\"csf_{case}\": {{\"lambda1\": {l1}, \"lambda2\": {CSF_LAMBDA2}, \"lambda1_fraction\": {fraction}, \"active_mean\": {active}, \"atoms\": {atoms}}}"
+            ));
+        }
+        g.bench_function(BenchmarkId::new("csf_forward_backward", &case), |b| {
+            b.iter(|| {
+                let tape = Tape::<f32>::new();
+                let dv = tape.leaf(d.clone());
+                let (y, _) = csf(&dv, &tape.constant(x.clone()), geo, &cfg).unwrap();
+                let grads = tape.backward_with(&y, Some(cot.clone()), BackwardOptions::default()).unwrap();
+                black_box(grads.wrt(&dv))
+            })
+        });
+    }
     let w = Tensor::<f32>::randn(&[atoms, 1, 5, 5], &mut rng);
     let bias = Tensor::<f32>::randn(&[atoms], &mut rng);
     g.bench_function(BenchmarkId::new("conv2d_forward_backward", label), |b| {
