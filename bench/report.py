@@ -230,7 +230,7 @@ def lars_table(crit, peers):
           "and C = X·D included, as in `spams.lasso`), and the path alone (`lars_en_gram`, G and C given, as "
           "`lars_path_gram` is given them).\n")
     print("| dictionary | λ2 | threads | sparsegrad | sparsegrad path only | SPAMS | sklearn lars_path_gram "
-          "| sklearn CD (encode) | SPAMS / sparsegrad | lars_path_gram / sparsegrad | "
+          "| sklearn CD (sparse_encode at λ2 = 0, ElasticNet fits at 0.01) | SPAMS / sparsegrad | lars_path_gram / sparsegrad | "
           "lars_path_gram / sparsegrad path | mean \\|Λ\\| sparsegrad / SPAMS / sklearn LARS |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for t in (1, 2):

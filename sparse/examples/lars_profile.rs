@@ -1,16 +1,18 @@
 //! Runs one piece of the LARS-EN batch on the lars.py workload `reps` times, for profilers
-//! (`perf record`, `valgrind --tool=callgrind`) and for `perf stat -e task-clock`, whose CPU
-//! time is less disturbed by other jobs on a shared machine than wall-clock time.
+//! (`perf record`, `valgrind --tool=callgrind`) and for timing by CPU time, which other jobs on
+//! a shared machine disturb less than wall-clock time.
 //!
 //! `cargo run --release -p sparsegrad-sparse --example lars_profile -- PIECE DICT L2 [REPS]`
 //! with PIECE one of `whole` (`lars_en`), `path` (`lars_en_gram`, G and C given), `gram`
 //! (`G = DᵀD + λ2·I` as `lars_en` builds it: `lars_en` on an empty batch), `backward` (the SF
 //! op's rule alone: `backward_with` a random cotangent, D and X leaves, graph retained),
-//! DICT `gaussian` or `correlated`, L2 `0` or `0.01`; or `lars_profile csf forward|backward|both
-//! [REPS]` for the CSF-LeNet first layer of `bench/benches/lars.rs` (f32). Prints the mean wall time per call
-//! and the mean CPU time of the process's threads per call (Linux: the scheduler's
-//! `sum_exec_runtime` from `/proc/self/task/*/schedstat`, in ns; 0 where it is not
-//! available), which on a loaded machine stays close to the unloaded wall time of one thread.
+//! DICT `gaussian` or `correlated`, L2 `0` or `0.01`; or `lars_profile csf
+//! forward|backward|both [REPS]` for the CSF-LeNet first layer of `bench/benches/lars.rs` (f32).
+//!
+//! Prints the mean wall time per call and the mean CPU time of the process's threads per call
+//! (Linux: the scheduler's `sum_exec_runtime` from `/proc/self/task/*/schedstat`, in ns; 0
+//! where it is not available). With one thread the CPU time stays close to the unloaded wall
+//! time, though cache traffic from other jobs still inflates it.
 
 use std::time::Instant;
 

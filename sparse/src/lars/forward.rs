@@ -567,7 +567,8 @@ fn solve_path<T: Element>(
             }
             let mut gamma = lam - l1;
             let mut event = Event::Stop;
-            let (t, win) = kernels::next_join(p.level, &ws.c, &ws.a, &ws.bar_plus, &ws.bar_minus, lam, gamma, !p.positive);
+            let (t, win) =
+                kernels::next_join(p.level, &ws.c, &ws.a, &ws.bar_plus, &ws.bar_minus, lam, gamma, !p.positive);
             if win != kernels::NO_JOIN {
                 gamma = t;
                 event = Event::Join(win / 2, if win % 2 == 0 { one } else { -one });
