@@ -9,6 +9,8 @@ PEERS_DIR holds the peers' JSON from the same session:
   gemm.json, lenet_step.json, ceiling.json   ../shared/peers/{gemm,lenet_step,ceiling}.py
   candle.jsonl                               ../shared/peers/rust/run.sh candle
   kernels.json                               bench/peers/kernels.py
+  lars.json                                  ../shared/peers/lars.py
+  lars_sparsegrad_t{1,2}.json                the lars bench's active-set sizes (LARS_STATS)
 Any of them may be missing; its columns are then left out. Extra `--label NAME=DIR:PEERFILE`
 adds the LeNet step measured under another configuration (e.g. an allocator setting) as extra
 rows, against the lenet_step.py JSON measured under the same configuration.
@@ -206,6 +208,86 @@ def ceiling_line(peers):
               f"{r.get('numpy_gflops_median')} GFLOP/s (OpenBLAS kernel {arch}), torch {r.get('torch_gflops_median')}")
 
 
+def lars_label(l2):
+    """The lars bench's case label for λ2 (Rust prints 0.0 as "0")."""
+    return "0" if l2 == 0 else f"{l2:g}"
+
+
+def lars_stats(peers, t):
+    return load_json(os.path.join(peers, f"lars_sparsegrad_t{t}.json")) or {}
+
+
+def lars_table(crit, peers):
+    lp = peer_rows(load_json(os.path.join(peers, "lars.json")))
+
+    def peer(solver, kind, l2, t, key="ms_per_signal_median"):
+        hit = [x for th, x in lp if th == t and x.get("solver") == solver and x.get("dict") == kind
+               and x.get("lam2") == l2 and key in x]
+        return hit[0][key] if hit else None
+
+    n = 256
+    print("ms per signal (batch of 256, m = 800, k = 500). sparsegrad: `lars_en` from D and X (G = DᵀD + λ2·I "
+          "and C = X·D included, as in `spams.lasso`), and the path alone (`lars_en_gram`, G and C given, as "
+          "`lars_path_gram` is given them).\n")
+    print("| dictionary | λ2 | threads | sparsegrad | sparsegrad path only | SPAMS | sklearn lars_path_gram "
+          "| sklearn CD (sparse_encode at λ2 = 0, ElasticNet fits at 0.01) | SPAMS / sparsegrad | lars_path_gram / sparsegrad | "
+          "lars_path_gram / sparsegrad path | mean \\|Λ\\| sparsegrad / SPAMS / sklearn LARS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for t in (1, 2):
+        st = lars_stats(peers, t)
+        for kind in ("gaussian", "correlated"):
+            for l2 in (0.0, 0.01):
+                lab = f"{kind}_l2_{lars_label(l2)}"
+                fw, pa = crit.get((f"lars_t{t}", "forward", lab)), crit.get((f"lars_t{t}", "path_only", lab))
+                if not fw:
+                    continue
+                ours, path = ms(fw[0]) / n, (ms(pa[0]) / n if pa else None)
+                sp, sk = peer("spams", kind, l2, t), peer("sk_lars_gram", kind, l2, t)
+                cd = peer("sk_encode_cd", kind, l2, t) or peer("sk_cd", kind, l2, t)
+                act = st.get(lab, {}).get("active_mean")
+                acts = " / ".join("–" if a is None else f"{a:.2f}"
+                                  for a in (act, peer("spams", kind, l2, t, "active_mean"),
+                                            peer("sk_lars_gram", kind, l2, t, "active_mean")))
+                f4 = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+                print(f"| {kind} | {l2:g} | {t} | {f4(ours)} | {f4(path)} | {f4(sp)} | {f4(sk)} | {f4(cd)} "
+                      f"| {ratio(sp, ours)} | {ratio(sk, ours)} | {ratio(sk, path)} | {acts} |")
+
+
+def sf_backward_table(crit):
+    print("| dictionary | λ2 | threads | forward ms (`lars_en`, batch) | SF backward ms (Mairal, ∂D and ∂X) "
+          "| backward / forward |")
+    print("|---|---|---|---|---|---|")
+    for t in (1, 2):
+        for kind in ("gaussian", "correlated"):
+            for l2 in (0.0, 0.01):
+                lab = f"{kind}_l2_{lars_label(l2)}"
+                fw, bw = crit.get((f"lars_t{t}", "forward", lab)), crit.get((f"lars_t{t}", "sf_backward", lab))
+                if not (fw and bw):
+                    continue
+                print(f"| {kind} | {l2:g} | {t} | {fmt_ms(ms(fw[0]))} | {fmt_ms(ms(bw[0]))} "
+                      f"| {bw[0] / fw[0]:.3f} |")
+
+
+def csf_table(crit, peers):
+    print("| layer (batch 64, 1×28×28 → 20×24×24, 5×5 window) | threads | sparsegrad CSF fwd+bwd ms "
+          "| conv2d + bias fwd+bwd ms | CSF / conv2d | mean \\|Λ\\| of 20 | λ1 |")
+    print("|---|---|---|---|---|---|---|")
+    for t in (1, 2):
+        st = lars_stats(peers, t)
+        g = f"csf_t{t}"
+        conv = [v for (gg, f, _), v in crit.items() if gg == g and f == "conv2d_forward_backward"]
+        for (gg, f, v), (ns, _) in sorted(crit.items(), key=lambda kv: str(kv[0])):
+            if gg != g or f != "csf_forward_backward":
+                continue
+            c = ms(conv[0][0]) if conv else None
+            info = st.get(f"csf_{v}", {})
+            a, l1 = info.get("active_mean"), info.get("lambda1")
+            frac = info.get("lambda1_fraction")
+            l1s = "–" if l1 is None else f"{l1:.3f} ({frac}·mean max\\|c\\|)"
+            print(f"| {v} | {t} | {fmt_ms(ms(ns))} | {fmt_ms(c)} | {ratio(ms(ns), c)} "
+                  f"| {'–' if a is None else f'{a:.2f}'} | {l1s} |")
+
+
 def main():
     args = sys.argv[1:]
     extra = []
@@ -224,7 +306,10 @@ def main():
                       ("conv2d", lambda: conv_table(crit, peers)),
                       ("Element-wise", lambda: throughput_table(crit, peers, "elementwise")),
                       ("Reductions", lambda: throughput_table(crit, peers, "reduce")),
-                      ("Tape overhead", lambda: tape_table(crit, peers))]:
+                      ("Tape overhead", lambda: tape_table(crit, peers)),
+                      ("LARS-EN sparse coding (lars.py workload)", lambda: lars_table(crit, peers)),
+                      ("SF op: Mairal backward against the forward", lambda: sf_backward_table(crit)),
+                      ("CSF layer against the conv2d it replaces", lambda: csf_table(crit, peers))]:
         print(f"\n### {title}\n")
         fn()
 

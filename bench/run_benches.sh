@@ -4,9 +4,13 @@
 #
 # Usage: bash bench/run_benches.sh OUT_DIR        (OUT_DIR outside the repository)
 # Needs: the peers' venv ($PEERS_VENV, default ~/.cache/sparsegrad-peers; ../shared/peers/setup.sh)
-#        and cargo. About 25 minutes on 2 vCPUs. Skip parts with SKIP="peers candle malloc".
-# Writes: OUT_DIR/{gemm,lenet_step,ceiling,kernels}.json, candle.jsonl, lenet_step_malloc.json,
-#         criterion/ and criterion-malloc/ (criterion's output), report.md, log.txt.
+#        and cargo. About 35 minutes on 2 vCPUs. Skip parts with SKIP="peers candle malloc";
+#        choose the peer scripts with PEERS="gemm lenet_step ceiling kernels lars" and the
+#        sparsegrad benches with BENCHES="matmul conv elementwise reduce tape lenet_step lars"
+#        (the defaults: all), e.g. PEERS=lars BENCHES=lars SKIP="candle malloc" for LARS alone.
+# Writes: OUT_DIR/{gemm,lenet_step,ceiling,kernels,lars}.json, candle.jsonl, lenet_step_malloc.json,
+#         lars_sparsegrad_t{1,2}.json (the lars bench's active-set sizes), criterion/ and
+#         criterion-malloc/ (criterion's output), report.md, log.txt.
 set -euo pipefail
 out="$(mkdir -p "$1" && cd "$1" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,6 +19,8 @@ peers="${PEERS_DIR:-$(cd "$root/../shared/peers" && pwd)}"
 venv="${PEERS_VENV:-$HOME/.cache/sparsegrad-peers}"
 py="$venv/bin/python"
 skip="${SKIP:-}"
+peer_list=" ${PEERS:-gemm lenet_step ceiling kernels lars} "
+bench_list="${BENCHES:-matmul conv elementwise reduce tape lenet_step lars}"
 crit=(--warm-up-time 1 --measurement-time 3)
 # glibc settings for the "allocator" rows: keep freed memory instead of returning it to the
 # kernel after every step (see bench/README.md, "Where the LeNet step's time goes").
@@ -26,10 +32,15 @@ cd "$root"
 cargo bench -q -p sparsegrad-bench --no-run 2>>"$out/log.txt"
 
 if [[ " $skip " != *" peers "* ]]; then
-  log "peers: gemm.py";       "$py" "$peers/gemm.py" --threads 1,2 >"$out/gemm.json"
-  log "peers: lenet_step.py"; "$py" "$peers/lenet_step.py" --threads 1,2 >"$out/lenet_step.json"
-  log "peers: ceiling.py";    "$py" "$peers/ceiling.py" >"$out/ceiling.json"
-  log "peers: kernels.py";    "$py" "$here/peers/kernels.py" --threads 1,2 >"$out/kernels.json"
+  for p in gemm lenet_step ceiling kernels lars; do
+    [[ "$peer_list" == *" $p "* ]] || continue
+    log "peers: $p.py"
+    case $p in
+      ceiling) "$py" "$peers/ceiling.py" >"$out/ceiling.json" ;;
+      kernels) "$py" "$here/peers/kernels.py" --threads 1,2 >"$out/kernels.json" ;;
+      *) "$py" "$peers/$p.py" --threads 1,2 >"$out/$p.json" ;;
+    esac
+  done
 fi
 if [[ " $skip " != *" candle "* ]]; then
   # run.sh builds in its own directory, which is read-only under ../shared: run a copy.
@@ -39,15 +50,16 @@ if [[ " $skip " != *" candle "* ]]; then
 fi
 
 for t in 1 2; do
-  for b in matmul conv elementwise reduce tape lenet_step; do
+  for b in $bench_list; do
     log "sparsegrad: $b, RAYON_NUM_THREADS=$t"
-    RAYON_NUM_THREADS=$t CRITERION_HOME="$out/criterion" \
+    # The lars bench also writes the mean active-set sizes of its cases (report.py's tables).
+    LARS_STATS="$out/lars_sparsegrad_t$t.json" RAYON_NUM_THREADS=$t CRITERION_HOME="$out/criterion" \
       cargo bench -q -p sparsegrad-bench --bench "$b" -- "${crit[@]}" >>"$out/log.txt" 2>&1
   done
 done
 
 extra=()
-if [[ " $skip " != *" malloc "* ]]; then
+if [[ " $skip " != *" malloc "* && " $bench_list " == *" lenet_step "* ]]; then
   for t in 1 2; do
     log "sparsegrad: lenet_step with ${malloc_env[*]}, RAYON_NUM_THREADS=$t"
     env "${malloc_env[@]}" RAYON_NUM_THREADS=$t CRITERION_HOME="$out/criterion-malloc" \

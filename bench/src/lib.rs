@@ -54,3 +54,82 @@ pub fn raw_sgemm(n: usize, a: &[f32], (rs, cs): (isize, isize), b: &[f32], c: &m
         )
     }
 }
+
+/// The sparse-coding workload of `../shared/peers/lars.py` (and of
+/// `sparse/examples/lars_timing.rs`, which generates the same data from the same seed).
+pub mod lars_workload {
+    use engine::{Rng, Tensor};
+
+    /// Signal dimension m.
+    pub const M: usize = 800;
+    /// Atoms k.
+    pub const K: usize = 500;
+    /// Signals per batch N.
+    pub const N: usize = 256;
+    /// Non-zeros of the generating codes.
+    pub const S: usize = 20;
+
+    fn unit_columns(d: &mut [f64], m: usize, k: usize) {
+        for j in 0..k {
+            let n = (0..m).map(|i| d[i * k + j].powi(2)).sum::<f64>().sqrt();
+            (0..m).for_each(|i| d[i * k + j] /= n);
+        }
+    }
+
+    /// `[m, k]` with unit-norm columns: i.i.d. N(0, 1) (`"gaussian"`), or a rank-20 common
+    /// part `/√20` plus 0.5·N(0, 1) noise (`"correlated"`, high mutual coherence).
+    pub fn dictionary(kind: &str, rng: &mut Rng) -> Tensor<f64> {
+        let mut d = vec![0.0; M * K];
+        if kind == "gaussian" {
+            d.iter_mut().for_each(|v| *v = rng.normal());
+        } else {
+            let a = Tensor::<f64>::randn(&[M, 20], rng);
+            let b = Tensor::<f64>::randn(&[20, K], rng);
+            let common = a.matmul(&b).to_vec();
+            for (v, c) in d.iter_mut().zip(common) {
+                *v = c / 20f64.sqrt() + 0.5 * rng.normal();
+            }
+        }
+        unit_columns(&mut d, M, K);
+        Tensor::from_vec(d, &[M, K])
+    }
+
+    /// `[N, m]` unit-norm signals `x = D·a0 + 0.05·e/√m`, `a0` 20-sparse Gaussian.
+    pub fn signals(d: &Tensor<f64>, rng: &mut Rng) -> Tensor<f64> {
+        let dv = d.to_vec();
+        let mut x = vec![0.0; N * M];
+        for row in x.chunks_mut(M) {
+            let mut idx: Vec<usize> = (0..K).collect();
+            rng.shuffle(&mut idx);
+            let coef: Vec<(usize, f64)> = idx[..S].iter().map(|&j| (j, rng.normal())).collect();
+            for (i, v) in row.iter_mut().enumerate() {
+                *v =
+                    coef.iter().map(|&(j, c)| dv[i * K + j] * c).sum::<f64>() + 0.05 * rng.normal() / (M as f64).sqrt();
+            }
+            let n = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+            row.iter_mut().for_each(|v| *v /= n);
+        }
+        Tensor::from_vec(x, &[N, M])
+    }
+
+    /// λ1 = 0.1·mean_n max_j |d_jᵀx_n|.
+    pub fn lambda1(d: &Tensor<f64>, x: &Tensor<f64>) -> f64 {
+        let c = x.matmul(d).to_vec();
+        0.1 * c.chunks(K).map(|r| r.iter().fold(0.0f64, |m, v| m.max(v.abs()))).sum::<f64>() / N as f64
+    }
+
+    /// The two problems in lars.py's order (Gaussian, then correlated, from one `Rng::new(0)`
+    /// stream, as `lars_timing` draws them): `(kind, D, X, λ1)`.
+    pub fn problems() -> Vec<(&'static str, Tensor<f64>, Tensor<f64>, f64)> {
+        let mut rng = Rng::new(0);
+        ["gaussian", "correlated"]
+            .into_iter()
+            .map(|kind| {
+                let d = dictionary(kind, &mut rng);
+                let x = signals(&d, &mut rng);
+                let l1 = lambda1(&d, &x);
+                (kind, d, x, l1)
+            })
+            .collect()
+    }
+}

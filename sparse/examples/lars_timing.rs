@@ -15,52 +15,11 @@
 
 use std::time::Instant;
 
-use engine::{Element, Rng, Tensor};
+use engine::{Element, Tensor};
 use sparsegrad_sparse::{lars_en, lars_en_gram, LarsConfig};
 
-const M: usize = 800;
-const K: usize = 500;
-const N: usize = 256;
-const S: usize = 20;
-
-fn unit_columns(d: &mut [f64], m: usize, k: usize) {
-    for j in 0..k {
-        let n = (0..m).map(|i| d[i * k + j].powi(2)).sum::<f64>().sqrt();
-        (0..m).for_each(|i| d[i * k + j] /= n);
-    }
-}
-
-fn dictionary(kind: &str, rng: &mut Rng) -> Tensor<f64> {
-    let mut d = vec![0.0; M * K];
-    if kind == "gaussian" {
-        d.iter_mut().for_each(|v| *v = rng.normal());
-    } else {
-        let a = Tensor::<f64>::randn(&[M, 20], rng);
-        let b = Tensor::<f64>::randn(&[20, K], rng);
-        let common = a.matmul(&b).to_vec();
-        for (v, c) in d.iter_mut().zip(common) {
-            *v = c / 20f64.sqrt() + 0.5 * rng.normal();
-        }
-    }
-    unit_columns(&mut d, M, K);
-    Tensor::from_vec(d, &[M, K])
-}
-
-fn signals(d: &Tensor<f64>, rng: &mut Rng) -> Tensor<f64> {
-    let dv = d.to_vec();
-    let mut x = vec![0.0; N * M];
-    for row in x.chunks_mut(M) {
-        let mut idx: Vec<usize> = (0..K).collect();
-        rng.shuffle(&mut idx);
-        let coef: Vec<(usize, f64)> = idx[..S].iter().map(|&j| (j, rng.normal())).collect();
-        for (i, v) in row.iter_mut().enumerate() {
-            *v = coef.iter().map(|&(j, c)| dv[i * K + j] * c).sum::<f64>() + 0.05 * rng.normal() / (M as f64).sqrt();
-        }
-        let n = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-        row.iter_mut().for_each(|v| *v /= n);
-    }
-    Tensor::from_vec(x, &[N, M])
-}
+mod common;
+use common::{problems, K, M, N, S};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -122,12 +81,7 @@ fn main() {
         "{:<11} {:>5} {:>8} {:>4} {:>11} {:>11} {:>9} {:>7} {:>9}",
         "dict", "λ2", "λ1", "type", "ms/signal", "path only", "mean |Λ|", "steps", "max KKT"
     );
-    let mut rng = Rng::new(0);
-    for kind in ["gaussian", "correlated"] {
-        let d = dictionary(kind, &mut rng);
-        let x = signals(&d, &mut rng);
-        let c = x.matmul(&d).to_vec();
-        let l1 = 0.1 * c.chunks(K).map(|r| r.iter().fold(0.0f64, |m, v| m.max(v.abs()))).sum::<f64>() / N as f64;
+    for (kind, d, x, l1) in problems() {
         for l2 in [0.0, 0.01] {
             let cfg = LarsConfig::new(l1, l2);
             for ty in ["f64", "f32"] {

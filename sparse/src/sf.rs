@@ -83,7 +83,7 @@ fn mairal<T: Element>(
     let (xs, a, gs) = (rows(x), rows(a), rows(g));
     mairal_backward(
         paths,
-        &atoms_as_rows(d),
+        rows(d).as_slice().expect("contiguous"),
         xs.as_slice().expect("contiguous"),
         a.as_slice().expect("contiguous"),
         gs.as_slice().expect("contiguous"),

@@ -13,9 +13,15 @@
 //! The solve reuses the forward pass's Cholesky factor of `G_ΛΛ`. Both `β` and `α*` have
 //! `|Λ|` non-zeros per sample, so the batch sums are computed sample by sample over the active
 //! atoms only: with `u = D·β` and `r = x − D·α*`, column `j ∈ Λ` of `∂L/∂D` receives
-//! `β_j·r − α_j·u`. That is `3·m·|Λ|` multiply-adds per sample, against
+//! `β_j·r − α_j·u`. That is `4·m·|Λ|` multiply-adds per sample, against
 //! `2·m·k·(N + k)` for the dense GEMM form `∂L/∂D = XᵀB − D·(BᵀA + AᵀB)` — at m = 800,
-//! k = 500 and 20 active atoms, 40 times less work than the forward pass's Gram matrix.
+//! k = 500 and 20 active atoms, 30 times less work than the forward pass's Gram matrix.
+//!
+//! [`mairal_backward`] does them on tiles of 64 rows of D (and groups of samples when D has
+//! few rows, as in the convolutional layer): the tile's rows of `Dᵀ` and of `∂Dᵀ` stay in
+//! cache while every sample of the tile adds its terms, so D and X are read and ∂D and ∂X
+//! written once per batch, and the inner loops are the run-time dispatched kernels of
+//! `lars::kernels` (`gemv_pair`, `scatter_rows`, `transpose`).
 //!
 //! With a cap on the active set (`LarsConfig::max_active`) a capped sample's code solves the
 //! problem at `λ = lambda_reached` > λ1; the rule holds that λ fixed (it does not
@@ -26,14 +32,17 @@
 //! kink and counts as inactive, as in `soft_threshold`; its row and column are removed from a
 //! copy of the factor before the solve. Generic inputs never hit this.
 //!
-//! Determinism: samples are processed in chunks whose boundaries depend only on the number of
-//! samples, each chunk accumulates its own `∂L/∂D`, and the chunks are added in order, so the
-//! result is bit-identical for any number of rayon threads.
+//! Determinism: the tiles depend only on the batch size and the shape of D; every tile adds
+//! its samples in order, the partial sums of a row block's sample groups are added in group
+//! order, and the λ sums are added chunk by chunk in order, so the result is bit-identical
+//! for any number of rayon threads (and any instruction set: the kernels give the same bits on
+//! every level).
 
 use engine::linalg::Cholesky;
 use engine::{Element, Tensor};
 use rayon::prelude::*;
 
+use super::kernels::{self, Level};
 use super::SamplePath;
 
 /// Which gradients to compute.
@@ -86,25 +95,59 @@ fn solve_beta<T: Element>(path: &SamplePath<T>, alpha: &[T], g: &[T], beta: &mut
     }
 }
 
-/// One chunk's contribution: its rows of `∂L/∂X` and its partial sums.
-struct Partial<T> {
-    /// `∂L/∂Dᵀ` of the chunk, `[k, m]` (empty when not wanted).
-    grad_dt: Vec<T>,
-    lambda1: T,
-    lambda2: T,
+/// Signal rows (rows of D) per tile of the batch sums.
+const TILE_ROWS: usize = 64;
+/// At least this many tiles when the batch allows it (one row block of a small D, as in the
+/// convolutional layer, is split by samples instead).
+const MIN_TILES: usize = 8;
+/// At least this many samples per sample group.
+const MIN_GROUP: usize = 256;
+
+/// `β` of every sample with the active sets and codes in the same flat layout: sample `n`'s
+/// atoms are `atoms[offs[n]..offs[n + 1]]`, their `β` and `α*` at the same positions.
+struct Flat<T> {
+    atoms: Vec<usize>,
+    offs: Vec<usize>,
+    beta: Vec<T>,
+    alpha: Vec<T>,
 }
 
-/// Mairal's gradients for a batch. `dt` is the dictionary transposed and contiguous
-/// (`[k, m]`: atom `j` is row `j`), `x` the signals `[N, m]`, `alpha` the codes `[N, k]` and `g`
-/// the incoming gradient `[N, k]`, all row-major slices; `paths[n]` is sample `n`'s active set
-/// and factor from the forward pass.
+/// A pointer to a buffer that tiles write disjoint parts of from rayon threads.
+#[derive(Clone, Copy)]
+struct SharedOut<T>(*mut T);
+// SAFETY: used only to write disjoint elements (see `mairal_backward`), never to read.
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    // A method (rather than `.0`) so closures capture the whole `Send` wrapper.
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Mairal's gradients for a batch. `d` is the dictionary `[m, k]` row-major (atom `j` is
+/// column `j`), `x` the signals `[N, m]`, `alpha` the codes `[N, k]` and `g` the incoming
+/// gradient `[N, k]`, all row-major slices; `paths[n]` is sample `n`'s active set and factor
+/// from the forward pass.
+///
+/// Work: `β_Λ` by the saved factor (`|Λ|²` per sample), then on tiles of [`TILE_ROWS`] rows of D
+/// (and groups of samples when D has few rows): the tile's rows of `Dᵀ` (`k × w`, transposed
+/// once per tile), and per sample `u = D_Λ·β`, `r = x − D_Λ·α*` on those rows and
+/// `∂Dᵀ_j += β_j·r − α*_j·u` for `j ∈ Λ` — `4·w·|Λ|` multiply-adds per sample and tile, all in
+/// a tile that stays in cache; `∂L/∂X` is `u`.
+///
+/// Determinism: the tiles (row blocks of D, and at most `⌈MIN_TILES / blocks⌉` sample groups
+/// of at least `MIN_GROUP` samples) depend only on N and m; each tile adds its samples in
+/// order, and the group partial sums of a row block are added in group order. So the result
+/// is bit-identical for any number of rayon threads.
 ///
 /// **Panics** if the slice lengths disagree with `paths.len()`, `k` and `m`.
 #[track_caller]
 #[allow(clippy::too_many_arguments)]
 pub fn mairal_backward<T: Element>(
     paths: &[SamplePath<T>],
-    dt: &[T],
+    d: &[T],
     x: &[T],
     alpha: &[T],
     g: &[T],
@@ -113,99 +156,161 @@ pub fn mairal_backward<T: Element>(
     want: Wanted,
 ) -> MairalGrads<T> {
     let n = paths.len();
-    assert_eq!(dt.len(), k * m, "mairal_backward: dictionary has {} elements, expected k·m = {k}·{m}", dt.len());
+    assert_eq!(d.len(), m * k, "mairal_backward: dictionary has {} elements, expected m·k = {m}·{k}", d.len());
     assert_eq!(x.len(), n * m, "mairal_backward: x has {} elements, expected N·m = {n}·{m}", x.len());
     assert_eq!(alpha.len(), n * k, "mairal_backward: codes have {} elements, expected N·k = {n}·{k}", alpha.len());
     assert_eq!(g.len(), n * k, "mairal_backward: gradient has {} elements, expected N·k = {n}·{k}", g.len());
-    let chunk = chunk_len(n);
-    let mut grad_x = if want.input { vec![T::zero(); n * m] } else { Vec::new() };
-    let need_u = want.input || want.dictionary;
 
-    let run = |c: usize, gx: &mut [T]| -> Partial<T> {
-        let lo = c * chunk;
-        let hi = (lo + chunk).min(n);
-        let mut part = Partial {
-            grad_dt: if want.dictionary { vec![T::zero(); k * m] } else { Vec::new() },
-            lambda1: T::zero(),
-            lambda2: T::zero(),
-        };
-        let (mut beta, mut u, mut r) = (Vec::new(), vec![T::zero(); m], vec![T::zero(); m]);
-        for s in lo..hi {
-            let path = &paths[s];
-            if path.active.is_empty() {
-                continue;
-            }
-            let (a_s, g_s) = (&alpha[s * k..(s + 1) * k], &g[s * k..(s + 1) * k]);
-            solve_beta(path, a_s, g_s, &mut beta);
-            for (&j, &b) in path.active.iter().zip(&beta) {
-                let a = a_s[j];
-                let sign = if a > T::zero() {
-                    T::one()
-                } else if a < T::zero() {
-                    -T::one()
-                } else {
-                    T::zero()
-                };
-                // A path stopped by the cap solves the problem at λ = lambda_reached, which
-                // does not depend on λ1 locally: no λ1 gradient from that sample.
-                if !path.hit_cap {
-                    part.lambda1 -= b * sign;
+    // β of every sample, and the λ sums (per chunk, added in chunk order).
+    let chunk = chunk_len(n);
+    let parts: Vec<(Vec<T>, T, T)> = (0..n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let (mut betas, mut l1, mut l2) = (Vec::new(), T::zero(), T::zero());
+            let mut beta = Vec::new();
+            for s in c * chunk..((c + 1) * chunk).min(n) {
+                let path = &paths[s];
+                if path.active.is_empty() {
+                    continue;
                 }
-                part.lambda2 -= b * a;
-            }
-            if !need_u {
-                continue;
-            }
-            // u = D·β and r = x − D·α over the active atoms.
-            u.iter_mut().for_each(|v| *v = T::zero());
-            for (&j, &b) in path.active.iter().zip(&beta) {
-                let d = &dt[j * m..(j + 1) * m];
-                u.iter_mut().zip(d).for_each(|(v, &dj)| *v += b * dj);
-            }
-            if want.input {
-                gx[(s - lo) * m..(s - lo + 1) * m].copy_from_slice(&u);
-            }
-            if want.dictionary {
-                r.copy_from_slice(&x[s * m..(s + 1) * m]);
-                for &j in &path.active {
-                    let (a, d) = (a_s[j], &dt[j * m..(j + 1) * m]);
-                    r.iter_mut().zip(d).for_each(|(v, &dj)| *v -= a * dj);
-                }
+                let (a_s, g_s) = (&alpha[s * k..(s + 1) * k], &g[s * k..(s + 1) * k]);
+                solve_beta(path, a_s, g_s, &mut beta);
                 for (&j, &b) in path.active.iter().zip(&beta) {
                     let a = a_s[j];
-                    let row = &mut part.grad_dt[j * m..(j + 1) * m];
-                    for ((o, &rv), &uv) in row.iter_mut().zip(&r).zip(&u) {
-                        *o += b * rv - a * uv;
+                    let sign = if a > T::zero() {
+                        T::one()
+                    } else if a < T::zero() {
+                        -T::one()
+                    } else {
+                        T::zero()
+                    };
+                    // A path stopped by the cap solves the problem at λ = lambda_reached, which
+                    // does not depend on λ1 locally: no λ1 gradient from that sample.
+                    if !path.hit_cap {
+                        l1 -= b * sign;
+                    }
+                    l2 -= b * a;
+                }
+                betas.extend_from_slice(&beta);
+            }
+            (betas, l1, l2)
+        })
+        .collect();
+    let mut out = MairalGrads { dictionary: None, input: None, lambda1: None, lambda2: None };
+    if want.lambda1 {
+        out.lambda1 = Some(parts.iter().fold(T::zero(), |acc, p| acc + p.1));
+    }
+    if want.lambda2 {
+        out.lambda2 = Some(parts.iter().fold(T::zero(), |acc, p| acc + p.2));
+    }
+    if !(want.input || want.dictionary) {
+        return out;
+    }
+    if n == 0 || m == 0 || k == 0 {
+        // No sample, no signal entry or no atom: every product is empty or zero.
+        out.input = want.input.then(|| Tensor::zeros(&[n, m]));
+        out.dictionary = want.dictionary.then(|| Tensor::zeros(&[m, k]));
+        return out;
+    }
+    let mut flat = Flat { atoms: Vec::new(), offs: Vec::with_capacity(n + 1), beta: Vec::new(), alpha: Vec::new() };
+    flat.offs.push(0);
+    for (s, path) in paths.iter().enumerate() {
+        flat.atoms.extend_from_slice(&path.active);
+        flat.alpha.extend(path.active.iter().map(|&j| alpha[s * k + j]));
+        flat.offs.push(flat.atoms.len());
+    }
+    flat.beta = parts.into_iter().flat_map(|p| p.0).collect();
+    debug_assert_eq!(flat.beta.len(), flat.atoms.len());
+
+    // Tiles: row blocks of D × sample groups, fixed by (N, m).
+    let w = TILE_ROWS.min(m).max(1);
+    let blocks = m.div_ceil(w);
+    let groups = MIN_TILES.div_ceil(blocks.max(1)).min(n.div_ceil(MIN_GROUP)).max(1);
+    let group = n.div_ceil(groups).max(1);
+    let groups = n.div_ceil(group);
+    let level = Level::best();
+    let mut grad_x = if want.input { vec![T::zero(); n * m] } else { Vec::new() };
+    let mut grad_d = if want.dictionary { vec![T::zero(); m * k] } else { Vec::new() };
+    let (gx, gd) = (SharedOut(grad_x.as_mut_ptr()), SharedOut(grad_d.as_mut_ptr()));
+    let tiles: Vec<(usize, usize)> = (0..blocks).flat_map(|b| (0..groups).map(move |q| (b, q))).collect();
+    // Per tile: Dᵀ's rows (k × w) and ∂Dᵀ (k × w) as scratch reused by the tiles of a rayon
+    // job; with one sample group the tile's ∂Dᵀ is final and goes straight into ∂D, otherwise
+    // it is returned for the ordered sum below.
+    let partials: Vec<Option<Vec<T>>> = tiles
+        .par_iter()
+        .map_init(
+            || (Vec::new(), Vec::new(), vec![T::zero(); w], vec![T::zero(); w]),
+            |(dt, dd, u, r), &(b, q)| {
+                let (i0, i1) = (b * w, ((b + 1) * w).min(m));
+                let wb = i1 - i0;
+                let (u, r) = (&mut u[..wb], &mut r[..wb]);
+                // This tile's rows of Dᵀ: atom j's entries i0..i1 at j·wb.
+                dt.resize(k * wb, T::zero());
+                kernels::transpose(level, &d[i0 * k..], k, wb, k, dt, wb);
+                if want.dictionary {
+                    dd.clear();
+                    dd.resize(k * wb, T::zero());
+                }
+                for s in q * group..((q + 1) * group).min(n) {
+                    let (lo, hi) = (flat.offs[s], flat.offs[s + 1]);
+                    if lo == hi {
+                        continue; // zero code: u = 0, and no column of ∂D is touched
+                    }
+                    let (atoms, beta, alph) = (&flat.atoms[lo..hi], &flat.beta[lo..hi], &flat.alpha[lo..hi]);
+                    let xs = &x[s * m + i0..s * m + i1];
+                    if want.dictionary {
+                        kernels::gemv_pair(level, dt, wb, atoms, beta, alph, xs, u, r);
+                    } else {
+                        kernels::gemv_rows(level, dt, wb, atoms, beta, u);
+                    }
+                    if want.input {
+                        // SAFETY: row s, columns i0..i1 of ∂X belong to this tile alone (tiles
+                        // partition rows by sample group and columns by row block), inside the
+                        // n·m buffer; nothing reads ∂X until every tile is done.
+                        unsafe { std::ptr::copy_nonoverlapping(u.as_ptr(), gx.get().add(s * m + i0), wb) };
+                    }
+                    if want.dictionary {
+                        kernels::scatter_rows(level, dd, wb, atoms, beta, alph, r, u);
                     }
                 }
-            }
-        }
-        part
-    };
-
-    let chunks = n.div_ceil(chunk);
-    let parts: Vec<Partial<T>> = if want.input {
-        grad_x.par_chunks_mut(chunk * m).enumerate().map(|(c, gx)| run(c, gx)).collect()
-    } else {
-        (0..chunks).into_par_iter().map(|c| run(c, &mut [])).collect()
-    };
-
-    let mut out = MairalGrads { dictionary: None, input: None, lambda1: None, lambda2: None };
-    if want.dictionary {
-        let mut gdt = vec![T::zero(); k * m];
-        for p in &parts {
-            gdt.iter_mut().zip(&p.grad_dt).for_each(|(o, &v)| *o += v);
-        }
-        out.dictionary = Some(Tensor::from_vec(gdt, &[k, m]).t().contiguous());
-    }
+                if !want.dictionary {
+                    return None;
+                }
+                if groups > 1 {
+                    return Some(dd.clone());
+                }
+                // SAFETY: rows i0..i1 of ∂D [m, k] belong to this row block alone (one sample
+                // group), inside the m·k buffer; nothing reads ∂D until every tile is done.
+                let rows = unsafe { std::slice::from_raw_parts_mut(gd.get().add(i0 * k), wb * k) };
+                kernels::transpose(level, dd, wb, k, wb, rows, k);
+                None
+            },
+        )
+        .collect();
     if want.input {
         out.input = Some(Tensor::from_vec(grad_x, &[n, m]));
     }
-    if want.lambda1 {
-        out.lambda1 = Some(parts.iter().fold(T::zero(), |acc, p| acc + p.lambda1));
-    }
-    if want.lambda2 {
-        out.lambda2 = Some(parts.iter().fold(T::zero(), |acc, p| acc + p.lambda2));
+    if want.dictionary {
+        if groups > 1 {
+            // Per row block: the groups' partial sums in group order, then transposed into
+            // rows i0..i1 of ∂D [m, k].
+            let mut partials = partials.into_iter().map(|p| p.expect("a partial sum per tile"));
+            let sums: Vec<Vec<T>> = (0..blocks)
+                .map(|_| {
+                    let mut acc = partials.next().expect("a tile per group");
+                    for _ in 1..groups {
+                        let p = partials.next().expect("a tile per group");
+                        acc.iter_mut().zip(&p).for_each(|(o, &v)| *o += v);
+                    }
+                    acc
+                })
+                .collect();
+            grad_d.par_chunks_mut(w * k).zip(sums.par_iter()).for_each(|(rows, acc)| {
+                let wb = rows.len() / k;
+                kernels::transpose(level, acc, wb, k, wb, rows, k);
+            });
+        }
+        out.dictionary = Some(Tensor::from_vec(grad_d, &[m, k]));
     }
     out
 }
@@ -287,4 +392,89 @@ pub fn unsupervised_backward<T: Element>(
         Tensor::from_vec(gdt, &[k, m]).t().contiguous()
     });
     (gd, gx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lars::{lars_en, LarsConfig};
+    use engine::Rng;
+
+    /// Mairal's rule written out per sample and atom, one term at a time (MATH.md §1):
+    /// `β_Λ = G_ΛΛ⁻¹·g_Λ`, `∂X_n = Σ_{j∈Λ} β_j·d_j`, `∂D[:, j] += β_j·r_n − α_j·u_n`.
+    fn naive(
+        paths: &[SamplePath<f64>],
+        d: &[f64],
+        x: &[f64],
+        a: &[f64],
+        g: &[f64],
+        m: usize,
+        k: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let n = paths.len();
+        let (mut gd, mut gx) = (vec![0.0; m * k], vec![0.0; n * m]);
+        for (s, p) in paths.iter().enumerate() {
+            let mut beta: Vec<f64> = p.active.iter().map(|&j| g[s * k + j]).collect();
+            p.chol.solve_in_place(&mut beta);
+            let u: Vec<f64> =
+                (0..m).map(|i| p.active.iter().zip(&beta).map(|(&j, b)| b * d[i * k + j]).sum()).collect();
+            let r: Vec<f64> = (0..m)
+                .map(|i| x[s * m + i] - p.active.iter().map(|&j| a[s * k + j] * d[i * k + j]).sum::<f64>())
+                .collect();
+            for (&j, &b) in p.active.iter().zip(&beta) {
+                for i in 0..m {
+                    gd[i * k + j] += b * r[i] - a[s * k + j] * u[i];
+                }
+            }
+            gx[s * m..(s + 1) * m].copy_from_slice(&u);
+        }
+        (gd, gx)
+    }
+
+    /// Several row blocks (m > 64) with one sample group, and one block with several groups
+    /// (the convolutional layer's shape): the tiles give the per-sample formulas, and the
+    /// same bits on 1, 2 and 3 threads.
+    #[test]
+    fn tiles_match_the_per_sample_formulas_and_the_thread_count_does_not_matter() {
+        for (m, k, n, seed) in [(150, 40, 30, 1), (20, 12, 1100, 2), (65, 9, 3, 3), (1, 3, 5, 4)] {
+            let mut rng = Rng::new(seed);
+            let d = Tensor::<f64>::randn(&[m, k], &mut rng);
+            let x = Tensor::<f64>::randn(&[n, m], &mut rng);
+            let c = x.matmul(&d).to_vec();
+            let l1 = 0.2 * c.iter().fold(0.0f64, |acc, v| acc.max(v.abs()));
+            let sol = lars_en(&d, &x, &LarsConfig::new(l1, 0.05)).unwrap();
+            let g = Tensor::<f64>::randn(&[n, k], &mut rng).to_vec();
+            let (dv, xv, av) = (d.to_vec(), x.to_vec(), sol.codes.to_vec());
+            let want = Wanted { dictionary: true, input: true, lambda1: true, lambda2: true };
+            let run = |t: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+                pool.install(|| mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, want))
+            };
+            let one = run(1);
+            let (gd, gx) = (one.dictionary.as_ref().unwrap().to_vec(), one.input.as_ref().unwrap().to_vec());
+            let (nd, nx) = naive(&sol.paths, &dv, &xv, &av, &g, m, k);
+            let err = |p: &[f64], q: &[f64]| {
+                p.iter().zip(q).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0, f64::max)
+            };
+            assert!(err(&gd, &nd) < 1e-12, "m={m} n={n}: ∂D off by {}", err(&gd, &nd));
+            assert!(err(&gx, &nx) < 1e-12, "m={m} n={n}: ∂X off by {}", err(&gx, &nx));
+            for t in [2, 3] {
+                let other = run(t);
+                let bits = |v: &Option<Tensor<f64>>| {
+                    v.as_ref().unwrap().to_vec().iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                };
+                assert_eq!(bits(&one.dictionary), bits(&other.dictionary), "m={m} n={n} threads={t}");
+                assert_eq!(bits(&one.input), bits(&other.input), "m={m} n={n} threads={t}");
+                assert_eq!(one.lambda1.map(f64::to_bits), other.lambda1.map(f64::to_bits));
+                assert_eq!(one.lambda2.map(f64::to_bits), other.lambda2.map(f64::to_bits));
+            }
+            // Only ∂X, only ∂D: the same values.
+            let only_x =
+                mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, Wanted { input: true, ..Wanted::default() });
+            assert_eq!(only_x.input.unwrap().to_vec(), gx);
+            let only_d =
+                mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, Wanted { dictionary: true, ..Wanted::default() });
+            assert_eq!(only_d.dictionary.unwrap().to_vec(), gd);
+        }
+    }
 }

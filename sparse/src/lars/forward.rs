@@ -2,11 +2,12 @@
 //! and the per-sample path. See the module docs of [`crate::lars`] for the method, the hard
 //! inputs and the guarantees.
 
-use engine::kernels::matmul::{par_gemm, MatRef};
+use engine::kernels::matmul::{gemm, par_gemm, MatRef};
 use engine::linalg::Cholesky;
 use engine::{Element, Tensor};
 use rayon::prelude::*;
 
+use super::kernels::{self, Level};
 use crate::SparseError;
 
 /// Samples per rayon work item. Chunk boundaries depend only on N (each sample's path is
@@ -156,33 +157,105 @@ pub fn lars_en<T: Element>(d: &Tensor<T>, x: &Tensor<T>, cfg: &LarsConfig) -> Re
         k
     );
     cfg.validate(OP)?;
-    if let Some((row, col, value)) = first_non_finite(d) {
-        return Err(SparseError::NonFinite { op: OP, what: "dictionary", row, col, value });
-    }
-    if let Some((row, col, value)) = first_non_finite(x) {
-        return Err(SparseError::NonFinite { op: OP, what: "x", row, col, value });
-    }
-    // G = DᵀD + λ2·I, then the upper triangle copied from the lower one so G is exactly
-    // symmetric (the path reads rows of G as columns).
-    let mut g = vec![T::zero(); k * k];
     let dm = MatRef::of(d);
-    par_gemm(T::one(), dm.t(), dm, T::zero(), &mut g, 0, k);
-    let l2 = T::of(cfg.lambda2);
+    let g = gram(dm, T::of(cfg.lambda2));
+    let mut c = vec![T::zero(); n * k];
+    par_gemm(T::one(), MatRef::of(x), dm, T::zero(), &mut c, 0, k);
+    // A NaN or ±∞ in D reaches G's diagonal (G_jj = Σ_i d_ij² + λ2), and one in row n of X
+    // every entry of row n of C (x·d_j with a ±∞ is ±∞ or NaN, never finite) when k ≥ 1; so
+    // D and X are searched (for the error's position) only when G or C is not finite, or X
+    // when there are no atoms.
+    if k == 0 || any_non_finite(&g) || any_non_finite(&c) {
+        if let Some((row, col, value)) = first_non_finite(d) {
+            return Err(SparseError::NonFinite { op: OP, what: "dictionary", row, col, value });
+        }
+        if let Some((row, col, value)) = first_non_finite(x) {
+            return Err(SparseError::NonFinite { op: OP, what: "x", row, col, value });
+        }
+        if let Some(p) = g.iter().position(|v| !v.is_finite()) {
+            return Err(SparseError::NonFinite { op: OP, what: "gram", row: p / k, col: p % k, value: g[p].as_f64() });
+        }
+        if let Some(p) = c.iter().position(|v| !v.is_finite()) {
+            return Err(SparseError::NonFinite { op: OP, what: "corr", row: p / k, col: p % k, value: c[p].as_f64() });
+        }
+    }
+    solve_batch(OP, &g, k, &c, n, cfg)
+}
+
+/// `G = DᵀD + λ2·I` (`k × k`, row-major) for `d` `[m, k]`, exactly symmetric.
+///
+/// Only the lower triangle is needed. It is computed as [`GRAM_BLOCKS`] row blocks
+/// `G[lo..hi, 0..hi] = D[:, lo..hi]ᵀ·D[:, 0..hi]`, one GEMM each (on rayon), with edges that
+/// give every block the same work — 64% of the full product's flops at four blocks, against
+/// 50% for the triangle alone; more, smaller blocks cost more in packing than they save (measured
+/// on the lars.py size, k = 500, m = 800). Then the upper triangle is copied from the lower one.
+///
+/// Each entry has the bits the full product `DᵀD` gives it: `matrixmultiply` computes every
+/// entry of C from the same packed panels in the same order whatever rows and columns of C a
+/// call covers (its blocking along the inner dimension m depends on m only), the property the
+/// engine's column-split GEMM relies on too (`any_column_split_gives_the_same_bits`), and
+/// `gram_blocks_give_the_bits_of_the_full_product` checks here.
+fn gram<T: Element>(dm: MatRef<'_, T>, l2: T) -> Vec<T> {
+    let k = dm.cols;
+    let mut g = vec![T::zero(); k * k];
+    let edges = gram_edges(k, if k >= 128 { GRAM_BLOCKS } else { 1 });
+    let mut blocks = Vec::with_capacity(edges.len());
+    let mut rest = &mut g[..];
+    for w in edges.windows(2) {
+        let (block, tail) = rest.split_at_mut((w[1] - w[0]) * k);
+        blocks.push((w[0], w[1], block));
+        rest = tail;
+    }
+    let dt = dm.t();
+    blocks.into_par_iter().for_each(|(lo, hi, block)| {
+        let a = MatRef { offset: (dt.offset as isize + lo as isize * dt.rs) as usize, rows: hi - lo, ..dt };
+        let b = MatRef { cols: hi, ..dm };
+        gemm(T::one(), a, b, T::zero(), block, 0, k);
+    });
     for i in 0..k {
         g[i * k + i] += l2;
         for j in 0..i {
             g[j * k + i] = g[i * k + j];
         }
     }
-    if let Some(p) = g.iter().position(|v| !v.is_finite()) {
-        return Err(SparseError::NonFinite { op: OP, what: "gram", row: p / k, col: p % k, value: g[p].as_f64() });
+    g
+}
+
+/// Row blocks of [`gram`].
+const GRAM_BLOCKS: usize = 4;
+
+/// `blocks + 1` row edges `0 = e_0 < … < e_blocks = k` giving the blocks
+/// `G[e_{b−1}..e_b, 0..e_b]` equal areas `(e_b − e_{b−1})·e_b` (found by bisection on the
+/// area; edges rounded to integers, empty blocks dropped).
+fn gram_edges(k: usize, blocks: usize) -> Vec<usize> {
+    let kf = k as f64;
+    // From the bottom edge up, each block of area A starts A/e above its lower edge e; the
+    // area that lands the top edge on 0 after `blocks` steps.
+    let top = |area: f64| (0..blocks).fold(kf, |e, _| if e > 0.0 { e - area / e } else { e });
+    let (mut lo, mut hi) = (0.0, kf * kf);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if top(mid) > 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
     }
-    let mut c = vec![T::zero(); n * k];
-    par_gemm(T::one(), MatRef::of(x), dm, T::zero(), &mut c, 0, k);
-    if let Some(p) = c.iter().position(|v| !v.is_finite()) {
-        return Err(SparseError::NonFinite { op: OP, what: "corr", row: p / k, col: p % k, value: c[p].as_f64() });
+    let mut edges = vec![k];
+    let mut e = kf;
+    for _ in 1..blocks {
+        e -= hi / e;
+        edges.push((e.round() as usize).min(k));
     }
-    solve_batch(OP, &g, k, &c, n, cfg)
+    edges.push(0);
+    edges.reverse();
+    edges.dedup();
+    edges
+}
+
+/// Whether a slice holds a NaN or ±∞ (no early exit, so it vectorises).
+fn any_non_finite<T: Element>(s: &[T]) -> bool {
+    s.chunks(1024).any(|c| c.iter().fold(false, |acc, v| acc | !v.is_finite()))
 }
 
 /// [`lars_en`] from a precomputed Gram matrix `gram = DᵀD + λ2·I` (`[k, k]`) and correlations
@@ -274,6 +347,8 @@ struct Problem<'a, T> {
     cap: usize,
     floor: f64,
     max_steps: usize,
+    /// Instruction set of the path's kernels, picked once per batch.
+    level: Level,
 }
 
 /// What an atom is doing on the current path.
@@ -295,11 +370,23 @@ struct Workspace<T> {
     /// `a = G_{:,Λ}·u_Λ`: the rate of change of `c` along the current direction.
     a: Vec<T>,
     state: Vec<State>,
+    /// Which atoms may join at `+λ` and at `−λ`, as the join search reads it
+    /// (`kernels::next_join`): 0 where atom j may, +∞ where it may not (active, skipped, the
+    /// side an atom just left from, `−λ` for positive codes).
+    bar_plus: Vec<T>,
+    bar_minus: Vec<T>,
+    /// The atom that left last, barred from the side it left from until the direction
+    /// changes again (see the module docs).
+    just_left: Option<usize>,
     /// Λ in factor order, with each atom's sign `s_j` and coefficient `α_j`.
     active: Vec<usize>,
     sign: Vec<T>,
     coef: Vec<T>,
-    /// Direction on Λ: `u = G_ΛΛ⁻¹·s_Λ`.
+    /// `y = L⁻¹·s_Λ` (`L` the factor of `G_ΛΛ`), kept up to date row by row: entry `i`
+    /// depends only on rows `0..=i` of `L` and `s`, so a join appends one entry and a leave at
+    /// position q recomputes entries `q..` (the same bits as a full forward substitution).
+    y: Vec<T>,
+    /// Direction on Λ: `u = G_ΛΛ⁻¹·s_Λ = L⁻ᵀ·y`.
     u: Vec<T>,
     /// `G[j, Λ]` gathered for an append.
     col: Vec<T>,
@@ -308,6 +395,25 @@ struct Workspace<T> {
 }
 
 impl<T: Element> Workspace<T> {
+    /// Sets atom `j`'s state and its join bars together (`−λ` stays barred for positive
+    /// codes).
+    fn set_state(&mut self, j: usize, s: State, positive: bool) {
+        let (open, shut) = (T::zero(), T::infinity());
+        self.state[j] = s;
+        let may = s == State::Inactive;
+        self.bar_plus[j] = if may { open } else { shut };
+        self.bar_minus[j] = if may && !positive { open } else { shut };
+    }
+
+    /// The direction changes: the atom that left last may join from either side again.
+    fn release_just_left(&mut self, positive: bool) {
+        if let Some(j) = self.just_left.take() {
+            if self.state[j] == State::Inactive {
+                self.set_state(j, State::Inactive, positive);
+            }
+        }
+    }
+
     fn new(k: usize, cap: usize, floor: f64) -> Self {
         let rows = cap.min(k).saturating_add(1).min(64);
         let mut chol = Cholesky::with_capacity(rows);
@@ -316,9 +422,13 @@ impl<T: Element> Workspace<T> {
             c: vec![T::zero(); k],
             a: vec![T::zero(); k],
             state: vec![State::Inactive; k],
+            bar_plus: vec![T::zero(); k],
+            bar_minus: vec![T::zero(); k],
+            just_left: None,
             active: Vec::with_capacity(rows),
             sign: Vec::with_capacity(rows),
             coef: Vec::with_capacity(rows),
+            y: Vec::with_capacity(rows),
             u: Vec::with_capacity(rows),
             col: Vec::with_capacity(rows),
             skipped: Vec::new(),
@@ -356,6 +466,7 @@ fn solve_batch<T: Element>(
         cap: cfg.max_active.unwrap_or(usize::MAX),
         floor: cfg.pivot_floor.unwrap_or(DEFAULT_LARS_PIVOT_FLOOR),
         max_steps: cfg.max_steps.unwrap_or(20 * k + 100),
+        level: Level::best(),
     };
     let mut codes = vec![T::zero(); n * k];
     let paths = if k == 0 {
@@ -398,6 +509,17 @@ fn empty_path<T: Element>(lambda1: f64) -> SamplePath<T> {
     }
 }
 
+/// Row `i` of the forward substitution `L·y = b`: `(b_i − Σ_{l<i} L_il·y_l) / L_ii`, given
+/// `y_0..y_{i−1}` (the arithmetic of `Cholesky::solve_lower`, term for term).
+fn forward_row<T: Element>(chol: &Cholesky<T>, i: usize, y: &[T], b: T) -> T {
+    let row = chol.row(i);
+    let mut s = b;
+    for (&a, &x) in row[..i].iter().zip(&y[..i]) {
+        s -= a * x;
+    }
+    s / row[i]
+}
+
 /// One sample's homotopy from λ = max_j |c_j| down to λ1. `c0` = `Dᵀx` (row of C), `out` =
 /// the sample's row of the codes (written completely).
 fn solve_path<T: Element>(
@@ -411,8 +533,12 @@ fn solve_path<T: Element>(
     let (zero, one) = (T::zero(), T::one());
     ws.c.copy_from_slice(c0);
     ws.state.fill(State::Inactive);
+    ws.bar_plus.fill(zero);
+    ws.bar_minus.fill(if p.positive { T::infinity() } else { zero });
+    ws.just_left = None;
     ws.active.clear();
     ws.sign.clear();
+    ws.y.clear();
     ws.coef.clear();
     ws.skipped.clear();
     ws.chol.clear();
@@ -425,21 +551,14 @@ fn solve_path<T: Element>(
         // λ1 ≥ max_j |c_j| (max_j c_j when positive): α = 0 satisfies the KKT conditions.
         return Ok(path);
     }
-    // The atom that left last and the side it left from: it is not a join candidate on that
-    // side until the direction changes again (see the module docs).
-    let mut just_left = (usize::MAX, zero);
     'path: loop {
         // Direction for the current Λ: u = G_ΛΛ⁻¹·s, a = G_{:,Λ}·u (rows of G, contiguous).
         let na = ws.active.len();
         ws.u.clear();
-        ws.u.extend_from_slice(&ws.sign);
-        ws.chol.solve_in_place(&mut ws.u);
-        ws.a.fill(zero);
-        for (&j, &uj) in ws.active.iter().zip(&ws.u) {
-            for (ai, &gi) in ws.a.iter_mut().zip(&g[j * k..(j + 1) * k]) {
-                *ai += uj * gi;
-            }
-        }
+        ws.u.extend_from_slice(&ws.y);
+        let (l, ld) = ws.chol.storage();
+        kernels::solve_lt(p.level, l, ld, &mut ws.u);
+        kernels::gemv_rows(p.level, g, k, &ws.active, &ws.u, &mut ws.a);
         // Events along this direction (a skipped join keeps the direction).
         loop {
             path.steps += 1;
@@ -448,33 +567,11 @@ fn solve_path<T: Element>(
             }
             let mut gamma = lam - l1;
             let mut event = Event::Stop;
-            for j in 0..k {
-                if ws.state[j] != State::Inactive {
-                    continue;
-                }
-                let left_here = j == just_left.0;
-                let (cj, aj) = (ws.c[j], ws.a[j]);
-                // c_j − γ·a_j = +(λ − γ): γ = (λ − c_j)/(1 − a_j), reached only if 1 − a_j > 0.
-                // The numerator is clamped at 0: a correlation already past λ by rounding joins now.
-                // `num < γ·den` tests `num/den < γ` without a division (den > 0).
-                let den = one - aj;
-                if den > zero && !(left_here && just_left.1 == one) {
-                    let num = (lam - cj).max(zero);
-                    if num < gamma * den {
-                        gamma = num / den;
-                        event = Event::Join(j, one);
-                    }
-                }
-                if !p.positive {
-                    let den = one + aj;
-                    if den > zero && !(left_here && just_left.1 == -one) {
-                        let num = (lam + cj).max(zero);
-                        if num < gamma * den {
-                            gamma = num / den;
-                            event = Event::Join(j, -one);
-                        }
-                    }
-                }
+            let (t, win) =
+                kernels::next_join(p.level, &ws.c, &ws.a, &ws.bar_plus, &ws.bar_minus, lam, gamma, !p.positive);
+            if win != kernels::NO_JOIN {
+                gamma = t;
+                event = Event::Join(win / 2, if win % 2 == 0 { one } else { -one });
             }
             for q in 0..na {
                 // α_q + γ·u_q = 0, for a coefficient moving towards zero from the side of its sign.
@@ -491,9 +588,7 @@ fn solve_path<T: Element>(
             for (aq, &uq) in ws.coef.iter_mut().zip(&ws.u) {
                 *aq += gamma * uq;
             }
-            for (cj, &aj) in ws.c.iter_mut().zip(&ws.a) {
-                *cj -= gamma * aj;
-            }
+            kernels::sub_scaled(p.level, gamma, &ws.a, &mut ws.c);
             lam -= gamma;
             match event {
                 Event::Stop => {
@@ -505,13 +600,25 @@ fn solve_path<T: Element>(
                     let s = ws.sign.remove(q);
                     ws.coef.remove(q);
                     ws.chol.remove(q);
-                    ws.state[j] = State::Inactive;
-                    // The span of Λ shrank: skipped atoms may no longer depend on it.
-                    for &s in &ws.skipped {
-                        ws.state[s] = State::Inactive;
+                    // Rows q.. of L changed: so did y from q on.
+                    ws.y.truncate(q);
+                    for i in q..na - 1 {
+                        let v = forward_row(&ws.chol, i, &ws.y, ws.sign[i]);
+                        ws.y.push(v);
                     }
-                    ws.skipped.clear();
-                    just_left = (j, s);
+                    ws.release_just_left(p.positive);
+                    ws.set_state(j, State::Inactive, p.positive);
+                    // The span of Λ shrank: skipped atoms may no longer depend on it.
+                    while let Some(s) = ws.skipped.pop() {
+                        ws.set_state(s, State::Inactive, p.positive);
+                    }
+                    // Barred from the side it left from: on this direction c_j ∓ λ moves inside.
+                    if s == one {
+                        ws.bar_plus[j] = T::infinity();
+                    } else {
+                        ws.bar_minus[j] = T::infinity();
+                    }
+                    ws.just_left = Some(j);
                     path.leaves += 1;
                     continue 'path;
                 }
@@ -527,9 +634,11 @@ fn solve_path<T: Element>(
                             }
                             ws.active.push(j);
                             ws.sign.push(s);
+                            let v = forward_row(&ws.chol, na, &ws.y, s);
+                            ws.y.push(v);
                             ws.coef.push(zero);
-                            ws.state[j] = State::Active;
-                            just_left = (usize::MAX, zero);
+                            ws.release_just_left(p.positive);
+                            ws.set_state(j, State::Active, p.positive);
                             path.joins += 1;
                             continue 'path;
                         }
@@ -545,7 +654,7 @@ fn solve_path<T: Element>(
                                 });
                             }
                             // Numerically dependent on Λ: skip it (see the module docs).
-                            ws.state[j] = State::Skipped;
+                            ws.set_state(j, State::Skipped, p.positive);
                             ws.skipped.push(j);
                         }
                     }
@@ -599,6 +708,41 @@ mod tests {
         // Positive: the negative correlation never joins.
         let sol = lars_en(&d, &x, &LarsConfig::new(0.25, 1.0).positive(true)).unwrap();
         assert!(close(&sol.codes, &[1.375, 0.0, 0.125]), "{:?}", sol.codes);
+    }
+
+    /// The row blocks of `gram` give the bits of one full product `DᵀD` (the property the
+    /// equality `lars_en` = `lars_en_gram` with a Gram matrix made by `matmul` relies on), for
+    /// strided views too, and the edges split the work evenly.
+    #[test]
+    fn gram_blocks_give_the_bits_of_the_full_product() {
+        let mut rng = engine::Rng::new(3);
+        for (m, k) in [(1, 1), (5, 3), (40, 130), (33, 257), (800, 500)] {
+            let d = Tensor::<f64>::randn(&[m, k], &mut rng);
+            let full = d.t().matmul(&d).to_vec();
+            for view in [d.clone(), d.t().contiguous().t()] {
+                let g = gram(MatRef::of(&view), 0.25);
+                for i in 0..k {
+                    for j in 0..k {
+                        let want = if i == j { full[i * k + i] + 0.25 } else { full[i.max(j) * k + i.min(j)] };
+                        assert_eq!(g[i * k + j].to_bits(), want.to_bits(), "m={m} k={k} ({i}, {j})");
+                    }
+                }
+            }
+            let f = Tensor::<f32>::randn(&[m, k], &mut rng);
+            let full = f.t().matmul(&f).to_vec();
+            let g = gram(MatRef::of(&f), 0.0);
+            assert!(
+                (0..k).all(|i| (0..=i).all(|j| g[i * k + j].to_bits() == full[i * k + j].to_bits())),
+                "f32 m={m} k={k}"
+            );
+        }
+        let e = gram_edges(500, 4);
+        assert_eq!((e[0], *e.last().unwrap(), e.len()), (0, 500, 5), "{e:?}");
+        let areas: Vec<usize> = e.windows(2).map(|w| (w[1] - w[0]) * w[1]).collect();
+        let (lo, hi) = (areas.iter().min().unwrap(), areas.iter().max().unwrap());
+        assert!(*hi as f64 <= 1.02 * *lo as f64, "{e:?}: areas {areas:?}");
+        assert_eq!(gram_edges(7, 1), vec![0, 7]);
+        assert_eq!(gram_edges(0, 1), vec![0]);
     }
 
     #[test]

@@ -90,5 +90,6 @@
 
 pub mod backward;
 mod forward;
+mod kernels;
 
 pub use forward::{lars_en, lars_en_gram, LarsConfig, LarsSolution, SamplePath, DEFAULT_LARS_PIVOT_FLOOR};
