@@ -285,19 +285,20 @@ fn patch_matrix(x: &Tensor<f64>, geo: Patches) -> Tensor<f64> {
 }
 
 /// Every audit case of this crate's rules: `sf` (with fixed and learned λ), `csf`,
-/// `sf_loss`, `csf_loss`.
+/// `sf_loss`, `csf_loss` (this file), `sc_loss` ([`crate::scl`]).
 pub fn cases() -> Vec<AuditCase> {
     let mut out = Vec::new();
     sf_cases(&mut out, "sf");
     sf_cases(&mut out, "sf_loss");
     csf_cases(&mut out, "csf");
     csf_cases(&mut out, "csf_loss");
+    crate::scl::cases(&mut out);
     out
 }
 
 /// The names of the rules this crate records on the tape (the coverage test checks the audit
 /// against them, as `autograd::ops::RULES` for the built-ins).
-pub const RULES: &[&str] = &["sf", "sf_loss", "csf", "csf_loss"];
+pub const RULES: &[&str] = &["sf", "sf_loss", "csf", "csf_loss", "sc_loss"];
 
 /// The whole registry: the built-in ops' cases followed by this crate's.
 pub fn registry() -> Vec<AuditCase> {

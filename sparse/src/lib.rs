@@ -7,12 +7,16 @@
 //! * [`lars`]: the LARS-EN batch solver ([`lars_en`], [`lars_en_gram`]) and Mairal's
 //!   active-set Jacobian ([`lars::backward`]).
 //! * [`sf`]: the SF and CSF layers' ops and their unsupervised losses, with analytic rules.
+//! * [`scl`]: the spatial-contrasting loss (MATH.md §5), composed from tape ops and as one
+//!   fused op with an analytic rule (three GEMMs), squared or plain distance, symmetric or
+//!   one-sided.
 //! * [`audit`]: the gradient audit of every rule here, appended to the built-in ops' registry
 //!   by `sparsegrad gradcheck`.
 
 pub mod audit;
 pub mod error;
 pub mod lars;
+pub mod scl;
 pub mod sf;
 
 pub use error::SparseError;
