@@ -7,6 +7,9 @@
 //! * [`lars`]: the LARS-EN batch solver ([`lars_en`], [`lars_en_gram`]) and Mairal's
 //!   active-set Jacobian ([`lars::backward`]).
 //! * [`sf`]: the SF and CSF layers' ops and their unsupervised losses, with analytic rules.
+//! * [`dct`]: double sparsity with a fixed DCT dictionary (MATH.md §3): the overcomplete DCT
+//!   atoms over the whole receptive field, the fixed DCT convolution (bias its only parameter),
+//!   the effective kernels `Φ·W`, and the paper's shrinkage post-step with zero counts.
 //! * [`scl`]: the spatial-contrasting loss (MATH.md §5), composed from tape ops and as one
 //!   fused op with an analytic rule (three GEMMs), squared or plain distance, symmetric or
 //!   one-sided.
@@ -14,6 +17,7 @@
 //!   by `sparsegrad gradcheck`.
 
 pub mod audit;
+pub mod dct;
 pub mod error;
 pub mod lars;
 pub mod scl;
