@@ -5,7 +5,10 @@
 //!
 //! `cargo run --release -p sparsegrad-sparse --example sc_timing -- [N] [calls] [filter]`
 //! (default 128, 400; `filter` keeps the rows whose label contains it, e.g. `"fused fwd+bwd"`);
-//! the thread count is rayon's (`RAYON_NUM_THREADS`), and the calls run inside the pool.
+//! the thread count is rayon's (`RAYON_NUM_THREADS`). The calls are made from the main thread,
+//! or from a thread of the rayon pool when the environment variable `IN_POOL` is set (the
+//! rule's `rayon::join`s then start without waking the pool from outside). Every statistic is
+//! per call, as the peers' `ms_median` and `ms_min`.
 
 use std::time::Instant;
 
@@ -38,9 +41,14 @@ fn main() {
     let a = Tensor::<f32>::randn(&[n, d], &mut rng).mul_scalar(s);
     let p = a.add(&Tensor::<f32>::randn(&[n, d], &mut rng).mul_scalar(0.5 * s));
     let pool = rayon::ThreadPoolBuilder::new().build().expect("a rayon pool");
-    println!("N = {n}, d = {d}, f32, {} rayon thread(s), {calls} calls each (µs)", pool.current_num_threads());
-    println!("{:<32} {:>9} {:>9}", "", "median", "min");
-    pool.install(|| {
+    let in_pool = std::env::var_os("IN_POOL").is_some();
+    println!(
+        "N = {n}, d = {d}, f32, {} rayon thread(s), {calls} calls each from {} (µs)",
+        pool.current_num_threads(),
+        if in_pool { "a pool thread" } else { "the main thread" }
+    );
+    println!("{:<40} {:>9} {:>9}", "", "median", "min");
+    let run = || {
         for cfg in [ScConfig::new().one_sided(), ScConfig::new()] {
             for fused in [true, false] {
                 for grad in [false, true] {
@@ -61,9 +69,14 @@ fn main() {
                         })
                         .collect();
                     t.sort_by(f64::total_cmp);
-                    println!("{what:<32} {:>9.1} {:>9.1}", t[t.len() / 2], t[0]);
+                    println!("{what:<40} {:>9.1} {:>9.1}", t[t.len() / 2], t[0]);
                 }
             }
         }
-    });
+    };
+    if in_pool {
+        pool.install(run)
+    } else {
+        run()
+    }
 }

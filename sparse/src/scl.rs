@@ -64,8 +64,9 @@
 //! and the right one row-major, so the forward keeps the centred features in both layouts
 //! (`[N, d]` and `[d, N]`, the latter by 8 × 8 AVX transposes) and the rule keeps `K` and `Kᵀ`.
 //! The forward's element-wise passes are compiled twice, for AVX2 and for the baseline, and
-//! chosen at run time; both give the same bits. With two or more rayon threads the forward
-//! GEMM is split in two and the backward's two GEMMs run side by side. Three kinds of
+//! chosen at run time; both give the same bits. With two or more rayon threads, and GEMMs of at
+//! least 2²⁴ multiply-adds (as the engine's), the forward GEMM is split in two and the
+//! backward's two GEMMs run side by side. Three kinds of
 //! `unsafe`, each with its argument: reinterpreting `[T]` as `[f32]` when `T` is `f32`, the AVX
 //! transpose kernel, and calling the AVX2 build after detecting AVX2.
 
@@ -221,12 +222,6 @@ fn sum<T: Element>(x: &[T]) -> T {
     reduce2(x, x, |u, _| u)
 }
 
-/// Σ x_k y_k.
-#[inline(always)]
-fn dot<T: Element>(x: &[T], y: &[T]) -> T {
-    reduce2(x, y, |u, v| u * v)
-}
-
 /// ‖x − y‖², from the differences themselves.
 #[inline(always)]
 fn sq_diff<T: Element>(x: &[T], y: &[T]) -> T {
@@ -328,16 +323,9 @@ fn as_f32_ref<T: Element>(x: &[T]) -> Option<&[f32]> {
     }
 }
 
-/// The row-major `[cols, rows]` transpose of a row-major `[rows, cols]` matrix, in 8 × 8
-/// blocks (AVX shuffles for `f32` when the CPU has AVX, [`block8`] otherwise), the edges
+/// `t` ← the row-major `[cols, rows]` transpose of the row-major `[rows, cols]` matrix `x`, in
+/// 8 × 8 blocks (AVX shuffles for `f32` when the CPU has AVX, [`block8`] otherwise), the edges
 /// element by element. Only copies: the result does not depend on the path.
-fn transpose<T: Element>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
-    let mut t = vec![T::zero(); rows * cols];
-    transpose_into(x, rows, cols, &mut t);
-    t
-}
-
-/// [`transpose`] into `t` (every element written).
 fn transpose_into<T: Element>(x: &[T], rows: usize, cols: usize, t: &mut [T]) {
     assert!(
         x.len() == rows * cols && t.len() == rows * cols,
@@ -383,6 +371,27 @@ fn block8<T: Element>(src: &[T], ss: usize, dst: &mut [T], ds: usize) {
     }
 }
 
+/// [`block8`] of `src − μ` (`mu` the block's 8 column means), also writing `src − μ` itself
+/// into `rows` (same stride as `src`) when given.
+#[inline(always)]
+fn block8_centred<T: Element>(src: &[T], ss: usize, mu: &[T], rows: Option<&mut [T]>, dst: &mut [T], ds: usize) {
+    let mut b = [[T::zero(); 8]; 8];
+    for (i, row) in b.iter_mut().enumerate() {
+        for ((o, &v), &m) in row.iter_mut().zip(&src[i * ss..i * ss + 8]).zip(mu) {
+            *o = v - m;
+        }
+    }
+    if let Some(r) = rows {
+        for (i, row) in b.iter().enumerate() {
+            r[i * ss..i * ss + 8].copy_from_slice(row);
+        }
+    }
+    for j in 0..8 {
+        let col: [T; 8] = std::array::from_fn(|i| b[i][j]);
+        dst[j * ds..j * ds + 8].copy_from_slice(&col);
+    }
+}
+
 /// True when `T` is `f32` and the CPU has AVX (the [`avx`] kernels apply).
 fn avx_f32<T: Element>() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -399,8 +408,7 @@ fn avx_f32<T: Element>() -> bool {
 mod avx {
     use std::arch::x86_64::*;
 
-    /// `dst[j·ds + i] = src[i·ss + j]` for `i, j < 8`: the 8 × 8 transpose in registers
-    /// (unpack pairs of rows, shuffle pairs of pairs, swap 128-bit halves).
+    /// `dst[j·ds + i] = src[i·ss + j]` for `i, j < 8`: the 8 × 8 transpose in registers.
     ///
     /// # Safety
     /// The CPU has AVX; `src + i·ss + j` and `dst + j·ds + i` are valid for `i, j < 8` (reads
@@ -408,6 +416,34 @@ mod avx {
     #[target_feature(enable = "avx")]
     pub(super) unsafe fn transpose8(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
         let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * ss)));
+        store_transposed(r, dst, ds);
+    }
+
+    /// The centred block: `v_i = src[i·ss ..][..8] − mu[..8]`, each `v_i` stored at
+    /// `rows + i·ss` when `rows` is not null, and `dst[j·ds + i] = v_i[j]`.
+    ///
+    /// # Safety
+    /// As [`transpose8`], and `mu[..8]` readable, and `rows + i·ss + j` writable for
+    /// `i, j < 8` when not null, overlapping neither `src` nor `dst`.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn centre8(src: *const f32, ss: usize, mu: *const f32, rows: *mut f32, dst: *mut f32, ds: usize) {
+        let m = _mm256_loadu_ps(mu);
+        let r: [__m256; 8] = std::array::from_fn(|i| _mm256_sub_ps(_mm256_loadu_ps(src.add(i * ss)), m));
+        if !rows.is_null() {
+            for (i, v) in r.iter().enumerate() {
+                _mm256_storeu_ps(rows.add(i * ss), *v);
+            }
+        }
+        store_transposed(r, dst, ds);
+    }
+
+    /// Stores the transpose of the 8 × 8 block whose rows are `r`: `dst[j·ds + i] = r[i][j]`
+    /// (unpack pairs of rows, shuffle pairs of pairs, swap 128-bit halves).
+    ///
+    /// # Safety
+    /// The CPU has AVX; `dst + j·ds + i` is writable for `i, j < 8`.
+    #[target_feature(enable = "avx")]
+    unsafe fn store_transposed(r: [__m256; 8], dst: *mut f32, ds: usize) {
         let t0 = _mm256_unpacklo_ps(r[0], r[1]);
         let t1 = _mm256_unpackhi_ps(r[0], r[1]);
         let t2 = _mm256_unpacklo_ps(r[2], r[3]);
@@ -457,6 +493,17 @@ const CLOSE: f64 = 1.0 / 64.0;
 /// micro-kernels' tiles, so a split never changes a bit).
 const GEMM_ROWS: usize = 64;
 
+/// Smallest `N²·d` (multiply-adds of each GEMM) for which the GEMMs are spread over two
+/// rayon threads: the engine's GEMM splits from the same size. Below it a split saves less
+/// than a `rayon::join` costs when called from outside the pool (at N = 128, d = 256 on two
+/// threads: 0.39 ms per forward and backward split, 0.18 ms not split, on this VM).
+const PAR_MACS: usize = 1 << 24;
+
+/// True when the GEMMs of `n × n × d` should run on two threads.
+fn parallel(n: usize, d: usize) -> bool {
+    rayon::current_num_threads() > 1 && n.saturating_mul(n).saturating_mul(d) >= PAR_MACS
+}
+
 /// Centred copies of the features and their squared norms.
 struct Centred<T> {
     /// `ã_i = a_i − μ`, row-major `[N, d]` (empty when no rule is built).
@@ -476,47 +523,83 @@ struct Centred<T> {
 #[inline(always)]
 fn centre<T: Element>(a: &[T], p: &[T], n: usize, d: usize, rows: bool) -> Centred<T> {
     let mut mu = vec![T::zero(); d];
-    for row in a.chunks_exact(d.max(1)).chain(p.chunks_exact(d.max(1))) {
-        for (m, &x) in mu.iter_mut().zip(row) {
-            *m += x;
+    if d > 0 {
+        for row in a.chunks_exact(d) {
+            for (m, &x) in mu.iter_mut().zip(row) {
+                *m += x;
+            }
+        }
+        for row in p.chunks_exact(d) {
+            for (m, &x) in mu.iter_mut().zip(row) {
+                *m += x;
+            }
         }
     }
     let inv = T::one() / T::of((2 * n) as f64);
     for m in mu.iter_mut() {
         *m *= inv;
     }
-    let (ca, na) = shift(a, &mu, n, d);
-    let (cp, np) = shift(p, &mu, n, d);
-    let (at, pt) = (transpose(&ca, n, d), transpose(&cp, n, d));
-    let (ca, cp) = if rows { (ca, cp) } else { (Vec::new(), Vec::new()) };
+    let (ca, at, na) = centre_one(a, &mu, n, d, rows);
+    let (cp, pt, np) = centre_one(p, &mu, n, d, rows);
     Centred { a: ca, p: cp, at, pt, na, np }
 }
 
-/// `x − μ` for every row of `x [n, d]` and the squared norms of the results.
+/// One feature matrix `x [n, d]` centred on `mu`, in one pass of 8 × 8 blocks: `(x − μ)ᵀ`
+/// `[d, n]`, `x − μ` `[n, d]` when `rows` (else empty), and the squared norms of the rows of
+/// `x − μ`, summed down the columns of the transposed copy (in order, `c = 0, 1, …`).
 #[inline(always)]
-fn shift<T: Element>(x: &[T], mu: &[T], n: usize, d: usize) -> (Vec<T>, Vec<T>) {
-    let mut c = vec![T::zero(); n * d];
-    let mut norms = vec![T::zero(); n];
-    if d > 0 {
-        for ((dst, src), norm) in c.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(norms.iter_mut()) {
-            for ((o, &v), &m) in dst.iter_mut().zip(src).zip(mu) {
-                *o = v - m;
+fn centre_one<T: Element>(x: &[T], mu: &[T], n: usize, d: usize, rows: bool) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let mut t = vec![T::zero(); n * d];
+    let mut c = if rows { vec![T::zero(); n * d] } else { Vec::new() };
+    let (r8, c8) = (n / 8 * 8, d / 8 * 8);
+    let avx = avx_f32::<T>();
+    for c0 in (0..c8).step_by(8) {
+        for r0 in (0..r8).step_by(8) {
+            let block = r0 * d + c0..(r0 + 7) * d + c0 + 8;
+            let src = &x[block.clone()];
+            let m8 = &mu[c0..c0 + 8];
+            let dst = &mut t[c0 * n + r0..(c0 + 7) * n + r0 + 8];
+            let out = if rows { Some(&mut c[block]) } else { None };
+            #[cfg(target_arch = "x86_64")]
+            if avx {
+                let out = out.map_or(std::ptr::null_mut(), |r| r.as_mut_ptr().cast());
+                // SAFETY: the CPU has AVX (`avx_f32`), `T` is `f32`; `src`, `out` (when not
+                // null) and `dst` hold 8 rows of 8 elements `d`, `d` and `n` apart (their
+                // lengths are 7·stride + 8), `m8` holds 8; the four are distinct buffers.
+                unsafe { avx::centre8(src.as_ptr().cast(), d, m8.as_ptr().cast(), out, dst.as_mut_ptr().cast(), n) };
+                continue;
             }
-            *norm = dot(dst, dst);
+            let _ = avx;
+            block8_centred(src, d, m8, out, dst, n);
         }
     }
-    (c, norms)
+    for r in 0..n {
+        for col in if r < r8 { c8 } else { 0 }..d {
+            let v = x[r * d + col] - mu[col];
+            t[col * n + r] = v;
+            if rows {
+                c[r * d + col] = v;
+            }
+        }
+    }
+    let mut norms = vec![T::zero(); n];
+    for column in t.chunks_exact(n.max(1)) {
+        for (s, &v) in norms.iter_mut().zip(column) {
+            *s += v * v;
+        }
+    }
+    (c, t, norms)
 }
 
-/// `G = Ã·P̃ᵀ` `[N, N]`, split by rows over two rayon tasks when there are several threads
-/// and more than [`GEMM_ROWS`] rows.
+/// `G = Ã·P̃ᵀ` `[N, N]`, split by rows over two rayon tasks when [`parallel`] and there are
+/// more than [`GEMM_ROWS`] rows.
 fn gram<T: Element>(c: &Centred<T>, n: usize, d: usize) -> Vec<T> {
     let mut g = vec![T::zero(); n * n]; // only written (β = 0)
                                         // Rows r0.. of Ã: a column-major view into Ãᵀ.
     let a = |r0: usize, rows: usize| MatRef { data: &c.at[..], offset: r0, rows, cols: d, rs: 1, cs: n as isize };
     let pt = MatRef::row_major(&c.pt, 0, d, n);
     let split = (n / 2).div_ceil(GEMM_ROWS) * GEMM_ROWS;
-    if rayon::current_num_threads() > 1 && n > GEMM_ROWS && split < n {
+    if parallel(n, d) && n > GEMM_ROWS && split < n {
         let (top, bottom) = g.split_at_mut(split * n);
         rayon::join(
             || gemm(T::one(), a(0, split), pt, T::zero(), top, 0, n),
@@ -617,7 +700,7 @@ impl<T: Element> Backward<T> for ScBackward<T> {
             (inputs[0].contiguous(), inputs[1].contiguous())
         };
         let (a, p) = (a.as_slice().expect("contiguous"), p.as_slice().expect("contiguous"));
-        let (ga, gp) = if needed[0] && needed[1] && rayon::current_num_threads() > 1 {
+        let (ga, gp) = if needed[0] && needed[1] && parallel(self.n, self.d) {
             let (ga, gp) = rayon::join(|| self.grad_a(g, a, p), || self.grad_p(g, a, p));
             (Some(ga), Some(gp))
         } else {
@@ -964,11 +1047,28 @@ mod tests {
     fn blocked_transpose_matches_the_definition() {
         for (r, c) in [(0, 3), (1, 1), (5, 17), (8, 8), (33, 16), (16, 40), (130, 257)] {
             let x: Vec<f64> = (0..r * c).map(|v| v as f64).collect();
-            let t = transpose(&x, r, c);
+            let mut t = vec![0.0; r * c];
+            transpose_into(&x, r, c, &mut t);
             assert!((0..r).all(|i| (0..c).all(|j| t[j * r + i] == x[i * c + j])), "f64 {r}×{c}");
             let x: Vec<f32> = (0..r * c).map(|v| v as f32).collect();
-            let t = transpose(&x, r, c);
+            let mut t = vec![0.0; r * c];
+            transpose_into(&x, r, c, &mut t);
             assert!((0..r).all(|i| (0..c).all(|j| t[j * r + i] == x[i * c + j])), "f32 {r}×{c}");
+            // Centring: both layouts and the norms, against the definitions.
+            let mu: Vec<f32> = (0..c).map(|j| j as f32 * 0.5).collect();
+            for rows in [false, true] {
+                let (cr, ct, norms) = centre_one(&x, &mu, r, c, rows);
+                let want = |i: usize, j: usize| x[i * c + j] - mu[j];
+                assert!((0..r).all(|i| (0..c).all(|j| ct[j * r + i] == want(i, j))), "centred {r}×{c}");
+                assert_eq!(cr.is_empty(), !rows || r * c == 0);
+                if rows {
+                    assert!((0..r).all(|i| (0..c).all(|j| cr[i * c + j] == want(i, j))), "rows {r}×{c}");
+                }
+                for (i, &nrm) in norms.iter().enumerate() {
+                    let w: f32 = (0..c).map(|j| want(i, j) * want(i, j)).sum();
+                    assert_eq!(nrm, w, "norm {i} of {r}×{c}"); // both summed in column order
+                }
+            }
         }
     }
 
@@ -1009,7 +1109,6 @@ mod tests {
             let y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos()).collect();
             let close = |a: f64, b: f64| (a - b).abs() <= 1e-14 * (1.0 + b.abs());
             assert!(close(sum(&x), x.iter().sum()));
-            assert!(close(dot(&x, &y), x.iter().zip(&y).map(|(a, b)| a * b).sum()));
             assert!(close(sq_diff(&x, &y), x.iter().zip(&y).map(|(a, b)| (a - b) * (a - b)).sum()));
             assert_eq!(min(&x), x.iter().copied().fold(f64::INFINITY, f64::min));
         }

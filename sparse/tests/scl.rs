@@ -130,10 +130,11 @@ fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
 
 #[test]
 fn fused_equals_composed_and_naive_in_f64_for_all_four_options() {
-    // Shapes: one pair, a 1-D feature, odd sizes, and 70 rows (the forward GEMM is split at
-    // row 64 on two threads). Inputs: contiguous anchors, transposed-view positives, and the
-    // reverse; cotangent 1.7 (a rule that ignored g would fail).
-    for &(n, d) in &[(1, 3), (2, 1), (7, 5), (70, 9)] {
+    // Shapes: one pair, a 1-D feature, odd sizes, and 260 × 250 (260²·250 ≥ 2²⁴: on two
+    // threads the forward GEMM is split at row 192 and the backward GEMMs run side by side).
+    // Inputs: contiguous anchors, transposed-view positives, and the reverse; cotangent 1.7 (a
+    // rule that ignored g would fail).
+    for &(n, d) in &[(1, 3), (2, 1), (7, 5), (70, 9), (260, 250)] {
         for (a, p) in [(randn(&[n, d], 1), transposed(n, d, 2)), (transposed(n, d, 3), randn(&[n, d], 4))] {
             for cfg in configs() {
                 for threads in [1, 2] {
@@ -381,9 +382,9 @@ fn f32_matches_the_f64_reference_on_the_benchmark_workload() {
 
 #[test]
 fn the_thread_count_does_not_change_a_bit() {
-    // 130 rows: the forward GEMM splits at row 64 on two threads, the backward GEMMs run
-    // side by side; every reduction keeps its order.
-    let (n, d) = (130, 33);
+    // 260 × 250 (260²·250 ≥ 2²⁴): the forward GEMM splits at row 192 on two threads, the
+    // backward GEMMs run side by side; every reduction keeps its order.
+    let (n, d) = (260, 250);
     let a = randn(&[n, d], 15).cast::<f32>();
     let p = randn(&[n, d], 16).cast::<f32>();
     for cfg in configs() {
@@ -422,4 +423,23 @@ fn mismatched_features_panic_with_both_shapes() {
     let tape = Tape::<f64>::new();
     let (a, p) = (tape.leaf(Tensor::zeros(&[4, 3])), tape.leaf(Tensor::zeros(&[4, 2])));
     sc_loss(&a, &p, ScConfig::new());
+}
+
+#[test]
+fn edge_cases_nan_features_and_empty_features() {
+    // NaN in one feature makes the loss NaN (as documented), in f32 and f64.
+    let mut a = randn(&[5, 4], 19);
+    let p = randn(&[5, 4], 20);
+    a = Tensor::from_fn(&[5, 4], |i| if i == [2, 1] { f64::NAN } else { a.get(i) });
+    for cfg in configs() {
+        assert!(sc_loss_value(&a, &p, cfg).is_nan(), "{}", cfg.describe());
+        assert!(sc_loss_value(&a.cast::<f32>(), &p.cast::<f32>(), cfg).is_nan(), "{}", cfg.describe());
+    }
+    // d = 0: every distance is 0, every softmax uniform: L = log N, no gradient entries.
+    let (a, p) = (Tensor::<f64>::zeros(&[6, 0]), Tensor::<f64>::zeros(&[6, 0]));
+    for cfg in configs() {
+        let (l, ga, gp) = run(|a, p| sc_loss(a, p, cfg), &a, &p, 1.0);
+        assert!((l - 6f64.ln()).abs() < 1e-15, "{}: {l}", cfg.describe());
+        assert_eq!((ga.shape(), gp.shape()), (&[6, 0][..], &[6, 0][..]));
+    }
 }
