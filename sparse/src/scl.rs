@@ -544,9 +544,11 @@ fn centre<T: Element>(a: &[T], p: &[T], n: usize, d: usize, rows: bool) -> Centr
     Centred { a: ca, p: cp, at, pt, na, np }
 }
 
-/// One feature matrix `x [n, d]` centred on `mu`, in one pass of 8 × 8 blocks: `(x − μ)ᵀ`
-/// `[d, n]`, `x − μ` `[n, d]` when `rows` (else empty), and the squared norms of the rows of
-/// `x − μ`, summed down the columns of the transposed copy (in order, `c = 0, 1, …`).
+/// One feature matrix `x [n, d]` centred on `mu`: `(x − μ)ᵀ` `[d, n]` from one pass of 8 × 8
+/// blocks, `x − μ` `[n, d]` when `rows` (else empty) from a second, row by row (written in
+/// order: from the blocks it would be written in half cache lines, which measured slower), and
+/// the squared norms of the rows of `x − μ`, summed down the columns of the transposed copy (in
+/// order, `c = 0, 1, …`).
 #[inline(always)]
 fn centre_one<T: Element>(x: &[T], mu: &[T], n: usize, d: usize, rows: bool) -> (Vec<T>, Vec<T>, Vec<T>) {
     let mut t = vec![T::zero(); n * d];
@@ -555,30 +557,39 @@ fn centre_one<T: Element>(x: &[T], mu: &[T], n: usize, d: usize, rows: bool) -> 
     let avx = avx_f32::<T>();
     for c0 in (0..c8).step_by(8) {
         for r0 in (0..r8).step_by(8) {
-            let block = r0 * d + c0..(r0 + 7) * d + c0 + 8;
-            let src = &x[block.clone()];
+            let src = &x[r0 * d + c0..(r0 + 7) * d + c0 + 8];
             let m8 = &mu[c0..c0 + 8];
             let dst = &mut t[c0 * n + r0..(c0 + 7) * n + r0 + 8];
-            let out = if rows { Some(&mut c[block]) } else { None };
             #[cfg(target_arch = "x86_64")]
             if avx {
-                let out = out.map_or(std::ptr::null_mut(), |r| r.as_mut_ptr().cast());
-                // SAFETY: the CPU has AVX (`avx_f32`), `T` is `f32`; `src`, `out` (when not
-                // null) and `dst` hold 8 rows of 8 elements `d`, `d` and `n` apart (their
-                // lengths are 7·stride + 8), `m8` holds 8; the four are distinct buffers.
-                unsafe { avx::centre8(src.as_ptr().cast(), d, m8.as_ptr().cast(), out, dst.as_mut_ptr().cast(), n) };
+                // SAFETY: the CPU has AVX (`avx_f32`), `T` is `f32`; `src` and `dst` hold 8 rows
+                // of 8 elements `d` and `n` apart (their lengths are 7·stride + 8), `m8` holds 8;
+                // the three are distinct buffers (and no row copy is asked for: null).
+                unsafe {
+                    avx::centre8(
+                        src.as_ptr().cast(),
+                        d,
+                        m8.as_ptr().cast(),
+                        std::ptr::null_mut(),
+                        dst.as_mut_ptr().cast(),
+                        n,
+                    )
+                };
                 continue;
             }
             let _ = avx;
-            block8_centred(src, d, m8, out, dst, n);
+            block8_centred(src, d, m8, None, dst, n);
         }
     }
     for r in 0..n {
         for col in if r < r8 { c8 } else { 0 }..d {
-            let v = x[r * d + col] - mu[col];
-            t[col * n + r] = v;
-            if rows {
-                c[r * d + col] = v;
+            t[col * n + r] = x[r * d + col] - mu[col];
+        }
+    }
+    if rows && d > 0 {
+        for (dst, src) in c.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            for ((o, &v), &m) in dst.iter_mut().zip(src).zip(mu) {
+                *o = v - m;
             }
         }
     }
