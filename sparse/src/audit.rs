@@ -287,7 +287,8 @@ fn patch_matrix(x: &Tensor<f64>, geo: Patches) -> Tensor<f64> {
 /// Every audit case of this crate's rules: `sf` (with fixed and learned λ), `csf`,
 /// `sf_loss`, `csf_loss`, the CSC layer (`csc_unrolled`, `csc_implicit`), the three NLLs and
 /// the two step rules of [`crate::dcea`] (`dcea_residual`, `dcea_step`) and the whole unfolded
-/// DCEA (labelled `dcea`, a composite).
+/// DCEA (labelled `dcea`, a composite), `sc_loss` ([`crate::scl`]), and
+/// `dct_conv` ([`crate::dct`]: the fixed DCT convolution, a composite of `conv2d` and `relu`).
 pub fn cases() -> Vec<AuditCase> {
     let mut out = Vec::new();
     sf_cases(&mut out, "sf");
@@ -296,11 +297,14 @@ pub fn cases() -> Vec<AuditCase> {
     csf_cases(&mut out, "csf_loss");
     crate::csc::audit_cases(&mut out);
     crate::dcea::cases(&mut out);
+    crate::scl::cases(&mut out);
+    crate::dct::cases(&mut out);
     out
 }
 
 /// The names of the rules this crate records on the tape (the coverage test checks the audit
-/// against them, as `autograd::ops::RULES` for the built-ins).
+/// against them, as `autograd::ops::RULES` for the built-ins). The `dct_conv` cases are a
+/// composite label: the layer records `conv2d` and `relu`, no rule of its own.
 pub const RULES: &[&str] = &[
     "sf",
     "sf_loss",
@@ -312,6 +316,7 @@ pub const RULES: &[&str] = &[
     "poisson_nll",
     "dcea_residual",
     "dcea_step",
+    "sc_loss",
 ];
 
 /// The whole registry: the built-in ops' cases followed by this crate's.
