@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use crate::kernels::reduce::sum_run;
+use crate::kernels::vmath::{self, Unary};
 use crate::{Element, Tensor, PAR_CHUNK};
 
 /// How a per-sample loss is reduced over the batch.
@@ -63,7 +64,8 @@ impl<T: Element> Tensor<T> {
     pub fn softmax(&self, axis: usize) -> Tensor<T> {
         if let Some(out) = self.by_rows(axis, |x, out| {
             let shift = row_shift(x);
-            out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift).exp());
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = v - shift);
+            vmath::map_in_place(Unary::Exp, out);
             let s = sum_run(out);
             out.iter_mut().for_each(|o| *o /= s);
         }) {
@@ -80,8 +82,9 @@ impl<T: Element> Tensor<T> {
     pub fn log_softmax(&self, axis: usize) -> Tensor<T> {
         if let Some(out) = self.by_rows(axis, |x, out| {
             let shift = row_shift(x);
-            out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift).exp());
-            let lse = sum_run(out).ln();
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = v - shift);
+            vmath::map_in_place(Unary::Exp, out);
+            let lse = vmath::eval(Unary::Log, sum_run(out));
             out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift) - lse);
         }) {
             return out;
