@@ -7,9 +7,9 @@
 //! * `sigmoid` is evaluated in the form that cannot overflow for either sign of `x`.
 //!
 //! `exp`, `log`, `sigmoid`, `tanh`, `softplus` and `elu` are the vectorised kernels of
-//! [`vmath`](crate::kernels::vmath): within a stated number of ulps of libm (≤ 1 for `exp`
-//! and `log` in f32 and f64), not libm's bits, and for every element the same bits whatever
-//! the layout, the thread count or the CPU's instruction set. The scalar helpers
+//! [`vmath`]: within a stated number of ulps of libm (≤ 1 for `exp` and `log` in f32 and
+//! f64), not libm's bits, and for every element the same bits whatever the layout, the thread
+//! count or the CPU's instruction set. The scalar helpers
 //! [`sigmoid`] and [`softplus`] below are the libm formulas (the references of those bounds).
 
 use std::mem::MaybeUninit;

@@ -1,5 +1,6 @@
 //! Vectorised transcendental functions on slices (`exp`, `expm1`, `log`, `log1p`, `sigmoid`,
-//! `tanh`, `softplus`, `elu`).
+//! `tanh`, `softplus`, `elu`) and the row kernels built on them (max/argmax, softmax,
+//! log-softmax and logsumexp of contiguous rows).
 //!
 //! # Algorithms
 //! Every function is written once, per element, as branch-free scalar code (selects instead
@@ -59,6 +60,14 @@
 //! correctly rounded reference (mpmath, 20 000 points in [−3, 3]) `sigmoid` and `tanh` are
 //! ≤ 2 ulp and `softplus` ≤ 1, the same as the libm formulas they replace.
 //!
+//! # Row kernels
+//! The maximum (minimum) of a row is reduced in 32 lanes; a NaN anywhere makes the result
+//! the row's first NaN, and a zero maximum is looked up again so that `−0` and `+0` come out
+//! as the first of them: the element and position `Tensor::max_with_indices` has always
+//! picked. Softmax, log-softmax and logsumexp rows use that maximum as the shift (0 when not
+//! finite), the `exp` kernel, and the order of additions of `Tensor::sum` over a contiguous
+//! row, so they give the bits of their composed definitions.
+//!
 //! # Dispatch
 //! Each kernel is compiled three times: for AVX-512F (+FMA), for AVX2 + FMA, and without
 //! target features. Each call runs the best one this CPU has ([`Level::best`]:
@@ -72,7 +81,7 @@
 use std::any::TypeId;
 use std::mem::MaybeUninit;
 
-use crate::Element;
+use crate::{Element, PAR_CHUNK};
 
 // ============================================================================ dispatch
 
@@ -237,15 +246,6 @@ pub fn eval<T: Element>(f: Unary, x: T) -> T {
     map_uninit(f, &[x], &mut out);
     // SAFETY: `map_uninit` wrote the element.
     unsafe { out[0].assume_init() }
-}
-
-/// `xs[i] = f(xs[i])`, through a small buffer.
-pub(crate) fn map_in_place<T: Element>(f: Unary, xs: &mut [T]) {
-    let mut buf = [T::zero(); 256];
-    for c in xs.chunks_mut(256) {
-        buf[..c.len()].copy_from_slice(c);
-        map_slice(f, &buf[..c.len()], c);
-    }
 }
 
 /// [`map_slice`] into a buffer that is not initialised yet (every element gets written).
@@ -758,6 +758,235 @@ pub fn softplus_f64(x: f64) -> f64 {
     softplus_imp::<true>(x)
 }
 
+// ============================================================================ row kernels
+
+/// Lanes of the row loops: the 32 accumulators of `reduce::sum_slice`, whose order of
+/// additions the sums here reproduce.
+const LANES: usize = 32;
+
+/// `(m, has_nan)`: the maximum (`MAX`) or minimum of `s` by lanes, ignoring NaN, and whether
+/// `s` holds a NaN. `m` equals the extreme value but may be the wrong zero (±0 ties).
+#[inline(always)]
+fn extreme_lanes<T: Vm, const MAX: bool>(s: &[T]) -> (T, bool) {
+    let better = |x: T, m: T| if MAX { x > m } else { x < m };
+    let mut m = [s[0]; LANES];
+    let mut nan = [T::zero(); LANES]; // a lane turns NaN once it has seen one
+    let chunks = s.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        // Iterators, not `m[k] = … v[k] …`: LLVM vectorises this form (the indexed one it
+        // turned into scalar selects of addresses).
+        for ((mk, nk), &x) in m.iter_mut().zip(nan.iter_mut()).zip(c) {
+            *mk = if better(x, *mk) { x } else { *mk };
+            *nk = if x.is_nan() { x } else { *nk };
+        }
+    }
+    let (mut best, mut has_nan) = (m[0], false);
+    for k in 0..LANES {
+        best = if better(m[k], best) { m[k] } else { best };
+        has_nan |= nan[k].is_nan();
+    }
+    for &x in rest {
+        best = if better(x, best) { x } else { best };
+        has_nan |= x.is_nan();
+    }
+    (best, has_nan)
+}
+
+/// Position of the first element of `s` for which `hit` holds (there must be one).
+#[inline(always)]
+fn first_index<T: Copy>(s: &[T], hit: impl Fn(T) -> bool) -> usize {
+    let mut base = 0;
+    for c in s.chunks(LANES) {
+        if c.iter().fold(false, |a, &x| a | hit(x)) {
+            return base + c.iter().position(|&x| hit(x)).expect("a hit in this chunk");
+        }
+        base += c.len();
+    }
+    unreachable!("first_index: no element matches")
+}
+
+/// The extreme element of a non-empty `s` as `Tensor::max_with_indices` picks it: the first
+/// NaN if there is one, otherwise the first element equal to the maximum (`MAX`) or minimum.
+/// Returns its value and, when `want_index` (or when needed to tell −0 from +0), its
+/// position; otherwise `usize::MAX` as the position.
+#[inline(always)]
+fn extreme_imp<T: Vm, const MAX: bool>(s: &[T], want_index: bool) -> (T, usize) {
+    let (best, has_nan) = extreme_lanes::<T, MAX>(s);
+    if has_nan {
+        let i = first_index(s, |x| x.is_nan());
+        return (s[i], i);
+    }
+    if want_index || best == T::zero() {
+        let i = first_index(s, |x| x == best);
+        return (s[i], i);
+    }
+    (best, usize::MAX)
+}
+
+/// `Σ e^(x_i − shift)` with the additions of `reduce::sum_slice` (32 lanes, a fixed tree,
+/// the remainder in order), writing the terms to `out` when `STORE` (`out` is then as long as
+/// `x`; otherwise it is not touched).
+#[inline(always)]
+fn exp_sum_slice<T: Vm, const STORE: bool>(x: &[T], shift: T, out: &mut [T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    let n_full = x.len() - rest.len();
+    // One loop per lane group, accumulating straight into `acc` (a local array of terms
+    // added to `acc` afterwards was split into 2-lane registers by LLVM).
+    if STORE {
+        for (c, o) in chunks.zip(out[..n_full].chunks_exact_mut(LANES)) {
+            for ((a, o), &v) in acc.iter_mut().zip(o.iter_mut()).zip(c) {
+                let e = T::v_exp(v - shift);
+                *o = e;
+                *a += e;
+            }
+        }
+    } else {
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += T::v_exp(v - shift);
+            }
+        }
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for k in 0..width {
+            acc[k] += acc[k + width];
+        }
+    }
+    let mut total = acc[0];
+    for (j, &v) in rest.iter().enumerate() {
+        let e = T::v_exp(v - shift);
+        if STORE {
+            out[n_full + j] = e;
+        }
+        total += e;
+    }
+    total
+}
+
+/// `Σ e^(x_i − shift)` in the order of `reduce::sum_run` (what `Tensor::sum` does with a
+/// contiguous row): pieces of `PAR_CHUNK` elements added left to right from 0.
+#[inline(always)]
+fn exp_sum<T: Vm, const STORE: bool>(x: &[T], shift: T, out: &mut [T]) -> T {
+    if x.len() <= PAR_CHUNK {
+        return T::zero() + exp_sum_slice::<T, STORE>(x, shift, out);
+    }
+    let mut total = T::zero();
+    for (i, c) in x.chunks(PAR_CHUNK).enumerate() {
+        let o = if STORE { &mut out[i * PAR_CHUNK..i * PAR_CHUNK + c.len()] } else { &mut [][..] };
+        total += exp_sum_slice::<T, STORE>(c, shift, o);
+    }
+    total
+}
+
+/// The shift of a row: its maximum, or 0 when that is not finite (NaN, ±∞).
+#[inline(always)]
+fn row_shift<T: Vm>(x: &[T]) -> T {
+    let m = extreme_imp::<T, true>(x, false).0;
+    if m.is_finite() {
+        m
+    } else {
+        T::zero()
+    }
+}
+
+#[inline(always)]
+fn softmax_rows_imp<T: Vm>(src: &[T], dst: &mut [T], n: usize, log: bool) {
+    for (x, out) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
+        let shift = row_shift(x);
+        if log {
+            let lse = T::v_log(exp_sum::<T, false>(x, shift, &mut []));
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = (v - shift) - lse;
+            }
+        } else {
+            let s = exp_sum::<T, true>(x, shift, out);
+            for o in out.iter_mut() {
+                *o /= s;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn logsumexp_rows_imp<T: Vm>(src: &[T], n: usize, dst: &mut [T]) {
+    for (x, o) in src.chunks_exact(n).zip(dst.iter_mut()) {
+        let shift = row_shift(x);
+        *o = T::v_log(exp_sum::<T, false>(x, shift, &mut [])) + shift;
+    }
+}
+
+dispatched!(max_f32: fn(s: &[f32], want_index: bool) -> (f32, usize) = extreme_imp::<f32, true>);
+dispatched!(max_f64: fn(s: &[f64], want_index: bool) -> (f64, usize) = extreme_imp::<f64, true>);
+dispatched!(min_f32: fn(s: &[f32], want_index: bool) -> (f32, usize) = extreme_imp::<f32, false>);
+dispatched!(min_f64: fn(s: &[f64], want_index: bool) -> (f64, usize) = extreme_imp::<f64, false>);
+dispatched!(softmax_rows_f32: fn(src: &[f32], dst: &mut [f32], n: usize, log: bool) = softmax_rows_imp::<f32>);
+dispatched!(softmax_rows_f64: fn(src: &[f64], dst: &mut [f64], n: usize, log: bool) = softmax_rows_imp::<f64>);
+dispatched!(logsumexp_rows_f32: fn(src: &[f32], n: usize, dst: &mut [f32]) = logsumexp_rows_imp::<f32>);
+dispatched!(logsumexp_rows_f64: fn(src: &[f64], n: usize, dst: &mut [f64]) = logsumexp_rows_imp::<f64>);
+
+/// The extreme element of the non-empty `s` and its position, as `Tensor::max_with_indices`
+/// (`is_max`) or `Tensor::min_with_indices` picks it: the first NaN if any, otherwise the
+/// first element equal to the maximum (minimum). Without `want_index` the position may be
+/// `usize::MAX`. **Panics** if `s` is empty.
+#[track_caller]
+pub(crate) fn extreme<T: Element>(s: &[T], is_max: bool, want_index: bool) -> (T, usize) {
+    assert!(!s.is_empty(), "vmath::extreme: empty slice");
+    extreme_at(Level::best(), s, is_max, want_index)
+}
+
+fn extreme_at<T: Element>(level: Level, s: &[T], is_max: bool, want_index: bool) -> (T, usize) {
+    if let Some(s) = same::<T, f32>(s) {
+        let (v, i) = if is_max { max_f32(level, s, want_index) } else { min_f32(level, s, want_index) };
+        (same::<f32, T>(&[v]).expect("T is f32")[0], i)
+    } else if let Some(s) = same::<T, f64>(s) {
+        let (v, i) = if is_max { max_f64(level, s, want_index) } else { min_f64(level, s, want_index) };
+        (same::<f64, T>(&[v]).expect("T is f64")[0], i)
+    } else {
+        unreachable!("Element is implemented for f32 and f64 only")
+    }
+}
+
+/// Softmax (or, with `log`, log-softmax) of every row of `n` elements of `src` into `dst`:
+/// `e^(x − m)/Σ e^(x − m)`, resp. `(x − m) − log Σ e^(x − m)`, `m` the row's maximum (0 when
+/// not finite), the sum in the order `Tensor::sum` adds a contiguous row. Same bits as the
+/// composed kernels. **Panics** unless both lengths are the same multiple of `n > 0`.
+#[track_caller]
+pub(crate) fn softmax_rows<T: Element>(src: &[T], dst: &mut [T], n: usize, log: bool) {
+    softmax_rows_at(Level::best(), src, dst, n, log)
+}
+
+#[track_caller]
+fn softmax_rows_at<T: Element>(level: Level, src: &[T], dst: &mut [T], n: usize, log: bool) {
+    assert!(n > 0 && src.len() % n == 0 && dst.len() == src.len(), "vmath::softmax_rows: bad lengths");
+    if let (Some(s), Some(d)) = (same::<T, f32>(src), same_mut::<T, f32>(dst)) {
+        softmax_rows_f32(level, s, d, n, log)
+    } else if let (Some(s), Some(d)) = (same::<T, f64>(src), same_mut::<T, f64>(dst)) {
+        softmax_rows_f64(level, s, d, n, log)
+    }
+}
+
+/// `log Σ e^(x − m) + m` of every row of `n` elements of `src` into `dst` (one per row), as
+/// `Tensor::logsumexp` composes it. **Panics** unless `src.len() = n·dst.len()`, `n > 0`.
+#[track_caller]
+pub(crate) fn logsumexp_rows<T: Element>(src: &[T], n: usize, dst: &mut [T]) {
+    logsumexp_rows_at(Level::best(), src, n, dst)
+}
+
+#[track_caller]
+fn logsumexp_rows_at<T: Element>(level: Level, src: &[T], n: usize, dst: &mut [T]) {
+    assert!(n > 0 && src.len() == n * dst.len(), "vmath::logsumexp_rows: bad lengths");
+    if let (Some(s), Some(d)) = (same::<T, f32>(src), same_mut::<T, f32>(dst)) {
+        logsumexp_rows_f32(level, s, n, d)
+    } else if let (Some(s), Some(d)) = (same::<T, f64>(src), same_mut::<T, f64>(dst)) {
+        logsumexp_rows_f64(level, s, n, d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1154,6 +1383,123 @@ mod tests {
             }
         }
         eprintln!("vmath levels on this CPU: {:?}", levels.iter().map(|l| l.name()).collect::<Vec<_>>());
+    }
+
+    // ------------------------------------------------------------ row kernels
+
+    /// The naive extreme: the first NaN, else the first element strictly better than all
+    /// before it.
+    fn naive_extreme<T: Element>(s: &[T], is_max: bool) -> (T, usize) {
+        let mut best = (s[0], 0);
+        for (i, &x) in s.iter().enumerate().skip(1) {
+            if best.0.is_nan() {
+                break;
+            }
+            if x.is_nan() || (is_max && x > best.0) || (!is_max && x < best.0) {
+                best = (x, i);
+            }
+        }
+        best
+    }
+
+    fn rows_under_test<T: Element>(rng: &mut crate::Rng) -> Vec<Vec<T>> {
+        let mut rows = Vec::new();
+        for n in [1usize, 2, 3, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1000] {
+            let base: Vec<T> = (0..n).map(|_| T::of(rng.normal() * 3.0)).collect();
+            rows.push(base.clone());
+            for p in [0, n / 2, n - 1] {
+                for v in [T::nan(), T::infinity(), T::neg_infinity(), T::zero(), -T::zero()] {
+                    let mut r = base.clone();
+                    r[p] = v;
+                    rows.push(r);
+                }
+            }
+            let mut two_nans = base.clone();
+            two_nans[n - 1] = T::nan();
+            two_nans[n / 3] = -T::nan();
+            rows.push(two_nans);
+            rows.push(vec![T::neg_infinity(); n]);
+            rows.push(vec![T::infinity(); n]);
+            rows.push(vec![T::nan(); n]);
+            // Signed-zero ties: the first zero decides which zero the maximum is.
+            rows.push((0..n).map(|i| if i % 2 == 0 { -T::zero() } else { T::zero() }).collect());
+            rows.push((0..n).map(|i| if i % 3 == 2 { -T::zero() } else { -T::one() }).collect());
+            // A repeated maximum: the first position wins.
+            rows.push((0..n).map(|i| T::of((i % 5) as f64)).collect());
+        }
+        rows
+    }
+
+    fn extreme_matches_naive<T: Element>() {
+        let mut rng = crate::Rng::new(21);
+        for row in rows_under_test::<T>(&mut rng) {
+            for is_max in [true, false] {
+                let want = naive_extreme(&row, is_max);
+                for l in Level::available() {
+                    let (v, i) = extreme_at(l, &row, is_max, true);
+                    assert_eq!(
+                        (bytemuck::bytes_of(&v), i),
+                        (bytemuck::bytes_of(&want.0), want.1),
+                        "{row:?} max {is_max} {l:?}"
+                    );
+                    let (v, _) = extreme_at(l, &row, is_max, false);
+                    assert_eq!(bytemuck::bytes_of(&v), bytemuck::bytes_of(&want.0), "{row:?} value only");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_and_argmax_match_the_naive_fold() {
+        extreme_matches_naive::<f32>();
+        extreme_matches_naive::<f64>();
+    }
+
+    fn fused_sums_match_sum_run<T: Element>() {
+        let mut rng = crate::Rng::new(22);
+        for n in [1usize, 5, 31, 32, 33, 100, 1000, PAR_CHUNK, PAR_CHUNK + 1, 3 * PAR_CHUNK + 17] {
+            let x: Vec<T> = (0..n).map(|_| T::of(rng.normal() * 4.0)).collect();
+            let shift = T::of(0.75);
+            let e: Vec<T> = x.iter().map(|&v| eval(Unary::Exp, v - shift)).collect();
+            let want = crate::kernels::reduce::sum_run(&e);
+            let mut stored = vec![T::zero(); n];
+            let (a, b) = if let Some(x) = same::<T, f32>(&x) {
+                let st = same_mut::<T, f32>(&mut stored).unwrap();
+                (T::of(exp_sum::<f32, false>(x, 0.75, &mut []) as f64), T::of(exp_sum::<f32, true>(x, 0.75, st) as f64))
+            } else {
+                let x = same::<T, f64>(&x).unwrap();
+                let st = same_mut::<T, f64>(&mut stored).unwrap();
+                (T::of(exp_sum::<f64, false>(x, 0.75, &mut [])), T::of(exp_sum::<f64, true>(x, 0.75, st)))
+            };
+            assert_eq!((a, b), (want, want), "n = {n}");
+            assert!(bytemuck::cast_slice::<T, u8>(&stored) == bytemuck::cast_slice::<T, u8>(&e), "n = {n}");
+        }
+    }
+
+    #[test]
+    fn fused_exp_sums_add_in_the_order_of_sum_run() {
+        fused_sums_match_sum_run::<f32>();
+        fused_sums_match_sum_run::<f64>();
+    }
+
+    #[test]
+    fn row_kernels_give_the_same_bits_on_every_level() {
+        let mut rng = crate::Rng::new(23);
+        for n in [1usize, 3, 17, 33, 1000] {
+            let x: Vec<f32> =
+                (0..7 * n).map(|i| if i % 11 == 3 { f32::NEG_INFINITY } else { rng.normal() as f32 * 9.0 }).collect();
+            let runs = |l: Level| {
+                let (mut s, mut ls, mut lse) = (vec![0f32; x.len()], vec![0f32; x.len()], vec![0f32; 7]);
+                softmax_rows_at(l, &x, &mut s, n, false);
+                softmax_rows_at(l, &x, &mut ls, n, true);
+                logsumexp_rows_at(l, &x, n, &mut lse);
+                [s, ls, lse].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+            };
+            let first = runs(Level::available()[0]);
+            for l in Level::available() {
+                assert!(runs(l) == first, "n = {n}, {l:?}");
+            }
+        }
     }
 }
 
