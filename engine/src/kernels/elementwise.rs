@@ -23,9 +23,11 @@ use crate::{Element, Tensor, PAR_CHUNK};
 /// A fresh output of `n` elements, written exactly once by `fill` before it is read.
 ///
 /// The buffer is not zeroed first (for a 4 MB output, zeroing cost as much as `relu` itself):
-/// `fill` receives it as `MaybeUninit` and must write every element.
+/// `fill` receives it as `MaybeUninit` and must write every element. Buffers of 32 MiB or
+/// more are advised for transparent huge pages first ([`crate::huge_pages_hint`]).
 fn fresh<T: Element>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
     let mut out = Vec::with_capacity(n);
+    crate::huge_pages_hint(&mut out);
     fill(&mut out.spare_capacity_mut()[..n]);
     // SAFETY: `fill` wrote all `n` elements (every caller covers the whole slice: a map over
     // equal-length slices, or `fill_strided`, which visits every position once).
@@ -710,6 +712,19 @@ mod tests {
         }
         assert_eq!(x.exp().to_vec(), x.map_unary(Unary::Exp).to_vec());
         assert_eq!(x.elu(0.7).to_vec(), x.map_unary(Unary::Elu(0.7)).to_vec());
+    }
+
+    /// An output above the huge-page threshold (advised before it is written) holds the
+    /// same values.
+    #[test]
+    fn huge_outputs_hold_the_same_values() {
+        let n = crate::HUGE_PAGE_MIN_BYTES / 4 + 12_345;
+        let x = Tensor::<f32>::arange(n).mul_scalar(1e-6);
+        let (y, r) = (x.exp().to_vec(), x.relu().to_vec());
+        for i in (0..n).step_by(997).chain([n - 1]) {
+            let xi = i as f32 * 1e-6;
+            assert_eq!((y[i], r[i]), (vmath::eval(Unary::Exp, xi), xi), "element {i}");
+        }
     }
 
     fn same_bits<T: Element>(a: &[T], b: &[T]) -> bool {
