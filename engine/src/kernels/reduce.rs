@@ -365,6 +365,23 @@ impl<T: Element> Tensor<T> {
             let (st, block) = (self.storage(), p.block);
             let kept = Layout { shape: p.kept_shape.clone(), strides: p.kept_strides.clone(), offset: self.offset() };
             let bases: Vec<usize> = kept.offsets().collect();
+            let rows = bases.len();
+            if block <= PAR_CHUNK && bases.windows(2).all(|w| w[1] == w[0] + block) {
+                // Consecutive rows (the last axes of a contiguous tensor): whole pieces of rows
+                // per kernel call, in fixed pieces of about PAR_CHUNK elements.
+                let src = &st[bases[0]..bases[0] + rows * block];
+                let (mut vals, mut idx) = (vec![T::zero(); rows], vec![0usize; rows]);
+                let per = (PAR_CHUNK / block).max(1);
+                if rows * block >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
+                    src.par_chunks(per * block)
+                        .zip(vals.par_chunks_mut(per))
+                        .zip(idx.par_chunks_mut(per))
+                        .for_each(|((s, v), i)| vmath::extreme_rows(s, block, is_max, want_index, v, i));
+                } else {
+                    vmath::extreme_rows(src, block, is_max, want_index, &mut vals, &mut idx);
+                }
+                return (self.finish(&p, axes, keepdim, vals), if want_index { idx } else { Vec::new() });
+            }
             let run = |base: usize| -> (T, usize) {
                 let s = &st[base..base + block];
                 if block <= PAR_CHUNK {
@@ -670,6 +687,36 @@ mod tests {
         let x = Tensor::from_vec(v, &[3 * PAR_CHUNK + 5]);
         assert_eq!(x.max_with_indices(&[0], false).1, vec![3 * PAR_CHUNK]);
         assert!(x.max(&[0], false).item().is_nan());
+    }
+
+    /// Many short rows, cut into parallel pieces of whole rows: the same values and positions
+    /// on one and two threads as the generic path, with NaN and ties sprinkled in.
+    #[test]
+    fn row_pieces_give_the_same_extremes_on_any_thread_count() {
+        let mut rng = Rng::new(14);
+        let (r, c) = (3 * PAR_CHUNK / 8 + 5, 8);
+        let mut v: Vec<f32> = (0..r * c).map(|_| rng.normal() as f32).collect();
+        for i in (0..r * c).step_by(997) {
+            v[i] = f32::NAN;
+        }
+        for i in (3..r * c).step_by(1013) {
+            v[i] = v[i - 1];
+        }
+        let x = Tensor::from_vec(v, &[r, c]);
+        let generic = x.t().contiguous().t(); // same rows, strided: the element-by-element fold
+        let on = |t: usize, x: &Tensor<f32>| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            pool.install(|| {
+                let (m, i) = x.max_with_indices(&[1], false);
+                let (n, j) = x.min_with_indices(&[1], false);
+                (m.to_vec(), i, x.max(&[1], false).to_vec(), n.to_vec(), j)
+            })
+        };
+        let (a, b, g) = (on(1, &x), on(2, &x), on(1, &generic));
+        for (p, q) in [(&a, &b), (&a, &g)] {
+            assert!(same_bits(&p.0, &q.0) && same_bits(&p.2, &q.2) && same_bits(&p.3, &q.3));
+            assert_eq!((&p.1, &p.4), (&q.1, &q.4));
+        }
     }
 
     #[test]

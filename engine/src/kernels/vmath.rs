@@ -963,6 +963,23 @@ fn logsumexp_rows_imp<T: Vm>(src: &[T], n: usize, dst: &mut [T]) {
     }
 }
 
+/// `extreme_imp` of every row of `n` elements of `src` into `vals` (and `idx` when
+/// `want_index`; it is then as long as `vals`).
+#[inline(always)]
+fn extreme_rows_imp<T: Vm, const MAX: bool>(src: &[T], n: usize, want_index: bool, vals: &mut [T], idx: &mut [usize]) {
+    for (r, (row, v)) in src.chunks_exact(n).zip(vals.iter_mut()).enumerate() {
+        let (m, i) = extreme_imp::<T, MAX>(row, want_index);
+        *v = m;
+        if want_index {
+            idx[r] = i;
+        }
+    }
+}
+
+dispatched!(max_rows_f32: fn(src: &[f32], n: usize, want_index: bool, vals: &mut [f32], idx: &mut [usize]) = extreme_rows_imp::<f32, true>);
+dispatched!(max_rows_f64: fn(src: &[f64], n: usize, want_index: bool, vals: &mut [f64], idx: &mut [usize]) = extreme_rows_imp::<f64, true>);
+dispatched!(min_rows_f32: fn(src: &[f32], n: usize, want_index: bool, vals: &mut [f32], idx: &mut [usize]) = extreme_rows_imp::<f32, false>);
+dispatched!(min_rows_f64: fn(src: &[f64], n: usize, want_index: bool, vals: &mut [f64], idx: &mut [usize]) = extreme_rows_imp::<f64, false>);
 dispatched!(max_f32: fn(s: &[f32], want_index: bool) -> (f32, usize) = extreme_imp::<f32, true>);
 dispatched!(max_f64: fn(s: &[f64], want_index: bool) -> (f64, usize) = extreme_imp::<f64, true>);
 dispatched!(min_f32: fn(s: &[f32], want_index: bool) -> (f32, usize) = extreme_imp::<f32, false>);
@@ -991,6 +1008,48 @@ fn extreme_at<T: Element>(level: Level, s: &[T], is_max: bool, want_index: bool)
         (same::<f64, T>(&[v]).expect("T is f64")[0], i)
     } else {
         unreachable!("Element is implemented for f32 and f64 only")
+    }
+}
+
+/// [`extreme`] of every row of `n` elements of `src`: the values into `vals`, and the
+/// positions into `idx` when `want_index` (`idx` is then as long as `vals`; otherwise it is
+/// not written and may be empty). **Panics** unless `src.len() = n·vals.len()`, `n > 0`.
+#[track_caller]
+pub(crate) fn extreme_rows<T: Element>(
+    src: &[T],
+    n: usize,
+    is_max: bool,
+    want_index: bool,
+    vals: &mut [T],
+    idx: &mut [usize],
+) {
+    extreme_rows_at(Level::best(), src, n, is_max, want_index, vals, idx)
+}
+
+#[track_caller]
+fn extreme_rows_at<T: Element>(
+    level: Level,
+    src: &[T],
+    n: usize,
+    is_max: bool,
+    want_index: bool,
+    vals: &mut [T],
+    idx: &mut [usize],
+) {
+    assert!(n > 0 && src.len() == n * vals.len(), "vmath::extreme_rows: bad lengths");
+    assert!(!want_index || idx.len() == vals.len(), "vmath::extreme_rows: bad index length");
+    if let (Some(s), Some(v)) = (same::<T, f32>(src), same_mut::<T, f32>(vals)) {
+        if is_max {
+            max_rows_f32(level, s, n, want_index, v, idx)
+        } else {
+            min_rows_f32(level, s, n, want_index, v, idx)
+        }
+    } else if let (Some(s), Some(v)) = (same::<T, f64>(src), same_mut::<T, f64>(vals)) {
+        if is_max {
+            max_rows_f64(level, s, n, want_index, v, idx)
+        } else {
+            min_rows_f64(level, s, n, want_index, v, idx)
+        }
     }
 }
 
@@ -1487,6 +1546,28 @@ mod tests {
                     );
                     let (v, _) = extreme_at(l, &row, is_max, false);
                     assert_eq!(bytemuck::bytes_of(&v), bytemuck::bytes_of(&want.0), "{row:?} value only");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_extremes_match_the_single_row_kernel() {
+        let mut rng = crate::Rng::new(24);
+        for n in [1usize, 3, 17, 32, 33, 1000] {
+            let rows = rows_under_test::<f32>(&mut rng).into_iter().filter(|r| r.len() == n).collect::<Vec<_>>();
+            let src: Vec<f32> = rows.concat();
+            for is_max in [true, false] {
+                for l in Level::available() {
+                    let (mut v, mut i) = (vec![0f32; rows.len()], vec![0usize; rows.len()]);
+                    extreme_rows_at(l, &src, n, is_max, true, &mut v, &mut i);
+                    for (r, row) in rows.iter().enumerate() {
+                        let want = naive_extreme(row, is_max);
+                        assert_eq!((v[r].to_bits(), i[r]), (want.0.to_bits(), want.1), "n = {n}, row {r}, {l:?}");
+                    }
+                    let mut v2 = vec![0f32; rows.len()];
+                    extreme_rows_at(l, &src, n, is_max, false, &mut v2, &mut []);
+                    assert!(v2.iter().zip(&v).all(|(a, b)| a.to_bits() == b.to_bits()), "values only, n = {n}");
                 }
             }
         }
