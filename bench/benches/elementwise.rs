@@ -1,5 +1,5 @@
-//! Element-wise throughput on 1M and 16M f32 (4 MB and 64 MB per operand): `exp`, `relu`,
-//! `add` of equal shapes, `add` with broadcasting (a row vector `[C]` and a column `[R, 1]`
+//! Element-wise throughput on 1M and 16M f32 (4 MB and 64 MB per operand): the
+//! transcendentals `exp`, `log` (of `|x|`), `sigmoid` and `tanh`, `relu`, `add` of equal shapes, `add` with broadcasting (a row vector `[C]` and a column `[R, 1]`
 //! against `[R, C]`), and `exp` of a transposed (strided) view. Each is shown beside a plain
 //! single-threaded slice loop (what a hand-written Rust loop gives; for memory-bound maps
 //! this is the bandwidth roofline of one core) and, at 1M, the naive index-based reference
@@ -60,12 +60,21 @@ fn elementwise(c: &mut Criterion) {
         let row = Tensor::<f32>::randn(&[cols], &mut rng);
         let col = Tensor::<f32>::randn(&[rows, 1], &mut rng);
         let xt = Tensor::<f32>::randn(&[cols, rows], &mut rng).t(); // strided view
-        let (xs, ys) = (x.as_slice().unwrap(), y.as_slice().unwrap());
+        let xa = x.abs(); // the input of `log`: half-normal, as `np.abs(x)` in the peers
+        let (xs, ys, xas) = (x.as_slice().unwrap(), y.as_slice().unwrap(), xa.as_slice().unwrap());
         let (rs, cs) = (row.as_slice().unwrap(), col.as_slice().unwrap());
 
         g.bench_function(BenchmarkId::new("exp", label), |b| b.iter(|| x.exp()));
         g.bench_function(BenchmarkId::new("exp_plain_loop", label), |b| b.iter(|| plain_map(xs, f32::exp)));
         g.bench_function(BenchmarkId::new("exp_transposed_view", label), |b| b.iter(|| xt.exp()));
+        g.bench_function(BenchmarkId::new("log", label), |b| b.iter(|| xa.log()));
+        g.bench_function(BenchmarkId::new("log_plain_loop", label), |b| b.iter(|| plain_map(xas, f32::ln)));
+        g.bench_function(BenchmarkId::new("sigmoid", label), |b| b.iter(|| x.sigmoid()));
+        g.bench_function(BenchmarkId::new("sigmoid_plain_loop", label), |b| {
+            b.iter(|| plain_map(xs, |v| 1.0 / (1.0 + (-v).exp())))
+        });
+        g.bench_function(BenchmarkId::new("tanh", label), |b| b.iter(|| x.tanh()));
+        g.bench_function(BenchmarkId::new("tanh_plain_loop", label), |b| b.iter(|| plain_map(xs, f32::tanh)));
         g.bench_function(BenchmarkId::new("relu", label), |b| b.iter(|| x.relu()));
         g.bench_function(BenchmarkId::new("relu_plain_loop", label), |b| b.iter(|| plain_map(xs, relu)));
         g.bench_function(BenchmarkId::new("add", label), |b| b.iter(|| x.add(&y)));
@@ -81,8 +90,9 @@ fn elementwise(c: &mut Criterion) {
                 b.iter(|| naive::zip_map(&x, &row, |a, b| a + b))
             });
         }
-        // The fast paths agree with the references.
-        assert_eq!(x.exp().to_vec(), plain_map(xs, f32::exp));
+        // The fast paths agree with the references (`exp` within its 1-ulp bound of libm).
+        let within_1_ulp = |a: f32, b: f32| a == b || (a.to_bits() as i64 - b.to_bits() as i64).abs() <= 1;
+        assert!(x.exp().to_vec().iter().zip(plain_map(xs, f32::exp)).all(|(&a, b)| within_1_ulp(a, b)));
         assert_eq!(x.add(&row).to_vec(), plain_add_row(xs, rs));
         assert_eq!(x.add(&col).to_vec(), plain_add_col(xs, cs));
         black_box(&xt);

@@ -2,7 +2,8 @@
 //! (`[R, C] → [R]`, contiguous runs) and over the first axis (`[R, C] → [C]`, strided), each
 //! beside a plain single-threaded slice loop and, at 1M, the naive reference
 //! `engine::kernels::reduce::naive::sum` (f64 accumulation, index arithmetic per element).
-//! Also `max` over the last axis (which also finds the argmax) and `softmax` over the last axis.
+//! Also, over the last axis: `max` (beside a plain NaN-propagating fold per row), `argmax`,
+//! `logsumexp`, `softmax` and `log_softmax`.
 //!
 //! Throughput is in input elements (4 bytes each). Groups: `reduce_t{threads}`.
 
@@ -27,6 +28,11 @@ fn plain_sum_cols(x: &[f32], cols: usize) -> Vec<f32> {
     acc
 }
 
+/// Maximum of every row, NaN propagating, as one fold per row.
+fn plain_max_rows(x: &[f32], cols: usize) -> Vec<f32> {
+    x.chunks_exact(cols).map(|r| r.iter().fold(r[0], |m, &v| if v.is_nan() || v > m { v } else { m })).collect()
+}
+
 fn reduce(c: &mut Criterion) {
     let mut g = c.benchmark_group(group_name("reduce"));
     let mut rng = Rng::new(2);
@@ -44,7 +50,11 @@ fn reduce(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("sum_first_axis", label), |b| b.iter(|| x.sum(&[0], false)));
         g.bench_function(BenchmarkId::new("sum_first_axis_plain_loop", label), |b| b.iter(|| plain_sum_cols(xs, cols)));
         g.bench_function(BenchmarkId::new("max_last_axis", label), |b| b.iter(|| x.max(&[1], false)));
+        g.bench_function(BenchmarkId::new("max_last_axis_plain_loop", label), |b| b.iter(|| plain_max_rows(xs, cols)));
+        g.bench_function(BenchmarkId::new("argmax_last_axis", label), |b| b.iter(|| x.argmax(1)));
+        g.bench_function(BenchmarkId::new("logsumexp_last_axis", label), |b| b.iter(|| x.logsumexp(&[1], false)));
         g.bench_function(BenchmarkId::new("softmax_last_axis", label), |b| b.iter(|| x.softmax(1)));
+        g.bench_function(BenchmarkId::new("log_softmax_last_axis", label), |b| b.iter(|| x.log_softmax(1)));
         if n == 1 << 20 {
             g.sample_size(10);
             g.bench_function(BenchmarkId::new("sum_all_naive", label), |b| b.iter(|| naive::sum(&x, &[0, 1])));

@@ -3,10 +3,13 @@
 
   conv         torch conv2d forward, input gradient, weight gradient (aten.convolution_backward)
                at the LeNet batch-64 shapes and the CIFAR shape of benches/conv.rs
-  elementwise  numpy and torch: exp, relu, add, add broadcasting a row [C] / a column [R,1],
-               on [R, 1024] f32 with R*1024 = 1M and 16M (benches/elementwise.rs)
-  reduce       numpy and torch: sum over all / last axis / first axis, max over the last axis,
-               softmax over the last axis (torch) on the same arrays (benches/reduce.rs)
+  elementwise  numpy and torch: exp, log (of |x|), sigmoid (torch), tanh, relu, add, add
+               broadcasting a row [C] / a column [R,1], on [R, 1024] f32 with R*1024 = 1M and
+               16M (benches/elementwise.rs)
+  reduce       numpy and torch: sum over all / last axis / first axis, max and argmax over the
+               last axis; torch also amax (values only; torch.max(dim) returns the indices
+               too), logsumexp, softmax and log_softmax over the last axis, on the same arrays
+               (benches/reduce.rs)
   tape         torch autograd: 10,000 scalar ops x <- x*a + b, record and record+backward
                (benches/tape.rs)
 
@@ -76,18 +79,22 @@ def elementwise(res, t, quick, libs):
         y = rng.standard_normal((rows, cols), dtype=np.float32)
         row = rng.standard_normal((cols,), dtype=np.float32)
         col = rng.standard_normal((rows, 1), dtype=np.float32)
+        xa = np.abs(x)  # the input of log, as `x.abs()` in benches/elementwise.rs
         impls = []
         if "numpy" in libs:
             impls.append(("numpy", x, y, row, col, {
-                "exp": lambda x, y, r, c: np.exp(x), "relu": lambda x, y, r, c: np.maximum(x, 0),
+                "exp": lambda x, y, r, c: np.exp(x), "log": lambda x, y, r, c: np.log(xa),
+                "tanh": lambda x, y, r, c: np.tanh(x), "relu": lambda x, y, r, c: np.maximum(x, 0),
                 "add": lambda x, y, r, c: x + y, "add_bcast_row": lambda x, y, r, c: x + r,
                 "add_bcast_col": lambda x, y, r, c: x + c}))
         if "torch" in libs:
             import torch
             torch.set_num_threads(t)
-            tx, ty, tr, tc = (torch.from_numpy(a) for a in (x, y, row, col))
+            tx, ty, tr, tc, txa = (torch.from_numpy(a) for a in (x, y, row, col, xa))
             impls.append(("torch", tx, ty, tr, tc, {
-                "exp": lambda x, y, r, c: torch.exp(x), "relu": lambda x, y, r, c: torch.relu(x),
+                "exp": lambda x, y, r, c: torch.exp(x), "log": lambda x, y, r, c: torch.log(txa),
+                "sigmoid": lambda x, y, r, c: torch.sigmoid(x), "tanh": lambda x, y, r, c: torch.tanh(x),
+                "relu": lambda x, y, r, c: torch.relu(x),
                 "add": lambda x, y, r, c: x + y, "add_bcast_row": lambda x, y, r, c: x + r,
                 "add_bcast_col": lambda x, y, r, c: x + c}))
         for lib, a, b, r, c, ops in impls:
@@ -105,14 +112,19 @@ def reduce(res, t, quick, libs):
         if "numpy" in libs:
             impls.append(("numpy", x, {
                 "sum_all": lambda x: x.sum(), "sum_last_axis": lambda x: x.sum(axis=1),
-                "sum_first_axis": lambda x: x.sum(axis=0), "max_last_axis": lambda x: x.max(axis=1)}))
+                "sum_first_axis": lambda x: x.sum(axis=0), "max_last_axis": lambda x: x.max(axis=1),
+                "argmax_last_axis": lambda x: x.argmax(axis=1)}))
         if "torch" in libs:
             import torch
             torch.set_num_threads(t)
             impls.append(("torch", torch.from_numpy(x), {
                 "sum_all": lambda x: x.sum(), "sum_last_axis": lambda x: x.sum(dim=1),
                 "sum_first_axis": lambda x: x.sum(dim=0), "max_last_axis": lambda x: x.max(dim=1),
-                "softmax_last_axis": lambda x: torch.softmax(x, dim=1)}))
+                "amax_last_axis": lambda x: torch.amax(x, dim=1),
+                "argmax_last_axis": lambda x: torch.argmax(x, dim=1),
+                "logsumexp_last_axis": lambda x: torch.logsumexp(x, dim=1),
+                "softmax_last_axis": lambda x: torch.softmax(x, dim=1),
+                "log_softmax_last_axis": lambda x: torch.log_softmax(x, dim=1)}))
         for lib, a, ops in impls:
             time_cases(res, "reduce", lib, label, n, ops, (a,), mt)
 

@@ -71,3 +71,40 @@ pub fn filled<T: Copy>(n: usize, v: T) -> Vec<T> {
     out.resize(n, v);
     out
 }
+
+/// Buffers of at least this many bytes are asked to be backed by transparent huge pages.
+pub(crate) const HUGE_PAGE_MIN_BYTES: usize = 32 << 20;
+
+/// Asks the kernel to back the capacity of `v` with transparent huge pages (Linux
+/// `madvise(MADV_HUGEPAGE)` on the 2 MiB-aligned part of it) when it holds at least
+/// [`HUGE_PAGE_MIN_BYTES`]; elsewhere, or below that size, does nothing. Call it on a fresh
+/// buffer before its first write: pages already touched stay small.
+///
+/// A fresh 64 MiB output written once takes 16 384 page faults with 4 KiB pages (each maps
+/// and zeroes a page); on the project's VM that was about 90% of `exp` on 16M f32 elements
+/// (the kernel itself ~4 ms of ~40–100 ms). With huge pages it takes 32. Only buffers this
+/// large are advised: glibc gives every allocation of 32 MiB or more its own mapping, so the
+/// advice never reaches memory shared with other allocations. Values are not affected.
+pub(crate) fn huge_pages_hint<T>(v: &mut Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        const MADV_HUGEPAGE: i32 = 14;
+        const HUGE: usize = 2 << 20;
+        let bytes = v.capacity() * std::mem::size_of::<T>();
+        if bytes < HUGE_PAGE_MIN_BYTES {
+            return;
+        }
+        let start = v.as_mut_ptr() as usize;
+        let (lo, hi) = ((start + HUGE - 1) & !(HUGE - 1), (start + bytes) & !(HUGE - 1));
+        if hi > lo {
+            // SAFETY: [lo, hi) lies inside the allocation of `v`; MADV_HUGEPAGE changes how
+            // the pages are backed, not their contents. A failure (THP disabled) is harmless.
+            unsafe { madvise(lo as *mut std::ffi::c_void, hi - lo, MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
+}

@@ -5,20 +5,29 @@
 //! * `relu(0) = 0`; `sign(0) = 0`; NaN propagates through every map (`relu(NaN) = NaN`).
 //! * `soft_threshold(v, τ) = sign(v)·max(|v| − τ, 0)`, so `|v| ≤ τ` maps to exactly 0.
 //! * `sigmoid` is evaluated in the form that cannot overflow for either sign of `x`.
+//!
+//! `exp`, `log`, `sigmoid`, `tanh`, `softplus` and `elu` are the vectorised kernels of
+//! [`vmath`]: within a stated number of ulps of libm (≤ 1 for `exp` and `log` in f32 and
+//! f64), not libm's bits, and for every element the same bits whatever the layout, the thread
+//! count or the CPU's instruction set. The scalar helpers
+//! [`sigmoid`] and [`softplus`] below are the libm formulas (the references of those bounds).
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::kernels::vmath::{self, Unary};
 use crate::layout::{broadcast_shape, coalesce, walk};
 use crate::{Element, Tensor, PAR_CHUNK};
 
 /// A fresh output of `n` elements, written exactly once by `fill` before it is read.
 ///
 /// The buffer is not zeroed first (for a 4 MB output, zeroing cost as much as `relu` itself):
-/// `fill` receives it as `MaybeUninit` and must write every element.
+/// `fill` receives it as `MaybeUninit` and must write every element. Buffers of 32 MiB or
+/// more are advised for transparent huge pages first ([`crate::huge_pages_hint`]).
 fn fresh<T: Element>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
     let mut out = Vec::with_capacity(n);
+    crate::huge_pages_hint(&mut out);
     fill(&mut out.spare_capacity_mut()[..n]);
     // SAFETY: `fill` wrote all `n` elements (every caller covers the whole slice: a map over
     // equal-length slices, or `fill_strided`, which visits every position once).
@@ -99,7 +108,36 @@ fn run1<T: Element>(dst: &mut [MaybeUninit<T>], src: &[T], start: usize, stride:
     }
 }
 
+/// `f` of `src[start + j·stride]` into `dst[j]` through the slice kernel: directly for
+/// `stride = 1`, through a small gather buffer otherwise.
+fn run_vm<T: Element>(dst: &mut [MaybeUninit<T>], src: &[T], start: usize, stride: isize, f: Unary) {
+    if stride == 1 {
+        return vmath::map_uninit(f, &src[start..start + dst.len()], dst);
+    }
+    const BUF: usize = 64;
+    let mut buf = [T::zero(); BUF];
+    for (c, d) in dst.chunks_mut(BUF).enumerate() {
+        let first = start as isize + (c * BUF) as isize * stride;
+        for (j, b) in buf[..d.len()].iter_mut().enumerate() {
+            *b = src[(first + j as isize * stride) as usize];
+        }
+        vmath::map_uninit(f, &buf[..d.len()], d);
+    }
+}
+
 impl<T: Element> Tensor<T> {
+    /// The [`vmath`] kernel `f` applied to every element.
+    pub fn map_unary(&self, f: Unary) -> Tensor<T> {
+        let out = fresh(self.numel(), |out| match self.as_slice() {
+            Some(src) => par_pieces(out, |i, d| vmath::map_uninit(f, &src[i..i + d.len()], d)),
+            None => {
+                let (l, st) = (self.layout(), self.storage());
+                fill_strided(out, &l.shape, [&l.strides], [l.offset], |d, [o], [s]| run_vm(d, st, o, s, f));
+            }
+        });
+        Tensor::from_vec(out, self.shape())
+    }
+
     /// `f` applied to every element.
     pub fn map(&self, f: impl Fn(T) -> T + Sync + Send) -> Tensor<T> {
         let out = fresh(self.numel(), |out| match self.as_slice() {
@@ -209,12 +247,13 @@ impl<T: Element> Tensor<T> {
     pub fn neg(&self) -> Tensor<T> {
         self.map(|x| -x)
     }
+    /// `e^x` (≤ 1 ulp from libm; see [`vmath`]).
     pub fn exp(&self) -> Tensor<T> {
-        self.map(|x| x.exp())
+        self.map_unary(Unary::Exp)
     }
-    /// Natural logarithm (`log(0) = −∞`, negative inputs give NaN).
+    /// Natural logarithm (`log(±0) = −∞`, negative inputs give NaN; ≤ 1 ulp from libm).
     pub fn log(&self) -> Tensor<T> {
-        self.map(|x| x.ln())
+        self.map_unary(Unary::Log)
     }
     pub fn sqrt(&self) -> Tensor<T> {
         self.map(|x| x.sqrt())
@@ -238,19 +277,18 @@ impl<T: Element> Tensor<T> {
     }
     /// `1 / (1 + e^{−x})`, evaluated without overflow for large |x|.
     pub fn sigmoid(&self) -> Tensor<T> {
-        self.map(sigmoid)
+        self.map_unary(Unary::Sigmoid)
     }
     pub fn tanh(&self) -> Tensor<T> {
-        self.map(|x| x.tanh())
+        self.map_unary(Unary::Tanh)
     }
     /// `log(1 + e^x)`, evaluated without overflow.
     pub fn softplus(&self) -> Tensor<T> {
-        self.map(softplus)
+        self.map_unary(Unary::Softplus)
     }
-    /// `x` for `x > 0`, `α·(e^x − 1)` otherwise.
+    /// `x` for `x > 0`, `α·(e^x − 1)` otherwise (`α` rounded to the element type).
     pub fn elu(&self, alpha: f64) -> Tensor<T> {
-        let a = T::of(alpha);
-        self.map(move |x| if x > T::zero() { x } else { a * x.exp_m1() })
+        self.map_unary(Unary::Elu(alpha))
     }
     /// `x^p` for a real exponent `p` (NaN for negative `x` and non-integer `p`).
     pub fn powf(&self, p: f64) -> Tensor<T> {
@@ -420,7 +458,8 @@ pub fn sign<T: Element>(x: T) -> T {
     }
 }
 
-/// Overflow-free logistic function.
+/// Overflow-free logistic function from libm's `exp` (the reference of [`vmath`]'s sigmoid;
+/// `Tensor::sigmoid` uses the vectorised kernel).
 #[inline(always)]
 pub fn sigmoid<T: Element>(x: T) -> T {
     if x >= T::zero() {
@@ -431,7 +470,7 @@ pub fn sigmoid<T: Element>(x: T) -> T {
     }
 }
 
-/// Overflow-free `log(1 + e^x)`.
+/// Overflow-free `log(1 + e^x)` from libm (the reference of [`vmath`]'s softplus).
 #[inline(always)]
 pub fn softplus<T: Element>(x: T) -> T {
     if x > T::zero() {
@@ -560,13 +599,17 @@ mod tests {
         assert_eq!(a.exp().to_vec(), a.contiguous().exp().to_vec());
     }
 
+    fn vexp(x: f64) -> f64 {
+        vmath::eval(Unary::Exp, x)
+    }
+
     #[test]
     fn maps_match_naive_on_views_and_broadcasts() {
         let mut rng = crate::Rng::new(4);
         let x = Tensor::<f64>::randn(&[5, 7, 3], &mut rng);
         let views = [x.clone(), x.permute(&[2, 0, 1]), x.slice(1, 1, 7, 3), x.select(2, 1).t()];
         for v in &views {
-            assert_eq!(v.exp().to_vec(), naive::map(v, f64::exp).to_vec());
+            assert_eq!(v.exp().to_vec(), naive::map(v, vexp).to_vec());
             let row = Tensor::<f64>::randn(&[v.dim(v.rank() - 1)], &mut rng);
             assert_eq!(v.add(&row).to_vec(), naive::zip_map(v, &row, |a, b| a + b).to_vec());
             assert_eq!(row.sub(v).to_vec(), naive::zip_map(&row, v, |a, b| a - b).to_vec());
@@ -594,8 +637,8 @@ mod tests {
         for (a, b) in [(&x, &row), (&row, &x), (&x, &col), (&col, &x), (&xt, &x), (&xt, &row), (&x, &xt)] {
             assert_eq!(a.add(b).to_vec(), naive::zip_map(a, b, add).to_vec(), "{:?} + {:?}", a.shape(), b.shape());
         }
-        assert_eq!(xt.exp().to_vec(), naive::map(&xt, f64::exp).to_vec());
-        assert_eq!(narrow.exp().to_vec(), naive::map(&narrow, f64::exp).to_vec());
+        assert_eq!(xt.exp().to_vec(), naive::map(&xt, vexp).to_vec());
+        assert_eq!(narrow.exp().to_vec(), naive::map(&narrow, vexp).to_vec());
         let nrow = Tensor::<f64>::randn(&[3], &mut rng);
         assert_eq!(narrow.mul(&nrow).to_vec(), naive::zip_map(&narrow, &nrow, |a, b| a * b).to_vec());
         let cond = x.gt_scalar(0.0);
@@ -630,6 +673,62 @@ mod tests {
         assert_eq!(s[0], 0.0);
         assert!((s[1] - 2f32.ln()).abs() < 1e-7);
         assert_eq!(s[2], 1000.0);
+    }
+
+    /// Every vmath map through the tensor paths (contiguous in parallel pieces, strided rows
+    /// through the gather buffer, short rows element by element) gives the bits of the scalar
+    /// `eval` of each element, on one and on two threads.
+    #[test]
+    fn transcendental_maps_match_eval_on_every_layout_and_thread_count() {
+        let mut rng = crate::Rng::new(6);
+        let n = 3 * PAR_CHUNK + 101;
+        let big = Tensor::<f32>::randn(&[n], &mut rng).mul_scalar(20.0);
+        let big64 = Tensor::<f64>::randn(&[n], &mut rng).mul_scalar(20.0);
+        let x = Tensor::<f64>::randn(&[37, 130], &mut rng).mul_scalar(5.0);
+        let views = [x.clone(), x.t(), x.slice(1, 1, 130, 3), x.reshape(&[37 * 26, 5]).t(), x.abs()];
+        let fs = [
+            Unary::Exp,
+            Unary::Log,
+            Unary::Sigmoid,
+            Unary::Tanh,
+            Unary::Softplus,
+            Unary::Elu(0.7),
+            Unary::Expm1,
+            Unary::Log1p,
+        ];
+        let on = |threads: usize, f: &(dyn Fn() -> (Vec<f32>, Vec<f64>) + Sync)| {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+        };
+        for f in fs {
+            for v in &views {
+                let want = naive::map(v, |e| vmath::eval(f, e));
+                assert!(same_bits(&v.map_unary(f).to_vec(), &want.to_vec()), "{f:?} on {:?}", v.shape());
+            }
+            let run = || (big.map_unary(f).to_vec(), big64.map_unary(f).to_vec());
+            let (a, b) = (on(1, &run), on(2, &run));
+            assert!(same_bits(&a.0, &b.0) && same_bits(&a.1, &b.1), "{f:?}: 1 vs 2 threads");
+            let want: Vec<f32> = big.to_vec().iter().map(|&e| vmath::eval(f, e)).collect();
+            assert!(same_bits(&a.0, &want), "{f:?}: parallel pieces vs eval");
+        }
+        assert_eq!(x.exp().to_vec(), x.map_unary(Unary::Exp).to_vec());
+        assert_eq!(x.elu(0.7).to_vec(), x.map_unary(Unary::Elu(0.7)).to_vec());
+    }
+
+    /// An output above the huge-page threshold (advised before it is written) holds the
+    /// same values.
+    #[test]
+    fn huge_outputs_hold_the_same_values() {
+        let n = crate::HUGE_PAGE_MIN_BYTES / 4 + 12_345;
+        let x = Tensor::<f32>::arange(n).mul_scalar(1e-6);
+        let (y, r) = (x.exp().to_vec(), x.relu().to_vec());
+        for i in (0..n).step_by(997).chain([n - 1]) {
+            let xi = i as f32 * 1e-6;
+            assert_eq!((y[i], r[i]), (vmath::eval(Unary::Exp, xi), xi), "element {i}");
+        }
+    }
+
+    fn same_bits<T: Element>(a: &[T], b: &[T]) -> bool {
+        a.len() == b.len() && bytemuck::cast_slice::<T, u8>(a) == bytemuck::cast_slice::<T, u8>(b)
     }
 
     #[test]

@@ -13,9 +13,16 @@
 //!   `PAR_CHUNK` elements whose partial results are added left to right.
 //!
 //! Chunks, pieces and output elements may run on different threads; the result does not change.
+//!
+//! Max and min over blocks that are one contiguous run (the last axis of a row-major tensor)
+//! use the vectorised kernel of [`vmath`], which picks the same element as the
+//! element-by-element fold: the first NaN, else the first extreme one.
+//! `logsumexp` over the last axis is one fused pass per row with the bits of its composed
+//! definition.
 
 use rayon::prelude::*;
 
+use crate::kernels::vmath;
 use crate::layout::{coalesce, walk, Layout};
 use crate::{Element, Tensor, PAR_CHUNK};
 
@@ -127,6 +134,8 @@ fn map_range<A: Send>(n: usize, parallel: bool, f: impl Fn(usize) -> A + Sync + 
 
 /// The sum of one contiguous run as [`Tensor::sum`] computes it when the run is a whole
 /// reduced block: `sum_slice` on pieces of `PAR_CHUNK` elements, added left to right from 0.
+/// The fused row kernels of `vmath` reproduce this order; their tests compare with it.
+#[cfg(test)]
 pub(crate) fn sum_run<T: Element>(s: &[T]) -> T {
     if s.len() <= PAR_CHUNK {
         T::zero() + sum_slice(s)
@@ -315,26 +324,33 @@ impl<T: Element> Tensor<T> {
     /// NaN is maximal. **Panics** when a reduced axis has length 0.
     #[track_caller]
     pub fn max_with_indices(&self, axes: &[usize], keepdim: bool) -> (Tensor<T>, Vec<usize>) {
-        self.extreme(axes, keepdim, "max", |x, m| x > m)
+        self.extreme(axes, keepdim, "max", true, true)
     }
 
     /// Minimum over `axes` and the position of the first minimal element (see
     /// [`Tensor::max_with_indices`]).
     #[track_caller]
     pub fn min_with_indices(&self, axes: &[usize], keepdim: bool) -> (Tensor<T>, Vec<usize>) {
-        self.extreme(axes, keepdim, "min", |x, m| x < m)
+        self.extreme(axes, keepdim, "min", false, true)
     }
 
+    /// Maximum (`is_max`) or minimum over `axes`, with the positions when `want_index` (an
+    /// empty vector otherwise). When each block is one contiguous run (e.g. the last axis of
+    /// a row-major tensor) the run is reduced by the vectorised [`vmath`] kernel, in pieces
+    /// of `PAR_CHUNK` combined left to right; otherwise element by element. Both pick the
+    /// same element: the first NaN, else the first extreme one.
     #[track_caller]
     fn extreme(
         &self,
         axes: &[usize],
         keepdim: bool,
         op: &str,
-        better: impl Fn(T, T) -> bool + Sync + Send,
+        is_max: bool,
+        want_index: bool,
     ) -> (Tensor<T>, Vec<usize>) {
         let p = plan(self, axes, op);
         assert!(p.block > 0, "{op}: cannot reduce over an empty axis of shape {:?}", self.shape());
+        let better = |x: T, m: T| if is_max { x > m } else { x < m };
         // (value, position); NaN wins and sticks; ties keep the earlier position.
         let pick = |a: (T, usize), b: (T, usize)| -> (T, usize) {
             if a.0.is_nan() {
@@ -345,6 +361,42 @@ impl<T: Element> Tensor<T> {
                 a
             }
         };
+        if p.red_strides.len() == 1 && p.red_strides[0] == 1 {
+            let (st, block) = (self.storage(), p.block);
+            let kept = Layout { shape: p.kept_shape.clone(), strides: p.kept_strides.clone(), offset: self.offset() };
+            let bases: Vec<usize> = kept.offsets().collect();
+            let rows = bases.len();
+            if block <= PAR_CHUNK && bases.windows(2).all(|w| w[1] == w[0] + block) {
+                // Consecutive rows (the last axes of a contiguous tensor): whole pieces of rows
+                // per kernel call, in fixed pieces of about PAR_CHUNK elements.
+                let src = &st[bases[0]..bases[0] + rows * block];
+                let (mut vals, mut idx) = (vec![T::zero(); rows], vec![0usize; rows]);
+                let per = (PAR_CHUNK / block).max(1);
+                if rows * block >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
+                    src.par_chunks(per * block)
+                        .zip(vals.par_chunks_mut(per))
+                        .zip(idx.par_chunks_mut(per))
+                        .for_each(|((s, v), i)| vmath::extreme_rows(s, block, is_max, want_index, v, i));
+                } else {
+                    vmath::extreme_rows(src, block, is_max, want_index, &mut vals, &mut idx);
+                }
+                return (self.finish(&p, axes, keepdim, vals), if want_index { idx } else { Vec::new() });
+            }
+            let run = |base: usize| -> (T, usize) {
+                let s = &st[base..base + block];
+                if block <= PAR_CHUNK {
+                    return vmath::extreme(s, is_max, want_index);
+                }
+                let parts = map_range(block.div_ceil(PAR_CHUNK), true, |c| {
+                    let (v, i) = vmath::extreme(&s[c * PAR_CHUNK..block.min((c + 1) * PAR_CHUNK)], is_max, want_index);
+                    (v, i.wrapping_add(c * PAR_CHUNK))
+                });
+                parts.into_iter().reduce(pick).expect("a non-empty block")
+            };
+            let res = map_range(bases.len(), bases.len() * block >= 2 * PAR_CHUNK, |i| run(bases[i]));
+            let (vals, idx): (Vec<T>, Vec<usize>) = res.into_iter().unzip();
+            return (self.finish(&p, axes, keepdim, vals), if want_index { idx } else { Vec::new() });
+        }
         let init = (T::nan(), usize::MAX);
         let res = reduce_generic(
             self,
@@ -371,16 +423,16 @@ impl<T: Element> Tensor<T> {
         (self.finish(&p, axes, keepdim, vals), idx)
     }
 
-    /// Maximum over `axes` (NaN propagates).
+    /// Maximum over `axes` (NaN propagates; the value of [`Tensor::max_with_indices`]).
     #[track_caller]
     pub fn max(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
-        self.max_with_indices(axes, keepdim).0
+        self.extreme(axes, keepdim, "max", true, false).0
     }
 
     /// Minimum over `axes` (NaN propagates).
     #[track_caller]
     pub fn min(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
-        self.min_with_indices(axes, keepdim).0
+        self.extreme(axes, keepdim, "min", false, false).0
     }
 
     /// Index of the first maximum along `axis`, for every position of the other axes
@@ -397,9 +449,35 @@ impl<T: Element> Tensor<T> {
     }
 
     /// `log Σ exp(x)` over `axes`, shifted by the maximum so it cannot overflow; `−∞` when
-    /// every element is `−∞`.
+    /// every element is `−∞`. Over one axis followed only by axes of length 1 (the last
+    /// axis), every row is one call of the fused row kernel
+    /// [`vmath::logsumexp_rows`](crate::kernels::vmath), which gives the bits of the composed
+    /// definition below.
     #[track_caller]
     pub fn logsumexp(&self, axes: &[usize], keepdim: bool) -> Tensor<T> {
+        if let [a] = *axes {
+            if a < self.rank() && self.shape()[a + 1..].iter().all(|&d| d == 1) && self.dim(a) > 0 && self.numel() > 0 {
+                let n = self.dim(a);
+                let x = self.contiguous();
+                let xs = x.as_slice().expect("contiguous");
+                let mut out = vec![T::zero(); xs.len() / n];
+                let rows_per_piece = (PAR_CHUNK / n).max(1);
+                if xs.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
+                    xs.par_chunks(rows_per_piece * n)
+                        .zip(out.par_chunks_mut(rows_per_piece))
+                        .for_each(|(xp, op)| vmath::logsumexp_rows(xp, n, op));
+                } else {
+                    vmath::logsumexp_rows(xs, n, &mut out);
+                }
+                let mut shape = self.shape().to_vec();
+                if keepdim {
+                    shape[a] = 1;
+                } else {
+                    shape.remove(a);
+                }
+                return Tensor::from_vec(out, &shape);
+            }
+        }
         let m = self.max(axes, true);
         let safe_m = m.map(|v| if v.is_finite() { v } else { T::zero() });
         let s = self.sub(&safe_m).exp().sum(axes, true);
@@ -533,6 +611,147 @@ mod tests {
         assert_eq!(x.argmin(0), vec![1, 1, 1]); // column minima are all in row 1
         let n = Tensor::<f64>::from([1.0, f64::NAN, 3.0]);
         assert!(n.max(&[0], false).item().is_nan());
+    }
+
+    /// Rows of `n` values around the 32-lane blocks of the vectorised path, with NaN (one or
+    /// two, either sign), ±∞, an all-−∞ row and signed-zero ties.
+    fn awkward_rows<T: Element>(n: usize, rng: &mut Rng) -> Tensor<T> {
+        let rows = 9;
+        let mut x: Vec<T> = (0..rows * n).map(|_| T::of(rng.normal() * 5.0)).collect();
+        x[n + n / 2] = T::nan(); // row 1
+        x[2 * n + n - 1] = -T::nan(); // row 2: two NaNs
+        x[2 * n + n / 3] = T::nan();
+        x[3 * n..4 * n].fill(T::neg_infinity()); // row 3
+        x[4 * n] = T::infinity(); // row 4
+        x[5 * n + n - 1] = T::neg_infinity(); // row 5
+        for (i, v) in x[6 * n..7 * n].iter_mut().enumerate() {
+            *v = if i % 2 == 0 { -T::zero() } else { T::zero() }; // row 6: which zero is the max
+        }
+        for (i, v) in x[7 * n..8 * n].iter_mut().enumerate() {
+            *v = if i % 3 == 1 { T::zero() } else { -T::zero() }; // row 7
+        }
+        for (i, v) in x[8 * n..9 * n].iter_mut().enumerate() {
+            *v = T::of((i % 4) as f64); // row 8: a repeated maximum
+        }
+        Tensor::from_vec(x, &[rows, n])
+    }
+
+    /// The reference of max/min with indices: the generic element-by-element fold.
+    fn naive_extreme<T: Element>(x: &Tensor<T>, is_max: bool) -> (Vec<T>, Vec<usize>) {
+        let (r, n) = (x.dim(0), x.dim(1));
+        let v = x.to_vec();
+        (0..r)
+            .map(|i| {
+                let row = &v[i * n..(i + 1) * n];
+                let mut best = (row[0], 0);
+                for (j, &e) in row.iter().enumerate().skip(1) {
+                    if !best.0.is_nan() && (e.is_nan() || (is_max && e > best.0) || (!is_max && e < best.0)) {
+                        best = (e, j);
+                    }
+                }
+                best
+            })
+            .unzip()
+    }
+
+    fn same_bits<T: Element>(a: &[T], b: &[T]) -> bool {
+        bytemuck::cast_slice::<T, u8>(a) == bytemuck::cast_slice::<T, u8>(b)
+    }
+
+    fn extremes_over_the_last_axis_match_naive<T: Element>() {
+        let mut rng = Rng::new(12);
+        for n in [1usize, 2, 3, 7, 15, 16, 17, 31, 33, 1000] {
+            let x = awkward_rows::<T>(n, &mut rng);
+            for is_max in [true, false] {
+                let (want_v, want_i) = naive_extreme(&x, is_max);
+                let (v, i) = if is_max { x.max_with_indices(&[1], false) } else { x.min_with_indices(&[1], false) };
+                assert!(same_bits(&v.to_vec(), &want_v), "n = {n}, max = {is_max}: {:?} vs {want_v:?}", v.to_vec());
+                assert_eq!(i, want_i, "n = {n}, max = {is_max}");
+                let v = if is_max { x.max(&[1], false) } else { x.min(&[1], false) };
+                assert!(same_bits(&v.to_vec(), &want_v), "values only, n = {n}");
+                assert_eq!(if is_max { x.argmax(1) } else { x.argmin(1) }, want_i, "arg, n = {n}");
+                // The generic path (a strided view of the same rows) agrees.
+                let xt = x.t().contiguous().t();
+                let (v, i) = if is_max { xt.max_with_indices(&[1], false) } else { xt.min_with_indices(&[1], false) };
+                assert!(same_bits(&v.to_vec(), &want_v) && i == want_i, "generic path, n = {n}");
+            }
+        }
+        // One run longer than PAR_CHUNK, cut into pieces; the maximum and a NaN in later pieces.
+        let mut v: Vec<T> = (0..3 * PAR_CHUNK + 5).map(|_| T::of(rng.normal())).collect();
+        v[2 * PAR_CHUNK + 9] = T::of(100.0);
+        v[PAR_CHUNK + 3] = T::of(100.0);
+        let x = Tensor::from_vec(v.clone(), &[v.len()]);
+        let (m, i) = x.max_with_indices(&[0], false);
+        assert_eq!((m.item(), i), (T::of(100.0), vec![PAR_CHUNK + 3]));
+        v[3 * PAR_CHUNK] = T::nan();
+        let x = Tensor::from_vec(v, &[3 * PAR_CHUNK + 5]);
+        assert_eq!(x.max_with_indices(&[0], false).1, vec![3 * PAR_CHUNK]);
+        assert!(x.max(&[0], false).item().is_nan());
+    }
+
+    /// Many short rows, cut into parallel pieces of whole rows: the same values and positions
+    /// on one and two threads as the generic path, with NaN and ties sprinkled in.
+    #[test]
+    fn row_pieces_give_the_same_extremes_on_any_thread_count() {
+        let mut rng = Rng::new(14);
+        let (r, c) = (3 * PAR_CHUNK / 8 + 5, 8);
+        let mut v: Vec<f32> = (0..r * c).map(|_| rng.normal() as f32).collect();
+        for i in (0..r * c).step_by(997) {
+            v[i] = f32::NAN;
+        }
+        for i in (3..r * c).step_by(1013) {
+            v[i] = v[i - 1];
+        }
+        let x = Tensor::from_vec(v, &[r, c]);
+        let generic = x.t().contiguous().t(); // same rows, strided: the element-by-element fold
+        let on = |t: usize, x: &Tensor<f32>| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            pool.install(|| {
+                let (m, i) = x.max_with_indices(&[1], false);
+                let (n, j) = x.min_with_indices(&[1], false);
+                (m.to_vec(), i, x.max(&[1], false).to_vec(), n.to_vec(), j)
+            })
+        };
+        let (a, b, g) = (on(1, &x), on(2, &x), on(1, &generic));
+        for (p, q) in [(&a, &b), (&a, &g)] {
+            assert!(same_bits(&p.0, &q.0) && same_bits(&p.2, &q.2) && same_bits(&p.3, &q.3));
+            assert_eq!((&p.1, &p.4), (&q.1, &q.4));
+        }
+    }
+
+    #[test]
+    fn max_min_and_their_indices_match_naive_on_awkward_rows() {
+        extremes_over_the_last_axis_match_naive::<f32>();
+        extremes_over_the_last_axis_match_naive::<f64>();
+    }
+
+    /// The composed definition of logsumexp that the fused rows reproduce bit for bit.
+    fn composed_lse<T: Element>(x: &Tensor<T>, axis: usize) -> Tensor<T> {
+        let m = x.max(&[axis], true).map(|v| if v.is_finite() { v } else { T::zero() });
+        x.sub(&m).exp().sum(&[axis], true).log().add(&m)
+    }
+
+    #[test]
+    fn fused_logsumexp_matches_the_composed_definition() {
+        let mut rng = Rng::new(13);
+        for n in [1usize, 2, 3, 7, 15, 16, 17, 31, 33, 1000] {
+            let x = awkward_rows::<f64>(n, &mut rng);
+            let x32 = awkward_rows::<f32>(n, &mut rng);
+            assert!(same_bits(&x.logsumexp(&[1], true).to_vec(), &composed_lse(&x, 1).to_vec()), "f64 n = {n}");
+            assert!(same_bits(&x32.logsumexp(&[1], true).to_vec(), &composed_lse(&x32, 1).to_vec()), "f32 n = {n}");
+            assert_eq!(x.logsumexp(&[1], false).shape(), &[9]);
+            let x3 = x.unsqueeze(2);
+            assert!(same_bits(&x3.logsumexp(&[1], false).to_vec(), &composed_lse(&x, 1).to_vec()), "trailing 1");
+            assert!(same_bits(&x.t().logsumexp(&[0], true).to_vec(), &composed_lse(&x.t(), 0).to_vec()), "axis 0");
+        }
+        let wide = Tensor::<f32>::randn(&[3, 2 * PAR_CHUNK + 3], &mut rng).mul_scalar(20.0);
+        assert!(same_bits(&wide.logsumexp(&[1], false).to_vec(), &composed_lse(&wide, 1).to_vec()), "long rows");
+        let many = Tensor::<f32>::randn(&[3 * PAR_CHUNK / 4 + 1, 4], &mut rng);
+        let on = |t: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            pool.install(|| many.logsumexp(&[1], false).to_vec())
+        };
+        assert!(same_bits(&on(1), &on(2)) && same_bits(&on(1), &composed_lse(&many, 1).to_vec()), "many rows");
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! Softmax, log-softmax and cross-entropy with integer labels, all shifted by the maximum so
 //! they cannot overflow.
+//!
+//! Over the last axis (or any axis followed only by axes of length 1) each row is one call of
+//! the vectorised row kernel [`vmath::softmax_rows`](crate::kernels::vmath): maximum, `exp`
+//! and sum fused per row, with the same shift, the same `exp` and the same order of additions
+//! as the composed kernels, so both paths give the same bits.
 
 use rayon::prelude::*;
 
-use crate::kernels::reduce::sum_run;
+use crate::kernels::vmath;
 use crate::{Element, Tensor, PAR_CHUNK};
 
 /// How a per-sample loss is reduced over the batch.
@@ -13,39 +18,31 @@ pub enum Reduction {
     Sum,
 }
 
-/// The shift of one row: its maximum (NaN when the row holds a NaN), or 0 when that is not
-/// finite, as in [`Tensor::max`] followed by the finiteness test of the composed path.
-fn row_shift<T: Element>(row: &[T]) -> T {
-    let m = row[1..].iter().fold(row[0], |m, &v| if v.is_nan() || v > m { v } else { m });
-    if m.is_finite() {
-        m
-    } else {
-        T::zero()
-    }
-}
-
 impl<T: Element> Tensor<T> {
     /// The fused path of softmax and log-softmax: when every axis after `axis` has length 1
-    /// (the usual last axis), the contiguous input is a stack of rows and `f(row, out_row)`
-    /// fills each output row in one sweep, rows in parallel in fixed pieces. Each row is
-    /// computed exactly as the composed kernels would (same shift, same summation order), so
-    /// both paths give the same bits. `None` for the other layouts, an empty axis (which the
-    /// composed path reports) or an empty tensor.
-    fn by_rows(&self, axis: usize, f: impl Fn(&[T], &mut [T]) + Sync + Send) -> Option<Tensor<T>> {
+    /// (the usual last axis), the contiguous input is a stack of rows of `n = dim(axis)` and
+    /// `f(rows, out_rows, n)` fills whole output rows, in parallel in fixed pieces of rows.
+    /// Each row is computed exactly as the composed kernels would (same shift, same summation
+    /// order), so both paths give the same bits. `None` for the other layouts, an empty axis
+    /// (which the composed path reports) or an empty tensor.
+    fn by_rows(&self, axis: usize, f: impl Fn(&[T], &mut [T], usize) + Sync + Send) -> Option<Tensor<T>> {
         if axis >= self.rank() || self.shape()[axis + 1..].iter().any(|&d| d != 1) || self.numel() == 0 {
             return None;
         }
         let n = self.dim(axis);
         let x = self.contiguous();
         let xs = x.as_slice().expect("contiguous");
-        let mut out = vec![T::zero(); xs.len()]; // `f` writes each element before reading it
+        // Zeroed by the allocator (fresh pages: no pass over the memory), advised for huge
+        // pages before the first write; `f` writes each element before reading it.
+        let mut out = vec![T::zero(); xs.len()];
+        crate::huge_pages_hint(&mut out);
         let rows_per_piece = (PAR_CHUNK / n).max(1);
-        let piece =
-            |(xp, op): (&[T], &mut [T])| xp.chunks_exact(n).zip(op.chunks_exact_mut(n)).for_each(|(r, o)| f(r, o));
         if xs.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
-            xs.par_chunks(rows_per_piece * n).zip(out.par_chunks_mut(rows_per_piece * n)).for_each(piece);
+            xs.par_chunks(rows_per_piece * n)
+                .zip(out.par_chunks_mut(rows_per_piece * n))
+                .for_each(|(xp, op)| f(xp, op, n));
         } else {
-            piece((xs, &mut out));
+            f(xs, &mut out, n);
         }
         Some(Tensor::from_vec(out, self.shape()))
     }
@@ -61,12 +58,7 @@ impl<T: Element> Tensor<T> {
     /// `exp(x − m) / Σ exp(x − m)` along `axis`, with `m` the maximum.
     #[track_caller]
     pub fn softmax(&self, axis: usize) -> Tensor<T> {
-        if let Some(out) = self.by_rows(axis, |x, out| {
-            let shift = row_shift(x);
-            out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift).exp());
-            let s = sum_run(out);
-            out.iter_mut().for_each(|o| *o /= s);
-        }) {
+        if let Some(out) = self.by_rows(axis, |x, out, n| vmath::softmax_rows(x, out, n, false)) {
             return out;
         }
         let e = self.shifted(axis, "softmax").exp();
@@ -78,12 +70,7 @@ impl<T: Element> Tensor<T> {
     /// operations, which keeps full relative precision in each entry).
     #[track_caller]
     pub fn log_softmax(&self, axis: usize) -> Tensor<T> {
-        if let Some(out) = self.by_rows(axis, |x, out| {
-            let shift = row_shift(x);
-            out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift).exp());
-            let lse = sum_run(out).ln();
-            out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift) - lse);
-        }) {
+        if let Some(out) = self.by_rows(axis, |x, out, n| vmath::softmax_rows(x, out, n, true)) {
             return out;
         }
         let z = self.shifted(axis, "log_softmax");
@@ -175,6 +162,30 @@ mod tests {
             same_bits(&op(&x, 0), &composed(&x, 0, log), "first axis (composed path)");
             same_bits(&op32(&wide, 1), &composed(&wide, 1, log), "rows longer than PAR_CHUNK");
             same_bits(&op32(&many, 1), &composed(&many, 1, log), "many rows");
+        }
+    }
+
+    /// Rows of every length around the 32-lane blocks of the row kernel, with NaN, ±∞, an
+    /// all-−∞ row and ties, in f32 and f64: the fused rows give the composed bits.
+    #[test]
+    fn fused_rows_of_odd_lengths_match_the_composed_kernels() {
+        let mut rng = crate::Rng::new(8);
+        for n in [1usize, 2, 3, 7, 15, 16, 17, 31, 32, 33, 1000] {
+            let rows = 6;
+            let mut x = Tensor::<f64>::randn(&[rows, n], &mut rng).mul_scalar(10.0).to_vec();
+            x[n + n / 2] = f64::NAN; // row 1
+            x[2 * n..3 * n].fill(f64::NEG_INFINITY); // row 2
+            x[3 * n + n - 1] = f64::INFINITY; // row 3
+            x[4 * n] = f64::NEG_INFINITY; // row 4
+            x[5 * n..6 * n].fill(0.5); // row 5: all tied
+            let x = Tensor::from_vec(x, &[rows, n]);
+            let x32 = Tensor::from_vec(x.to_vec().iter().map(|&v| v as f32).collect(), &[rows, n]);
+            for log in [false, true] {
+                let got = if log { x.log_softmax(1) } else { x.softmax(1) };
+                same_bits(&got, &composed(&x, 1, log), &format!("f64 n = {n}, log = {log}"));
+                let got = if log { x32.log_softmax(1) } else { x32.softmax(1) };
+                same_bits(&got, &composed(&x32, 1, log), &format!("f32 n = {n}, log = {log}"));
+            }
         }
     }
 
