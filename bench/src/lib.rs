@@ -54,3 +54,20 @@ pub fn raw_sgemm(n: usize, a: &[f32], (rs, cs): (isize, isize), b: &[f32], c: &m
         )
     }
 }
+
+/// The convolution shapes of `benches/conv.rs` and `examples/conv_times.rs`, as
+/// (label, input shape, weight shape, padding): LeNet's three layers at batch 64, the CIFAR
+/// 64→64 3×3 layer, and the CSC layer's analysis convolution 3→64 (its transposed
+/// convolution 64→3 is benched separately).
+pub const CONV_SHAPES: [(&str, [usize; 4], [usize; 4], usize); 5] = [
+    ("lenet1_64x1x28x28_20x5x5", [64, 1, 28, 28], [20, 1, 5, 5], 0),
+    ("lenet2_64x20x12x12_50x5x5", [64, 20, 12, 12], [50, 20, 5, 5], 0),
+    ("lenet3_64x50x4x4_500x4x4", [64, 50, 4, 4], [500, 50, 4, 4], 0),
+    ("cifar_64x64x32x32_64x3x3_p1", [64, 64, 32, 32], [64, 64, 3, 3], 1),
+    ("csc_64x3x32x32_64x3x3_p1", [64, 3, 32, 32], [64, 3, 3, 3], 1),
+];
+
+/// The CSC layer's synthesis operator, `conv_transpose2d` 64 → 3 channels, as (label, input
+/// shape, weight shape `[C_in, C_out, kh, kw]`, padding).
+pub const CONV_TRANSPOSE_SHAPE: (&str, [usize; 4], [usize; 4], usize) =
+    ("csc_t_64x64x32x32_64x3x3_p1", [64, 64, 32, 32], [64, 3, 3, 3], 1);
