@@ -43,9 +43,8 @@ use crate::kernels::matmul::{gemm, par_gemm, MatRef};
 use crate::{Element, Tensor};
 
 mod direct;
-mod simd;
 
-use simd::Isa;
+use crate::kernels::simd::Isa;
 
 /// Which kernels compute a convolution: the public ops use [`Path::Auto`] (the direct kernels
 /// when they apply to the geometry and the CPU has an instruction set for them, otherwise

@@ -8,4 +8,5 @@ pub mod index;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
+pub(crate) mod simd;
 pub mod softmax;

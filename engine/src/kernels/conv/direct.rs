@@ -34,8 +34,8 @@ use std::any::TypeId;
 
 use rayon::prelude::*;
 
-use super::simd::{HasVectors, Isa, Vector};
 use super::Geom;
+use crate::kernels::simd::{HasVectors, Isa, Vector};
 use crate::Element;
 
 /// A stride-1 correlation of a source `s [n, cs, hs, ws]` into `y [n, od, oh, ow]`:

@@ -1,4 +1,5 @@
-//! The vector types of the direct convolution kernels ([`super::direct`]), chosen at run time.
+//! The vector types of the SIMD kernels (the direct convolutions in `conv/direct.rs`, the packed
+//! GEMM in `matmul/packed.rs`), chosen at run time.
 //!
 //! A kernel is written once over a [`Vector`] type, and instantiated inside a function compiled
 //! with the matching target features (`#[target_feature]`), so that the vector methods — all
@@ -87,6 +88,23 @@ pub(crate) trait Vector<F>: Copy {
     /// # Safety
     /// As for [`Vector::zero`].
     unsafe fn add(a: Self, b: Self) -> Self;
+    /// `a·b` lane by lane.
+    /// # Safety
+    /// As for [`Vector::zero`].
+    unsafe fn mul(a: Self, b: Self) -> Self;
+}
+
+/// Hints the CPU to bring the cache line holding `p` into L1 (no effect elsewhere than x86-64;
+/// never faults).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch does not access memory architecturally (SSE, part of x86-64).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// The vector types of an element type, one per instruction set.
@@ -106,7 +124,8 @@ mod x86 {
     /// `$mstore(p, lo, hi, v)` storing lanes `lo..hi` only.
     macro_rules! vector {
         ($name:ident, $f:ty, $reg:ty, $lanes:expr, $regs:expr,
-         $zero:ident, $splat:ident, $load:ident, $store:ident, $fma:ident, $add:ident, $mstore:ident) => {
+         $zero:ident, $splat:ident, $load:ident, $store:ident, $fma:ident, $add:ident, $mul:ident,
+         $mstore:ident) => {
             #[derive(Clone, Copy)]
             pub(crate) struct $name($reg);
             impl Vector<$f> for $name {
@@ -139,6 +158,10 @@ mod x86 {
                 #[inline(always)]
                 unsafe fn add(a: Self, b: Self) -> Self {
                     $name($add(a.0, b.0))
+                }
+                #[inline(always)]
+                unsafe fn mul(a: Self, b: Self) -> Self {
+                    $name($mul(a.0, b.0))
                 }
             }
         };
@@ -182,6 +205,7 @@ mod x86 {
         _mm256_storeu_ps,
         _mm256_fmadd_ps,
         _mm256_add_ps,
+        _mm256_mul_ps,
         mstore_y32
     );
     vector!(
@@ -196,6 +220,7 @@ mod x86 {
         _mm256_storeu_pd,
         _mm256_fmadd_pd,
         _mm256_add_pd,
+        _mm256_mul_pd,
         mstore_y64
     );
 
@@ -230,6 +255,7 @@ mod x86 {
             _mm512_storeu_ps,
             _mm512_fmadd_ps,
             _mm512_add_ps,
+            _mm512_mul_ps,
             mstore_z32
         );
         vector!(
@@ -244,6 +270,7 @@ mod x86 {
             _mm512_storeu_pd,
             _mm512_fmadd_pd,
             _mm512_add_pd,
+            _mm512_mul_pd,
             mstore_z64
         );
     }
