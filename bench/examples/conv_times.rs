@@ -12,27 +12,6 @@ use engine::{Conv2dParams, ConvTranspose2dParams, Rng, Tensor};
 
 type Kernel<'a> = Box<dyn Fn() -> Tensor<f32> + Sync + 'a>;
 
-/// CPU time this thread has run, in milliseconds (`CLOCK_THREAD_CPUTIME_ID`; Linux).
-fn thread_cpu_ms() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid timespec; the clock id is Linux's.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc == 0 {
-        ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
-    } else {
-        0.0
-    }
-}
-
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v
@@ -46,11 +25,11 @@ fn time(name: &str, reps: usize, pools: &[rayon::ThreadPool], f: &(dyn Fn() -> T
     for _ in 0..reps {
         for (i, p) in pools.iter().enumerate() {
             p.install(|| {
-                let (t0, c0) = (Instant::now(), thread_cpu_ms());
+                let (t0, c0) = (Instant::now(), sparsegrad_bench::cpu_ms(true));
                 std::hint::black_box(f());
                 wall[i].push(t0.elapsed().as_secs_f64() * 1e3);
                 if i == 0 {
-                    cpu.push(thread_cpu_ms() - c0);
+                    cpu.push(sparsegrad_bench::cpu_ms(true) - c0);
                 }
             });
         }
