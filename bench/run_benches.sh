@@ -4,9 +4,14 @@
 #
 # Usage: bash bench/run_benches.sh OUT_DIR        (OUT_DIR outside the repository)
 # Needs: the peers' venv ($PEERS_VENV, default ~/.cache/sparsegrad-peers; ../shared/peers/setup.sh)
-#        and cargo. About 25 minutes on 2 vCPUs. Skip parts with SKIP="peers candle malloc".
-# Writes: OUT_DIR/{gemm,lenet_step,ceiling,kernels}.json, candle.jsonl, lenet_step_malloc.json,
-#         criterion/ and criterion-malloc/ (criterion's output), report.md, log.txt.
+#        and cargo. About 25 minutes on 2 vCPUs. Skip parts with SKIP="peers candle malloc";
+#        run only some sparsegrad benches with BENCHES="matmul conv" (default: all).
+# On a shared machine the GEMM and kernel peers run twice, before and after the sparsegrad
+# benches (gemm.json / gemm_after.json, kernels.json / kernels_after.json): report.py takes
+# the faster of the two medians, so a peer measured in a busy moment does not flatter us.
+# Writes: OUT_DIR/{gemm,gemm_after,lenet_step,ceiling,kernels,kernels_after}.json, candle.jsonl,
+#         lenet_step_malloc.json, criterion/ and criterion-malloc/ (criterion's output),
+#         report.md, log.txt (with the load average at every step).
 set -euo pipefail
 out="$(mkdir -p "$1" && cd "$1" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -38,13 +43,19 @@ if [[ " $skip " != *" candle "* ]]; then
   (unset CARGO_TARGET_DIR; bash "$out/rust/run.sh" candle >"$out/candle.jsonl" 2>>"$out/log.txt")
 fi
 
+benches="${BENCHES:-matmul conv elementwise reduce tape lenet_step}"
 for t in 1 2; do
-  for b in matmul conv elementwise reduce tape lenet_step; do
+  for b in $benches; do
     log "sparsegrad: $b, RAYON_NUM_THREADS=$t"
     RAYON_NUM_THREADS=$t CRITERION_HOME="$out/criterion" \
       cargo bench -q -p sparsegrad-bench --bench "$b" -- "${crit[@]}" >>"$out/log.txt" 2>&1
   done
 done
+
+if [[ " $skip " != *" peers "* ]]; then
+  log "peers again: gemm.py";    "$py" "$peers/gemm.py" --threads 1,2 >"$out/gemm_after.json"
+  log "peers again: kernels.py"; "$py" "$here/peers/kernels.py" --threads 1,2 >"$out/kernels_after.json"
+fi
 
 extra=()
 if [[ " $skip " != *" malloc "* ]]; then

@@ -39,7 +39,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::matmul::{gemm, par_gemm, MatRef};
+use crate::kernels::matmul::{gemm, par_gemm, Backend, MatRef};
 use crate::{Element, Tensor};
 
 mod direct;
@@ -494,10 +494,11 @@ fn rows_per_block(m: usize, k: usize, n: usize) -> usize {
 }
 
 /// `C ← A·B + β·C` with `C` row-major at the start of `c` with row stride `ldc`. With
-/// `split` the product runs on several threads: a wide one in column blocks ([`par_gemm`]),
-/// a tall one in row blocks whose sizes depend only on the shape. Splitting never changes
-/// the bits: `matrixmultiply` computes every element from the same packed k-panels in the
-/// same order whichever call computes it (the determinism test checks this end to end).
+/// `split` the product runs on several threads: [`par_gemm`] (the packed GEMM cuts any shape;
+/// `matrixmultiply` cuts a wide product in column blocks), or, for a tall product on
+/// `matrixmultiply`, row blocks whose sizes depend only on the shape. Splitting never changes
+/// the bits: every element is computed from the same packed k-panels in the same order
+/// whichever call computes it (the determinism test checks this end to end).
 fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: usize, split: bool) {
     let (m, n) = (a.rows, b.cols);
     if m == 0 || n == 0 {
@@ -507,7 +508,7 @@ fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: 
     if !split {
         return gemm(T::one(), a, b, beta, c, 0, ldc);
     }
-    if n >= m {
+    if n >= m || Backend::detect() != Backend::MatrixMultiply {
         return par_gemm(T::one(), a, b, beta, c, 0, ldc);
     }
     let rows = rows_per_block(m, a.cols, n);
