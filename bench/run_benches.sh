@@ -4,13 +4,17 @@
 #
 # Usage: bash bench/run_benches.sh OUT_DIR        (OUT_DIR outside the repository)
 # Needs: the peers' venv ($PEERS_VENV, default ~/.cache/sparsegrad-peers; ../shared/peers/setup.sh)
-#        and cargo. About 35 minutes on 2 vCPUs. Skip parts with SKIP="peers candle malloc";
+#        and cargo. About 40 minutes on 2 vCPUs. Skip parts with SKIP="peers candle malloc";
 #        choose the peer scripts with PEERS="gemm lenet_step ceiling kernels lars" and the
 #        sparsegrad benches with BENCHES="matmul conv elementwise reduce tape lenet_step lars"
 #        (the defaults: all), e.g. PEERS=lars BENCHES=lars SKIP="candle malloc" for LARS alone.
-# Writes: OUT_DIR/{gemm,lenet_step,ceiling,kernels,lars}.json, candle.jsonl, lenet_step_malloc.json,
-#         lars_sparsegrad_t{1,2}.json (the lars bench's active-set sizes), criterion/ and
-#         criterion-malloc/ (criterion's output), report.md, log.txt.
+# On a shared machine the GEMM and kernel peers run twice, before and after the sparsegrad
+# benches (gemm.json / gemm_after.json, kernels.json / kernels_after.json): report.py takes
+# the faster of the two medians, so a peer measured in a busy moment does not flatter us.
+# Writes: OUT_DIR/{gemm,gemm_after,lenet_step,ceiling,kernels,kernels_after,lars}.json,
+#         candle.jsonl, lenet_step_malloc.json, lars_sparsegrad_t{1,2}.json (the lars bench's
+#         active-set sizes), criterion/ and criterion-malloc/ (criterion's output), report.md,
+#         log.txt (with the load average at every step).
 set -euo pipefail
 out="$(mkdir -p "$1" && cd "$1" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -57,6 +61,15 @@ for t in 1 2; do
       cargo bench -q -p sparsegrad-bench --bench "$b" -- "${crit[@]}" >>"$out/log.txt" 2>&1
   done
 done
+
+if [[ " $skip " != *" peers "* ]]; then
+  if [[ "$peer_list" == *" gemm "* ]]; then
+    log "peers again: gemm.py"; "$py" "$peers/gemm.py" --threads 1,2 >"$out/gemm_after.json"
+  fi
+  if [[ "$peer_list" == *" kernels "* ]]; then
+    log "peers again: kernels.py"; "$py" "$here/peers/kernels.py" --threads 1,2 >"$out/kernels_after.json"
+  fi
+fi
 
 extra=()
 if [[ " $skip " != *" malloc "* && " $bench_list " == *" lenet_step "* ]]; then

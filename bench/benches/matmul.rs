@@ -1,13 +1,14 @@
 //! f32 GEMM at n = 256, 512, 1024: the tensor-level `matmul` (contiguous operands, and a
-//! transposed view `a.t()` that is not copied) against one raw `matrixmultiply::sgemm` call on
-//! the same data (one thread, output preallocated), which is the target's baseline.
+//! transposed view `a.t()` that is not copied; the engine's packed GEMM where the CPU has
+//! AVX-512 or AVX2) against one raw `matrixmultiply::sgemm` call on the same data (one thread,
+//! output preallocated), the engine's backend before the packed GEMM and on other CPUs.
 //! The naive reference (`engine::kernels::matmul::naive`, an f64 triple loop) runs at n = 128.
 //!
 //! Run with `RAYON_NUM_THREADS=1` and `=2`; groups are named `matmul_f32_t{threads}`.
 //! Throughput is in FLOP (2n³), so criterion's "Gelem/s" reads as GFLOP/s.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use engine::kernels::matmul::naive;
+use engine::kernels::matmul::{gemm, naive, MatRef};
 use engine::{Rng, Tensor};
 use sparsegrad_bench::{group_name, raw_sgemm};
 
@@ -32,9 +33,12 @@ fn matmul(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("raw_sgemm_at", n), |bn| {
             bn.iter(|| raw_sgemm(n, sa, (1, n as isize), sb, &mut out))
         });
-        // Same bits as one raw call (the column split only changes who computes which block).
-        raw_sgemm(n, sa, (n as isize, 1), sb, &mut out);
+        // Same bits as one single-threaded `gemm` call (splitting the product only changes who
+        // computes which tile), and the raw call's values up to rounding.
+        gemm(1.0, MatRef::of(&a), MatRef::of(&b), 0.0, &mut out, 0, n);
         assert_eq!(a.matmul(&b).to_vec(), out);
+        raw_sgemm(n, sa, (n as isize, 1), sb, &mut out);
+        assert!(a.matmul(&b).allclose(&Tensor::from_vec(out.clone(), &[n, n]), 1e-4, 1e-3));
     }
     let n = 128;
     g.throughput(Throughput::Elements(2 * (n as u64).pow(3)));

@@ -2,7 +2,10 @@
 ../shared/peers/ cover GEMM and the LeNet step only). Same workloads, same shapes:
 
   conv         torch conv2d forward, input gradient, weight gradient (aten.convolution_backward)
-               at the LeNet batch-64 shapes and the CIFAR shape of benches/conv.rs
+               at the LeNet batch-64 shapes, the CIFAR shape and the CSC layer's conv2d 3->64 of
+               benches/conv.rs, and conv_transpose2d 64->3 (the CSC synthesis operator) with its
+               two gradients; on 1 thread also the median CPU time of the calling thread
+               (cpu_ms_median: what waiting for a CPU on a busy machine does not inflate)
   elementwise  numpy and torch: exp, log (of |x|), sigmoid (torch), tanh, relu, add, add
                broadcasting a row [C] / a column [R,1], on [R, 1024] f32 with R*1024 = 1M and
                16M (benches/elementwise.rs)
@@ -31,8 +34,23 @@ CONV_SHAPES = [
     ("lenet2_64x20x12x12_50x5x5", (64, 20, 12, 12), (50, 20, 5, 5), 0),
     ("lenet3_64x50x4x4_500x4x4", (64, 50, 4, 4), (500, 50, 4, 4), 0),
     ("cifar_64x64x32x32_64x3x3_p1", (64, 64, 32, 32), (64, 64, 3, 3), 1),
+    ("csc_64x3x32x32_64x3x3_p1", (64, 3, 32, 32), (64, 3, 3, 3), 1),
 ]
+# conv_transpose2d: (label, input shape, weight shape [C_in, C_out, kh, kw], padding)
+CONV_T_SHAPES = [("csc_t_64x64x32x32_64x3x3_p1", (64, 64, 32, 32), (64, 3, 3, 3), 1)]
 SIZES = [(1 << 20, "1M"), (1 << 24, "16M")]
+
+
+def thread_cpu_ms(fn, reps):
+    """Median CPU time of the calling thread per call of fn(), in ms (time.thread_time)."""
+    import time
+    ts = []
+    for _ in range(reps):
+        c0 = time.thread_time()
+        fn()
+        ts.append(time.thread_time() - c0)
+    ts.sort()
+    return round(ts[len(ts) // 2] * 1e3, 4)
 
 
 def conv(res, t, quick):
@@ -40,6 +58,15 @@ def conv(res, t, quick):
     torch.set_num_threads(t)
     g = torch.Generator().manual_seed(0)
     mt = 0.5 if not quick else 0.05
+
+    def record(label, case, fn, flops):
+        st = C.timeit(fn, min_time=mt)
+        row = {"bench": "conv", "lib": "torch", "case": case, "shape": label,
+               "gflops_median": round(flops / st["median"] / 1e9, 2), **C.ms(st)}
+        if t == 1:
+            row["cpu_ms_median"] = thread_cpu_ms(fn, st["reps"])
+        res["results"].append(row)
+
     for label, xs, ws, pad in CONV_SHAPES:
         x = torch.randn(xs, generator=g)
         w = torch.randn(ws, generator=g)
@@ -56,9 +83,24 @@ def conv(res, t, quick):
                  ("backward_weight", lambda: bwd([False, True, False]))]
         with torch.no_grad():
             for case, fn in cases:
-                st = C.timeit(fn, min_time=mt)
-                res["results"].append({"bench": "conv", "lib": "torch", "case": case, "shape": label,
-                                       "gflops_median": round(flops / st["median"] / 1e9, 2), **C.ms(st)})
+                record(label, case, fn, flops)
+    for label, zs, ws, pad in CONV_T_SHAPES:
+        z = torch.randn(zs, generator=g)
+        w = torch.randn(ws, generator=g)
+        y = torch.nn.functional.conv_transpose2d(z, w, padding=pad)
+        gy = torch.randn(y.shape, generator=g)
+        # the same multiply-adds as the convolution it is the adjoint of
+        flops = 2 * zs[0] * ws[0] * ws[1] * ws[2] * ws[3] * zs[2] * zs[3]
+
+        def bwd_t(mask):
+            return torch.ops.aten.convolution_backward(gy, z, w, None, [1, 1], [pad, pad], [1, 1], True,
+                                                       [0, 0], 1, mask)
+        cases = [("forward", lambda: torch.nn.functional.conv_transpose2d(z, w, padding=pad)),
+                 ("backward_input", lambda: bwd_t([True, False, False])),
+                 ("backward_weight", lambda: bwd_t([False, True, False]))]
+        with torch.no_grad():
+            for case, fn in cases:
+                record(label, case, fn, flops)
 
 
 def time_cases(res, bench, lib, label, n, ops, args, mt):

@@ -133,3 +133,44 @@ pub mod lars_workload {
             .collect()
     }
 }
+
+/// The convolution shapes of `benches/conv.rs` and `examples/conv_times.rs`, as
+/// (label, input shape, weight shape, padding): LeNet's three layers at batch 64, the CIFAR
+/// 64→64 3×3 layer, and the CSC layer's analysis convolution 3→64 (its transposed
+/// convolution 64→3 is benched separately).
+pub const CONV_SHAPES: [(&str, [usize; 4], [usize; 4], usize); 5] = [
+    ("lenet1_64x1x28x28_20x5x5", [64, 1, 28, 28], [20, 1, 5, 5], 0),
+    ("lenet2_64x20x12x12_50x5x5", [64, 20, 12, 12], [50, 20, 5, 5], 0),
+    ("lenet3_64x50x4x4_500x4x4", [64, 50, 4, 4], [500, 50, 4, 4], 0),
+    ("cifar_64x64x32x32_64x3x3_p1", [64, 64, 32, 32], [64, 64, 3, 3], 1),
+    ("csc_64x3x32x32_64x3x3_p1", [64, 3, 32, 32], [64, 3, 3, 3], 1),
+];
+
+/// The CSC layer's synthesis operator, `conv_transpose2d` 64 → 3 channels, as (label, input
+/// shape, weight shape `[C_in, C_out, kh, kw]`, padding).
+pub const CONV_TRANSPOSE_SHAPE: (&str, [usize; 4], [usize; 4], usize) =
+    ("csc_t_64x64x32x32_64x3x3_p1", [64, 64, 32, 32], [64, 3, 3, 3], 1);
+
+/// CPU time consumed so far, in milliseconds, by the calling thread (`thread = true`,
+/// `CLOCK_THREAD_CPUTIME_ID`) or by the whole process (`CLOCK_PROCESS_CPUTIME_ID`). Unlike
+/// wall time it does not grow while the thread waits for a CPU, so on a busy machine it is
+/// the figure to compare kernel variants with. Linux only (0 elsewhere).
+pub fn cpu_ms(thread: bool) -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    let clock = if thread { 3 } else { 2 };
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid timespec; 2 and 3 are Linux's process and thread CPU clocks.
+    let rc = if cfg!(target_os = "linux") { unsafe { clock_gettime(clock, &mut ts) } } else { -1 };
+    if rc == 0 {
+        ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
+    } else {
+        0.0
+    }
+}

@@ -39,8 +39,42 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::matmul::{gemm, par_gemm, MatRef};
+use crate::kernels::matmul::{gemm, par_gemm, Backend, MatRef};
 use crate::{Element, Tensor};
+
+mod direct;
+
+use crate::kernels::simd::Isa;
+
+/// Which kernels compute a convolution: the public ops use [`Path::Auto`] (the direct kernels
+/// when they apply to the geometry and the CPU has an instruction set for them, otherwise
+/// im2col + GEMM); tests pin each path in turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    Auto,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Gemm,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Direct(Isa),
+}
+
+impl Path {
+    /// The instruction set of the direct kernels this path uses for `g`, or `None` for GEMM
+    /// (a pinned direct path runs whenever the kernels support `g`, worthwhile or not).
+    fn direct(self, g: &Geom) -> Option<Isa> {
+        match self {
+            Path::Auto => Isa::detect().filter(|&isa| direct::supports(g) && direct::worthwhile(g, isa)),
+            Path::Gemm => None,
+            Path::Direct(isa) => direct::supports(g).then_some(isa),
+        }
+    }
+
+    /// Every path this machine can run: GEMM and the direct kernels of each instruction set.
+    #[cfg(test)]
+    fn all() -> Vec<Path> {
+        std::iter::once(Path::Gemm).chain(Isa::available().into_iter().map(Path::Direct)).collect()
+    }
+}
 
 /// Hyper-parameters of `conv2d` (`[height, width]` pairs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -460,10 +494,11 @@ fn rows_per_block(m: usize, k: usize, n: usize) -> usize {
 }
 
 /// `C ← A·B + β·C` with `C` row-major at the start of `c` with row stride `ldc`. With
-/// `split` the product runs on several threads: a wide one in column blocks ([`par_gemm`]),
-/// a tall one in row blocks whose sizes depend only on the shape. Splitting never changes
-/// the bits: `matrixmultiply` computes every element from the same packed k-panels in the
-/// same order whichever call computes it (the determinism test checks this end to end).
+/// `split` the product runs on several threads: [`par_gemm`] (the packed GEMM cuts any shape;
+/// `matrixmultiply` cuts a wide product in column blocks), or, for a tall product on
+/// `matrixmultiply`, row blocks whose sizes depend only on the shape. Splitting never changes
+/// the bits: every element is computed from the same packed k-panels in the same order
+/// whichever call computes it (the determinism test checks this end to end).
 fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: usize, split: bool) {
     let (m, n) = (a.rows, b.cols);
     if m == 0 || n == 0 {
@@ -473,7 +508,7 @@ fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: 
     if !split {
         return gemm(T::one(), a, b, beta, c, 0, ldc);
     }
-    if n >= m {
+    if n >= m || Backend::detect() != Backend::MatrixMultiply {
         return par_gemm(T::one(), a, b, beta, c, 0, ldc);
     }
     let rows = rows_per_block(m, a.cols, n);
@@ -682,7 +717,28 @@ fn for_chunks<T: Element>(
 }
 
 /// `y = conv(x, W) + bias` on contiguous buffers; `y` is `[n, o, oh, ow]`.
-fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T> {
+fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom, path: Path) -> Vec<T> {
+    match path.direct(g) {
+        Some(isa) => direct::forward(isa, g, x, w, bias),
+        None => forward_gemm(x, w, bias, g),
+    }
+}
+
+/// `dx = ∂⟨conv(x, W), gy⟩/∂x` on contiguous buffers; `dx` is `[n, c, h, w]`.
+fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom, path: Path) -> Vec<T> {
+    match path.direct(g) {
+        Some(isa) => direct::input_grad(isa, g, gy, w),
+        None => backward_input_gemm(gy, w, g),
+    }
+}
+
+/// `dW = ∂⟨conv(x, W), gy⟩/∂W` on contiguous buffers; `dW` is `[o, c/groups, kh, kw]`.
+fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom, path: Path) -> Vec<T> {
+    path.direct(g).and_then(|isa| direct::weight_grad(isa, g, gy, x)).unwrap_or_else(|| backward_weight_gemm(gy, x, g))
+}
+
+/// [`forward`] by im2col + GEMM.
+fn forward_gemm<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T> {
     let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
     let mut y = vec![T::zero(); g.n * o * l];
     let beta = if bias.is_some() { T::one() } else { T::zero() };
@@ -704,8 +760,8 @@ fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T>
     y
 }
 
-/// `dx = ∂⟨conv(x, W), gy⟩/∂x` on contiguous buffers; `dx` is `[n, c, h, w]`.
-fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom) -> Vec<T> {
+/// [`backward_input`] by GEMM + col2im.
+fn backward_input_gemm<T: Element>(gy: &[T], w: &[T], g: &Geom) -> Vec<T> {
     let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
     let image = g.c * g.h * g.w;
     let mut dx = crate::filled(g.n * image, T::zero());
@@ -735,13 +791,11 @@ fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom) -> Vec<T> {
     dx
 }
 
-/// `dW = ∂⟨conv(x, W), gy⟩/∂W` on contiguous buffers; `dW` is `[o, c/groups, kh, kw]`.
-///
-/// Block by block, `dW_g += G_g · cols_gᵀ` (GEMM with `β = 1`). When the chunks run in
+/// [`backward_weight`] by im2col + GEMM. Block by block, `dW_g += G_g · cols_gᵀ` (GEMM with `β = 1`). When the chunks run in
 /// parallel they are dealt into at most [`MAX_PARTIALS`] consecutive runs whose partial sums
 /// are added in order; otherwise one accumulator takes every chunk in turn with split GEMMs.
 /// The runs depend only on the shapes: bit-identical results for any number of threads.
-fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
+fn backward_weight_gemm<T: Element>(gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
     let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
     if o * k == 0 {
         return vec![T::zero(); o * k];
@@ -802,11 +856,7 @@ impl<T: Element> Tensor<T> {
     /// or the dilated kernel is larger than the padded input.
     #[track_caller]
     pub fn conv2d(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>, p: Conv2dParams) -> Tensor<T> {
-        const OP: &str = "conv2d";
-        let g = Geom::conv(OP, dims4(OP, "input", self), dims4(OP, "weight", weight), p);
-        let bias = bias_values(OP, bias, g.o);
-        let (x, w) = (Tensor::contiguous(self), Tensor::contiguous(weight));
-        Tensor::from_vec(forward(slice_of(&x), slice_of(&w), bias.as_deref(), &g), &g.y_shape())
+        self.conv2d_on(Path::Auto, weight, bias, p)
     }
 
     /// Gradient of `⟨conv2d(x, W), grad_out⟩` with respect to `x`: the exact adjoint of
@@ -823,14 +873,7 @@ impl<T: Element> Tensor<T> {
         input_hw: [usize; 2],
         p: Conv2dParams,
     ) -> Tensor<T> {
-        const OP: &str = "conv2d_backward_input";
-        let [n, _, _, _] = dims4(OP, "grad_out", grad_out);
-        let w_shape = dims4(OP, "weight", weight);
-        let x_shape = [n, w_shape[1] * p.groups, input_hw[0], input_hw[1]];
-        let g = Geom::conv(OP, x_shape, w_shape, p);
-        expect_shape(OP, "grad_out", grad_out, &g.y_shape(), "the output of the convolution");
-        let (gy, w) = (Tensor::contiguous(grad_out), Tensor::contiguous(weight));
-        Tensor::from_vec(backward_input(slice_of(&gy), slice_of(&w), &g), &g.x_shape())
+        Self::conv2d_backward_input_on(Path::Auto, grad_out, weight, input_hw, p)
     }
 
     /// Gradient of `⟨conv2d(x, W), grad_out⟩` with respect to `W`:
@@ -848,14 +891,7 @@ impl<T: Element> Tensor<T> {
         kernel_hw: [usize; 2],
         p: Conv2dParams,
     ) -> Tensor<T> {
-        const OP: &str = "conv2d_backward_weight";
-        let [_, o, _, _] = dims4(OP, "grad_out", grad_out);
-        let x_shape = dims4(OP, "input", input);
-        let w_shape = [o, x_shape[1] / p.groups.max(1), kernel_hw[0], kernel_hw[1]];
-        let g = Geom::conv(OP, x_shape, w_shape, p);
-        expect_shape(OP, "grad_out", grad_out, &g.y_shape(), "the output of the convolution");
-        let (gy, x) = (Tensor::contiguous(grad_out), Tensor::contiguous(input));
-        Tensor::from_vec(backward_weight(slice_of(&gy), slice_of(&x), &g), &g.w_shape())
+        Self::conv2d_backward_weight_on(Path::Auto, grad_out, input, kernel_hw, p)
     }
 
     /// Transposed convolution (PyTorch's `conv_transpose2d`), defined as the exact adjoint of
@@ -875,15 +911,7 @@ impl<T: Element> Tensor<T> {
         bias: Option<&Tensor<T>>,
         p: ConvTranspose2dParams,
     ) -> Tensor<T> {
-        const OP: &str = "conv_transpose2d";
-        let g = Geom::transposed(OP, dims4(OP, "input", self), dims4(OP, "weight", weight), p);
-        let bias = bias_values(OP, bias, g.c);
-        let (z, w) = (Tensor::contiguous(self), Tensor::contiguous(weight));
-        let mut y = backward_input(slice_of(&z), slice_of(&w), &g);
-        if let Some(bias) = bias {
-            add_bias(&mut y, &bias, g.h * g.w);
-        }
-        Tensor::from_vec(y, &g.x_shape())
+        self.conv_transpose2d_on(Path::Auto, weight, bias, p)
     }
 
     /// Gradient of `⟨conv_transpose2d(z, W), grad_out⟩` with respect to `z`:
@@ -901,13 +929,7 @@ impl<T: Element> Tensor<T> {
         input_hw: [usize; 2],
         p: ConvTranspose2dParams,
     ) -> Tensor<T> {
-        const OP: &str = "conv_transpose2d_backward_input";
-        let [n, _, _, _] = dims4(OP, "grad_out", grad_out);
-        let w_shape = dims4(OP, "weight", weight);
-        let g = Geom::transposed(OP, [n, w_shape[0], input_hw[0], input_hw[1]], w_shape, p);
-        expect_shape(OP, "grad_out", grad_out, &g.x_shape(), "the output of the transposed convolution");
-        let (gy, w) = (Tensor::contiguous(grad_out), Tensor::contiguous(weight));
-        Tensor::from_vec(forward(slice_of(&gy), slice_of(&w), None, &g), &g.y_shape())
+        Self::conv_transpose2d_backward_input_on(Path::Auto, grad_out, weight, input_hw, p)
     }
 
     /// Gradient of `⟨conv_transpose2d(z, W), grad_out⟩` with respect to `W`, shape
@@ -926,14 +948,7 @@ impl<T: Element> Tensor<T> {
         kernel_hw: [usize; 2],
         p: ConvTranspose2dParams,
     ) -> Tensor<T> {
-        const OP: &str = "conv_transpose2d_backward_weight";
-        let z_shape = dims4(OP, "input", input);
-        let [_, c_out, _, _] = dims4(OP, "grad_out", grad_out);
-        let w_shape = [z_shape[1], c_out / p.groups.max(1), kernel_hw[0], kernel_hw[1]];
-        let g = Geom::transposed(OP, z_shape, w_shape, p);
-        expect_shape(OP, "grad_out", grad_out, &g.x_shape(), "the output of the transposed convolution");
-        let (z, gy) = (Tensor::contiguous(input), Tensor::contiguous(grad_out));
-        Tensor::from_vec(backward_weight(slice_of(&z), slice_of(&gy), &g), &g.w_shape())
+        Self::conv_transpose2d_backward_weight_on(Path::Auto, input, grad_out, kernel_hw, p)
     }
 
     /// im2col: `[N, C, H, W] → [N, C·kh·kw, OH·OW]`, row `(c, i, j)`, column `(a, b)` holding
@@ -982,6 +997,119 @@ impl<T: Element> Tensor<T> {
             dx.par_chunks_mut(image).enumerate().for_each(|(n, dst)| col2im_add(&cs[n * rows * l..], &g, &one, dst));
         }
         Tensor::from_vec(dx, &input_shape)
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// [`Tensor::conv2d`] on the kernels of `path`.
+    #[track_caller]
+    pub(crate) fn conv2d_on(
+        &self,
+        path: Path,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: Conv2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv2d";
+        let g = Geom::conv(OP, dims4(OP, "input", self), dims4(OP, "weight", weight), p);
+        let bias = bias_values(OP, bias, g.o);
+        let (x, w) = (Tensor::contiguous(self), Tensor::contiguous(weight));
+        Tensor::from_vec(forward(slice_of(&x), slice_of(&w), bias.as_deref(), &g, path), &g.y_shape())
+    }
+
+    /// [`Tensor::conv2d_backward_input`] on the kernels of `path`.
+    #[track_caller]
+    pub(crate) fn conv2d_backward_input_on(
+        path: Path,
+        grad_out: &Tensor<T>,
+        weight: &Tensor<T>,
+        input_hw: [usize; 2],
+        p: Conv2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv2d_backward_input";
+        let [n, _, _, _] = dims4(OP, "grad_out", grad_out);
+        let w_shape = dims4(OP, "weight", weight);
+        let x_shape = [n, w_shape[1] * p.groups, input_hw[0], input_hw[1]];
+        let g = Geom::conv(OP, x_shape, w_shape, p);
+        expect_shape(OP, "grad_out", grad_out, &g.y_shape(), "the output of the convolution");
+        let (gy, w) = (Tensor::contiguous(grad_out), Tensor::contiguous(weight));
+        Tensor::from_vec(backward_input(slice_of(&gy), slice_of(&w), &g, path), &g.x_shape())
+    }
+
+    /// [`Tensor::conv2d_backward_weight`] on the kernels of `path`.
+    #[track_caller]
+    pub(crate) fn conv2d_backward_weight_on(
+        path: Path,
+        grad_out: &Tensor<T>,
+        input: &Tensor<T>,
+        kernel_hw: [usize; 2],
+        p: Conv2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv2d_backward_weight";
+        let [_, o, _, _] = dims4(OP, "grad_out", grad_out);
+        let x_shape = dims4(OP, "input", input);
+        let w_shape = [o, x_shape[1] / p.groups.max(1), kernel_hw[0], kernel_hw[1]];
+        let g = Geom::conv(OP, x_shape, w_shape, p);
+        expect_shape(OP, "grad_out", grad_out, &g.y_shape(), "the output of the convolution");
+        let (gy, x) = (Tensor::contiguous(grad_out), Tensor::contiguous(input));
+        Tensor::from_vec(backward_weight(slice_of(&gy), slice_of(&x), &g, path), &g.w_shape())
+    }
+
+    /// [`Tensor::conv_transpose2d`] on the kernels of `path`.
+    #[track_caller]
+    pub(crate) fn conv_transpose2d_on(
+        &self,
+        path: Path,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        p: ConvTranspose2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv_transpose2d";
+        let g = Geom::transposed(OP, dims4(OP, "input", self), dims4(OP, "weight", weight), p);
+        let bias = bias_values(OP, bias, g.c);
+        let (z, w) = (Tensor::contiguous(self), Tensor::contiguous(weight));
+        let mut y = backward_input(slice_of(&z), slice_of(&w), &g, path);
+        if let Some(bias) = bias {
+            add_bias(&mut y, &bias, g.h * g.w);
+        }
+        Tensor::from_vec(y, &g.x_shape())
+    }
+
+    /// [`Tensor::conv_transpose2d_backward_input`] on the kernels of `path`.
+    #[track_caller]
+    pub(crate) fn conv_transpose2d_backward_input_on(
+        path: Path,
+        grad_out: &Tensor<T>,
+        weight: &Tensor<T>,
+        input_hw: [usize; 2],
+        p: ConvTranspose2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv_transpose2d_backward_input";
+        let [n, _, _, _] = dims4(OP, "grad_out", grad_out);
+        let w_shape = dims4(OP, "weight", weight);
+        let g = Geom::transposed(OP, [n, w_shape[0], input_hw[0], input_hw[1]], w_shape, p);
+        expect_shape(OP, "grad_out", grad_out, &g.x_shape(), "the output of the transposed convolution");
+        let (gy, w) = (Tensor::contiguous(grad_out), Tensor::contiguous(weight));
+        Tensor::from_vec(forward(slice_of(&gy), slice_of(&w), None, &g, path), &g.y_shape())
+    }
+
+    /// [`Tensor::conv_transpose2d_backward_weight`] on the kernels of `path`.
+    #[track_caller]
+    pub(crate) fn conv_transpose2d_backward_weight_on(
+        path: Path,
+        input: &Tensor<T>,
+        grad_out: &Tensor<T>,
+        kernel_hw: [usize; 2],
+        p: ConvTranspose2dParams,
+    ) -> Tensor<T> {
+        const OP: &str = "conv_transpose2d_backward_weight";
+        let z_shape = dims4(OP, "input", input);
+        let [_, c_out, _, _] = dims4(OP, "grad_out", grad_out);
+        let w_shape = [z_shape[1], c_out / p.groups.max(1), kernel_hw[0], kernel_hw[1]];
+        let g = Geom::transposed(OP, z_shape, w_shape, p);
+        expect_shape(OP, "grad_out", grad_out, &g.x_shape(), "the output of the transposed convolution");
+        let (z, gy) = (Tensor::contiguous(input), Tensor::contiguous(grad_out));
+        Tensor::from_vec(backward_weight(slice_of(&z), slice_of(&gy), &g, path), &g.w_shape())
     }
 }
 
@@ -1174,6 +1302,12 @@ mod tests {
             (10, 2, 16, 16, 3, 3, 3, [1, 1], [1, 1], [1, 1], 1), // 5 partials of 2 GEMMs each
             (2, 3, 20, 23, 4, 3, 3, [1, 1], [1, 1], [1, 1], 1),  // row blocks, split GEMMs
             (1, 4, 37, 19, 6, 3, 2, [2, 1], [2, 1], [2, 1], 2),  // row blocks with padding
+            (3, 1, 28, 28, 20, 5, 5, [1, 1], [0, 0], [1, 1], 1), // LeNet's first layer, small batch
+            (2, 3, 12, 13, 17, 3, 3, [1, 1], [1, 1], [1, 1], 1), // CSC stem shape; 17 channels
+            (2, 3, 5, 6, 4, 2, 3, [1, 1], [3, 2], [1, 1], 1),    // padding beyond the kernel
+            (2, 4, 9, 8, 6, 2, 3, [1, 1], [2, 1], [3, 2], 2),    // dilated, groups
+            (2, 2, 7, 9, 3, 1, 5, [1, 1], [0, 2], [1, 1], 1),    // 1×5 kernel
+            (9, 7, 3, 4, 5, 2, 2, [1, 1], [0, 0], [1, 1], 1),    // 2×3 outputs, several runs
         ]
     }
 
@@ -1189,10 +1323,13 @@ mod tests {
         for case in cases() {
             let (x, w, b, p) = setup(case, &mut rng);
             let want = naive::conv2d(&x, &w, Some(&b), p);
-            assert_close(&x.conv2d(&w, Some(&b), p), &want, &format!("{case:?}"));
+            let want_nb = naive::conv2d(&x, &w, None, p);
             let (xs, ws) = (strided_copy(&x), strided_copy(&w));
-            assert_close(&xs.conv2d(&ws, Some(&b), p), &want, &format!("strided {case:?}"));
-            assert_close(&x.conv2d(&w, None, p), &naive::conv2d(&x, &w, None, p), &format!("no bias {case:?}"));
+            for path in Path::all() {
+                assert_close(&x.conv2d_on(path, &w, Some(&b), p), &want, &format!("{path:?} {case:?}"));
+                assert_close(&xs.conv2d_on(path, &ws, Some(&b), p), &want, &format!("{path:?} strided {case:?}"));
+                assert_close(&x.conv2d_on(path, &w, None, p), &want_nb, &format!("{path:?} no bias {case:?}"));
+            }
         }
     }
 
@@ -1205,12 +1342,14 @@ mod tests {
             let gy = randn(naive::conv2d(&x, &w, None, p).shape(), &mut rng);
             let want_dx = naive::conv2d_backward_input(&gy, &w, hw, p);
             let want_dw = naive::conv2d_backward_weight(&gy, &x, khw, p);
-            let what = format!("{case:?}");
-            assert_close(&Tensor::conv2d_backward_input(&gy, &w, hw, p), &want_dx, &what);
-            assert_close(&Tensor::conv2d_backward_weight(&gy, &x, khw, p), &want_dw, &what);
             let (gs, ws, xs) = (strided_copy(&gy), strided_copy(&w), strided_copy(&x));
-            assert_close(&Tensor::conv2d_backward_input(&gs, &ws, hw, p), &want_dx, &what);
-            assert_close(&Tensor::conv2d_backward_weight(&gs, &xs, khw, p), &want_dw, &what);
+            for path in Path::all() {
+                let what = format!("{path:?} {case:?}");
+                assert_close(&Tensor::conv2d_backward_input_on(path, &gy, &w, hw, p), &want_dx, &what);
+                assert_close(&Tensor::conv2d_backward_weight_on(path, &gy, &x, khw, p), &want_dw, &what);
+                assert_close(&Tensor::conv2d_backward_input_on(path, &gs, &ws, hw, p), &want_dx, &what);
+                assert_close(&Tensor::conv2d_backward_weight_on(path, &gs, &xs, khw, p), &want_dw, &what);
+            }
         }
     }
 
@@ -1268,6 +1407,9 @@ mod tests {
             (3, 2, 4, 3, 4, 2, 3, [1, 2], [0, 1], [1, 2], [2, 3], 2), // output_padding ≥ stride
             (5, 6, 1, 1, 3, 4, 4, [1, 1], [0, 0], [0, 0], [1, 1], 3), // 1×1 input
             (3, 5, 4, 6, 7, 1, 1, [1, 1], [0, 0], [0, 0], [1, 1], 1), // pointwise
+            (2, 3, 4, 5, 2, 3, 3, [1, 1], [1, 1], [1, 1], [2, 2], 1), // stride 1, output_padding 1
+            (3, 8, 6, 7, 3, 3, 3, [1, 1], [1, 1], [0, 0], [1, 1], 1), // CSC: 8 → 3 channels
+            (2, 3, 5, 6, 4, 2, 3, [1, 1], [2, 1], [0, 0], [1, 1], 1), // padding beyond the kernel
         ]
     }
 
@@ -1280,27 +1422,32 @@ mod tests {
     #[test]
     fn conv_transpose2d_matches_naive_and_is_the_adjoint_of_conv2d() {
         let mut rng = Rng::new(16);
-        for case in transposed_cases() {
+        for (case, path) in transposed_cases().into_iter().flat_map(|c| Path::all().into_iter().map(move |p| (c, p))) {
             let (z, w, b, p) = transposed_setup(case, &mut rng);
-            let what = format!("{case:?}");
-            let y = z.conv_transpose2d(&w, Some(&b), p);
+            let what = format!("{path:?} {case:?}");
+            let y = z.conv_transpose2d_on(path, &w, Some(&b), p);
             assert_close(&y, &naive::conv_transpose2d(&z, &w, Some(&b), p), &what);
-            assert_close(&strided_copy(&z).conv_transpose2d(&strided_copy(&w), Some(&b), p), &y, &what);
+            assert_close(&strided_copy(&z).conv_transpose2d_on(path, &strided_copy(&w), Some(&b), p), &y, &what);
             let [h, wd] = p.output_hw([z.dim(2), z.dim(3)], [w.dim(2), w.dim(3)]).unwrap();
             assert_eq!(y.shape(), &[z.dim(0), w.dim(1) * p.groups, h, wd]);
             // ⟨conv_transpose2d(z, W), x⟩ = ⟨z, conv2d(x, W)[.., :H, :W]⟩
             let x = randn(y.shape(), &mut rng);
-            let zt = z.conv_transpose2d(&w, None, p);
-            let cx = Tensor::conv_transpose2d_backward_input(&x, &w, [z.dim(2), z.dim(3)], p);
+            let zt = z.conv_transpose2d_on(path, &w, None, p);
+            let cx = Tensor::conv_transpose2d_backward_input_on(path, &x, &w, [z.dim(2), z.dim(3)], p);
             assert_close_scalar(dot(&zt, &x), dot(&z, &cx), 1e-12, &what);
-            let full = x.conv2d(&w, None, p.as_conv());
+            let full = x.conv2d_on(path, &w, None, p.as_conv());
             assert_close(&cx, &full.narrow(2, 0, z.dim(2)).narrow(3, 0, z.dim(3)), &what);
             if (0..2).all(|a| p.output_padding[a] < p.stride[a]) {
                 assert_eq!(full.shape(), z.shape(), "{what}");
             }
             // ⟨conv_transpose2d(z, W), x⟩ = ⟨W, conv_transpose2d_backward_weight(z, x)⟩
-            let dw = Tensor::conv_transpose2d_backward_weight(&z, &x, [w.dim(2), w.dim(3)], p);
+            let dw = Tensor::conv_transpose2d_backward_weight_on(path, &z, &x, [w.dim(2), w.dim(3)], p);
             assert_close_scalar(dot(&zt, &x), dot(&w, &dw), 1e-12, &what);
+            // and the weight gradient from the definition (when z is the whole conv2d output)
+            if full.shape() == z.shape() {
+                let want_dw = naive::conv2d_backward_weight(&z, &x, [w.dim(2), w.dim(3)], p.as_conv());
+                assert_close(&dw, &want_dw, &what);
+            }
         }
     }
 
@@ -1359,6 +1506,51 @@ mod tests {
         assert!(dw32.allclose(&dw64, 1e-4, 1e-3));
     }
 
+    /// `got` against the f64 reference `want` within the rounding bound of an f32 sum of `n`
+    /// products, `|got − want| ≤ n·ε·Σ|terms|` (`scale` holds Σ|terms| per element).
+    #[track_caller]
+    fn assert_within_rounding(got: &Tensor<f32>, want: &Tensor<f64>, scale: &Tensor<f64>, n: usize, what: &str) {
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        let tol = n as f64 * f32::EPSILON as f64;
+        for (i, ((a, b), s)) in got.cast::<f64>().to_vec().iter().zip(want.to_vec()).zip(scale.to_vec()).enumerate() {
+            assert!((a - b).abs() <= tol * s + f64::MIN_POSITIVE, "{what}: element {i}: {a} vs {b} (scale {s})");
+        }
+    }
+
+    /// The f32 instances of every path against the definition (the f64 tests above run the
+    /// same code at the other element type).
+    #[test]
+    fn f32_kernels_match_naive_within_rounding() {
+        let mut rng = Rng::new(20);
+        for case in cases() {
+            let (x, w, b, p) = setup(case, &mut rng);
+            let (x32, w32, b32) = (x.cast::<f32>(), w.cast::<f32>(), b.cast::<f32>());
+            let (x, w, b) = (x32.cast::<f64>(), w32.cast::<f64>(), b32.cast::<f64>());
+            let (xa, wa) = (x.abs(), w.abs());
+            let (hw, khw) = ([x.dim(2), x.dim(3)], [w.dim(2), w.dim(3)]);
+            let gy32 = randn(naive::conv2d(&x, &w, None, p).shape(), &mut rng).cast::<f32>();
+            let gy = gy32.cast::<f64>();
+            let taps = w.dim(1) * khw[0] * khw[1];
+            let positions = gy.dim(0) * gy.dim(2) * gy.dim(3);
+            let want_y = naive::conv2d(&x, &w, Some(&b), p);
+            let scale_y = naive::conv2d(&xa, &wa, Some(&b.abs()), p);
+            let want_dx = naive::conv2d_backward_input(&gy, &w, hw, p);
+            let scale_dx = naive::conv2d_backward_input(&gy.abs(), &wa, hw, p);
+            let want_dw = naive::conv2d_backward_weight(&gy, &x, khw, p);
+            let scale_dw = naive::conv2d_backward_weight(&gy.abs(), &xa, khw, p);
+            for path in Path::all() {
+                let what = format!("{path:?} {case:?}");
+                let y = x32.conv2d_on(path, &w32, Some(&b32), p);
+                assert_within_rounding(&y, &want_y, &scale_y, taps + 1, &format!("forward {what}"));
+                let dx = Tensor::conv2d_backward_input_on(path, &gy32, &w32, hw, p);
+                let n_dx = gy.dim(1) / p.groups * khw[0] * khw[1];
+                assert_within_rounding(&dx, &want_dx, &scale_dx, n_dx, &format!("input gradient {what}"));
+                let dw = Tensor::conv2d_backward_weight_on(path, &gy32, &x32, khw, p);
+                assert_within_rounding(&dw, &want_dw, &scale_dw, positions, &format!("weight gradient {what}"));
+            }
+        }
+    }
+
     #[test]
     fn weight_gradient_is_bit_identical_for_any_thread_count() {
         // Parallel chunks with 7 partial sums (batch 37, 3 images per GEMM); one chunk with
@@ -1371,7 +1563,11 @@ mod tests {
             ([2, 256, 64, 64], [32, 256, 1, 1], Conv2dParams::new()),
         ];
         let mut rng = Rng::new(19);
-        for (xs, ws, p) in configs {
+        let configs = configs.into_iter().chain([
+            ([37, 1, 28, 28], [20, 1, 5, 5], Conv2dParams::new()), // LeNet's first layer
+            ([5, 3, 21, 19], [17, 3, 3, 3], Conv2dParams::new().padding(1)), // row blocks
+        ]);
+        for ((xs, ws, p), path) in configs.flat_map(|c| Path::all().into_iter().map(move |path| (c, path))) {
             let x = Tensor::<f32>::randn(&xs, &mut rng);
             let w = Tensor::<f32>::randn(&ws, &mut rng);
             let gy = Tensor::<f32>::randn(x.conv2d(&w, None, p).shape(), &mut rng);
@@ -1379,9 +1575,9 @@ mod tests {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 pool.install(|| {
                     [
-                        Tensor::conv2d_backward_weight(&gy, &x, [ws[2], ws[3]], p),
-                        Tensor::conv2d_backward_input(&gy, &w, [xs[2], xs[3]], p),
-                        x.conv2d(&w, None, p),
+                        Tensor::conv2d_backward_weight_on(path, &gy, &x, [ws[2], ws[3]], p),
+                        Tensor::conv2d_backward_input_on(path, &gy, &w, [xs[2], xs[3]], p),
+                        x.conv2d_on(path, &w, None, p),
                     ]
                     .map(|t| t.to_vec().into_iter().map(f32::to_bits).collect::<Vec<u32>>())
                 })
@@ -1395,7 +1591,7 @@ mod tests {
                     let diff = a.iter().zip(b).position(|(x, y)| x != y);
                     assert!(
                         diff.is_none(),
-                        "{xs:?} * {ws:?}: {what} differs at {diff:?} between 1 and {threads} threads"
+                        "{path:?} {xs:?} * {ws:?}: {what} differs at {diff:?} between 1 and {threads} threads"
                     );
                 }
             }

@@ -1,17 +1,46 @@
-//! Matrix products through `matrixmultiply`, which takes a row and a column stride for every
-//! operand: transposed and sliced views are multiplied in place, never copied.
+//! Matrix products. Every operand may have any row and column stride: transposed and sliced
+//! views are multiplied in place, never copied.
 //!
-//! Parallelism: batches are spread over rayon; a single large product is split into column
-//! blocks, one per rayon thread (at most four, and none for small products). The result is
-//! bit-identical for any number of blocks, hence any number of threads: `matrixmultiply`
-//! computes every element of C from the same packed k-panels in the same order (its k blocking
-//! does not depend on n, and partial tiles go through the same micro-kernel), so splitting the
-//! columns of B and C only changes which call computes an element, not how.
+//! Two backends compute `C ← α·A·B + β·C`: the packed GEMM of `matmul/packed.rs` (SIMD
+//! micro-kernels, AVX-512 or AVX2 + FMA, chosen at run time) and, on CPUs without those,
+//! `matrixmultiply`.
+//!
+//! Parallelism: batches are spread over rayon; a single large product is cut by the packed
+//! GEMM into tasks that share its packed operands (each operand packed once, whatever the
+//! number of threads), or, with `matrixmultiply`, into column blocks, one per rayon thread.
+//! Either way the result is bit-identical for any number of threads: every element of C is
+//! computed from the same packed k-panels in the same order (the k blocking does not depend on
+//! how M and N are cut, and edge tiles go through the same micro-kernel), so cutting M and N
+//! only changes which task computes an element, not how.
 
 use rayon::prelude::*;
 
+use crate::kernels::simd::Isa;
 use crate::layout::broadcast_shape;
 use crate::{Element, Tensor};
+
+mod packed;
+
+/// Which kernels compute a product: the public functions use the packed GEMM when the CPU has
+/// an instruction set for it and `matrixmultiply` otherwise; tests pin each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Packed(Isa),
+    MatrixMultiply,
+}
+
+impl Backend {
+    /// The backend of this CPU (detected once).
+    pub(crate) fn detect() -> Backend {
+        Isa::detect().map_or(Backend::MatrixMultiply, Backend::Packed)
+    }
+
+    /// Every backend this machine can run (tests compare them).
+    #[cfg(test)]
+    fn all() -> Vec<Backend> {
+        Isa::available().into_iter().map(Backend::Packed).chain([Backend::MatrixMultiply]).collect()
+    }
+}
 
 /// A read-only strided matrix inside a slice: element `(i, j)` is `data[offset + i·rs + j·cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -87,8 +116,19 @@ fn check_c(m: usize, n: usize, c_len: usize, c_offset: usize, ldc: usize) {
     );
 }
 
-/// The raw call. Callers have checked A, B and C against their buffers.
-unsafe fn gemm_unchecked<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: *mut T, ldc: usize) {
+/// The raw call on `backend`, on rayon if `parallel` (the packed GEMM only; `matrixmultiply`
+/// is split by [`gemm_in_blocks`]). Callers have checked A, B and C against their buffers.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_unchecked<T: Element>(
+    backend: Backend,
+    parallel: bool,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: *mut T,
+    ldc: usize,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
         return;
@@ -102,22 +142,21 @@ unsafe fn gemm_unchecked<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta:
         }
         return;
     }
-    T::gemm(
-        m,
-        k,
-        n,
-        alpha,
-        a.data.as_ptr().add(a.offset),
-        a.rs,
-        a.cs,
-        b.data.as_ptr().add(b.offset),
-        b.rs,
-        b.cs,
-        beta,
-        c,
-        ldc as isize,
-        1,
-    )
+    let (pa, pb) = (a.data.as_ptr().add(a.offset), b.data.as_ptr().add(b.offset));
+    match backend {
+        Backend::Packed(isa) => packed::gemm(
+            isa,
+            parallel,
+            (m, k, n),
+            alpha,
+            packed::Operand { ptr: pa, rs: a.rs, cs: a.cs },
+            packed::Operand { ptr: pb, rs: b.rs, cs: b.cs },
+            beta,
+            c,
+            ldc,
+        ),
+        Backend::MatrixMultiply => T::gemm(m, k, n, alpha, pa, a.rs, a.cs, pb, b.rs, b.cs, beta, c, ldc as isize, 1),
+    }
 }
 
 /// `C ← α·A·B + β·C` on one thread, with `C` row-major `m × n` at `c[c_offset..]` with row
@@ -125,6 +164,23 @@ unsafe fn gemm_unchecked<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta:
 /// **Panics** on inconsistent dimensions or out-of-bounds views.
 #[track_caller]
 pub fn gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], c_offset: usize, ldc: usize) {
+    gemm_on(Backend::detect(), false, alpha, a, b, beta, c, c_offset, ldc)
+}
+
+/// [`gemm`] on `backend`, on rayon when `parallel` (packed backend).
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+fn gemm_on<T: Element>(
+    backend: Backend,
+    parallel: bool,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    c_offset: usize,
+    ldc: usize,
+) {
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ: {}×{} · {}×{}", a.rows, a.cols, b.rows, b.cols);
     check_c(a.rows, b.cols, c.len(), c_offset, ldc);
     if a.rows == 0 || b.cols == 0 {
@@ -134,10 +190,11 @@ pub fn gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [
     b.check("B");
     // SAFETY: A, B and C were bounds-checked above; C is a distinct mutable slice, so it
     // cannot alias A or B.
-    unsafe { gemm_unchecked(alpha, a, b, beta, c.as_mut_ptr().add(c_offset), ldc) }
+    unsafe { gemm_unchecked(backend, parallel, alpha, a, b, beta, c.as_mut_ptr().add(c_offset), ldc) }
 }
 
-/// Number of column blocks a product of this size is split into on `threads` threads.
+/// Number of column blocks a product of this size is split into on `threads` threads, on the
+/// `matrixmultiply` backend.
 ///
 /// One block per thread: every block packs all of A again, so extra blocks on one thread only
 /// cost time (at n = 1024 on one thread, four blocks were 29% slower than one call). The
@@ -164,15 +221,36 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// Like [`gemm`] but splits large products into column blocks run on rayon.
+/// Like [`gemm`] but runs large products on rayon (bit-identical to [`gemm`]).
 #[track_caller]
 pub fn par_gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], c_offset: usize, ldc: usize) {
-    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ: {}×{} · {}×{}", a.rows, a.cols, b.rows, b.cols);
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    gemm_in_blocks(column_blocks(m, k, n, rayon::current_num_threads()), alpha, a, b, beta, c, c_offset, ldc);
+    par_gemm_on(Backend::detect(), alpha, a, b, beta, c, c_offset, ldc)
 }
 
-/// [`gemm`] computed as `blocks` column blocks on rayon.
+/// [`par_gemm`] on `backend`.
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+fn par_gemm_on<T: Element>(
+    backend: Backend,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    c_offset: usize,
+    ldc: usize,
+) {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ: {}×{} · {}×{}", a.rows, a.cols, b.rows, b.cols);
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    match backend {
+        Backend::Packed(_) => gemm_on(backend, true, alpha, a, b, beta, c, c_offset, ldc),
+        Backend::MatrixMultiply => {
+            gemm_in_blocks(column_blocks(m, k, n, rayon::current_num_threads()), alpha, a, b, beta, c, c_offset, ldc)
+        }
+    }
+}
+
+/// [`gemm`] on `matrixmultiply` computed as `blocks` column blocks on rayon.
 #[allow(clippy::too_many_arguments)]
 #[track_caller]
 fn gemm_in_blocks<T: Element>(
@@ -187,7 +265,7 @@ fn gemm_in_blocks<T: Element>(
 ) {
     let (m, n) = (a.rows, b.cols);
     if blocks <= 1 || m == 0 {
-        return gemm(alpha, a, b, beta, c, c_offset, ldc);
+        return gemm_on(Backend::MatrixMultiply, false, alpha, a, b, beta, c, c_offset, ldc);
     }
     check_c(m, n, c.len(), c_offset, ldc);
     a.check("A");
@@ -202,7 +280,7 @@ fn gemm_in_blocks<T: Element>(
         let bj = MatRef { offset: (b.offset as isize + j0 as isize * b.cs) as usize, cols: j1 - j0, ..b };
         // SAFETY: the blocks write disjoint column ranges j0..j1 of C, all inside the buffer
         // checked above; A and B are within theirs.
-        unsafe { gemm_unchecked(alpha, a, bj, beta, c0.get().add(j0), ldc) };
+        unsafe { gemm_unchecked(Backend::MatrixMultiply, false, alpha, a, bj, beta, c0.get().add(j0), ldc) };
     });
 }
 
@@ -345,7 +423,7 @@ mod tests {
             let c0: Vec<f32> = Tensor::<f32>::randn(&[m, n], &mut rng).to_vec();
             for beta in [0.0, 0.5] {
                 let mut whole = c0.clone();
-                gemm(1.5, MatRef::of(&a), MatRef::of(&b), beta, &mut whole, 0, n);
+                gemm_on(Backend::MatrixMultiply, false, 1.5, MatRef::of(&a), MatRef::of(&b), beta, &mut whole, 0, n);
                 for blocks in 2..=4 {
                     let mut split = c0.clone();
                     gemm_in_blocks(blocks, 1.5, MatRef::of(&a), MatRef::of(&b), beta, &mut split, 0, n);
@@ -367,6 +445,132 @@ mod tests {
         let ((b1, one), (b2, two)) = (run(1), run(2));
         assert_eq!((b1, b2), (1, 2));
         assert!(one == two);
+    }
+
+    /// `got` against the f64 product `want` within the rounding bound of a sum of `k` products,
+    /// `|got − want| ≤ (k + 2)·ε·(|α|·Σ|a||b| + |β||c|)` (`scale` holds the bracket).
+    #[track_caller]
+    fn assert_within<T: Element>(got: &[T], want: &[f64], scale: &[f64], k: usize, what: &str) {
+        let eps = if T::DTYPE == "f32" { f32::EPSILON as f64 } else { f64::EPSILON };
+        for (i, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
+            let g = g.as_f64();
+            assert!((g - w).abs() <= (k + 2) as f64 * eps * s + f64::MIN_POSITIVE, "{what}: element {i}: {g} vs {w}");
+        }
+    }
+
+    /// A `rows × cols` view of random values: row-major, a transposed view, or one with
+    /// column stride 2 (every other column of a wider matrix).
+    fn view<T: Element>(rows: usize, cols: usize, layout: usize, rng: &mut Rng) -> Tensor<T> {
+        match layout {
+            0 => Tensor::<T>::randn(&[rows, cols], rng),
+            1 => Tensor::<T>::randn(&[cols, rows], rng).t(),
+            _ => Tensor::<T>::randn(&[rows, 2 * cols + 1], rng).slice(1, 0, 2 * cols, 2),
+        }
+    }
+
+    /// Every backend, one thread and split, against the f64 definition: odd sizes (every `m`,
+    /// `n` below 20 with a few `k`), sizes crossing the packed GEMM's blocks (KC = 256, MC = 96,
+    /// NC = 1024, MS = 1536 and the micro-kernel's 12 × 32 / 6 × 16 tiles), zero sizes,
+    /// row-major, transposed and strided operands, and α, β ∈ {(1, 0), (1.5, 0.5), (1, 1)}
+    /// (with β = 0, C starts as NaN: it must not be read).
+    fn gemm_sweep<T: Element>(seed: u64) {
+        let mut rng = Rng::new(seed);
+        let mut shapes: Vec<(usize, usize, usize)> = vec![];
+        for m in 0..20 {
+            for n in 0..20 {
+                shapes.push((m, [0, 1, 2, 7, 16, 33][(m + n) % 6], n));
+            }
+        }
+        shapes.extend([(7, 7, 7), (14, 21, 28), (35, 49, 63), (97, 257, 33), (13, 513, 65), (193, 40, 1025)]);
+        shapes.extend([(1537, 3, 17), (25, 600, 70), (1, 300, 1), (12, 256, 32), (6, 255, 16), (24, 1, 64)]);
+        for (si, &(m, k, n)) in shapes.iter().enumerate() {
+            let (a, b) = (view::<T>(m, k, si % 3, &mut rng), view::<T>(k, n, (si / 3) % 3, &mut rng));
+            let c0 = Tensor::<T>::randn(&[m, n], &mut rng).to_vec();
+            let (af, bf) = (a.cast::<f64>(), b.cast::<f64>());
+            let ab = naive::matmul(&af, &bf).to_vec();
+            let abs = naive::matmul(&af.abs(), &bf.abs()).to_vec();
+            for (alpha, beta) in [(1.0, 0.0), (1.5, 0.5), (1.0, 1.0)] {
+                let want: Vec<f64> = ab.iter().zip(&c0).map(|(x, c)| alpha * x + beta * c.as_f64()).collect();
+                let scale: Vec<f64> = abs.iter().zip(&c0).map(|(x, c)| alpha * x + beta * c.as_f64().abs()).collect();
+                let start: Vec<T> = if beta == 0.0 { vec![T::nan(); m * n] } else { c0.clone() };
+                for backend in Backend::all() {
+                    for parallel in [false, true] {
+                        let mut c = start.clone();
+                        let (al, be) = (T::of(alpha), T::of(beta));
+                        if parallel {
+                            par_gemm_on(backend, al, MatRef::of(&a), MatRef::of(&b), be, &mut c, 0, n);
+                        } else {
+                            gemm_on(backend, false, al, MatRef::of(&a), MatRef::of(&b), be, &mut c, 0, n);
+                        }
+                        let what = format!("{backend:?} parallel {parallel}: ({m}, {k}, {n}) α {alpha} β {beta}");
+                        assert_within(&c, &want, &scale, k, &what);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_backend_matches_naive_f32() {
+        gemm_sweep::<f32>(8);
+    }
+
+    #[test]
+    fn every_backend_matches_naive_f64() {
+        gemm_sweep::<f64>(9);
+    }
+
+    /// The packed GEMM gives the same bits on 1, 2 and 3 threads, and for `gemm` and
+    /// `par_gemm`, on odd sizes, transposed and strided operands and β ≠ 0, f32 and f64.
+    fn packed_bits_do_not_depend_on_threads<T: Element>(seed: u64) {
+        let Some(isa) = Isa::detect() else { return };
+        let mut rng = Rng::new(seed);
+        let pools: Vec<_> =
+            [1, 2, 3].iter().map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap()).collect();
+        for (si, &(m, k, n)) in
+            [(129, 600, 515), (64, 1000, 300), (7, 257, 1100), (300, 33, 130), (1600, 40, 70), (97, 97, 97)]
+                .iter()
+                .enumerate()
+        {
+            let (a, b) = (view::<T>(m, k, si % 3, &mut rng), view::<T>(k, n, (si + 1) % 3, &mut rng));
+            let c0 = Tensor::<T>::randn(&[m, n], &mut rng).to_vec();
+            for beta in [0.0, 0.5] {
+                let mut one = c0.clone();
+                gemm_on(
+                    Backend::Packed(isa),
+                    false,
+                    T::of(1.5),
+                    MatRef::of(&a),
+                    MatRef::of(&b),
+                    T::of(beta),
+                    &mut one,
+                    0,
+                    n,
+                );
+                for pool in &pools {
+                    let mut split = c0.clone();
+                    pool.install(|| {
+                        par_gemm(T::of(1.5), MatRef::of(&a), MatRef::of(&b), T::of(beta), &mut split, 0, n)
+                    });
+                    let same = bytemuck::cast_slice::<T, u8>(&one) == bytemuck::cast_slice::<T, u8>(&split);
+                    assert!(
+                        same,
+                        "({m}, {k}, {n}) β {beta}: {} threads differ from one call",
+                        pool.current_num_threads()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_bits_do_not_depend_on_threads_f32() {
+        packed_bits_do_not_depend_on_threads::<f32>(10);
+    }
+
+    #[test]
+    fn packed_bits_do_not_depend_on_threads_f64() {
+        packed_bits_do_not_depend_on_threads::<f64>(11);
     }
 
     #[test]

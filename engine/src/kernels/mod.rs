@@ -8,5 +8,6 @@ pub mod index;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
+pub(crate) mod simd;
 pub mod softmax;
 pub mod vmath;

@@ -1,0 +1,905 @@
+//! Direct kernels for stride-1 convolutions: no column matrix and no packing, the input is read
+//! in place from a zero-padded copy of its planes.
+//!
+//! ## The flattened layout
+//! A stride-1 correlation `y[o, a, b] = Σ_{c, i, j} s[c, a + i·dh, b + j·dw] · w[o, c, i, j]`
+//! over planes of width `P` (the padded source, `P = OW + dw·(kw − 1)`) is, with the output
+//! position flattened as `q = a·P + b`, a sum of *shifted copies* of the source:
+//!
+//! ```text
+//! y[o, q] = Σ_t w[o, t] · s[q + off_t],      off_(c, i, j) = c·rows·P + i·dh·P + j·dw
+//! ```
+//!
+//! Consecutive `q` read consecutive elements for every tap `t`, so a vector of output
+//! positions is one unaligned load per tap. Positions with `b ≥ OW` are computed too and
+//! dropped (the lanes wasted are `(P − OW)/P`). Three kernels are built on this:
+//!
+//! * **forward** (`nn_tile`): a tile of `MO` output channels × `NQ` vectors of positions is
+//!   accumulated in registers over all taps — each output element is `init[o]` plus its taps in
+//!   `(c, i, j)` order, one fused multiply-add each, whatever the tile or vector width;
+//! * **input gradient**: the same kernel on the output gradient, with the kernel flipped and
+//!   the channel axes swapped (the adjoint of a stride-1 correlation is a correlation);
+//! * **weight gradient** (`nt_tile`): `dW[o, t] = Σ_q g[o, q] · s[q + off_t]`, a tile of `MO`
+//!   channels × `NR` taps, vectorised along `q` (`g` is the output gradient laid out with pitch
+//!   `P` and zeros at `b ≥ OW`), keeping one partial sum per lane. The batch is cut into at
+//!   most [`MAX_RUNS`] runs of consecutive work items fixed by the shapes; a run adds its items
+//!   into its lane sums in order and reduces the lanes in a fixed tree; the runs are added in
+//!   order. The result is therefore bit-identical for any number of threads (it depends on the
+//!   vector width, i.e. on the instruction set).
+//!
+//! Work items are whole images, or blocks of output rows when the batch is small; the forward
+//! and input-gradient results do not depend on the split at all.
+
+use std::any::TypeId;
+
+use rayon::prelude::*;
+
+use super::Geom;
+use crate::kernels::simd::{HasVectors, Isa, Vector};
+use crate::Element;
+
+/// A stride-1 correlation of a source `s [n, cs, hs, ws]` into `y [n, od, oh, ow]`:
+///
+/// ```text
+/// y[n, o, a, b] = init[o] + Σ_{c < cs/G, i < kh, j < kw} s[n, g·cs/G + c, a + i·dh − pt, b + j·dw − pl] · w(o, (c, i, j))
+/// ```
+///
+/// with `g = o / (od/G)` and `s` zero outside its planes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Corr {
+    n: usize,
+    cs: usize,
+    hs: usize,
+    ws: usize,
+    od: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    dh: usize,
+    dw: usize,
+    pt: isize,
+    pl: isize,
+    groups: usize,
+}
+
+impl Corr {
+    /// `conv2d`: the source is the input, placed at the padding.
+    fn forward(g: &Geom) -> Corr {
+        let ([ph, pw], [dh, dw]) = (g.p.padding, g.p.dilation);
+        Corr {
+            n: g.n,
+            cs: g.c,
+            hs: g.h,
+            ws: g.w,
+            od: g.o,
+            oh: g.oh,
+            ow: g.ow,
+            kh: g.kh,
+            kw: g.kw,
+            dh,
+            dw,
+            pt: ph as isize,
+            pl: pw as isize,
+            groups: g.p.groups,
+        }
+    }
+
+    /// The input gradient of `conv2d`: `dx[c, h, w] = Σ_{o, i, j} gy[o, h + ph − i·dh, w + pw − j·dw]
+    /// · W[o, c, i, j]`, a correlation of `gy` with the flipped kernel (tap `(i', j')` =
+    /// `(kh − 1 − i, kw − 1 − j)`) placed at `dh·(kh − 1) − ph` rows and `dw·(kw − 1) − pw`
+    /// columns (negative: the first rows and columns of `gy` are cut).
+    fn input_grad(g: &Geom) -> Corr {
+        let ([ph, pw], [dh, dw]) = (g.p.padding, g.p.dilation);
+        Corr {
+            n: g.n,
+            cs: g.o,
+            hs: g.oh,
+            ws: g.ow,
+            od: g.c,
+            oh: g.h,
+            ow: g.w,
+            kh: g.kh,
+            kw: g.kw,
+            dh,
+            dw,
+            pt: (dh * (g.kh - 1)) as isize - ph as isize,
+            pl: (dw * (g.kw - 1)) as isize - pw as isize,
+            groups: g.p.groups,
+        }
+    }
+
+    /// Source channels per group.
+    fn cg(&self) -> usize {
+        self.cs / self.groups
+    }
+    /// Output channels per group.
+    fn og(&self) -> usize {
+        self.od / self.groups
+    }
+    /// Taps per output channel, `cg·kh·kw`.
+    fn k(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    /// Width of a buffer row: the output width plus the kernel's extent.
+    fn pitch(&self) -> usize {
+        self.ow + self.dw * (self.kw - 1)
+    }
+    /// Buffer rows beyond a block's output rows.
+    fn ext(&self) -> usize {
+        self.dh * (self.kh - 1)
+    }
+    /// Output rows per work item: whole images when the batch gives at least [`MIN_ITEMS`]
+    /// items, otherwise row blocks, and few enough rows that an item's buffer stays below
+    /// [`ITEM_BUFFER`] elements. Depends only on the shapes.
+    fn rows_per_item(&self) -> usize {
+        let blocks = MIN_ITEMS.div_ceil(self.n.max(1)).min(self.oh);
+        let rows = self.oh.div_ceil(blocks.max(1));
+        let cap = (ITEM_BUFFER / (self.cs * self.pitch()).max(1)).saturating_sub(self.ext()).max(1);
+        rows.min(cap).max(1)
+    }
+    /// The work items `(image, first output row, end row)`, in order.
+    fn items(&self) -> Vec<(usize, usize, usize)> {
+        let rows = self.rows_per_item();
+        (0..self.n).flat_map(|n| (0..self.oh).step_by(rows).map(move |a0| (n, a0, (a0 + rows).min(self.oh)))).collect()
+    }
+    /// Elements of an item's source buffer: `cs` planes of `rows + ext` rows, then slack for
+    /// the last vector's reads past the last plane.
+    fn buffer_len(&self, rows: usize, lanes: usize) -> usize {
+        self.cs * (rows + self.ext()) * self.pitch() + self.dw * (self.kw - 1) + lanes
+    }
+}
+
+/// Work items wanted before images are cut into row blocks.
+const MIN_ITEMS: usize = 8;
+/// Largest source buffer of one work item (elements). (Small under `cfg(test)`, so that the
+/// unit tests cut images into row blocks.)
+const ITEM_BUFFER: usize = if cfg!(test) { 1 << 9 } else { 1 << 20 };
+/// Largest number of runs (partial weight gradients) the batch is cut into.
+const MAX_RUNS: usize = 8;
+/// Largest per-run lane-sum buffer of the weight gradient (bytes); larger problems use GEMM.
+const MAX_LANE_SUMS: usize = 32 << 20;
+
+/// Whether the direct kernels can compute convolutions of this geometry: stride 1 and
+/// nothing empty.
+pub(super) fn supports(g: &Geom) -> bool {
+    g.p.stride == [1, 1] && ![g.n, g.c, g.o, g.oh, g.ow, g.h, g.w].contains(&0)
+}
+
+/// Whether they are expected to beat im2col + GEMM: not a case the GEMM path does without
+/// im2col (a 1×1 kernel, or one covering the input), and at least half of the vector lanes
+/// holding real output positions.
+pub(super) fn worthwhile(g: &Geom, isa: Isa) -> bool {
+    if g.identity_columns().is_some() {
+        return false;
+    }
+    let c = Corr::forward(g);
+    let rows = c.rows_per_item();
+    let computed = (rows * c.pitch()).next_multiple_of(isa.lanes::<f32>());
+    2 * rows * c.ow >= computed
+}
+
+/// A 64-byte aligned scratch buffer, grown on demand.
+struct Buf<F> {
+    v: Vec<F>,
+}
+
+impl<F: Element> Buf<F> {
+    fn new() -> Self {
+        Buf { v: Vec::new() }
+    }
+    /// `len` elements starting at a 64-byte boundary; their contents are whatever the last
+    /// user left (callers write before they read).
+    fn get(&mut self, len: usize) -> &mut [F] {
+        let pad = 64 / std::mem::size_of::<F>();
+        if self.v.len() < len + pad {
+            self.v = crate::filled(len + pad, F::zero());
+        }
+        let skew = (self.v.as_ptr() as usize % 64) / std::mem::size_of::<F>();
+        let off = (pad - skew) % pad;
+        &mut self.v[off..off + len]
+    }
+}
+
+/// Per-thread buffers.
+struct Scratch<F> {
+    src: Buf<F>,
+    grad: Buf<F>,
+    tile: Buf<F>,
+    offs: Vec<usize>,
+    pieces: Vec<Piece>,
+}
+
+/// Where lanes `lo..hi` of the tile's position vector at `at` go: to `y_plane + y + lane`
+/// (`y` may be negative: the lane-0 address of a masked store).
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    at: usize,
+    lo: usize,
+    hi: usize,
+    y: isize,
+}
+
+impl<F: Element> Scratch<F> {
+    fn new() -> Self {
+        Scratch { src: Buf::new(), grad: Buf::new(), tile: Buf::new(), offs: Vec::new(), pieces: Vec::new() }
+    }
+}
+
+/// A pointer that may be sent to other threads; each user writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SendPtr<F>(*mut F);
+unsafe impl<F> Send for SendPtr<F> {}
+unsafe impl<F> Sync for SendPtr<F> {}
+impl<F> SendPtr<F> {
+    fn get(self) -> *mut F {
+        self.0
+    }
+}
+
+/// Writes source rows `r0 .. r0 + rows` (buffer coordinates) of one image's planes `img`
+/// (`[cs, hs, ws]`) into `buf`: channel `c` at `c·cstride` as `[rows][pitch]`, element
+/// `(c, r, v)` = `img[c, r0 + r − pt, v − pl]` or 0 outside the image. Other elements of `buf`
+/// are not touched.
+fn fill_planes<F: Element>(buf: &mut [F], cstride: usize, img: &[F], c: &Corr, r0: usize, rows: usize) {
+    let (p, hs, ws) = (c.pitch(), c.hs, c.ws);
+    let lo = c.pl.clamp(0, p as isize) as usize;
+    let hi = (c.pl + ws as isize).clamp(lo as isize, p as isize) as usize;
+    let s0 = (lo as isize - c.pl) as usize;
+    for ch in 0..c.cs {
+        let src = &img[ch * hs * ws..][..hs * ws];
+        let planes = &mut buf[ch * cstride..][..rows * p];
+        for (r, row) in planes.chunks_exact_mut(p).enumerate() {
+            let u = (r0 + r) as isize - c.pt;
+            if u < 0 || u >= hs as isize {
+                row.fill(F::zero());
+                continue;
+            }
+            let srow = &src[u as usize * ws..][..ws];
+            row[..lo].fill(F::zero());
+            row[lo..hi].copy_from_slice(&srow[s0..s0 + (hi - lo)]);
+            row[hi..].fill(F::zero());
+        }
+    }
+}
+
+/// Tap offsets `c·cstride + i·dh·pitch + j·dw` of one group (channel `c` of the group at
+/// `c·cstride`), `(c, i, j)` in row-major order, padded with zeros (harmless reads) to `len`
+/// entries.
+fn tap_offsets(offs: &mut Vec<usize>, c: &Corr, cstride: usize, len: usize) {
+    offs.clear();
+    for ch in 0..c.cg() {
+        for i in 0..c.kh {
+            for j in 0..c.kw {
+                offs.push(ch * cstride + i * c.dh * c.pitch() + j * c.dw);
+            }
+        }
+    }
+    offs.resize(len.max(offs.len()), 0);
+}
+
+// ------------------------------------------------------------------------------ tile kernels
+
+/// `MO` output channels × `NQ` vectors of positions starting at `x` (a group's buffer, offset to
+/// the tile's first position): `out[mo·ld + v] = init[mo] + Σ_t w[t·MO + mo] · x[offs[t] + v]`,
+/// taps in order, one fused multiply-add each.
+///
+/// Registers: `MO·NQ` sums, plus a tap's `NQ` source vectors when they fit (`MO·NQ + NQ + 1`
+/// registers), otherwise its `MO` broadcast weights.
+///
+/// # Safety
+/// `x + offs[t] .. + NQ·LANES` readable for every tap, `w` holds `offs.len()·MO` values, `init`
+/// `MO`, `out` rows `mo·ld .. mo·ld + NQ·LANES` writable; the vector's instruction set enabled.
+#[inline(always)]
+unsafe fn nn_tile<F: Copy, S: Vector<F>, const MO: usize, const NQ: usize>(
+    x: *const F,
+    offs: &[usize],
+    w: *const F,
+    init: *const F,
+    out: *mut F,
+    ld: usize,
+) {
+    let mut acc = [[S::zero(); NQ]; MO];
+    for (mo, row) in acc.iter_mut().enumerate() {
+        *row = [S::splat(*init.add(mo)); NQ];
+    }
+    let mut w = w;
+    for &off in offs {
+        let xp = x.add(off);
+        if MO * NQ + NQ < S::REGISTERS {
+            let mut xv = [S::zero(); NQ];
+            for (nq, v) in xv.iter_mut().enumerate() {
+                *v = S::load(xp.add(nq * S::LANES));
+            }
+            for (mo, row) in acc.iter_mut().enumerate() {
+                let wv = S::splat(*w.add(mo));
+                for (a, &v) in row.iter_mut().zip(&xv) {
+                    *a = S::fma(wv, v, *a);
+                }
+            }
+        } else {
+            let mut wv = [S::zero(); MO];
+            for (mo, v) in wv.iter_mut().enumerate() {
+                *v = S::splat(*w.add(mo));
+            }
+            for nq in 0..NQ {
+                let xv = S::load(xp.add(nq * S::LANES));
+                for (row, &wm) in acc.iter_mut().zip(&wv) {
+                    row[nq] = S::fma(wm, xv, row[nq]);
+                }
+            }
+        }
+        w = w.add(MO);
+    }
+    for (mo, row) in acc.iter().enumerate() {
+        for (nq, v) in row.iter().enumerate() {
+            v.store(out.add(mo * ld + nq * S::LANES));
+        }
+    }
+}
+
+/// `MO` gradient rows × `NR` taps over `nv` vectors of positions:
+/// `part[(mo·NR + nr)·LANES + l] += Σ_v g[mo][v·LANES + l] · x[offs[nr] + v·LANES + l]`,
+/// positions in order.
+///
+/// Registers: `MO·NR` sums, the `MO` gradient vectors of a position vector and one source
+/// vector (every tile of the tables fits).
+///
+/// # Safety
+/// Every address above readable, `part .. + MO·NR·LANES` readable and writable; the vector's
+/// instruction set enabled.
+#[inline(always)]
+unsafe fn nt_tile<F: Copy, S: Vector<F>, const MO: usize, const NR: usize>(
+    g: &[*const F; MO],
+    x: *const F,
+    offs: &[usize],
+    nv: usize,
+    part: *mut F,
+) {
+    let mut acc = [[S::zero(); NR]; MO];
+    let mut xp = [x; NR];
+    for (p, &off) in xp.iter_mut().zip(offs) {
+        *p = x.add(off);
+    }
+    for v in 0..nv {
+        let q = v * S::LANES;
+        let mut gv = [S::zero(); MO];
+        for (gm, &row) in gv.iter_mut().zip(g) {
+            *gm = S::load(row.add(q));
+        }
+        for (nr, &xr) in xp.iter().enumerate() {
+            let xv = S::load(xr.add(q));
+            for (row, &gm) in acc.iter_mut().zip(&gv) {
+                row[nr] = S::fma(gm, xv, row[nr]);
+            }
+        }
+    }
+    for (mo, row) in acc.iter().enumerate() {
+        for (nr, &a) in row.iter().enumerate() {
+            let p = part.add((mo * NR + nr) * S::LANES);
+            S::add(S::load(p), a).store(p);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ tile shapes
+
+/// Forward tiles `(MO, NQ, relative speed)` per instruction set: every one fits the registers
+/// (see [`nn_tile`]); speeds from single-core measurements on the LeNet, CSC and CIFAR shapes.
+const NN_TILES_512: [(usize, usize, f64); 6] =
+    [(6, 4, 1.0), (5, 4, 0.95), (4, 6, 0.95), (3, 8, 0.85), (2, 12, 0.7), (1, 16, 0.5)];
+const NN_TILES_256: [(usize, usize, f64); 5] = [(4, 3, 1.0), (3, 4, 1.0), (6, 2, 0.9), (2, 6, 0.85), (1, 12, 0.6)];
+/// Weight-gradient tiles `(MO, NR, relative speed)` (registers `MO·NR + MO + 1`).
+const NT_TILES_512: [(usize, usize, f64); 6] =
+    [(6, 3, 1.0), (3, 9, 0.97), (5, 5, 0.95), (4, 5, 0.95), (2, 9, 0.8), (1, 9, 0.5)];
+const NT_TILES_256: [(usize, usize, f64); 5] = [(3, 3, 1.0), (2, 5, 1.0), (4, 2, 0.95), (2, 4, 0.95), (1, 5, 0.6)];
+
+/// Relative cost of a position vector computed by a single-vector tail tile (1 source load
+/// per `MO` multiply-adds instead of per `MO·NQ`).
+const TAIL_COST: usize = 3;
+
+/// The forward tile with the least work for `og` channels and items of `nvq` position
+/// vectors: `⌈og/MO⌉·MO / speed · (full tiles·NQ + TAIL_COST·tail vectors)`.
+fn nn_tile_shape(isa: Isa, og: usize, nvq: usize) -> (usize, usize) {
+    let tiles: &[(usize, usize, f64)] = match isa {
+        Isa::Avx512 => &NN_TILES_512,
+        Isa::Avx2 => &NN_TILES_256,
+    };
+    let cost = |&(mo, nq, speed): &(usize, usize, f64)| {
+        let vectors = nvq / nq * nq + TAIL_COST * (nvq % nq);
+        og.next_multiple_of(mo) as f64 / speed * vectors as f64
+    };
+    let best = tiles.iter().min_by(|a, b| cost(a).total_cmp(&cost(b))).expect("a tile");
+    (best.0, best.1)
+}
+
+/// The weight-gradient tile with the least padded work `⌈og/MO⌉·MO · ⌈k/NR⌉·NR / speed`.
+fn nt_tile_shape(isa: Isa, og: usize, k: usize) -> (usize, usize) {
+    let tiles: &[(usize, usize, f64)] = match isa {
+        Isa::Avx512 => &NT_TILES_512,
+        Isa::Avx2 => &NT_TILES_256,
+    };
+    let cost =
+        |&(mo, nr, speed): &(usize, usize, f64)| (og.next_multiple_of(mo) * k.next_multiple_of(nr)) as f64 / speed;
+    let best = tiles.iter().min_by(|a, b| cost(a).total_cmp(&cost(b))).expect("a tile");
+    (best.0, best.1)
+}
+
+// ------------------------------------------------------------------------------ forward-type
+
+/// Everything a forward-type work item needs.
+struct NnJob<'a, F> {
+    c: Corr,
+    src: &'a [F],
+    /// Weights packed per group and block of `mo` output channels as `[k][mo]`, zero for the
+    /// padding channels of the last block.
+    w: &'a [F],
+    /// Initial values (bias or zero) per group and block, `[mo]`.
+    init: &'a [F],
+    mo: usize,
+    nq: usize,
+    y: SendPtr<F>,
+}
+
+/// One forward-type work item: output rows `a0..a1` of image `n`, every channel.
+///
+/// # Safety
+/// The vector's instruction set enabled; `job.y` holds `[n, od, oh, ow]` and no other item
+/// writes these rows.
+#[inline(always)]
+unsafe fn nn_item<F: Element, S: Vector<F>>(job: &NnJob<F>, (n, a0, a1): (usize, usize, usize), s: &mut Scratch<F>) {
+    let c = &job.c;
+    let (rows, p) = (a1 - a0 + c.ext(), c.pitch());
+    let plane = rows * p;
+    let image = c.cs * c.hs * c.ws;
+    let Scratch { src, tile, offs, pieces, .. } = s;
+    let xb = src.get(c.buffer_len(a1 - a0, S::LANES));
+    fill_planes(xb, plane, &job.src[n * image..][..image], c, a0, rows);
+    xb[c.cs * plane..].fill(F::zero());
+    tap_offsets(offs, c, plane, c.k());
+    macro_rules! tiles {
+        ($($mo:literal, $nq:literal);*) => {
+            match (job.mo, job.nq) {
+                $(($mo, $nq) => nn_rows::<F, S, $mo, $nq>(job, xb, n, (a0, a1), tile, offs, pieces),)*
+                other => unreachable!("no forward tile {other:?}"),
+            }
+        };
+    }
+    match S::LANES * std::mem::size_of::<F>() {
+        64 => tiles!(6, 4; 5, 4; 4, 6; 3, 8; 2, 12; 1, 16),
+        _ => tiles!(4, 3; 3, 4; 6, 2; 2, 6; 1, 12),
+    }
+}
+
+/// The tiles of one forward-type item: full tiles of `NQ` vectors, then single vectors up to
+/// the last position; each tile's real positions are stored to `y` vector by vector, lanes
+/// that straddle a row end or the padding columns with masked stores.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn nn_rows<F: Element, S: Vector<F>, const MO: usize, const NQ: usize>(
+    job: &NnJob<F>,
+    xb: &[F],
+    n: usize,
+    (a0, a1): (usize, usize),
+    tile: &mut Buf<F>,
+    offs: &[usize],
+    pieces: &mut Vec<Piece>,
+) {
+    let c = &job.c;
+    let (v, p, k, og) = (S::LANES, c.pitch(), c.k(), c.og());
+    let plane = (a1 - a0 + c.ext()) * p;
+    let q = (a1 - a0) * p;
+    let qr = q.next_multiple_of(v);
+    let (tq, nob) = (NQ * v, og.div_ceil(MO));
+    let tile = tile.get(MO * tq).as_mut_ptr();
+    let offs = &offs[..k];
+    let y = job.y.get();
+    let mut q0 = 0;
+    while q0 < qr {
+        let width = if q0 + tq <= qr { tq } else { v };
+        // The real positions of each vector: runs within one row with b < ow.
+        pieces.clear();
+        for at in (0..width).step_by(v) {
+            let (start, end) = (q0 + at, (q0 + at + v).min(q));
+            let mut pos = start;
+            while pos < end {
+                let (a, b) = (pos / p, pos % p);
+                let row_end = (pos - b + p).min(end);
+                if b < c.ow {
+                    let e = row_end.min(pos - b + c.ow);
+                    let lo = pos - start;
+                    let y_at = ((a0 + a) * c.ow + b) as isize - lo as isize;
+                    pieces.push(Piece { at, lo, hi: e - start, y: y_at });
+                }
+                pos = row_end;
+            }
+        }
+        for grp in 0..c.groups {
+            let xg = xb.as_ptr().add(grp * c.cg() * plane + q0);
+            for ob in 0..nob {
+                let blk = grp * nob + ob;
+                let (w, init) = (job.w.as_ptr().add(blk * k * MO), job.init.as_ptr().add(blk * MO));
+                if width == tq {
+                    nn_tile::<F, S, MO, NQ>(xg, offs, w, init, tile, tq);
+                } else {
+                    nn_tile::<F, S, MO, 1>(xg, offs, w, init, tile, tq);
+                }
+                for mo in 0..MO.min(og - ob * MO) {
+                    let yo = y.add((n * c.od + grp * og + ob * MO + mo) * c.oh * c.ow);
+                    for pc in pieces.iter() {
+                        let val = S::load(tile.add(mo * tq + pc.at));
+                        let dst = yo.wrapping_offset(pc.y);
+                        if pc.lo == 0 && pc.hi == v {
+                            val.store(dst);
+                        } else {
+                            val.store_lanes(dst, pc.lo, pc.hi);
+                        }
+                    }
+                }
+            }
+        }
+        q0 += width;
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn nn_item_avx512<F: HasVectors>(job: &NnJob<F>, item: (usize, usize, usize), s: &mut Scratch<F>) {
+    nn_item::<F, F::Z>(job, item, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn nn_item_avx2<F: HasVectors>(job: &NnJob<F>, item: (usize, usize, usize), s: &mut Scratch<F>) {
+    nn_item::<F, F::Y>(job, item, s)
+}
+
+/// Runs every item of `job` on rayon.
+fn nn_run<F: HasVectors>(isa: Isa, job: &NnJob<F>) {
+    let items = job.c.items();
+    items.par_iter().for_each_init(Scratch::new, |s, &item| match isa {
+        // SAFETY: `isa` was detected on this CPU; the items write disjoint rows of `y`.
+        #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+        Isa::Avx512 => unsafe { nn_item_avx512(job, item, s) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { nn_item_avx2(job, item, s) },
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("direct kernels for {isa:?} are not compiled in"),
+    });
+}
+
+/// The correlation `c` of `src` with weights `wt(o, t)` (`t` the tap `(c, i, j)` of o's group)
+/// plus `init[o]`, as a fresh `[n, od, oh, ow]` buffer.
+fn correlate<T: Element>(isa: Isa, c: Corr, src: &[T], wt: impl Fn(usize, usize) -> T, init: Option<&[T]>) -> Vec<T> {
+    let (og, k) = (c.og(), c.k());
+    let nvq = (c.rows_per_item() * c.pitch()).div_ceil(isa.lanes::<T>());
+    let (mo, nq) = nn_tile_shape(isa, og, nvq);
+    let nob = og.div_ceil(mo);
+    let mut w = vec![T::zero(); c.groups * nob * k * mo];
+    let mut iv = vec![T::zero(); c.groups * nob * mo];
+    for grp in 0..c.groups {
+        for ob in 0..nob {
+            let blk = grp * nob + ob;
+            for m in 0..mo.min(og - ob * mo) {
+                let o = grp * og + ob * mo + m;
+                iv[blk * mo + m] = init.map_or(T::zero(), |b| b[o]);
+                for t in 0..k {
+                    w[(blk * k + t) * mo + m] = wt(o, t);
+                }
+            }
+        }
+    }
+    // Every element is written exactly once by some item, so `y` starts uninitialised (the
+    // length is set once all items have run).
+    let len = c.n * c.od * c.oh * c.ow;
+    let mut y: Vec<T> = Vec::with_capacity(len);
+    macro_rules! run {
+        ($f:ty) => {{
+            let job = NnJob::<$f> {
+                c,
+                src: cast(src),
+                w: cast(&w),
+                init: cast(&iv),
+                mo,
+                nq,
+                y: SendPtr(y.as_mut_ptr().cast::<$f>()),
+            };
+            nn_run(isa, &job)
+        }};
+    }
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        run!(f32)
+    } else {
+        run!(f64)
+    }
+    // SAFETY: the items cover every (image, channel, row, column) of y once (`Corr::items`
+    // tiles the rows of every image, `nn_rows` every position of a row block and every channel).
+    unsafe { y.set_len(len) };
+    y
+}
+
+/// `conv2d` forward of a geometry [`applies`] accepts; `x` and `w` contiguous.
+pub(super) fn forward<T: Element>(isa: Isa, g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    let k = g.k();
+    correlate(isa, Corr::forward(g), x, |o, t| w[o * k + t], bias)
+}
+
+/// `conv2d_backward_input` of a geometry [`applies`] accepts; `gy` and `w` contiguous.
+pub(super) fn input_grad<T: Element>(isa: Isa, g: &Geom, gy: &[T], w: &[T]) -> Vec<T> {
+    let (cg, og, kk) = (g.cg(), g.og(), g.kh * g.kw);
+    let (kh, kw) = (g.kh, g.kw);
+    // Output channel `ch` (an input channel of the convolution, group `ch / cg`), tap `t` =
+    // (o', i', j') over the group's convolution outputs o': W[grp·og + o', ch − grp·cg, kh−1−i', kw−1−j'].
+    let wt = |ch: usize, t: usize| {
+        let (grp, o, ij) = (ch / cg, t / kk, t % kk);
+        let (i, j) = (kh - 1 - ij / kw, kw - 1 - ij % kw);
+        w[((grp * og + o) * cg + ch - grp * cg) * kk + i * kw + j]
+    };
+    correlate(isa, Corr::input_grad(g), gy, wt, None)
+}
+
+// ------------------------------------------------------------------------------ weight gradient
+
+/// Everything a weight-gradient run needs.
+struct NtJob<'a, F> {
+    c: Corr,
+    x: &'a [F],
+    gy: &'a [F],
+    mo: usize,
+    nr: usize,
+}
+
+/// A weight-gradient work item: output rows `a0..a1` of images `n0 .. n0 + imgs` (several
+/// whole images, or one block of rows of one image).
+#[derive(Clone, Copy, Debug)]
+struct NtItem {
+    n0: usize,
+    imgs: usize,
+    a0: usize,
+    a1: usize,
+}
+
+impl<F> NtJob<'_, F> {
+    /// Lane sums of a run: `[groups][⌈og/mo⌉][⌈k/nr⌉][mo][nr][lanes]`.
+    fn lane_sums(&self, lanes: usize) -> usize {
+        let c = &self.c;
+        c.groups * c.og().next_multiple_of(self.mo) * c.k().next_multiple_of(self.nr) * lanes
+    }
+    /// Position vectors an item sums over (see [`nt_item`]).
+    fn vectors(&self, it: &NtItem, lanes: usize) -> usize {
+        let c = &self.c;
+        let (is, q) = ((it.a1 - it.a0 + c.ext()) * c.pitch(), (it.a1 - it.a0) * c.pitch());
+        ((it.imgs - 1) * is + q).div_ceil(lanes)
+    }
+    /// Gradient rows per image of an item: every group's channels padded to a multiple of `mo`.
+    fn grad_rows(&self) -> usize {
+        self.c.groups * self.c.og().next_multiple_of(self.mo)
+    }
+    /// The work items in order: row blocks of single images when the batch is small
+    /// ([`Corr::rows_per_item`]), otherwise runs of whole images whose buffers take about
+    /// [`NT_ITEM_BYTES`] (so that a tile sums over enough positions), at most
+    /// `⌈n / MAX_RUNS⌉` images each. Depends only on the shapes.
+    fn items(&self) -> Vec<NtItem> {
+        let c = &self.c;
+        let rows = c.rows_per_item();
+        if rows < c.oh {
+            return c.items().into_iter().map(|(n0, a0, a1)| NtItem { n0, imgs: 1, a0, a1 }).collect();
+        }
+        let is = (c.oh + c.ext()) * c.pitch();
+        let per_image = (c.cs + self.grad_rows()) * is * std::mem::size_of::<F>();
+        let imgs = (NT_ITEM_BYTES / per_image.max(1)).clamp(1, c.n.div_ceil(MAX_RUNS));
+        (0..c.n).step_by(imgs).map(|n0| NtItem { n0, imgs: imgs.min(c.n - n0), a0: 0, a1: c.oh }).collect()
+    }
+}
+
+/// Target size of a weight-gradient item's buffers (source planes and gradient rows).
+const NT_ITEM_BYTES: usize = 256 << 10;
+
+/// Adds one item to the lane sums `part`.
+///
+/// # Safety
+/// The vector's instruction set enabled; `part` holds [`NtJob::lane_sums`] elements.
+#[inline(always)]
+unsafe fn nt_item<F: Element, S: Vector<F>>(job: &NtJob<F>, it: NtItem, s: &mut Scratch<F>, part: &mut [F]) {
+    let c = &job.c;
+    let (v, p, og) = (S::LANES, c.pitch(), c.og());
+    let (rows, q) = (it.a1 - it.a0 + c.ext(), (it.a1 - it.a0) * p);
+    let (image, plane) = (c.cs * c.hs * c.ws, rows * p);
+    let Scratch { src, grad, offs, .. } = s;
+    // The images of the item one after the other at stride `is` inside every channel: source
+    // planes [cs][imgs][rows][p], gradient rows [groups][og padded to mo][imgs][is] (pitch p,
+    // zeros at b ≥ ow, in the rows below an image's outputs and in the padding rows). One
+    // position index then runs through all images: x[c·cs_stride + m·is + q + off_ij] pairs
+    // with g[o][m·is + q], and the buffers' slack is zero.
+    let is = plane;
+    let cstride = it.imgs * is;
+    let nv = job.vectors(&it, v);
+    let xb = src.get(c.cs * cstride + is + c.dw * (c.kw - 1) + v);
+    for m in 0..it.imgs {
+        fill_planes(&mut xb[m * is..], cstride, &job.x[(it.n0 + m) * image..][..image], c, it.a0, rows);
+    }
+    xb[c.cs * cstride..].fill(F::zero());
+    let ogp = og.next_multiple_of(job.mo);
+    let gr = nv * v;
+    let gw = grad.get(job.grad_rows() * gr);
+    for (r, row) in gw.chunks_exact_mut(gr).enumerate() {
+        row.fill(F::zero());
+        let (grp, o) = (r / ogp, r % ogp);
+        if o >= og {
+            continue;
+        }
+        for m in 0..it.imgs {
+            let src = &job.gy[((it.n0 + m) * c.od + grp * og + o) * c.oh * c.ow..][..c.oh * c.ow];
+            for (a, seg) in row[m * is..][..q].chunks_exact_mut(p).enumerate() {
+                seg[..c.ow].copy_from_slice(&src[(it.a0 + a) * c.ow..][..c.ow]);
+            }
+        }
+    }
+    tap_offsets(offs, c, cstride, c.k().next_multiple_of(job.nr));
+    let dims = NtDims { cstride, gr, nv };
+    macro_rules! tiles {
+        ($($mo:literal, $nr:literal);*) => {
+            match (job.mo, job.nr) {
+                $(($mo, $nr) => nt_blocks::<F, S, $mo, $nr>(job, xb, gw, dims, offs, part),)*
+                other => unreachable!("no weight-gradient tile {other:?}"),
+            }
+        };
+    }
+    match S::LANES * std::mem::size_of::<F>() {
+        64 => tiles!(6, 3; 3, 9; 5, 5; 4, 5; 2, 9; 1, 9),
+        _ => tiles!(3, 3; 2, 5; 4, 2; 2, 4; 1, 5),
+    }
+}
+
+/// The layout of an item's buffers: the source's channel stride, the length of a gradient
+/// row, and the position vectors summed.
+#[derive(Clone, Copy)]
+struct NtDims {
+    cstride: usize,
+    gr: usize,
+    nv: usize,
+}
+
+/// Every (group, channel block, tap block) tile of one item; padding rows are zero and taps
+/// past `k` read offset 0; both land in lane sums that are dropped.
+#[inline(always)]
+unsafe fn nt_blocks<F: Element, S: Vector<F>, const MO: usize, const NR: usize>(
+    job: &NtJob<F>,
+    xb: &[F],
+    gw: &[F],
+    d: NtDims,
+    offs: &[usize],
+    part: &mut [F],
+) {
+    let c = &job.c;
+    let (nob, ntb) = (c.og().div_ceil(MO), c.k().div_ceil(NR));
+    for grp in 0..c.groups {
+        let xg = xb.as_ptr().add(grp * c.cg() * d.cstride);
+        for ob in 0..nob {
+            let mut rows = [gw.as_ptr(); MO];
+            for (mo, r) in rows.iter_mut().enumerate() {
+                *r = gw.as_ptr().add(((grp * nob + ob) * MO + mo) * d.gr);
+            }
+            for tb in 0..ntb {
+                let at = ((grp * nob + ob) * ntb + tb) * MO * NR * S::LANES;
+                nt_tile::<F, S, MO, NR>(&rows, xg, &offs[tb * NR..][..NR], d.nv, part.as_mut_ptr().add(at));
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn nt_item_avx512<F: HasVectors>(job: &NtJob<F>, it: NtItem, s: &mut Scratch<F>, part: &mut [F]) {
+    nt_item::<F, F::Z>(job, it, s, part)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn nt_item_avx2<F: HasVectors>(job: &NtJob<F>, it: NtItem, s: &mut Scratch<F>, part: &mut [F]) {
+    nt_item::<F, F::Y>(job, it, s, part)
+}
+
+/// Sums the `N` lanes of `v` by halves: `v[l] + v[l + N/2]` for `l < N/2`, repeatedly (a
+/// fixed order; the halves are vector adds).
+#[inline(always)]
+fn tree_sum<F: Element, const N: usize>(v: &[F]) -> F {
+    let mut t: [F; N] = v[..N].try_into().expect("N lanes");
+    let mut len = N;
+    while len > 1 {
+        len /= 2;
+        for l in 0..len {
+            t[l] += t[l + len];
+        }
+    }
+    t[0]
+}
+
+/// Position vectors a run should sum over per lane-sum element (at least), so that reducing
+/// the lanes at the end of the run stays a small part of its work.
+const RUN_VECTORS: usize = 256;
+
+/// The weight gradient `[od, k]`: runs of consecutive items on rayon (at most [`MAX_RUNS`],
+/// each summing at least [`RUN_VECTORS`] position vectors when the batch allows), each reduced
+/// to a partial gradient, the partials added in run order.
+fn nt_run<F: HasVectors>(isa: Isa, job: &NtJob<F>) -> Vec<F> {
+    let c = &job.c;
+    let (lanes, og, k) = (isa.lanes::<F>(), c.og(), c.k());
+    let (mo_n, nr_n) = (job.mo, job.nr);
+    let items = job.items();
+    let vectors: usize = items.iter().map(|it| job.vectors(it, lanes)).sum();
+    let runs = (vectors / RUN_VECTORS).clamp(1, MAX_RUNS).min(items.len());
+    let per_run = items.len().div_ceil(runs);
+    let partials: Vec<Vec<F>> = items
+        .par_chunks(per_run)
+        .map_init(Scratch::new, |s, run| {
+            let mut part = crate::filled(job.lane_sums(lanes), F::zero());
+            for &it in run {
+                match isa {
+                    // SAFETY: `isa` was detected on this CPU; `part` has the run's size.
+                    #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+                    Isa::Avx512 => unsafe { nt_item_avx512(job, it, s, &mut part) },
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => unsafe { nt_item_avx2(job, it, s, &mut part) },
+                    #[allow(unreachable_patterns)]
+                    _ => unreachable!("direct kernels for {isa:?} are not compiled in"),
+                }
+            }
+            // Lane sums in storage order [group][channel block][tap block][mo][nr][lanes].
+            let mut dw = vec![F::zero(); c.od * k];
+            let mut sums = part.chunks_exact(lanes);
+            for grp in 0..c.groups {
+                for ob in 0..og.div_ceil(mo_n) {
+                    for tb in 0..k.div_ceil(nr_n) {
+                        for o in ob * mo_n..(ob + 1) * mo_n {
+                            for t in tb * nr_n..(tb + 1) * nr_n {
+                                let v = sums.next().expect("a lane sum per tile element");
+                                if o < og && t < k {
+                                    dw[(grp * og + o) * k + t] = match lanes {
+                                        16 => tree_sum::<F, 16>(v),
+                                        8 => tree_sum::<F, 8>(v),
+                                        4 => tree_sum::<F, 4>(v),
+                                        _ => tree_sum::<F, 2>(v),
+                                    };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            dw
+        })
+        .collect();
+    let mut runs = partials.into_iter();
+    let mut dw = runs.next().expect("at least one run");
+    for part in runs {
+        dw.iter_mut().zip(&part).for_each(|(d, &v)| *d += v);
+    }
+    dw
+}
+
+/// `conv2d_backward_weight` of a geometry [`supports`] accepts (`gy`, `x` contiguous), or
+/// `None` when its lane sums would exceed [`MAX_LANE_SUMS`].
+pub(super) fn weight_grad<T: Element>(isa: Isa, g: &Geom, gy: &[T], x: &[T]) -> Option<Vec<T>> {
+    let c = Corr::forward(g);
+    let (mo, nr) = nt_tile_shape(isa, c.og(), c.k());
+    let probe = NtJob::<T> { c, x, gy, mo, nr };
+    if probe.lane_sums(isa.lanes::<T>()) * std::mem::size_of::<T>() > MAX_LANE_SUMS {
+        return None;
+    }
+    macro_rules! run {
+        ($f:ty) => {{
+            let job = NtJob::<$f> { c, x: cast(x), gy: cast(gy), mo, nr };
+            let dw = nt_run(isa, &job);
+            cast::<$f, T>(&dw).to_vec()
+        }};
+    }
+    Some(if TypeId::of::<T>() == TypeId::of::<f32>() { run!(f32) } else { run!(f64) })
+}
+
+/// `s` seen as a slice of `F`, which must be the same type as `T`.
+fn cast<T: 'static, F: 'static>(s: &[T]) -> &[F] {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<F>(), "direct conv: element type mismatch");
+    // SAFETY: T and F are the same type.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), s.len()) }
+}

@@ -1,0 +1,307 @@
+//! The vector types of the SIMD kernels (the direct convolutions in `conv/direct.rs`, the packed
+//! GEMM in `matmul/packed.rs`), chosen at run time.
+//!
+//! A kernel is written once over a [`Vector`] type, and instantiated inside a function compiled
+//! with the matching target features (`#[target_feature]`), so that the vector methods — all
+//! `#[inline(always)]` — become single instructions in registers. Two instruction sets are
+//! supported: AVX-512F (16 `f32` or 8 `f64` lanes, 32 registers; needs the cfg
+//! `sparsegrad_avx512` that `build.rs` sets for Rust ≥ 1.89) and AVX2 + FMA (8 `f32` or 4 `f64`
+//! lanes, 16 registers). Both fuse every multiply-add (one rounding), so a kernel whose lanes
+//! are independent sums gives the same bits on either.
+
+use crate::Element;
+
+/// An instruction set the direct kernels have a version for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// AVX-512F and FMA: 512-bit vectors, 32 vector registers.
+    Avx512,
+    /// AVX2 and FMA: 256-bit vectors, 16 vector registers.
+    Avx2,
+}
+
+impl Isa {
+    /// The best instruction set of this CPU that the kernels were compiled for, if any
+    /// (detected once).
+    pub(crate) fn detect() -> Option<Isa> {
+        use std::sync::OnceLock;
+        static BEST: OnceLock<Option<Isa>> = OnceLock::new();
+        *BEST.get_or_init(|| Isa::available().first().copied())
+    }
+
+    /// Every instruction set of this CPU that the kernels were compiled for, best first (the
+    /// tests run each).
+    pub(crate) fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut out = Vec::new();
+        #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            out.push(Isa::Avx512);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            out.push(Isa::Avx2);
+        }
+        out
+    }
+
+    /// Lanes of one vector of `T`.
+    pub(crate) fn lanes<T: Element>(self) -> usize {
+        let bytes = match self {
+            Isa::Avx512 => 64,
+            Isa::Avx2 => 32,
+        };
+        bytes / std::mem::size_of::<T>()
+    }
+}
+
+/// A SIMD vector of `LANES` values of `F`. Every method is one instruction (or a short fixed
+/// sequence) and must only be called where the instruction set is enabled.
+pub(crate) trait Vector<F>: Copy {
+    const LANES: usize;
+    /// Vector registers of the instruction set (a kernel's tile must fit in them).
+    const REGISTERS: usize;
+    /// # Safety
+    /// The vector's instruction set must be available.
+    unsafe fn zero() -> Self;
+    /// # Safety
+    /// As for [`Vector::zero`].
+    unsafe fn splat(v: F) -> Self;
+    /// Loads `LANES` values from `p` (no alignment needed).
+    /// # Safety
+    /// `p .. p + LANES` must be readable; the instruction set must be available.
+    unsafe fn load(p: *const F) -> Self;
+    /// Stores the lanes to `p .. p + LANES` (no alignment needed).
+    /// # Safety
+    /// `p .. p + LANES` must be writable; the instruction set must be available.
+    unsafe fn store(self, p: *mut F);
+    /// Stores lanes `lo..hi` (`lo ≤ hi ≤ LANES`) to `p + lo .. p + hi`; the other lanes'
+    /// addresses are not touched (masked store), so `p` itself may lie outside the buffer.
+    /// # Safety
+    /// `p + lo .. p + hi` must be writable; the instruction set must be available.
+    unsafe fn store_lanes(self, p: *mut F, lo: usize, hi: usize);
+    /// `a·b + c` lane by lane with a single rounding.
+    /// # Safety
+    /// As for [`Vector::zero`].
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    /// `a + b` lane by lane.
+    /// # Safety
+    /// As for [`Vector::zero`].
+    unsafe fn add(a: Self, b: Self) -> Self;
+    /// `a·b` lane by lane.
+    /// # Safety
+    /// As for [`Vector::zero`].
+    unsafe fn mul(a: Self, b: Self) -> Self;
+}
+
+/// Hints the CPU to bring the cache line holding `p` into L1 (no effect elsewhere than x86-64;
+/// never faults).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch does not access memory architecturally (SSE, part of x86-64).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The vector types of an element type, one per instruction set.
+pub(crate) trait HasVectors: Element {
+    #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+    type Z: Vector<Self>;
+    #[cfg(target_arch = "x86_64")]
+    type Y: Vector<Self>;
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{HasVectors, Vector};
+    use std::arch::x86_64::*;
+
+    /// A vector type: `$name($reg)` holding `$lanes` values of `$f`, its instructions, and
+    /// `$mstore(p, lo, hi, v)` storing lanes `lo..hi` only.
+    macro_rules! vector {
+        ($name:ident, $f:ty, $reg:ty, $lanes:expr, $regs:expr,
+         $zero:ident, $splat:ident, $load:ident, $store:ident, $fma:ident, $add:ident, $mul:ident,
+         $mstore:ident) => {
+            #[derive(Clone, Copy)]
+            pub(crate) struct $name($reg);
+            impl Vector<$f> for $name {
+                const LANES: usize = $lanes;
+                const REGISTERS: usize = $regs;
+                #[inline(always)]
+                unsafe fn zero() -> Self {
+                    $name($zero())
+                }
+                #[inline(always)]
+                unsafe fn splat(v: $f) -> Self {
+                    $name($splat(v))
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const $f) -> Self {
+                    $name($load(p as _))
+                }
+                #[inline(always)]
+                unsafe fn store(self, p: *mut $f) {
+                    $store(p as _, self.0)
+                }
+                #[inline(always)]
+                unsafe fn store_lanes(self, p: *mut $f, lo: usize, hi: usize) {
+                    $mstore(p, lo, hi, self.0)
+                }
+                #[inline(always)]
+                unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+                    $name($fma(a.0, b.0, c.0))
+                }
+                #[inline(always)]
+                unsafe fn add(a: Self, b: Self) -> Self {
+                    $name($add(a.0, b.0))
+                }
+                #[inline(always)]
+                unsafe fn mul(a: Self, b: Self) -> Self {
+                    $name($mul(a.0, b.0))
+                }
+            }
+        };
+    }
+
+    /// Lanes `lo..hi` of an AVX2 mask: all bits set in the lanes `lo ≤ l < hi`.
+    #[inline(always)]
+    unsafe fn mask32(lo: usize, hi: usize) -> __m256i {
+        let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_and_si256(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(hi as i32), iota),
+            _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lo as i32 - 1)),
+        )
+    }
+    #[inline(always)]
+    unsafe fn mask64(lo: usize, hi: usize) -> __m256i {
+        let iota = _mm256_setr_epi64x(0, 1, 2, 3);
+        _mm256_and_si256(
+            _mm256_cmpgt_epi64(_mm256_set1_epi64x(hi as i64), iota),
+            _mm256_cmpgt_epi64(iota, _mm256_set1_epi64x(lo as i64 - 1)),
+        )
+    }
+    #[inline(always)]
+    unsafe fn mstore_y32(p: *mut f32, lo: usize, hi: usize, v: __m256) {
+        _mm256_maskstore_ps(p, mask32(lo, hi), v)
+    }
+    #[inline(always)]
+    unsafe fn mstore_y64(p: *mut f64, lo: usize, hi: usize, v: __m256d) {
+        _mm256_maskstore_pd(p, mask64(lo, hi), v)
+    }
+
+    vector!(
+        Y32,
+        f32,
+        __m256,
+        8,
+        16,
+        _mm256_setzero_ps,
+        _mm256_set1_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_fmadd_ps,
+        _mm256_add_ps,
+        _mm256_mul_ps,
+        mstore_y32
+    );
+    vector!(
+        Y64,
+        f64,
+        __m256d,
+        4,
+        16,
+        _mm256_setzero_pd,
+        _mm256_set1_pd,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_fmadd_pd,
+        _mm256_add_pd,
+        _mm256_mul_pd,
+        mstore_y64
+    );
+
+    /// The AVX-512 vectors: their intrinsics are stable from Rust 1.89, which `build.rs`
+    /// checks before it sets `sparsegrad_avx512`.
+    #[cfg(sparsegrad_avx512)]
+    #[clippy::msrv = "1.89"]
+    mod avx512 {
+        use super::Vector;
+        use std::arch::x86_64::*;
+
+        #[inline(always)]
+        unsafe fn mstore_z32(p: *mut f32, lo: usize, hi: usize, v: __m512) {
+            let mask = ((1u32 << hi) - 1) & !((1u32 << lo) - 1);
+            _mm512_mask_storeu_ps(p, mask as __mmask16, v)
+        }
+        #[inline(always)]
+        unsafe fn mstore_z64(p: *mut f64, lo: usize, hi: usize, v: __m512d) {
+            let mask = ((1u32 << hi) - 1) & !((1u32 << lo) - 1);
+            _mm512_mask_storeu_pd(p, mask as __mmask8, v)
+        }
+
+        vector!(
+            Z32,
+            f32,
+            __m512,
+            16,
+            32,
+            _mm512_setzero_ps,
+            _mm512_set1_ps,
+            _mm512_loadu_ps,
+            _mm512_storeu_ps,
+            _mm512_fmadd_ps,
+            _mm512_add_ps,
+            _mm512_mul_ps,
+            mstore_z32
+        );
+        vector!(
+            Z64,
+            f64,
+            __m512d,
+            8,
+            32,
+            _mm512_setzero_pd,
+            _mm512_set1_pd,
+            _mm512_loadu_pd,
+            _mm512_storeu_pd,
+            _mm512_fmadd_pd,
+            _mm512_add_pd,
+            _mm512_mul_pd,
+            mstore_z64
+        );
+    }
+    #[cfg(sparsegrad_avx512)]
+    use avx512::{Z32, Z64};
+
+    impl HasVectors for f32 {
+        #[cfg(sparsegrad_avx512)]
+        type Z = Z32;
+        type Y = Y32;
+    }
+    impl HasVectors for f64 {
+        #[cfg(sparsegrad_avx512)]
+        type Z = Z64;
+        type Y = Y64;
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl HasVectors for f32 {}
+#[cfg(not(target_arch = "x86_64"))]
+impl HasVectors for f64 {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_and_registers() {
+        assert_eq!(Isa::Avx512.lanes::<f32>(), 16);
+        assert_eq!(Isa::Avx2.lanes::<f64>(), 4);
+        assert_eq!(Isa::detect(), Isa::available().first().copied());
+    }
+}
