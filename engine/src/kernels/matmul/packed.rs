@@ -99,6 +99,43 @@ pub(crate) unsafe fn gemm<T: Element>(
     }
 }
 
+thread_local! {
+    /// The packing buffer of the last product this thread ran, kept for the next one.
+    static SCRATCH: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The packing buffers of a product (packed `B` panel, then packed `A` block), reused from call
+/// to call on the calling thread (at most `(NC + MS)·KC` values, 5 MiB in f64).
+///
+/// A fresh buffer per call costs more than the packing on mid-sized products: it comes back
+/// from the allocator as new pages, which the kernel zeroes on first touch (n = 256 to 384,
+/// one thread: 1.3–1.5× the time of a `matrixmultiply` call; `bench/examples/gemm_sizes.rs`).
+/// A product started while another is running on the same thread (a rayon task stolen while
+/// waiting) finds the slot empty and allocates its own.
+struct Scratch;
+
+impl Scratch {
+    /// A buffer of at least `bytes` (uninitialised: the packing writes before the kernels read).
+    fn take(bytes: usize) -> Vec<u64> {
+        let words = bytes.div_ceil(8);
+        let v = SCRATCH.with(|s| s.take());
+        if v.capacity() >= words {
+            v
+        } else {
+            drop(v);
+            Vec::with_capacity(words)
+        }
+    }
+
+    /// Keeps the larger of `v` and the buffer in the slot.
+    fn give_back(v: Vec<u64>) {
+        SCRATCH.with(|s| {
+            let old = s.take();
+            s.set(if old.capacity() > v.capacity() { old } else { v });
+        });
+    }
+}
+
 /// A pointer that may be sent to other threads; each user touches a disjoint region.
 #[derive(Clone, Copy)]
 struct SendPtr<F>(*mut F);
@@ -156,9 +193,12 @@ impl<F: HasVectors> Job<F> {
         let nr = nv * self.isa.lanes::<F>();
         let threads = rayon::current_num_threads();
         let parallel = parallel && threads > 1 && self.m.saturating_mul(self.n).saturating_mul(self.k) >= PARALLEL_WORK;
-        let mut bbuf: Vec<F> = Vec::with_capacity(NC.min(self.n).next_multiple_of(nr) * KC.min(self.k));
-        let mut abuf: Vec<F> = Vec::with_capacity(MS.min(self.m).next_multiple_of(mr) * KC.min(self.k));
-        let (bp, ap) = (SendPtr(bbuf.as_mut_ptr()), SendPtr(abuf.as_mut_ptr()));
+        let b_len = NC.min(self.n).next_multiple_of(nr) * KC.min(self.k);
+        let a_len = MS.min(self.m).next_multiple_of(mr) * KC.min(self.k);
+        let mut scratch = Scratch::take((b_len + a_len) * std::mem::size_of::<F>());
+        let base = scratch.as_mut_ptr().cast::<F>();
+        // SAFETY: the buffer holds b_len + a_len values of F (8-byte words, aligned for F).
+        let (bp, ap) = (SendPtr(base), SendPtr(unsafe { base.add(b_len) }));
         let exec = |steps: &[Step]| {
             let one = |s: &Step| self.step(*s, ap, bp, mr, nr);
             if parallel {
@@ -202,7 +242,7 @@ impl<F: HasVectors> Job<F> {
                 }
             }
         }
-        drop((abuf, bbuf));
+        Scratch::give_back(scratch);
     }
 
     /// Runs one step with the instruction set's features.
