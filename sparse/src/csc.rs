@@ -238,7 +238,12 @@ pub fn csc<'t, T: Element>(
     check_finite("csc", "x", &x.value())?;
     // Panics with the shapes if the window does not fit.
     let op = Conv::new(w.value(), cfg.conv, [xs[2], xs[3]]);
+    let wanted = x.tape().grad_enabled()
+        && (x.requires_grad() || w.requires_grad() || lambda.is_some_and(|l| l.requires_grad()));
     match &cfg.gradient {
+        // Nothing to differentiate (inference, `Tape::no_grad`, constant inputs): the same T
+        // iterations off the tape, so that the tape does not hold every iterate.
+        Gradient::Unrolled if !wanted => forward_only(x, lipschitz, &fcfg, &op),
         Gradient::Unrolled => Ok(unrolled(x, w, lambda, lipschitz, &fcfg, &op)),
         Gradient::Implicit(imp) => implicit(x, w, lambda, lipschitz, &fcfg, op, imp),
     }
@@ -265,6 +270,25 @@ fn prox_on_tape<'t, T: Element>(
             }
         }
     }
+}
+
+/// The unrolled layer's forward when no gradient is wanted: [`fista`] in place (the same
+/// iterations and momentum as [`unrolled`], equal to rounding), the result a constant.
+fn forward_only<'t, T: Element>(
+    x: &Var<'t, T>,
+    lipschitz: f64,
+    cfg: &FistaConfig,
+    op: &Conv<T>,
+) -> Result<(Var<'t, T>, CscStats), SparseError> {
+    let (z, trace) = fista(op, &x.value(), lipschitz, cfg)?;
+    let stats = CscStats {
+        lipschitz,
+        step: cfg.step_scale / lipschitz,
+        iterations: cfg.iters,
+        last_rel_change: trace.rel_change.last().copied().unwrap_or(f64::NAN),
+        density: density(&z),
+    };
+    Ok((x.tape().constant(z), stats))
 }
 
 fn unrolled<'t, T: Element>(

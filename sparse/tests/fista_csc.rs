@@ -255,3 +255,36 @@ fn refresh_renormalises_atoms_and_estimates_l() {
     let again = state.refresh(&mut w, Conv2dParams::new().padding(1), [8, 8]).unwrap();
     assert!(again >= l * (1.0 - 1e-12) && exact.value - again <= exact.value - l + 1e-12, "{l} → {again}");
 }
+
+/// With nothing to differentiate (constants, or inside `Tape::no_grad`) the unrolled layer runs
+/// its T iterations off the tape: the same codes as the recorded iterations to rounding, for
+/// every prox and momentum, strides and T = 1, 2, 5; one node on the tape instead of T's.
+#[test]
+fn forward_without_gradients_equals_the_recorded_iterations() {
+    let mut rng = Rng::new(12);
+    for (s, p) in [(1, 1), (2, 1)] {
+        let conv = Conv2dParams::new().stride(s).padding(p);
+        let w = unit_atoms(&Tensor::<f64>::randn(&[6, 2, 3, 3], &mut rng));
+        let x = Tensor::<f64>::randn(&[3, 2, 9, 8], &mut rng);
+        let l = Csc::new().refresh(&mut w.clone(), conv, [9, 8]).unwrap();
+        for fista in
+            [FistaConfig::new(0.2, 1), FistaConfig::new(0.2, 2), FistaConfig::new(0.1, 5), FistaConfig::sdnet(0.1, 5)]
+        {
+            let cfg = CscConfig { fista, conv, gradient: Gradient::Unrolled };
+            let tape = Tape::new();
+            let (xv, wv) = (tape.leaf(x.clone()), tape.leaf(w.clone()));
+            let recorded = csc(&xv, &wv, None, l, &cfg).unwrap().0.value();
+            let before = tape.len();
+            let (z_ng, _) = tape.no_grad(|| csc(&xv, &wv, None, l, &cfg).unwrap());
+            assert_eq!(tape.len(), before + 1, "no_grad: one node");
+            let (xc, wc) = (tape.constant(x.clone()), tape.constant(w.clone()));
+            let before = tape.len();
+            let (z_c, _) = csc(&xc, &wc, None, l, &cfg).unwrap();
+            assert_eq!(tape.len(), before + 1, "constants: one node");
+            for z in [z_ng.value(), z_c.value()] {
+                let err = rel(&z, &recorded);
+                assert!(err < 1e-12, "stride {s}, T = {}: off-tape codes differ by {err:e}", cfg.fista.iters);
+            }
+        }
+    }
+}
