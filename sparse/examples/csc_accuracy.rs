@@ -29,7 +29,7 @@ fn grads<T: Element>(
     let tape = Tape::<T>::new();
     let (xv, wv) = (tape.leaf(x.cast()), tape.leaf(w.cast()));
     let (z, _) = csc(&xv, &wv, None, l, cfg).map_err(|e| format!("forward: {e}"))?;
-    let g = tape.backward_with(&z, Some(r.cast()), BackwardOptions::default()).map_err(|e| format!("backward: {e}"))?;
+    let g = tape.backward_with(&z, Some(r.cast()), BackwardOptions::default()).map_err(|e| e.to_string())?;
     let (gx, gw) = (g.wrt(&xv).cast::<f64>(), g.wrt(&wv).cast::<f64>());
     Ok((gx, gw, t0.elapsed().as_secs_f64() * 1e3))
 }
