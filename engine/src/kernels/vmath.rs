@@ -90,11 +90,15 @@ use crate::{Element, PAR_CHUNK};
 
 /// An instruction set the kernels are compiled for. A value exists only for a level this
 /// CPU supports ([`Level::best`], [`Level::available`]).
+/// Other crates' SIMD kernels dispatch on it too (`sparse::lars::kernels`): match on
+/// [`Level::isa`] to call the version compiled for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Level(Isa);
 
+/// The instruction set of a [`Level`]: `Avx512` means AVX-512F + AVX2 + FMA, `Avx2Fma` AVX2 +
+/// FMA, `Generic` no target features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
+pub enum Isa {
     Generic,
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
@@ -131,6 +135,12 @@ impl Level {
             }
         }
         v
+    }
+
+    /// The instruction set this level stands for (available on this CPU).
+    #[inline]
+    pub fn isa(self) -> Isa {
+        self.0
     }
 
     /// `"generic"`, `"avx2+fma"` or `"avx512f"`.

@@ -25,73 +25,17 @@
 //! target features).
 //!
 //! # Dispatch
-//! The pattern of the engine's `kernels::vmath` (a `Level` and a `dispatched!` macro, on
-//! another branch for now), kept private here so the module can switch to the engine's once
-//! it is on main: each kernel is compiled for AVX-512F (+AVX2, FMA), for AVX2 + FMA and with
-//! no target features; [`Level::best`] (`is_x86_feature_detected!`, cached by `std`) is read
-//! once per batch. The crate is built without `-C target-cpu`, so the plain build is what any
+//! The engine's [`Level`] (`engine::kernels::vmath`, the levels its own kernels dispatch on)
+//! and a `dispatched!` macro generic over the element type: each kernel is compiled for
+//! AVX-512F (+AVX2, FMA), for AVX2 + FMA and with no target features; [`Level::best`]
+//! (`is_x86_feature_detected!`, cached by `std`) is read once per batch. The crate is built
+//! without `-C target-cpu`, so the plain build is what any
 //! x86-64 (SSE2) or other CPU runs.
 
 use engine::Element;
 
-/// An instruction set the kernels are compiled for. A value exists only for a level this
-/// CPU supports ([`Level::best`], [`Level::available`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Level(Isa);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
-    Generic,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Level {
-    /// The fastest level this CPU runs.
-    #[inline]
-    pub(crate) fn best() -> Level {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-                return Level(Isa::Avx512);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Level(Isa::Avx2Fma);
-            }
-        }
-        Level(Isa::Generic)
-    }
-
-    /// Every level this CPU runs, the plain build first.
-    #[cfg(test)]
-    pub(crate) fn available() -> Vec<Level> {
-        let mut v = vec![Level(Isa::Generic)];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                v.push(Level(Isa::Avx2Fma));
-            }
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-                v.push(Level(Isa::Avx512));
-            }
-        }
-        v
-    }
-
-    /// `"generic"`, `"avx2+fma"` or `"avx512f"`.
-    #[cfg(test)]
-    pub(crate) fn name(self) -> &'static str {
-        match self.0 {
-            Isa::Generic => "generic",
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => "avx2+fma",
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => "avx512f",
-        }
-    }
-}
+// The engine's instruction-set levels (the ones `engine::kernels::vmath` dispatches on).
+pub(crate) use engine::kernels::vmath::{Isa, Level};
 
 /// `pub(crate) fn $name<T: Element>(level: Level, args..)` running the `#[inline(always)]`
 /// generic function `$imp` compiled for `level`.
@@ -113,7 +57,7 @@ macro_rules! dispatched {
                 unsafe fn avx2<T: Element>($($a: $t),*) $(-> $r)? {
                     $imp::<T>($($a),*)
                 }
-                match level.0 {
+                match level.isa() {
                     // SAFETY: a `Level` is only ever made for features this CPU has.
                     Isa::Avx512 => return unsafe { avx512::<T>($($a),*) },
                     // SAFETY: as above.
@@ -465,7 +409,7 @@ pub(crate) fn transpose<T: Element>(
     // (rows, cols) of the part done in tiles.
     let mut tiled = (0, 0);
     #[cfg(target_arch = "x86_64")]
-    if level.0 != Isa::Generic {
+    if level.isa() != Isa::Generic {
         use std::any::TypeId;
         if TypeId::of::<T>() == TypeId::of::<f64>() {
             let (rt, ct) = (rows / 4 * 4, cols / 4 * 4);
