@@ -1118,6 +1118,21 @@ pub fn poisson_estimate<'t, T: Element>(eta: &Var<'t, T>, q: f64) -> Var<'t, T> 
     eta.exp().mul_scalar(q)
 }
 
+/// Observations of `family` for gradient checks: reals (Gaussian), or counts (Poisson with
+/// mean 1.5, Binomial with its `trials`) plus a jitter in (0.1, 0.9), so that the ELU argument
+/// of the first step, `y − f⁻¹(0)`, is never on its kink and `y` itself can be checked.
+pub fn jittered_observations(family: Family, shape: &[usize], rng: &mut Rng) -> Tensor<f64> {
+    let n: usize = shape.iter().product();
+    let v = (0..n)
+        .map(|_| match family {
+            Family::Gaussian => rng.normal(),
+            Family::Binomial { trials } => rng.below(trials as u64 + 1) as f64 + rng.uniform_in(0.1, 0.9),
+            Family::Poisson => rng.poisson(1.5) as f64 + rng.uniform_in(0.1, 0.9),
+        })
+        .collect();
+    Tensor::from_vec(v, shape)
+}
+
 /// PSNR as the authors compute it: `20·log10(max(image)) − 10·log10(mse(image, estimate))`.
 ///
 /// **Panics** if the shapes differ.
@@ -1345,21 +1360,6 @@ mod audit_cases {
             .fold(Some(PowerFold { iters: 30, image: [12, 12], factor: 5.0, seed: 1 }))
     }
 
-    /// Observations for a whole-model check: counts (Poisson, Binomial with M = 4) plus a
-    /// jitter in (0.1, 0.9) so the ELU argument of the first step, `y − f⁻¹(0)`, is not on its
-    /// kink; reals (Gaussian).
-    fn model_observations(family: Family, shape: &[usize], rng: &mut Rng) -> Tensor<f64> {
-        let n: usize = shape.iter().product();
-        let v = (0..n)
-            .map(|_| match family {
-                Family::Gaussian => rng.normal(),
-                Family::Binomial { trials } => rng.below(trials as u64 + 1) as f64 + rng.uniform_in(0.1, 0.9),
-                Family::Poisson => rng.poisson(1.5) as f64 + rng.uniform_in(0.1, 0.9),
-            })
-            .collect();
-        Tensor::from_vec(v, shape)
-    }
-
     /// The margin of the whole model at `inputs` (`[H, (We, Wd,) b, y]` as logical tensors).
     fn model_margin(cfg: &DceaConfig, inputs: &[Tensor<f64>]) -> f64 {
         let tape = Tape::new();
@@ -1512,11 +1512,11 @@ mod audit_cases {
             let (y_leaf, y_logical, target, desc) = if y_view == View::Broadcast {
                 let mut small = y_shape.to_vec();
                 small[0] = 1;
-                let leaf = model_observations(cfg.family, &small, rng);
+                let leaf = jittered_observations(cfg.family, &small, rng);
                 let logical = leaf.broadcast_to(y_shape).contiguous();
                 (leaf, logical, Some(y_shape.to_vec()), autograd::audit::inputs::describe(View::Broadcast, y_shape))
             } else {
-                let logical = model_observations(cfg.family, y_shape, rng);
+                let logical = jittered_observations(cfg.family, y_shape, rng);
                 (relayout(&logical, y_view), logical, None, autograd::audit::inputs::describe(y_view, y_shape))
             };
             let mut probe = inputs.clone();

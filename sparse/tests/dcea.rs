@@ -5,9 +5,9 @@
 use autograd::{audit, check_gradients, BackwardOptions, CheckOptions, Reduction, Tape, Var};
 use engine::{Rng, Tensor};
 use sparsegrad_sparse::dcea::{
-    dcea_forward, dcea_forward_composite, dcea_forward_traced, nll, poisson_estimate, poisson_observation,
-    poisson_scale, power_estimate, psnr, shift_batch, shift_mean, Dcea, DceaConfig, DceaParams, Family, PowerFold,
-    Threshold,
+    dcea_forward, dcea_forward_composite, dcea_forward_traced, jittered_observations, nll, poisson_estimate,
+    poisson_observation, poisson_scale, power_estimate, psnr, shift_batch, shift_mean, Dcea, DceaConfig, DceaParams,
+    Family, PowerFold, Threshold,
 };
 use sparsegrad_sparse::SparseError;
 
@@ -345,20 +345,6 @@ fn shifts_need_an_image_larger_than_the_padding() {
 // ---------------------------------------------------------------------------------------------
 // Gradient checks of the whole model
 
-/// Observations of `family`: reals, or counts `+ U(0.1, 0.9)` so that no ELU argument
-/// `y − f⁻¹(0)` sits on its kink (then `y` can be checked too).
-fn jittered(family: Family, shape: &[usize], rng: &mut Rng) -> Tensor<f64> {
-    let n: usize = shape.iter().product();
-    let v = (0..n)
-        .map(|_| match family {
-            Family::Gaussian => rng.normal(),
-            Family::Binomial { trials } => rng.below(trials as u64 + 1) as f64 + rng.uniform_in(0.1, 0.9),
-            Family::Poisson => rng.poisson(1.5) as f64 + rng.uniform_in(0.1, 0.9),
-        })
-        .collect();
-    Tensor::from_vec(v, shape)
-}
-
 fn small(family: Family, tied: bool, stride: usize) -> DceaConfig {
     DceaConfig::new(family, 2, [3, 3])
         .stride(stride)
@@ -417,7 +403,7 @@ fn whole_model_gradients_match_central_differences_for_every_family() {
                         let y = if integer_counts {
                             Tensor::from_vec((0..56).map(|_| rng.poisson(1.5) as f64).collect(), &[1, 1, 7, 8])
                         } else {
-                            jittered(family, &[1, 1, 7, 8], &mut rng)
+                            jittered_observations(family, &[1, 1, 7, 8], &mut rng)
                         };
                         if margin(&cfg, &params, &y, !integer_counts) >= 1e-4 {
                             found = Some((params, y));
@@ -473,7 +459,7 @@ fn the_fused_rules_match_the_composite_model() {
     ] {
         let cfg = small(family, tied, stride).threshold(threshold, 0.05).step(step);
         let d = Dcea::<f64>::new(cfg.clone(), &mut rng).unwrap();
-        let y = jittered(family, &[2, 1, 10, 11], &mut rng);
+        let y = jittered_observations(family, &[2, 1, 10, 11], &mut rng);
         let r = Tensor::<f64>::randn(&[2, 1, 10, 11], &mut rng);
         let run = |fused: bool| {
             let tape = Tape::<f64>::new();

@@ -16,6 +16,7 @@
 use rayon::prelude::*;
 
 use crate::kernels::simd::Isa;
+use crate::kernels::SendPtr;
 use crate::layout::broadcast_shape;
 use crate::{Element, Tensor};
 
@@ -206,19 +207,6 @@ fn column_blocks(m: usize, k: usize, n: usize, threads: usize) -> usize {
         return 1;
     }
     (flops >> 24).clamp(1, 4).min(n / 64).min(threads.max(1))
-}
-
-/// A pointer that may be sent to other threads; each user writes a disjoint region.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    // A method (rather than `.0`) so closures capture the whole `Send` wrapper.
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// Like [`gemm`] but runs large products on rayon (bit-identical to [`gemm`]).

@@ -38,6 +38,7 @@
 //! for any number of rayon threads (and any instruction set: the kernels give the same bits on
 //! every level).
 
+use engine::kernels::SendPtr;
 use engine::linalg::Cholesky;
 use engine::{Element, Tensor};
 use rayon::prelude::*;
@@ -110,20 +111,6 @@ struct Flat<T> {
     offs: Vec<usize>,
     beta: Vec<T>,
     alpha: Vec<T>,
-}
-
-/// A pointer to a buffer that tiles write disjoint parts of from rayon threads.
-#[derive(Clone, Copy)]
-struct SharedOut<T>(*mut T);
-// SAFETY: used only to write disjoint elements (see `mairal_backward`), never to read.
-unsafe impl<T: Send> Send for SharedOut<T> {}
-unsafe impl<T: Send> Sync for SharedOut<T> {}
-
-impl<T> SharedOut<T> {
-    // A method (rather than `.0`) so closures capture the whole `Send` wrapper.
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// Mairal's gradients for a batch. `d` is the dictionary `[m, k]` row-major (atom `j` is
@@ -231,7 +218,7 @@ pub fn mairal_backward<T: Element>(
     let level = Level::best();
     let mut grad_x = if want.input { vec![T::zero(); n * m] } else { Vec::new() };
     let mut grad_d = if want.dictionary { vec![T::zero(); m * k] } else { Vec::new() };
-    let (gx, gd) = (SharedOut(grad_x.as_mut_ptr()), SharedOut(grad_d.as_mut_ptr()));
+    let (gx, gd) = (SendPtr(grad_x.as_mut_ptr()), SendPtr(grad_d.as_mut_ptr()));
     let tiles: Vec<(usize, usize)> = (0..blocks).flat_map(|b| (0..groups).map(move |q| (b, q))).collect();
     // Per tile: Dᵀ's rows (k × w) and ∂Dᵀ (k × w) as scratch reused by the tiles of a rayon
     // job; with one sample group the tile's ∂Dᵀ is final and goes straight into ∂D, otherwise

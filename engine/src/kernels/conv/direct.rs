@@ -36,6 +36,7 @@ use rayon::prelude::*;
 
 use super::Geom;
 use crate::kernels::simd::{HasVectors, Isa, Vector};
+use crate::kernels::SendPtr;
 use crate::Element;
 
 /// A stride-1 correlation of a source `s [n, cs, hs, ws]` into `y [n, od, oh, ow]`:
@@ -223,17 +224,6 @@ struct Piece {
 impl<F: Element> Scratch<F> {
     fn new() -> Self {
         Scratch { src: Buf::new(), grad: Buf::new(), tile: Buf::new(), offs: Vec::new(), pieces: Vec::new() }
-    }
-}
-
-/// A pointer that may be sent to other threads; each user writes a disjoint region.
-#[derive(Clone, Copy)]
-struct SendPtr<F>(*mut F);
-unsafe impl<F> Send for SendPtr<F> {}
-unsafe impl<F> Sync for SendPtr<F> {}
-impl<F> SendPtr<F> {
-    fn get(self) -> *mut F {
-        self.0
     }
 }
 

@@ -23,6 +23,7 @@ use std::any::TypeId;
 use rayon::prelude::*;
 
 use crate::kernels::simd::{prefetch, HasVectors, Isa, Vector};
+use crate::kernels::SendPtr;
 use crate::Element;
 
 /// Elements of `k` per panel.
@@ -133,17 +134,6 @@ impl Scratch {
             let old = s.take();
             s.set(if old.capacity() > v.capacity() { old } else { v });
         });
-    }
-}
-
-/// A pointer that may be sent to other threads; each user touches a disjoint region.
-#[derive(Clone, Copy)]
-struct SendPtr<F>(*mut F);
-unsafe impl<F> Send for SendPtr<F> {}
-unsafe impl<F> Sync for SendPtr<F> {}
-impl<F> SendPtr<F> {
-    fn get(self) -> *mut F {
-        self.0
     }
 }
 
