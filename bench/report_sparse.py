@@ -30,7 +30,9 @@ for t in (1, 2):
             ours = crit(os.path.join(O, 'criterion'), f'csc_t{t}', fn, f'T{T}')
             if ours is None: continue
             to, ja = fc.get((t, 'torch', T, mode)), fc.get((t, 'jax', T, mode))
-            print(f'| T = {T} {mode} | {t} | {ours:.1f} | {to:.1f} | {ja:.1f} | {ours/to:.2f} | {ours/ja:.2f} |')
+            f = lambda v: '–' if v is None else f'{v:.1f}'
+            r = lambda p: '–' if p is None else f'{ours / p:.2f}'
+            print(f'| T = {T} {mode} | {t} | {ours:.1f} | {f(to)} | {f(ja)} | {r(to)} | {r(ja)} |')
     imp = crit(os.path.join(O, 'criterion'), f'csc_t{t}', 'implicit_fwd_bwd', 'T200_lambda0.5')
     if imp: print(f'| implicit fwd_bwd, λ = 0.5, T = 200, CG 1e-4 | {t} | {imp:.1f} | – | – | – | – |')
 print()
@@ -49,7 +51,9 @@ for tag, root, pname in (('default glibc', 'criterion', 'sc_loss'), ('glibc MALL
                 to, ja = sc.get((t, 'torch', N, mode)), sc.get((t, 'jax', N, mode))
                 if fu is None: continue
                 f = lambda v: '–' if v is None else f'{v:.3f}'
-                print(f'| {N} | {mode} | {t} | {f(fu)} | {f(fp)} | {f(co)} | {f(to)} | {f(ja)} | {fu/ja:.2f} | {co/fu:.2f} |')
+                fj = '–' if ja is None else f'{fu / ja:.2f}'
+                cf = '–' if co is None else f'{co / fu:.2f}'
+                print(f'| {N} | {mode} | {t} | {f(fu)} | {f(fp)} | {f(co)} | {f(to)} | {f(ja)} | {fj} | {cf} |')
     print()
 
 for name in ('dcea_timing.txt', 'csc_memory.txt', 'csc_accuracy.txt'):

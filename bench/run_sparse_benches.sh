@@ -10,7 +10,7 @@
 # Writes: OUT_DIR/{fista_csc,fista_csc_after,sc_loss,sc_loss_after,sc_loss_malloc,dcea}.json,
 #         bench_*.txt and criterion*/ (criterion), dcea_timing.txt, csc_memory.txt,
 #         csc_accuracy.txt, report.md, log.txt (with the load average at every step).
-set -uo pipefail
+set -euo pipefail
 out="$(mkdir -p "$1" && cd "$1" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -19,6 +19,10 @@ py="${PEERS_VENV:-$HOME/.cache/sparsegrad-peers}/bin/python"
 skip="${SKIP:-}"
 crit=(--warm-up-time 1 --measurement-time 3)
 malloc_env=(MALLOC_TRIM_THRESHOLD_=4000000000 MALLOC_MMAP_THRESHOLD_=33554432)
+if [[ ! -x "$py" ]]; then
+  echo "run_sparse_benches.sh: no peers' Python at $py: run 'bash ../shared/peers/setup.sh' (or set PEERS_VENV)" >&2
+  exit 2
+fi
 log() { echo "[$(date -u +%H:%M:%S) load $(cut -d' ' -f1 /proc/loadavg)] $*" | tee -a "$out/log.txt"; }
 cd "$root"
 log "session start; $(uname -srm); $(nproc) CPUs; commit $(git rev-parse --short HEAD)"

@@ -151,7 +151,8 @@ pub struct CscStats {
     pub lipschitz: f64,
     pub step: f64,
     pub iterations: usize,
-    /// `‖z_T − z_{T−1}‖ / ‖z_T‖` (0 for T ≤ 1 when unrolled; not computed, NaN).
+    /// `‖z_T − z_{T−1}‖ / ‖z_T‖` from FISTA off the tape (implicit, or unrolled with nothing to
+    /// differentiate); NaN when the iterations are recorded on the tape (not computed).
     pub last_rel_change: f64,
     /// Fraction of nonzero code entries.
     pub density: f64,
