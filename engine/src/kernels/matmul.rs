@@ -471,6 +471,9 @@ mod tests {
         }
         shapes.extend([(7, 7, 7), (14, 21, 28), (35, 49, 63), (97, 257, 33), (13, 513, 65), (193, 40, 1025)]);
         shapes.extend([(1537, 3, 17), (25, 600, 70), (1, 300, 1), (12, 256, 32), (6, 255, 16), (24, 1, 64)]);
+        // Several blocks in a row: row blocks × k panels, column blocks × k panels (the packed
+        // GEMM packs the next block into the other slot while multiplying the current one).
+        shapes.extend([(1540, 260, 40), (40, 260, 1030)]);
         for (si, &(m, k, n)) in shapes.iter().enumerate() {
             let (a, b) = (view::<T>(m, k, si % 3, &mut rng), view::<T>(k, n, (si / 3) % 3, &mut rng));
             let c0 = Tensor::<T>::randn(&[m, n], &mut rng).to_vec();
@@ -515,10 +518,17 @@ mod tests {
         let mut rng = Rng::new(seed);
         let pools: Vec<_> =
             [1, 2, 3].iter().map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap()).collect();
-        for (si, &(m, k, n)) in
-            [(129, 600, 515), (64, 1000, 300), (7, 257, 1100), (300, 33, 130), (1600, 40, 70), (97, 97, 97)]
-                .iter()
-                .enumerate()
+        for (si, &(m, k, n)) in [
+            (129, 600, 515),
+            (64, 1000, 300),
+            (7, 257, 1100),
+            (300, 33, 130),
+            (1600, 40, 70),
+            (97, 97, 97),
+            (1540, 300, 70),
+        ]
+        .iter()
+        .enumerate()
         {
             let (a, b) = (view::<T>(m, k, si % 3, &mut rng), view::<T>(k, n, (si + 1) % 3, &mut rng));
             let c0 = Tensor::<T>::randn(&[m, n], &mut rng).to_vec();
