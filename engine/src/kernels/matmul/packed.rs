@@ -17,7 +17,7 @@
 //! `2b`. The tile tasks are ordered column range first, with a multiple of the threads as the
 //! number of column ranges, so that the halves rayon splits the list into are equal work. A
 //! product called from outside the pool enters it once, not once per region. (n = 512 on 2
-//! threads of the 2-vCPU Zen 5 in bench/README.md: 1.77× → 1.88× the 1-thread throughput.)
+//! threads of the 2-vCPU Zen 5: 1.52× → 1.83× the 1-thread throughput, bench/README.md.)
 //!
 //! ## Why the result does not depend on the threads
 //! Element `(i, j)` of `C` is always computed by the micro-kernel of tile `(⌊i/MR⌋, ⌊j/NR⌋)`
@@ -187,18 +187,11 @@ struct Block {
 }
 
 /// Where a step finds (or writes) the packed panels of `B` and `A`.
+#[derive(Clone, Copy)]
 struct Slot<F> {
     b: SendPtr<F>,
     a: SendPtr<F>,
 }
-impl<F: Copy> Clone for Slot<F> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<F: Copy> Copy for Slot<F> {}
-unsafe impl<F> Send for Slot<F> {}
-unsafe impl<F> Sync for Slot<F> {}
 
 /// One step of a product, run under the instruction set's target features.
 #[derive(Clone, Copy)]
@@ -266,10 +259,9 @@ impl<F: HasVectors> Job<F> {
             let per = count.div_ceil(pieces).max(1);
             (0..count).step_by(per).map(move |p0| (p0, (p0 + per).min(count)))
         };
-        let (mut b_slot, mut packs, mut steps) = (0, Vec::new(), Vec::new());
+        let (mut b_slot, mut packs, mut tiles, mut steps) = (0, Vec::new(), Vec::new(), Vec::new());
         let pack = |blk: &Block, b_slot: usize, a_slot: usize, packs: &mut Vec<(Step, Slot<F>)>| {
             let Block { j0, nc, k0, kc, i0, ms, pack_b, .. } = *blk;
-            packs.clear();
             if pack_b {
                 let sl = slot(b_slot);
                 packs.extend(split(nc.div_ceil(nr)).map(|(p0, p1)| (Step::PackB { j0, nc, k0, kc, p0, p1 }, sl)));
@@ -290,7 +282,7 @@ impl<F: HasVectors> Job<F> {
             let col_pieces =
                 if parallel { (4 * threads).div_ceil(row_blocks).next_multiple_of(threads).min(nbp) } else { 1 };
             let per = nbp.div_ceil(col_pieces);
-            let mut tiles = Vec::new();
+            tiles.clear();
             for q0 in (0..nbp).step_by(per) {
                 for r0 in (0..blk.ms).step_by(MC) {
                     let (r1, q1) = ((r0 + MC).min(blk.ms), (q0 + per).min(nbp));
@@ -307,13 +299,11 @@ impl<F: HasVectors> Job<F> {
                 b_slot = nb;
             }
             steps.clear();
-            let (t, p) = (tiles.len(), packs.len());
-            let mut tiles = tiles.into_iter();
-            for (i, pk) in packs.iter().enumerate() {
-                steps.extend(tiles.by_ref().take((i + 1) * t / p - i * t / p));
-                steps.push(*pk);
+            let (t, p) = (tiles.len(), packs.len().max(1));
+            for i in 0..p {
+                steps.extend_from_slice(&tiles[i * t / p..(i + 1) * t / p]);
+                steps.extend(packs.get(i).copied());
             }
-            steps.extend(tiles);
             self.exec(parallel, &steps);
         }
         Scratch::give_back(scratch);
