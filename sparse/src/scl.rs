@@ -63,8 +63,8 @@
 //! matrixmultiply packs its operands by contiguous copies only when the left one is column-major
 //! and the right one row-major, so the forward keeps the centred features in both layouts
 //! (`[N, d]` and `[d, N]`, the latter by 8 × 8 AVX transposes) and the rule keeps `K` and `Kᵀ`.
-//! The forward's element-wise passes are compiled twice, for AVX2 and for the baseline, and
-//! chosen at run time; both give the same bits. With two or more rayon threads, and GEMMs of at
+//! The forward's element-wise passes are compiled for AVX-512F, AVX2 and the baseline, and
+//! chosen at run time; all give the same bits. With two or more rayon threads, and GEMMs of at
 //! least 2²⁴ multiply-adds (as the engine's), the forward GEMM is split in two and the
 //! backward's two GEMMs run side by side. The op's `[N, d]` and `[N, N]` buffers are kept per
 //! thread for the next call (`buffer`; at most 8 of them and 32 MiB): at N = 512 fresh ones
@@ -916,16 +916,36 @@ fn col_softmax<T: Element>(dist: &[T], n: usize, e: &mut [T], k: &mut [T], w: T)
 /// Forward pass: the loss, and the rule when `with_rule` (else `None`: the softmaxes are
 /// computed for the value alone).
 ///
-/// Multiversioned: on a CPU with AVX2 the same code ([`forward_impl`] and every helper it
-/// inlines) is compiled for AVX2, which doubles the width of its vector loops. Both versions
+/// Multiversioned: on a CPU with AVX-512F (AVX2) the same code ([`forward_impl`] and every
+/// helper it inlines) is compiled for AVX-512F (AVX2), which widens its vector loops. All versions
 /// compute the same operations in the same order (Rust never contracts `a·b + c` into a fused
 /// multiply-add), so they give the same bits (checked by a test).
 fn forward<T: Element>(a: &Tensor<T>, p: &Tensor<T>, cfg: ScConfig, with_rule: bool) -> (T, Option<ScBackward<T>>) {
+    #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, the only requirement of `forward_avx512`.
+        return unsafe { forward_avx512(a, p, cfg, with_rule) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, the only requirement of `forward_avx2`.
         return unsafe { forward_avx2(a, p, cfg, with_rule) };
     }
+    forward_impl(a, p, cfg, with_rule)
+}
+
+/// [`forward_impl`] compiled for AVX-512F (when the compiler has it: `build.rs`).
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+#[target_feature(enable = "avx512f")]
+unsafe fn forward_avx512<T: Element>(
+    a: &Tensor<T>,
+    p: &Tensor<T>,
+    cfg: ScConfig,
+    with_rule: bool,
+) -> (T, Option<ScBackward<T>>) {
     forward_impl(a, p, cfg, with_rule)
 }
 
@@ -1207,7 +1227,7 @@ mod tests {
         assert_eq!(warm, fresh);
     }
 
-    /// The AVX2 build of the forward pass and the portable one give the same bits (value,
+    /// The AVX-512F and AVX2 builds of the forward pass and the portable one give the same bits (value,
     /// `K`, its sums), in f32 and f64, for every option.
     #[test]
     fn both_builds_of_the_forward_give_the_same_bits() {
@@ -1221,15 +1241,31 @@ mod tests {
                 ScConfig::new().distance(Distance::Euclidean),
                 ScConfig::new().distance(Distance::Euclidean).one_sided(),
             ] {
-                let (l1, r1) = forward(&a, &p, cfg, true);
+                let mut builds = vec![("dispatched", forward(&a, &p, cfg, true))];
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    builds.push(("avx2", unsafe { forward_avx2(&a, &p, cfg, true) }));
+                }
+                #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    builds.push(("avx512", unsafe { forward_avx512(&a, &p, cfg, true) }));
+                }
                 let (l2, r2) = forward_impl(&a, &p, cfg, true);
-                let (r1, r2) = (r1.unwrap(), r2.unwrap());
+                let r2 = r2.unwrap();
                 let bits = |v: &[T]| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>();
-                assert_eq!(l1.as_f64().to_bits(), l2.as_f64().to_bits(), "{}", cfg.describe());
-                assert_eq!(bits(&r1.k), bits(&r2.k), "{}", cfg.describe());
-                assert_eq!(bits(&r1.row_sums), bits(&r2.row_sums), "{}", cfg.describe());
-                assert_eq!(bits(&r1.col_sums), bits(&r2.col_sums), "{}", cfg.describe());
-                assert_eq!(bits(&r1.centred.at), bits(&r2.centred.at), "{}", cfg.describe());
+                for (build, (l1, r1)) in builds {
+                    let r1 = r1.unwrap();
+                    let what = format!("{build}, {}", cfg.describe());
+                    assert_eq!(l1.as_f64().to_bits(), l2.as_f64().to_bits(), "{what}");
+                    assert_eq!(bits(&r1.k), bits(&r2.k), "{what}");
+                    assert_eq!(bits(&r1.kt), bits(&r2.kt), "{what}");
+                    assert_eq!(bits(&r1.row_sums), bits(&r2.row_sums), "{what}");
+                    assert_eq!(bits(&r1.col_sums), bits(&r2.col_sums), "{what}");
+                    assert_eq!(bits(&r1.centred.at), bits(&r2.centred.at), "{what}");
+                    assert_eq!(bits(&r1.centred.a), bits(&r2.centred.a), "{what}");
+                }
             }
         }
         check::<f32>(70, 37);
