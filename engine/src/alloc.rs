@@ -215,6 +215,37 @@ mod tests {
         }
     }
 
+    /// Realloc to a size that is kept takes the kept block and keeps the old one; to a size
+    /// that is not, it is the system's realloc (contents kept either way).
+    #[test]
+    fn realloc_takes_a_kept_block_of_the_new_size() {
+        let a = CachingAlloc::with_budget(16 * MIN_BYTES);
+        let l1 = Layout::from_size_align(MIN_BYTES, 8).unwrap();
+        let l2 = Layout::from_size_align(2 * MIN_BYTES, 8).unwrap();
+        unsafe {
+            let kept = a.alloc(l2);
+            a.dealloc(kept, l2);
+            let p = a.alloc(l1);
+            for i in 0..l1.size() {
+                *p.add(i) = (i % 251) as u8;
+            }
+            let q = a.realloc(p, l1, l2.size());
+            assert_eq!(q, kept);
+            assert!((0..l1.size()).all(|i| *q.add(i) == (i % 251) as u8));
+            assert_eq!(a.kept_bytes(), MIN_BYTES); // the old block
+            let r = a.realloc(q, l2, 3 * MIN_BYTES);
+            assert!((0..l1.size()).all(|i| *r.add(i) == (i % 251) as u8));
+            assert_eq!(a.kept_bytes(), MIN_BYTES);
+            a.dealloc(r, Layout::from_size_align(3 * MIN_BYTES, 8).unwrap());
+            assert_eq!(a.kept_bytes(), 4 * MIN_BYTES);
+            for l in [l1, Layout::from_size_align(3 * MIN_BYTES, 8).unwrap()] {
+                let p = a.alloc(l);
+                System.dealloc(p, l);
+            }
+            assert_eq!(a.kept_bytes(), 0);
+        }
+    }
+
     /// A budget of 0 keeps nothing.
     #[test]
     fn a_zero_budget_keeps_nothing() {
