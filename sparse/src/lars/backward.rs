@@ -118,7 +118,7 @@ struct Flat<T> {
 /// gradient `[N, k]`, all row-major slices; `paths[n]` is sample `n`'s active set and factor
 /// from the forward pass.
 ///
-/// Work: `β_Λ` by the saved factor (`|Λ|²` per sample), then on tiles of [`TILE_ROWS`] rows of D
+/// Work: `β_Λ` by the saved factor (`|Λ|²` per sample), then on tiles of `TILE_ROWS` rows of D
 /// (and groups of samples when D has few rows): the tile's rows of `Dᵀ` (`k × w`, transposed
 /// once per tile), and per sample `u = D_Λ·β`, `r = x − D_Λ·α*` on those rows and
 /// `∂Dᵀ_j += β_j·r − α*_j·u` for `j ∈ Λ` — `4·w·|Λ|` multiply-adds per sample and tile, all in
