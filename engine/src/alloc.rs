@@ -18,7 +18,8 @@
 //!
 //! Blocks of at least [`MIN_BYTES`] are kept on `dealloc` while the kept total stays within the
 //! budget (default [`DEFAULT_BUDGET`]; `SPARSEGRAD_ALLOC_CACHE_MB` in the environment when the
-//! first large block is freed, `0` turns the cache off), up to [`SLOTS`] blocks. An allocation
+//! first large block is freed, `0` turns the cache off, anything but a whole number warns once
+//! on stderr and keeps the default), up to [`SLOTS`] blocks. An allocation
 //! takes a kept block of exactly its size and alignment, else asks the system; `alloc_zeroed`
 //! zeroes a kept block itself. Everything else goes straight to [`System`]. Kept memory stays
 //! resident: that is the price of not faulting it in again.
@@ -34,6 +35,15 @@ pub const MIN_BYTES: usize = 128 << 10;
 pub const DEFAULT_BUDGET: usize = 4 << 30;
 /// Most blocks kept at once.
 pub const SLOTS: usize = 512;
+
+/// The budget in bytes that `SPARSEGRAD_ALLOC_CACHE_MB` asks for: [`DEFAULT_BUDGET`] when unset,
+/// `None` when it is not a whole number of MiB.
+fn parse_budget(var: Option<&str>) -> Option<usize> {
+    match var {
+        None => Some(DEFAULT_BUDGET),
+        Some(v) => v.trim().parse::<usize>().ok().map(|mb| mb.saturating_mul(1 << 20)),
+    }
+}
 
 /// A kept block: address, size and alignment of its layout (0 size: an empty slot).
 #[derive(Clone, Copy)]
@@ -77,10 +87,15 @@ impl CachingAlloc {
         }
         // Reading the environment allocates: this runs inside `dealloc`, where the allocator
         // may be re-entered for small blocks only (they never reach this point), so it is safe.
-        let b = std::env::var("SPARSEGRAD_ALLOC_CACHE_MB")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .map_or(DEFAULT_BUDGET, |mb| mb.saturating_mul(1 << 20));
+        let var = std::env::var("SPARSEGRAD_ALLOC_CACHE_MB").ok();
+        let b = parse_budget(var.as_deref()).unwrap_or_else(|| {
+            // A fixed message: writing it allocates nothing.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"sparsegrad: SPARSEGRAD_ALLOC_CACHE_MB is not a whole number of MiB; using the default (4096)\n",
+            );
+            DEFAULT_BUDGET
+        });
         self.budget.store(b, Ordering::Relaxed);
         b
     }
@@ -244,6 +259,18 @@ mod tests {
             }
             assert_eq!(a.kept_bytes(), 0);
         }
+    }
+
+    /// The environment variable: unset → the default, MiB → bytes, anything else → `None`
+    /// (the allocator then warns and uses the default).
+    #[test]
+    fn budget_from_the_environment() {
+        assert_eq!(parse_budget(None), Some(DEFAULT_BUDGET));
+        assert_eq!(parse_budget(Some("0")), Some(0));
+        assert_eq!(parse_budget(Some(" 64 ")), Some(64 << 20));
+        assert_eq!(parse_budget(Some("1.5")), None);
+        assert_eq!(parse_budget(Some("-3")), None);
+        assert_eq!(parse_budget(Some("")), None);
     }
 
     /// A budget of 0 keeps nothing.

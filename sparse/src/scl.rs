@@ -71,7 +71,7 @@
 //! cost 7.1 ms per forward and backward against 5.0 ms reused (page faults; one thread,
 //! 2026-12-02, AMD EPYC family 25). Three kinds of
 //! `unsafe`, each with its argument: reinterpreting `[T]` as `[f32]` when `T` is `f32`, the AVX
-//! transpose kernel, and calling the AVX2 build after detecting AVX2.
+//! transpose kernel, and calling the AVX2 and AVX-512F builds after detecting the feature.
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -524,11 +524,13 @@ const SPARE_BYTES: usize = 32 << 20;
 /// A buffer of `len` values to be overwritten: the smallest spare buffer of this thread that
 /// holds them (its values are left over from an earlier call), else `len` new zeros.
 ///
-/// A fresh buffer of `[N, d]` or `[N, N]` comes back from glibc as new pages, which the kernel
-/// zeroes on first touch: at N = 128, d = 256 (buffers of 64–128 KiB, which glibc returns to
-/// the kernel when they are freed at the end of a call) the faults were about a fifth of a
-/// forward and backward (`perf`). Every buffer taken here is fully written before it is read
-/// (a test runs the op twice on different inputs), so left-over values never show.
+/// A fresh buffer of `[N, d]` or `[N, N]` from glibc can be new pages, which the kernel zeroes
+/// on first touch: at N = 512, d = 256 (buffers of 0.5–1 MiB, above glibc's mmap threshold) a
+/// forward and backward took 7.1 ms with fresh buffers and 5.0 ms with these (one thread); at
+/// N = 128 the difference was within the noise. A program that installs
+/// `engine::alloc::CachingAlloc` gets the same from its allocator; this keeps it for programs
+/// that do not (a library cannot choose the allocator). Every buffer taken here is fully
+/// written before it is read (`spare_buffers_change_nothing`), so left-over values never show.
 fn buffer<T: Element>(len: usize) -> Vec<T> {
     let spare = SPARE
         .try_with(|s| {
@@ -934,35 +936,29 @@ fn forward<T: Element>(a: &Tensor<T>, p: &Tensor<T>, cfg: ScConfig, with_rule: b
     forward_impl(a, p, cfg, with_rule)
 }
 
-/// [`forward_impl`] compiled for AVX-512F (when the compiler has it: `build.rs`).
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
-#[target_feature(enable = "avx512f")]
-unsafe fn forward_avx512<T: Element>(
-    a: &Tensor<T>,
-    p: &Tensor<T>,
-    cfg: ScConfig,
-    with_rule: bool,
-) -> (T, Option<ScBackward<T>>) {
-    forward_impl(a, p, cfg, with_rule)
+/// `$name`: [`forward_impl`] compiled with the target feature `$feature`.
+macro_rules! forward_build {
+    ($name:ident, $feature:literal, $($cfg:tt)*) => {
+        /// [`forward_impl`] compiled for the target feature named in its attribute.
+        ///
+        /// # Safety
+        /// The CPU has that feature.
+        #[cfg($($cfg)*)]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name<T: Element>(
+            a: &Tensor<T>,
+            p: &Tensor<T>,
+            cfg: ScConfig,
+            with_rule: bool,
+        ) -> (T, Option<ScBackward<T>>) {
+            forward_impl(a, p, cfg, with_rule)
+        }
+    };
 }
 
-/// [`forward_impl`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU has AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn forward_avx2<T: Element>(
-    a: &Tensor<T>,
-    p: &Tensor<T>,
-    cfg: ScConfig,
-    with_rule: bool,
-) -> (T, Option<ScBackward<T>>) {
-    forward_impl(a, p, cfg, with_rule)
-}
+// AVX-512F only when the compiler has it (`build.rs`).
+forward_build!(forward_avx512, "avx512f", all(target_arch = "x86_64", sparsegrad_avx512));
+forward_build!(forward_avx2, "avx2", target_arch = "x86_64");
 
 /// The forward pass (see [`forward`]).
 #[inline(always)]
