@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The "sparse II" measurement session: the CSC layer (fista_csc.py), the spatial-contrasting
-# loss (sc_loss.py, also under the glibc settings of the "allocator" rows) and DCEA (dcea.py)
+# loss (sc_loss.py; ours with the caching allocator the benches install, and without it:
+# SPARSEGRAD_ALLOC_CACHE_MB=0) and DCEA (dcea.py)
 # beside the sparsegrad benches and examples of the same workloads, then the tables of
 # bench/README.md ("sparse II" section) via bench/report_sparse.py.
 #
 # Usage: bash bench/run_sparse_benches.sh OUT_DIR     (OUT_DIR outside the repository)
 # Needs: the peers' venv ($PEERS_VENV, default ~/.cache/sparsegrad-peers) and cargo. About 25
 #        minutes on 2 vCPUs (DCEA in PyTorch alone takes 3). SKIP="dcea memory" skips parts.
-# Writes: OUT_DIR/{fista_csc,fista_csc_after,sc_loss,sc_loss_after,sc_loss_malloc,dcea}.json,
+# Writes: OUT_DIR/{fista_csc,fista_csc_after,sc_loss,sc_loss_after,dcea}.json,
 #         bench_*.txt and criterion*/ (criterion), dcea_timing.txt, csc_memory.txt,
 #         csc_accuracy.txt, report.md, log.txt (with the load average at every step).
 set -euo pipefail
@@ -18,7 +19,6 @@ peers="${PEERS_DIR:-$(cd "$root/../shared/peers" && pwd)}"
 py="${PEERS_VENV:-$HOME/.cache/sparsegrad-peers}/bin/python"
 skip="${SKIP:-}"
 crit=(--warm-up-time 1 --measurement-time 3)
-malloc_env=(MALLOC_TRIM_THRESHOLD_=4000000000 MALLOC_MMAP_THRESHOLD_=33554432)
 if [[ ! -x "$py" ]]; then
   echo "run_sparse_benches.sh: no peers' Python at $py: run 'bash ../shared/peers/setup.sh' (or set PEERS_VENV)" >&2
   exit 2
@@ -28,19 +28,18 @@ cd "$root"
 log "session start; $(uname -srm); $(nproc) CPUs; commit $(git rev-parse --short HEAD)"
 cargo build --release -p sparsegrad-sparse --examples 2>>"$out/log.txt"
 cargo bench -q -p sparsegrad-bench --bench csc --bench sc_loss --no-run 2>>"$out/log.txt"
-log "peers: fista_csc.py, sc_loss.py (default and glibc settings)"
+log "peers: fista_csc.py, sc_loss.py"
 "$py" "$peers/fista_csc.py" --threads 1,2 >"$out/fista_csc.json"
 "$py" "$peers/sc_loss.py" --threads 1,2 >"$out/sc_loss.json"
-env "${malloc_env[@]}" "$py" "$peers/sc_loss.py" --threads 1,2 >"$out/sc_loss_malloc.json"
 for t in 1 2; do
   for b in csc sc_loss; do
     log "sparsegrad: $b, RAYON_NUM_THREADS=$t"
     RAYON_NUM_THREADS=$t CRITERION_HOME="$out/criterion" \
       cargo bench -q -p sparsegrad-bench --bench $b -- "${crit[@]}" >>"$out/bench_$b.txt" 2>&1
   done
-  log "sparsegrad: sc_loss with ${malloc_env[*]}, RAYON_NUM_THREADS=$t"
-  env "${malloc_env[@]}" RAYON_NUM_THREADS=$t CRITERION_HOME="$out/criterion-malloc" \
-    cargo bench -q -p sparsegrad-bench --bench sc_loss -- "${crit[@]}" >>"$out/bench_sc_loss_malloc.txt" 2>&1
+  log "sparsegrad: sc_loss with SPARSEGRAD_ALLOC_CACHE_MB=0 (glibc alone), RAYON_NUM_THREADS=$t"
+  SPARSEGRAD_ALLOC_CACHE_MB=0 RAYON_NUM_THREADS=$t CRITERION_HOME="$out/criterion-nocache" \
+    cargo bench -q -p sparsegrad-bench --bench sc_loss -- "${crit[@]}" >>"$out/bench_sc_loss_nocache.txt" 2>&1
 done
 log "peers again (report.py takes the faster median)"
 "$py" "$peers/sc_loss.py" --threads 1,2 >"$out/sc_loss_after.json"
