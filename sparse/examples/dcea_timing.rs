@@ -22,8 +22,8 @@ use std::time::Instant;
 use autograd::Tape;
 use engine::{Rng, Tensor};
 use sparsegrad_sparse::dcea::{
-    dcea_forward, dcea_forward_composite, poisson_estimate, poisson_observation, poisson_scale, Dcea, DceaConfig,
-    PowerFold,
+    dcea_forward, dcea_forward_composite, dcea_forward_traced, poisson_estimate, poisson_observation, poisson_scale,
+    Dcea, DceaConfig, PowerFold,
 };
 
 /// Freed large tensors are kept for the next step instead of being faulted in again
@@ -118,6 +118,14 @@ fn main() {
         y.to_f64_vec().iter().sum::<f64>()
     );
 
+    {
+        // How sparse the codes are (the fraction of nonzero entries after each step).
+        let tape = Tape::<f32>::new();
+        let out = tape.no_grad(|| dcea_forward_traced(&model.bind(&tape), &tape.constant(y.clone()), &cfg));
+        let active = out.stats.expect("traced").active;
+        let pct: Vec<String> = active.iter().map(|a| format!("{:.3}", 100.0 * a)).collect();
+        println!("codes: nonzero % after each step: {}", pct.join(" "));
+    }
     for &t in &threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
         pool.install(|| {

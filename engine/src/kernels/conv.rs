@@ -43,12 +43,14 @@ use crate::kernels::matmul::{gemm, par_gemm, Backend, MatRef};
 use crate::{Element, Tensor};
 
 mod direct;
+mod sparse;
 
 use crate::kernels::simd::Isa;
 
-/// Which kernels compute a convolution: the public ops use [`Path::Auto`] (the direct kernels
-/// when they apply to the geometry and the CPU has an instruction set for them, otherwise
-/// im2col + GEMM); tests pin each path in turn.
+/// Which kernels compute a convolution: the public ops use [`Path::Auto`] (for the two
+/// adjoints, the sparse kernels when the output gradient is mostly zeros; otherwise the
+/// direct kernels when they apply to the geometry and the CPU has an instruction set for
+/// them, otherwise im2col + GEMM); tests pin each path in turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Path {
     Auto,
@@ -56,6 +58,10 @@ pub(crate) enum Path {
     Gemm,
     #[cfg_attr(not(test), allow(dead_code))]
     Direct(Isa),
+    /// The adjoints visit the nonzeros of the output gradient only (`sparse`, whatever its
+    /// density); the forward runs as [`Path::Gemm`].
+    #[cfg_attr(not(test), allow(dead_code))]
+    Sparse,
 }
 
 impl Path {
@@ -64,15 +70,25 @@ impl Path {
     fn direct(self, g: &Geom) -> Option<Isa> {
         match self {
             Path::Auto => Isa::detect().filter(|&isa| direct::supports(g) && direct::worthwhile(g, isa)),
-            Path::Gemm => None,
+            Path::Gemm | Path::Sparse => None,
             Path::Direct(isa) => direct::supports(g).then_some(isa),
+        }
+    }
+
+    /// Whether an adjoint with output gradient `gy` runs on the sparse kernels; `other` is
+    /// the operand its nonzeros multiply (the weight, or the input).
+    fn sparse<T: Element>(self, gy: &[T], other: &[T]) -> bool {
+        match self {
+            Path::Auto => sparse::worthwhile(gy, other),
+            Path::Sparse => true,
+            Path::Gemm | Path::Direct(_) => false,
         }
     }
 
     /// Every path this machine can run: GEMM and the direct kernels of each instruction set.
     #[cfg(test)]
     fn all() -> Vec<Path> {
-        std::iter::once(Path::Gemm).chain(Isa::available().into_iter().map(Path::Direct)).collect()
+        [Path::Gemm, Path::Sparse].into_iter().chain(Isa::available().into_iter().map(Path::Direct)).collect()
     }
 }
 
@@ -726,6 +742,9 @@ fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom, path: Pat
 
 /// `dx = ∂⟨conv(x, W), gy⟩/∂x` on contiguous buffers; `dx` is `[n, c, h, w]`.
 fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom, path: Path) -> Vec<T> {
+    if path.sparse(gy, w) {
+        return sparse::input_grad(g, gy, w);
+    }
     match path.direct(g) {
         Some(isa) => direct::input_grad(isa, g, gy, w),
         None => backward_input_gemm(gy, w, g),
@@ -734,6 +753,9 @@ fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom, path: Path) -> Vec<T>
 
 /// `dW = ∂⟨conv(x, W), gy⟩/∂W` on contiguous buffers; `dW` is `[o, c/groups, kh, kw]`.
 fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom, path: Path) -> Vec<T> {
+    if path.sparse(gy, x) {
+        return sparse::weight_grad(g, gy, x);
+    }
     path.direct(g).and_then(|isa| direct::weight_grad(isa, g, gy, x)).unwrap_or_else(|| backward_weight_gemm(gy, x, g))
 }
 
@@ -1721,5 +1743,128 @@ mod tests {
     #[should_panic(expected = "col2im: cols [1, 9, 4] should be [1, 9, 9]")]
     fn col2im_shape_mismatch_panics() {
         let _ = Tensor::<f64>::col2im(&Tensor::zeros(&[1, 9, 4]), [1, 1, 5, 5], [3, 3], Conv2dParams::new());
+    }
+
+    /// `t` with all but about one entry in `keep` set to zero (a deterministic pattern).
+    fn sparsify(t: &Tensor<f64>, keep: usize, rng: &mut Rng) -> Tensor<f64> {
+        let v = t.to_vec().into_iter().map(|x| if rng.below(keep as u64) == 0 { x } else { 0.0 }).collect();
+        Tensor::from_vec(v, t.shape())
+    }
+
+    #[test]
+    fn sparse_output_gradients_take_the_sparse_kernels_and_match_naive() {
+        // Every convolution case, and DCEA's geometry scaled down (stride 7, 11×11), with an
+        // output gradient of about 1 nonzero in 100: `Path::Auto` takes the sparse kernels
+        // (checked by `sparse::worthwhile`) and agrees with the naive reference.
+        let mut rng = Rng::new(21);
+        let mut cases = cases();
+        cases.push((3, 1, 40, 41, 6, 11, 11, [7, 7], [0, 0], [1, 1], 1));
+        cases.push((2, 2, 30, 30, 4, 5, 5, [3, 2], [2, 1], [2, 1], 2));
+        for case in cases {
+            let (x, w, _, p) = setup(case, &mut rng);
+            let (hw, khw) = ([x.dim(2), x.dim(3)], [w.dim(2), w.dim(3)]);
+            let gy = sparsify(&randn(naive::conv2d(&x, &w, None, p).shape(), &mut rng), 100, &mut rng);
+            let what = format!("{case:?}");
+            let g = slice_of(&gy);
+            assert_eq!(sparse::worthwhile(g, slice_of(&w)), g.len() >= sparse::MAX_DENSITY_INV, "{what}");
+            let want_dx = naive::conv2d_backward_input(&gy, &w, hw, p);
+            let want_dw = naive::conv2d_backward_weight(&gy, &x, khw, p);
+            assert_close(&Tensor::conv2d_backward_input(&gy, &w, hw, p), &want_dx, &what);
+            assert_close(&Tensor::conv2d_backward_weight(&gy, &x, khw, p), &want_dw, &what);
+            assert_close(&Tensor::conv2d_backward_input_on(Path::Sparse, &gy, &w, hw, p), &want_dx, &what);
+            assert_close(&Tensor::conv2d_backward_weight_on(Path::Sparse, &gy, &x, khw, p), &want_dw, &what);
+        }
+        // conv_transpose2d of a sparse input is the sparse input gradient; its weight
+        // gradient has the sparse input in the output-gradient role.
+        for case in transposed_cases() {
+            let (z, w, b, p) = transposed_setup(case, &mut rng);
+            let z = sparsify(&z, 20, &mut rng);
+            let what = format!("{case:?}");
+            let want = naive::conv_transpose2d(&z, &w, Some(&b), p);
+            assert_close(&z.conv_transpose2d(&w, Some(&b), p), &want, &what);
+            assert_close(&z.conv_transpose2d_on(Path::Sparse, &w, Some(&b), p), &want, &what);
+            let gy = randn(want.shape(), &mut rng);
+            let khw = [w.dim(2), w.dim(3)];
+            let want_dw = Tensor::conv_transpose2d_backward_weight_on(Path::Gemm, &z, &gy, khw, p);
+            assert_close(&Tensor::conv_transpose2d_backward_weight(&z, &gy, khw, p), &want_dw, &what);
+        }
+    }
+
+    #[test]
+    fn sparse_path_is_chosen_by_density_and_finiteness() {
+        let n = 64 * sparse::MAX_DENSITY_INV;
+        let mut gy = vec![0.0f64; n];
+        assert!(sparse::worthwhile(&gy, &[1.0, 2.0]), "all zeros");
+        for v in gy.iter_mut().step_by(sparse::MAX_DENSITY_INV) {
+            *v = 1.5;
+        }
+        assert!(sparse::worthwhile(&gy, &[1.0]), "exactly one in MAX_DENSITY_INV");
+        gy[1] = -2.0;
+        assert!(!sparse::worthwhile(&gy, &[1.0]), "one more");
+        gy[1] = 0.0;
+        assert!(!sparse::worthwhile(&gy, &[1.0, f64::NAN]), "NaN in the other operand");
+        assert!(!sparse::worthwhile(&gy, &[f64::INFINITY]), "∞ in the other operand");
+        assert!(!sparse::worthwhile(&gy[..sparse::MAX_DENSITY_INV - 1], &[1.0]), "too short to count");
+        let mut dense = vec![1.0f64; n];
+        dense[n - 1] = 0.0;
+        assert!(!sparse::worthwhile(&dense, &[1.0]));
+    }
+
+    #[test]
+    fn sparse_gradient_with_a_nan_weight_propagates_it_like_the_dense_product() {
+        // 0·NaN = NaN in the dense product; skipping the zeros of gy would hide it, so a
+        // non-finite weight or input sends Path::Auto to the dense kernels (GEMM at stride 2).
+        let mut rng = Rng::new(22);
+        let (x, w, _, p) = setup((2, 3, 9, 9, 4, 3, 3, [2, 2], [1, 1], [1, 1], 1), &mut rng);
+        let gy = sparsify(&randn(naive::conv2d(&x, &w, None, p).shape(), &mut rng), 200, &mut rng);
+        let mut wv = w.to_vec();
+        wv[5] = f64::NAN;
+        let wn = Tensor::from_vec(wv, w.shape());
+        let dx = Tensor::conv2d_backward_input(&gy, &wn, [9, 9], p).to_vec();
+        let want = Tensor::conv2d_backward_input_on(Path::Gemm, &gy, &wn, [9, 9], p).to_vec();
+        assert!(want.iter().any(|v| v.is_nan()));
+        assert!(dx.iter().zip(&want).all(|(a, b)| a.is_nan() == b.is_nan()), "NaN pattern differs from the GEMM path");
+        let mut xv = x.to_vec();
+        xv[7] = f64::INFINITY;
+        let xn = Tensor::from_vec(xv, x.shape());
+        let dw = Tensor::conv2d_backward_weight(&gy, &xn, [3, 3], p).to_vec();
+        let want = Tensor::conv2d_backward_weight_on(Path::Gemm, &gy, &xn, [3, 3], p).to_vec();
+        assert!(dw
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.is_nan() == b.is_nan() && (a.is_nan() || a == b || (a - b).abs() < 1e-9)));
+    }
+
+    /// Where the sparse kernels break even with the dense ones on DCEA's geometry (f32, one
+    /// thread): `cargo test --release -p sparsegrad-engine sparse_crossover -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn sparse_crossover() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let mut rng = Rng::new(23);
+        let p = Conv2dParams::new().stride(7);
+        let x = Tensor::<f32>::randn(&[49, 1, 270, 270], &mut rng);
+        let w = Tensor::<f32>::randn(&[169, 1, 11, 11], &mut rng);
+        let full = Tensor::<f32>::randn(x.conv2d(&w, None, p).shape(), &mut rng);
+        let time = |f: &dyn Fn()| {
+            let t = std::time::Instant::now();
+            for _ in 0..3 {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e3 / 3.0
+        };
+        pool.install(|| {
+            println!("nonzero %  dx dense ms  dx sparse ms  dW dense ms  dW sparse ms");
+            for keep in [1000, 100, 50, 32, 20, 16, 10, 5] {
+                let v = full.to_vec().into_iter().map(|x| if rng.below(keep) == 0 { x } else { 0.0 }).collect();
+                let gy = Tensor::from_vec(v, full.shape());
+                let (hw, khw) = ([270, 270], [11, 11]);
+                let dxd = time(&|| drop(Tensor::conv2d_backward_input_on(Path::Gemm, &gy, &w, hw, p)));
+                let dxs = time(&|| drop(Tensor::conv2d_backward_input_on(Path::Sparse, &gy, &w, hw, p)));
+                let dwd = time(&|| drop(Tensor::conv2d_backward_weight_on(Path::Gemm, &gy, &x, khw, p)));
+                let dws = time(&|| drop(Tensor::conv2d_backward_weight_on(Path::Sparse, &gy, &x, khw, p)));
+                println!("{:9.2}  {dxd:11.1}  {dxs:12.1}  {dwd:11.1}  {dws:12.1}", 100.0 / keep as f64);
+            }
+        });
     }
 }
