@@ -75,11 +75,25 @@ fn taps(a: usize, s: usize, p: usize, d: usize, len: usize, k: usize) -> (usize,
     (lo, hi, if lo < hi { (off + (lo * d) as isize) as usize } else { 0 })
 }
 
+/// A run of kernel taps along one axis (see [`window`]).
+type Taps = (usize, usize, usize);
+
+/// The taps of output position `pos` (flat `a·OW + b`) that read real input elements: rows
+/// `(i_lo, i_hi, input row of i_lo)` and columns `(j_lo, input column of j_lo, j_hi)`, or
+/// `None` when no tap does.
+#[inline]
+fn window(g: &Geom, pos: usize) -> Option<(Taps, Taps)> {
+    let ([sh, sw], [ph, pw], [dh, dw]) = (g.p.stride, g.p.padding, g.p.dilation);
+    let rows = taps(pos / g.ow, sh, ph, dh, g.h, g.kh);
+    let (j_lo, j_hi, c0) = taps(pos % g.ow, sw, pw, dw, g.w, g.kw);
+    (rows.0 < rows.1 && j_lo < j_hi).then_some((rows, (j_lo, c0, j_hi)))
+}
+
 /// `dx = ∂⟨conv(x, W), gy⟩/∂x` visiting the nonzeros of `gy` only; `dx` is `[n, c, h, w]`.
 pub(super) fn input_grad<T: Element>(g: &Geom, gy: &[T], w: &[T]) -> Vec<T> {
     let (l, plane, image) = (g.l(), g.h * g.w, g.c * g.h * g.w);
     let (cg, og, kk) = (g.cg(), g.og(), g.kh * g.kw);
-    let ([sh, sw], [ph, pw], [dh, dw]) = (g.p.stride, g.p.padding, g.p.dilation);
+    let (dh, dw) = (g.p.dilation[0], g.p.dilation[1]);
     let mut dx = crate::filled(g.n * image, T::zero());
     if image == 0 || l == 0 {
         return dx;
@@ -89,12 +103,7 @@ pub(super) fn input_grad<T: Element>(g: &Geom, gy: &[T], w: &[T]) -> Vec<T> {
         for (o, gplane) in gyn.chunks_exact(l).enumerate() {
             let grp = o / og;
             for_nonzero(gplane, |pos, v| {
-                let (a, b) = (pos / g.ow, pos % g.ow);
-                let (i_lo, i_hi, r0) = taps(a, sh, ph, dh, g.h, g.kh);
-                let (j_lo, j_hi, c0) = taps(b, sw, pw, dw, g.w, g.kw);
-                if j_lo == j_hi {
-                    return;
-                }
+                let Some(((i_lo, i_hi, r0), (j_lo, c0, j_hi))) = window(g, pos) else { return };
                 for c in 0..cg {
                     let wk = &w[(o * cg + c) * kk..][..kk];
                     let dxc = &mut dxn[(grp * cg + c) * plane..][..plane];
@@ -124,7 +133,7 @@ const MAX_RUNS: usize = 8;
 pub(super) fn weight_grad<T: Element>(g: &Geom, gy: &[T], x: &[T]) -> Vec<T> {
     let (l, plane) = (g.l(), g.h * g.w);
     let (cg, og, kk) = (g.cg(), g.og(), g.kh * g.kw);
-    let ([sh, sw], [ph, pw], [dh, dw]) = (g.p.stride, g.p.padding, g.p.dilation);
+    let (dh, dw) = (g.p.dilation[0], g.p.dilation[1]);
     let size = g.o * cg * kk;
     if size == 0 || l == 0 || g.n == 0 {
         return vec![T::zero(); size];
@@ -136,12 +145,7 @@ pub(super) fn weight_grad<T: Element>(g: &Geom, gy: &[T], x: &[T]) -> Vec<T> {
             for (o, dwo) in acc.chunks_exact_mut(cg * kk).enumerate() {
                 let grp = o / og;
                 for_nonzero(&gy[(n * g.o + o) * l..][..l], |pos, v| {
-                    let (a, b) = (pos / g.ow, pos % g.ow);
-                    let (i_lo, i_hi, r0) = taps(a, sh, ph, dh, g.h, g.kh);
-                    let (j_lo, j_hi, c0) = taps(b, sw, pw, dw, g.w, g.kw);
-                    if j_lo == j_hi {
-                        return;
-                    }
+                    let Some(((i_lo, i_hi, r0), (j_lo, c0, j_hi))) = window(g, pos) else { return };
                     for c in 0..cg {
                         let xc = &x[(n * g.c + grp * cg + c) * plane..][..plane];
                         let dwc = &mut dwo[c * kk..][..kk];
