@@ -205,6 +205,21 @@ pub(crate) mod cases {
             |x, w, b, p| x.conv_transpose2d(w, b, p),
         );
 
+        // A sparse input (3 nonzeros in 864, under the engine's 1/32): the forward and the
+        // weight gradient run on the engine's sparse kernels, the input gradient on the dense.
+        let mut rng = rng_for("conv_transpose2d", 1);
+        let dense = tensor(Dom::Any, &[2, 3, 12, 12], &mut rng);
+        let kept = dense.to_vec().into_iter().enumerate().map(|(i, v)| if i % 300 == 7 { v } else { 0.0 }).collect();
+        let z = engine::Tensor::from_vec(kept, dense.shape());
+        let (w, b) = (tensor(Dom::Any, &[3, 2, 3, 3], &mut rng), tensor(Dom::Any, &[2], &mut rng));
+        out.push(AuditCase::gradcheck(
+            "conv_transpose2d",
+            "sparse contiguous [2, 3, 12, 12] (3 nonzeros), weight [3, 2, 3, 3], bias [2]; stride [2, 2], padding [1, 1]",
+            vec![z, w, b],
+            default(),
+            |_, v| v[0].conv_transpose2d(&v[1], Some(&v[2]), ConvTranspose2dParams::new().stride(2).padding(1)),
+        ));
+
         let mut rng = rng_for("im2col", 0);
         for (xs, k, p) in [
             ([2, 2, 5, 5], [3, 3], c().padding(1)),
