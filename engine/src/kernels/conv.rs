@@ -840,17 +840,22 @@ fn backward_weight_gemm<T: Element>(gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
     if !plan.by_chunk {
         return accumulate(&mut Scratch::new(), 0..plan.chunks, true);
     }
-    let per_run = plan.chunks.div_ceil(MAX_PARTIALS);
-    let partials: Vec<Vec<T>> = (0..plan.chunks.div_ceil(per_run))
-        .into_par_iter()
-        .map_init(Scratch::new, |s, run| accumulate(s, run * per_run..plan.chunks.min((run + 1) * per_run), false))
-        .collect();
+    sum_of_runs(plan.chunks, |run| accumulate(&mut Scratch::new(), run, false))
+}
+
+/// `Σ part(run)` over at most [`MAX_PARTIALS`] runs of consecutive items of `0..items`
+/// (`items ≥ 1`), computed in parallel and added in order. The runs depend only on `items`, so
+/// the sum is bit-identical for any number of threads.
+fn sum_of_runs<T: Element>(items: usize, part: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
+    let per_run = items.div_ceil(MAX_PARTIALS);
+    let partials: Vec<Vec<T>> =
+        (0..items.div_ceil(per_run)).into_par_iter().map(|r| part(r * per_run..items.min((r + 1) * per_run))).collect();
     let mut runs = partials.into_iter();
-    let mut dw = runs.next().expect("at least one run");
-    for part in runs {
-        dw.iter_mut().zip(&part).for_each(|(d, &v)| *d += v);
+    let mut sum = runs.next().expect("at least one run");
+    for p in runs {
+        sum.iter_mut().zip(&p).for_each(|(d, &v)| *d += v);
     }
-    dw
+    sum
 }
 
 /// Adds `bias[ch]` to every plane of a contiguous `[N, C, H, W]` buffer.

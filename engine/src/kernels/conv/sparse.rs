@@ -16,12 +16,13 @@
 //! which propagates it as PyTorch does).
 //!
 //! Both kernels are deterministic for any number of threads: the input gradient runs one image
-//! per task, the weight gradient at most [`MAX_RUNS`] runs of images fixed by `N` whose
-//! partial sums are added in order.
+//! per task, the weight gradient accumulates runs of images fixed by `N` (each run's `dW`
+//! stays in cache while its input planes are read once), added in order by the GEMM path's
+//! `sum_of_runs`.
 
 use rayon::prelude::*;
 
-use super::{valid_range, Geom};
+use super::{sum_of_runs, valid_range, Geom};
 use crate::Element;
 
 /// The sparse path is taken when `nnz(gy) · MAX_DENSITY_INV ≤ len(gy)`: at most 1/32 of the
@@ -123,11 +124,6 @@ pub(super) fn input_grad<T: Element>(g: &Geom, gy: &[T], w: &[T]) -> Vec<T> {
     dx
 }
 
-/// Runs of consecutive images the weight gradient is cut into at most: each run accumulates
-/// its own `dW` (which stays in cache while the run's input planes are read once), and the
-/// runs are added in order. The runs depend only on `N`: bit-identical for any thread count.
-const MAX_RUNS: usize = 8;
-
 /// `dW = ∂⟨conv(x, W), gy⟩/∂W` visiting the nonzeros of `gy` only; `dW` is
 /// `[o, c/groups, kh, kw]`.
 pub(super) fn weight_grad<T: Element>(g: &Geom, gy: &[T], x: &[T]) -> Vec<T> {
@@ -138,7 +134,6 @@ pub(super) fn weight_grad<T: Element>(g: &Geom, gy: &[T], x: &[T]) -> Vec<T> {
     if size == 0 || l == 0 || g.n == 0 {
         return vec![T::zero(); size];
     }
-    let per_run = g.n.div_ceil(MAX_RUNS);
     let run = |images: std::ops::Range<usize>| {
         let mut acc = vec![T::zero(); size];
         for n in images {
@@ -165,12 +160,5 @@ pub(super) fn weight_grad<T: Element>(g: &Geom, gy: &[T], x: &[T]) -> Vec<T> {
         }
         acc
     };
-    let partials: Vec<Vec<T>> =
-        (0..g.n.div_ceil(per_run)).into_par_iter().map(|r| run(r * per_run..g.n.min((r + 1) * per_run))).collect();
-    let mut runs = partials.into_iter();
-    let mut dwt = runs.next().expect("at least one run");
-    for part in runs {
-        dwt.iter_mut().zip(&part).for_each(|(d, &v)| *d += v);
-    }
-    dwt
+    sum_of_runs(g.n, run)
 }
