@@ -162,3 +162,37 @@ pub(super) fn weight_grad<T: Element>(g: &Geom, gy: &[T], x: &[T]) -> Vec<T> {
     };
     sum_of_runs(g.n, run)
 }
+
+/// `y = conv(x, W) ⊙ [mask ≠ 0]` computed at the nonzeros of `mask` only (`mask` and `y`
+/// `[n, o, oh, ow]`): each such output is the dot product of its window, in `(c, i, j)`
+/// order; every other output is exactly zero (not `0·conv`, so a non-finite value outside the
+/// mask does not leak in). One image per task: bit-identical for any thread count.
+pub(super) fn masked_forward<T: Element>(g: &Geom, x: &[T], w: &[T], mask: &[T]) -> Vec<T> {
+    let (l, plane) = (g.l(), g.h * g.w);
+    let (cg, og, kk) = (g.cg(), g.og(), g.kh * g.kw);
+    let (dh, dw) = (g.p.dilation[0], g.p.dilation[1]);
+    let mut y = crate::filled(g.n * g.o * l, T::zero());
+    if l == 0 || g.o == 0 {
+        return y;
+    }
+    y.par_chunks_mut(g.o * l).enumerate().for_each(|(n, yn)| {
+        for (o, yplane) in yn.chunks_exact_mut(l).enumerate() {
+            let grp = o / og;
+            for_nonzero(&mask[(n * g.o + o) * l..][..l], |pos, _| {
+                let Some(((i_lo, i_hi, r0), (j_lo, c0, j_hi))) = window(g, pos) else { return };
+                let mut acc = T::zero();
+                for c in 0..cg {
+                    let wk = &w[(o * cg + c) * kk..][..kk];
+                    let xc = &x[(n * g.c + grp * cg + c) * plane..][..plane];
+                    for (t, i) in (i_lo..i_hi).enumerate() {
+                        let row = &xc[(r0 + t * dh) * g.w..][..g.w];
+                        let wrow = &wk[i * g.kw + j_lo..i * g.kw + j_hi];
+                        acc = wrow.iter().enumerate().fold(acc, |a, (u, &k)| a + k * row[c0 + u * dw]);
+                    }
+                }
+                yplane[pos] = acc;
+            });
+        }
+    });
+    y
+}
