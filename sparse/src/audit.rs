@@ -286,7 +286,8 @@ fn patch_matrix(x: &Tensor<f64>, geo: Patches) -> Tensor<f64> {
 
 /// Every audit case of this crate's rules: `sf` (with fixed and learned λ), `csf`,
 /// `sf_loss`, `csf_loss`, the CSC layer (`csc_unrolled`, `csc_implicit`), the three NLLs and
-/// the two step rules of [`crate::dcea`] (`dcea_residual`, `dcea_step`) and the whole unfolded
+/// the three rules of the unfolded encoder of [`crate::dcea`] (`dcea_iteration`,
+/// `dcea_decode`, `dcea_threshold`) and the whole unfolded
 /// DCEA (labelled `dcea`, a composite), `sc_loss` ([`crate::scl`]), and
 /// `dct_conv` ([`crate::dct`]: the fixed DCT convolution, a composite of `conv2d` and `relu`).
 pub fn cases() -> Vec<AuditCase> {
@@ -314,8 +315,9 @@ pub const RULES: &[&str] = &[
     "gaussian_nll",
     "binomial_nll",
     "poisson_nll",
-    "dcea_residual",
-    "dcea_step",
+    "dcea_iteration",
+    "dcea_decode",
+    "dcea_threshold",
     "sc_loss",
 ];
 

@@ -16,16 +16,21 @@
 //! `η̂ = Wd x_T`, the mean `f⁻¹(η̂)`. Tied: `We = Wd = H`; untied: three banks, initialised
 //! equal ([`Dcea::new`]).
 //!
-//! Everything is recorded on the tape. Per step: one `conv_transpose2d` (`H x`), one fused
-//! [`dcea_residual`] (`ρ(y − f⁻¹(H x))`) and one fused [`dcea_step`] (`P_b(x + α·Weᵀ r)`, the
-//! engine's conv2d followed by the update in place), each rule audited by central
-//! differences ([`crate::audit`]) and checked, as the whole model, against
-//! [`dcea_forward_composite`], the same map built from elementary audited ops only
-//! (`tests/dcea.rs`, to 1e-12). The fused rules halve what the tape keeps (3 nodes per step
-//! instead of 5–9) and the passes over the codes. The gradient is exact wherever no threshold
-//! or ELU argument sits on its kink; [`dcea_forward_traced`] reports, in [`DceaStats`], how
-//! far every such argument was from its kink. The three negative log-likelihoods are fused
-//! rules too ([`nll`]), audited and checked against their composites.
+//! Everything is recorded on the tape, one fused rule per step: [`dcea_iteration`] carries the
+//! pre-threshold codes `v_t` (`x_t = P_b(v_t)`) from step to step, `v_t = x_{t−1} + α·Weᵀ
+//! ρ(y − f⁻¹(H x_{t−1}))`, and [`dcea_decode`] gives `Wd P_b(v_T)` ([`dcea_threshold`] the code
+//! `x_T` of the output). Carrying `v` rather than `x` puts the threshold inside the rule that
+//! also applies `H`, so the gradient of `H x` in `x`, which `P_b`'s derivative zeroes outside
+//! the support of `x`, is computed on that support only (a sparse gather,
+//! [`Tensor::conv_transpose2d_backward_input_where`], instead of a dense convolution), exactly.
+//! The rules keep a sparse code as the list of its nonzeros (dense only where an engine
+//! convolution takes it). Each rule is audited by central differences ([`crate::audit`]) and
+//! checked, as the whole model, against [`dcea_forward_composite`], the same map built from
+//! elementary audited ops only (`tests/dcea.rs`, to 1e-12). The gradient is exact wherever no
+//! threshold or ELU argument sits on its kink; [`dcea_forward_traced`] reports, in
+//! [`DceaStats`], how far every such argument was from its kink. The three negative
+//! log-likelihoods are fused rules too ([`nll`]), audited and checked against their
+//! composites.
 //!
 //! ## Stride: the shifts of the authors' code
 //! With stride `s > 1` and [`DceaConfig::shifts`], the image is evaluated at all `s²` shifts
@@ -575,235 +580,458 @@ fn elu_margins<T: Element>(u: &[T], eta: &[T]) -> (f64, f64) {
         .reduce(|| (f64::INFINITY, f64::INFINITY), |a, b| (a.0.min(b.0), a.1.min(b.1)))
 }
 
-/// The rule of [`dcea_residual`]: inputs `(η, y)`, output `r = ρ(u)` with `u = y − f⁻¹(η)`.
-/// `∂y = g·ρ'(u)`, `∂η = −g·ρ'(u)·f⁻¹'(η)`, with `ρ'(u) = 1` (no ELU, or `u > 0`) and
-/// `ρ'(u) = r + a` (= `a·eᵘ`, the ELU's own backward) for `u ≤ 0`; `f⁻¹' = 1`, `M·σ(1 − σ)`,
-/// `e^η`.
-struct ResidualBackward {
-    /// The family (`M` for the Binomial).
-    family: Family,
-    /// The ELU's `a`, if any.
-    elu: Option<f64>,
+/// The fixed settings of one unfolded step ([`dcea_iteration`], [`dcea_decode`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepSpec {
+    /// The observation family (`f⁻¹` and its derivative).
+    pub family: Family,
+    /// The ELU's `a` on the residual, if any.
+    pub elu: Option<f64>,
+    /// `α`.
+    pub step: f64,
+    /// `P_b`, one- or two-sided.
+    pub threshold: Threshold,
+    /// The convolution of `Weᵀ·` (the stride).
+    pub conv: Conv2dParams,
+    /// The transposed convolution of `H·` (stride and output padding).
+    pub convt: ConvTranspose2dParams,
 }
 
-impl<T: Element> Backward<T> for ResidualBackward {
-    fn name(&self) -> &str {
-        "dcea_residual"
-    }
-    fn backward(
-        &self,
-        g: &Tensor<T>,
-        inputs: &[&Tensor<T>],
-        output: &Tensor<T>,
-        needed: &[bool],
-    ) -> autograd::Result<Vec<Option<Tensor<T>>>> {
-        let (eta, r) = (inputs[0], output);
-        // g·ρ'(u), from the output r (r > 0 exactly where u > 0).
-        let gr = match self.elu {
-            None => g.clone(),
-            Some(a) => {
-                let a = T::of(a);
-                g.zip_map(r, "dcea_residual", move |g, r| if r > T::zero() { g } else { g * (r + a) })
-            }
-        };
-        let d_eta = needed[0].then(|| match self.family {
-            Family::Gaussian => gr.neg(),
-            Family::Binomial { trials } => {
-                let m = T::of(trials);
-                gr.zip_map(eta, "dcea_residual", move |g, e| {
-                    let s = sigmoid(e);
-                    -(g * m) * (s * (T::one() - s))
-                })
-            }
-            Family::Poisson => gr.zip_map(eta, "dcea_residual", |g, e| -g * e.exp()),
-        });
-        Ok(vec![d_eta, needed[1].then_some(gr)])
+impl StepSpec {
+    /// The settings of `cfg` with the convolutions of [`prepare`].
+    fn of(cfg: &DceaConfig, conv: Conv2dParams, convt: ConvTranspose2dParams) -> StepSpec {
+        StepSpec { family: cfg.family, elu: cfg.elu_alpha, step: cfg.step, threshold: cfg.threshold, conv, convt }
     }
 }
 
-/// The residual of one encoder step, `r = ρ(y − f⁻¹(η))` (`ρ = ELU_a` when `elu` is given,
-/// else the identity), as one fused rule (`dcea_residual`) instead of the 2–3 image-sized
-/// nodes of `y.sub(&family.mean(η)).elu(a)`, with the same arithmetic.
-///
-/// With `trace`, also returns the ELU margins `(min |u| where η ≠ 0, min |u|)` (∞ without an
-/// ELU), `u = y − f⁻¹(η)`.
-///
-/// **Panics** if the shapes differ.
-#[track_caller]
-pub fn dcea_residual<'t, T: Element>(
-    eta: &Var<'t, T>,
-    y: &Var<'t, T>,
-    family: Family,
-    elu: Option<f64>,
-    trace: bool,
-) -> (Var<'t, T>, (f64, f64)) {
-    let (e, yv) = (eta.value(), y.value());
-    assert_eq!(
-        e.shape(),
-        yv.shape(),
-        "dcea_residual: η {:?} and y {:?} must have the same shape",
-        e.shape(),
-        yv.shape()
-    );
-    let u = match family {
-        Family::Gaussian => yv.sub(&e),
+/// `∂u = g·ρ'(u)` from the output `r = ρ(u)`: `ρ'(u) = 1` (no ELU, or `u > 0`, i.e. `r > 0`)
+/// and `r + a` (`= a·eᵘ`, the ELU's own backward) for `u ≤ 0`.
+fn residual_grad<T: Element>(g: Tensor<T>, r: &Tensor<T>, elu: Option<f64>) -> Tensor<T> {
+    match elu {
+        None => g,
+        Some(a) => {
+            let a = T::of(a);
+            g.zip_map(r, "dcea_iteration", move |g, r| if r > T::zero() { g } else { g * (r + a) })
+        }
+    }
+}
+
+/// `∂η = −g·f⁻¹'(η)` for `u = y − f⁻¹(η)`, from the mean `μ = f⁻¹(η)`: `f⁻¹' = 1`,
+/// `M·σ(1 − σ) = μ·(1 − μ/M)`, `e^η = μ`.
+fn mean_grad<T: Element>(g: &Tensor<T>, mu: &Tensor<T>, family: Family) -> Tensor<T> {
+    match family {
+        Family::Gaussian => g.neg(),
         Family::Binomial { trials } => {
             let m = T::of(trials);
-            yv.zip_map(&e, "dcea_residual", move |y, e| y - sigmoid(e) * m)
+            g.zip_map(mu, "dcea_iteration", move |g, mu| -g * (mu * (T::one() - mu / m)))
         }
-        Family::Poisson => yv.zip_map(&e, "dcea_residual", |y, e| y - e.exp()),
-    };
-    let mut margins = (f64::INFINITY, f64::INFINITY);
-    if trace && elu.is_some() {
-        let (uc, ec) = (u.contiguous(), e.contiguous());
-        margins = elu_margins(uc.as_slice().expect("contiguous"), ec.as_slice().expect("contiguous"));
+        Family::Poisson => g.zip_map(mu, "dcea_iteration", |g, mu| -g * mu),
     }
-    let r = match elu {
-        Some(a) => u.elu(a),
-        None => u,
-    };
-    (eta.tape().push_op(r, &[*eta, *y], ResidualBackward { family, elu }), margins)
 }
 
-/// The rule of [`dcea_step`]: inputs `([x,] r, We, b)`, output `x⁺ = P_b(v)` with
-/// `v = x + α·conv2d(r, We)`. With the mask `m = [x⁺ > 0]` (one-sided) or `[x⁺ ≠ 0]`
-/// (two-sided), `gm = g ⊙ m`: `∂x = gm`, `∂r = conv2d_backward_input(α·gm, We)`,
-/// `∂We = conv2d_backward_weight(α·gm, r)`, `∂b_k = −Σ_{n,h,w} gm·sign(x⁺)` over filter `k`.
-/// The kinks (`v = b`, and `v = −b` two-sided) count as inactive, as relu'(0) = 0.
-struct StepBackward {
-    /// Whether `x` is the first input (absent at the first step, where `x₀ = 0`).
-    has_x: bool,
-    /// The convolution of `Weᵀ·`.
-    conv: Conv2dParams,
-    /// `α`.
-    step: f64,
-    /// One- or two-sided.
-    threshold: Threshold,
+/// `P_b(v)` of one entry of filter `bk`, with the threshold's argument (`v − b`, or `|v| − b`).
+#[inline]
+fn prox<T: Element>(v: T, bk: T, threshold: Threshold) -> (T, T) {
+    match threshold {
+        Threshold::OneSided => {
+            let up = v - bk;
+            (up, if up > T::zero() { up } else { T::zero() })
+        }
+        Threshold::TwoSided => {
+            let up = v.abs() - bk;
+            (up, if up > T::zero() { engine::kernels::elementwise::sign(v) * up } else { T::zero() })
+        }
+    }
 }
 
-impl<T: Element> Backward<T> for StepBackward {
+/// The thresholds `b` `[K]` as values, checked against the `K` filters of `code` `[N, K, h, w]`.
+#[track_caller]
+fn thresholds<T: Element>(op: &str, b: &Tensor<T>, code: &Tensor<T>) -> Vec<T> {
+    let bv = b.contiguous().into_vec();
+    assert!(
+        code.rank() == 4 && bv.len() == code.dim(1),
+        "{op}: b has {} entries for codes {:?} (one per filter, dimension 1)",
+        bv.len(),
+        code.shape()
+    );
+    bv
+}
+
+/// The nonzero entries of a code `x = P_b(v)` `[N, K, h, w]`, plane by plane (plane `p` has
+/// filter `p mod K`): DCEA's codes are sparse, so the rules read and write these lists instead
+/// of making dense passes over the codes.
+#[derive(Clone)]
+struct Code<T> {
+    shape: Vec<usize>,
+    plane: usize,
+    /// Per plane, `(position in the plane, x)` for every `x ≠ 0`, in order.
+    nonzeros: Vec<Vec<(usize, T)>>,
+}
+
+impl<T: Element> Code<T> {
+    /// `P_b(v)`, one threshold per filter (`b` checked by [`thresholds`]); one pass over `v`.
+    fn of(v: &Tensor<T>, b: &[T], threshold: Threshold) -> Code<T> {
+        let vc = v.contiguous();
+        let (k, plane) = (b.len(), v.dim(2) * v.dim(3));
+        let nonzeros = if plane == 0 {
+            Vec::new()
+        } else {
+            vc.as_slice()
+                .expect("contiguous")
+                .par_chunks(plane)
+                .enumerate()
+                .map(|(p, vp)| {
+                    let bk = b[p % k];
+                    let mut nz = Vec::new();
+                    // A run of 16 is skipped with one branch-free test: `v − b > 0` exactly when
+                    // `v > b` (and `|v| − b > 0` when `|v| > b`), NaN included.
+                    for (r, run) in vp.chunks(16).enumerate() {
+                        let any = match threshold {
+                            Threshold::OneSided => run.iter().fold(false, |a, &e| a | (e > bk)),
+                            Threshold::TwoSided => run.iter().fold(false, |a, &e| a | (e.abs() > bk)),
+                        };
+                        if any {
+                            for (t, &e) in run.iter().enumerate() {
+                                let x = prox(e, bk, threshold).1;
+                                if x != T::zero() {
+                                    nz.push((r * 16 + t, x));
+                                }
+                            }
+                        }
+                    }
+                    nz
+                })
+                .collect()
+        };
+        Code { shape: v.shape().to_vec(), plane, nonzeros }
+    }
+
+    /// Whether the list is small enough to be kept by a rule for its backward (at most one
+    /// entry in 16 nonzero; else the backward recomputes it from `v`).
+    fn worth_keeping(&self) -> bool {
+        self.nonzeros.iter().map(Vec::len).sum::<usize>() * 16 <= self.shape.iter().product::<usize>()
+    }
+
+    /// This list if it was kept, else `P_b(v)` computed again.
+    fn kept_or<'a>(
+        kept: &'a Option<Code<T>>,
+        v: &Tensor<T>,
+        b: &Tensor<T>,
+        threshold: Threshold,
+        op: &str,
+    ) -> std::borrow::Cow<'a, Code<T>> {
+        match kept {
+            Some(c) => std::borrow::Cow::Borrowed(c),
+            None => std::borrow::Cow::Owned(Code::of(v, &thresholds(op, b, v), threshold)),
+        }
+    }
+
+    /// `x` as a dense tensor.
+    fn dense(&self) -> Tensor<T> {
+        let mut x = engine::filled(self.shape.iter().product(), T::zero());
+        self.add_to(&mut x);
+        Tensor::from_vec(x, &self.shape)
+    }
+
+    /// `out += x` for a contiguous code-shaped `out`.
+    fn add_to(&self, out: &mut [T]) {
+        if self.plane > 0 {
+            out.par_chunks_mut(self.plane).zip(&self.nonzeros).for_each(|(o, nz)| {
+                nz.iter().for_each(|&(i, x)| o[i] += x);
+            });
+        }
+    }
+
+    /// The gradients of `x = P_b(v)` from `∂x = g + c`, both code-shaped, `c` (when given)
+    /// exactly zero outside the support of `x` (it becomes `∂v`): `∂v = [x ≠ 0]·∂x` and
+    /// `∂b_k = −Σ ∂v·sign(x)` over the planes of filter `k` (the kinks count as inactive, as
+    /// relu'(0) = 0), visiting the support only.
+    fn grads(&self, g: Option<&Tensor<T>>, c: Option<Tensor<T>>, k: usize) -> (Tensor<T>, Tensor<T>) {
+        let gc = g.map(|g| g.contiguous());
+        let gs = gc.as_ref().map(|g| g.as_slice().expect("contiguous"));
+        let mut dv = c.map(|c| c.contiguous()).unwrap_or_else(|| Tensor::zeros(&self.shape));
+        let per_plane: Vec<T> = if self.plane == 0 {
+            Vec::new()
+        } else {
+            let plane = self.plane;
+            dv.make_mut()
+                .par_chunks_mut(plane)
+                .zip(&self.nonzeros)
+                .enumerate()
+                .map(|(p, (d, nz))| {
+                    nz.iter().fold(T::zero(), |db, &(i, x)| {
+                        if let Some(gs) = gs {
+                            d[i] += gs[p * plane + i];
+                        }
+                        if x < T::zero() {
+                            db + d[i]
+                        } else {
+                            db - d[i]
+                        }
+                    })
+                })
+                .collect()
+        };
+        let mut db = vec![T::zero(); k];
+        for (p, v) in per_plane.into_iter().enumerate() {
+            db[p % k] += v;
+        }
+        (dv, Tensor::from_vec(db, &[k]))
+    }
+}
+
+/// The rule of [`dcea_iteration`]: inputs `(v, y, H, We, b)` (or `(y, We)` at the first
+/// step), output `v⁺ = x + α·conv2d(r, We)` with `x = P_b(v)`, `η = H x`, `r = ρ(y − f⁻¹(η))`.
+/// With `gc = α·g`: `∂We = conv2d_backward_weight(gc, r)`, `∂r = conv2d_backward_input(gc,
+/// We)`, `∂y = ∂r·ρ'(u)`, `∂η = −∂y·f⁻¹'(η)`, `∂H = conv_transpose2d_backward_weight(x, ∂η)`,
+/// `∂x = g + Hᵀ∂η`, needed on the support of `x` only (`∂v = [x ≠ 0]·∂x`), where it is
+/// computed (`conv_transpose2d_backward_input_where`), and `∂b` from `∂v` ([`Code::grads`]).
+struct IterationBackward<T: Element> {
+    /// Whether `v` (and `H`, `b`) are inputs; absent at the first step, where `x₀ = 0`.
+    has_v: bool,
+    spec: StepSpec,
+    /// `μ = f⁻¹(η)`, `η = H x` (`f⁻¹(0)` at the first step).
+    mu: Tensor<T>,
+    /// The code `x = P_b(v)` when it is sparse enough to keep ([`Code::worth_keeping`]).
+    code: Option<Code<T>>,
+    /// `r = ρ(y − f⁻¹(η))`.
+    r: Tensor<T>,
+}
+
+impl<T: Element> Backward<T> for IterationBackward<T> {
     fn name(&self) -> &str {
-        "dcea_step"
+        "dcea_iteration"
     }
     fn backward(
         &self,
         g: &Tensor<T>,
         inputs: &[&Tensor<T>],
-        output: &Tensor<T>,
+        _output: &Tensor<T>,
         needed: &[bool],
     ) -> autograd::Result<Vec<Option<Tensor<T>>>> {
-        let o = usize::from(self.has_x);
-        let (r, we, b) = (inputs[o], inputs[o + 1], inputs[o + 2]);
-        let gm = match self.threshold {
-            Threshold::OneSided => g.zip_map(output, "dcea_step", |g, x| if x > T::zero() { g } else { T::zero() }),
-            Threshold::TwoSided => g.zip_map(output, "dcea_step", |g, x| if x != T::zero() { g } else { T::zero() }),
-        };
-        let gc = if self.step == 1.0 { gm.clone() } else { gm.mul_scalar(self.step) };
-        let mut out = Vec::with_capacity(inputs.len());
-        if self.has_x {
-            out.push(needed[0].then(|| gm.clone()));
-        }
-        out.push(needed[o].then(|| Tensor::conv2d_backward_input(&gc, we, [r.dim(2), r.dim(3)], self.conv)));
-        out.push(needed[o + 1].then(|| Tensor::conv2d_backward_weight(&gc, r, [we.dim(2), we.dim(3)], self.conv)));
-        out.push(needed[o + 2].then(|| {
-            // ∂b_k = −Σ gm·sign(x⁺) over the planes of filter k, without a code-sized temporary.
-            let (gm, xo) = (gm.contiguous(), output.contiguous());
-            let (gm, xo) = (gm.as_slice().expect("contiguous"), xo.as_slice().expect("contiguous"));
-            let (k, plane) = (b.numel(), output.dim(2) * output.dim(3));
-            let two_sided = self.threshold == Threshold::TwoSided;
-            let per_plane: Vec<T> = gm
-                .par_chunks(plane.max(1))
-                .zip(xo.par_chunks(plane.max(1)))
-                .map(|(g, x)| {
-                    g.iter()
-                        .zip(x)
-                        .fold(T::zero(), |acc, (&g, &x)| if two_sided && x < T::zero() { acc + g } else { acc - g })
-                })
-                .collect();
-            let mut db = vec![T::zero(); k];
-            for (p, v) in per_plane.into_iter().enumerate() {
-                db[p % k] += v;
+        let s = &self.spec;
+        let (iy, iwe) = if self.has_v { (1, 3) } else { (0, 1) };
+        let (y, we) = (inputs[iy], inputs[iwe]);
+        let through_v = self.has_v && (needed[0] || needed[2] || needed[4]);
+        let gc = if s.step == 1.0 { g.clone() } else { g.mul_scalar(s.step) };
+        let d_we = needed[iwe].then(|| Tensor::conv2d_backward_weight(&gc, &self.r, [we.dim(2), we.dim(3)], s.conv));
+        let d_u = (needed[iy] || through_v).then(|| {
+            let d_r = Tensor::conv2d_backward_input(&gc, we, [y.dim(2), y.dim(3)], s.conv);
+            residual_grad(d_r, &self.r, s.elu)
+        });
+        let mut out = vec![None; inputs.len()];
+        if through_v {
+            let (v, h, b) = (inputs[0], inputs[2], inputs[4]);
+            let d_eta = mean_grad(d_u.as_ref().expect("computed when v is needed"), &self.mu, s.family);
+            let code = Code::kept_or(&self.code, v, b, s.threshold, "dcea_iteration");
+            let x = code.dense();
+            out[2] =
+                needed[2].then(|| Tensor::conv_transpose2d_backward_weight(&x, &d_eta, [h.dim(2), h.dim(3)], s.convt));
+            if needed[0] || needed[4] {
+                let c = Tensor::conv_transpose2d_backward_input_where(&d_eta, h, &x, s.convt);
+                let (dv, db) = code.grads(Some(g), Some(c), b.numel());
+                out[0] = needed[0].then_some(dv);
+                out[4] = needed[4].then(|| db.reshape(b.shape()));
             }
-            Tensor::from_vec(db, b.shape())
-        }));
+        }
+        out[iwe] = d_we;
+        if needed[iy] {
+            out[iy] = d_u;
+        }
         Ok(out)
     }
 }
 
-/// One encoder step `x⁺ = P_b(x + α·conv2d(r, We))` as one fused rule (`dcea_step`) instead of
-/// the conv2d, scale, add, sub and relu nodes of the composite (4–6 code-sized nodes; this
-/// records one): the convolution is the engine's, the rest is applied in place on its output,
-/// with the composite's arithmetic. `x = None` is `x₀ = 0`. `P_b` is `ReLU(v − b)` one-sided
-/// and the authors' `ReLU(|v| − b)·sign(v)` two-sided, `b` `[K]` one threshold per filter.
+/// What [`dcea_iteration`] measured with `trace`: the ELU margins `(min |u| where η ≠ 0,
+/// min |u|)` (∞ without an ELU), the threshold margin of its output `min |v⁺ − b|` (one-sided)
+/// or `min ||v⁺| − b|` (two-sided), and the number of nonzero entries of `P_b(v⁺)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IterationStats {
+    pub elu_margin: f64,
+    pub elu_margin_all: f64,
+    pub threshold_margin: f64,
+    pub active: usize,
+}
+
+/// One encoder step on the pre-threshold codes, `v⁺ = P_b(v) + α·Weᵀ ρ(y − f⁻¹(H P_b(v)))`
+/// (`v = None` is `x₀ = 0`, `v⁺ = α·Weᵀ ρ(y − f⁻¹(0))`), as one fused rule (`dcea_iteration`).
+/// The encoder's `x_t = P_b(v_t)`; carrying `v` instead of `x` from step to step is what lets
+/// the rule compute the gradient of `H x` in `x` only where `x ≠ 0` (a sparse gather instead
+/// of a dense convolution: every other entry is zeroed by `P_b`'s derivative), exactly. The
+/// convolutions are the engine's (sparse kernels for the sparse `x` and the sparse gradients),
+/// the rest is applied in place on the conv2d's output, with the composite's arithmetic. The
+/// rule keeps `η` and `r` (image-sized); `x` is recomputed from `v` in the backward.
 ///
-/// With `trace`, also returns the threshold margin `min |v − b|` (one-sided) or
-/// `min ||v| − b|` (two-sided) and the number of nonzero entries of `x⁺`.
+/// `H`, `We` `[K, C, kh, kw]`, `b` `[K]` (used only for the trace at the first step), `y`
+/// `[N, C, H, W]`, `v` the conv2d's output shape. With `trace`, also returns the
+/// [`IterationStats`] (a few extra passes).
 ///
-/// **Panics** if the shapes do not fit (`r` `[N, C, H, W]`, `We` `[K, C, kh, kw]`, `x` the
-/// conv2d's output shape, `b` `[K]`).
+/// **Panics** if the shapes do not fit.
 #[track_caller]
 #[allow(clippy::too_many_arguments)]
-pub fn dcea_step<'t, T: Element>(
-    x: Option<&Var<'t, T>>,
-    r: &Var<'t, T>,
+pub fn dcea_iteration<'t, T: Element>(
+    v: Option<&Var<'t, T>>,
+    y: &Var<'t, T>,
+    h: &Var<'t, T>,
     we: &Var<'t, T>,
     b: &Var<'t, T>,
-    conv: Conv2dParams,
-    step: f64,
-    threshold: Threshold,
+    spec: StepSpec,
     trace: bool,
-) -> (Var<'t, T>, (f64, usize)) {
-    let mut c = r.value().conv2d(&we.value(), None, conv);
+) -> (Var<'t, T>, IterationStats) {
+    const OP: &str = "dcea_iteration";
+    let yv = y.value();
+    let (code, eta) = match v {
+        None => (None, Tensor::zeros(yv.shape())),
+        Some(v) => {
+            let vv = v.value();
+            let code = Code::of(&vv, &thresholds(OP, &b.value(), &vv), spec.threshold);
+            let eta = code.dense().conv_transpose2d(&h.value(), None, spec.convt);
+            assert_eq!(
+                eta.shape(),
+                yv.shape(),
+                "{OP}: H·P_b(v) {:?} must have y's shape {:?}",
+                eta.shape(),
+                yv.shape()
+            );
+            (Some(code), eta)
+        }
+    };
+    let mu = spec.family.mean_tensor(&eta);
+    let u = yv.sub(&mu);
+    let (mut elu_margin, mut elu_margin_all) = (f64::INFINITY, f64::INFINITY);
+    if trace && spec.elu.is_some() {
+        let uc = u.contiguous();
+        (elu_margin, elu_margin_all) =
+            elu_margins(uc.as_slice().expect("contiguous"), eta.as_slice().expect("contiguous"));
+    }
+    let r = match spec.elu {
+        Some(a) => u.elu(a),
+        None => u,
+    };
+    let mut c = r.conv2d(&we.value(), None, spec.conv);
+    if let Some(code) = &code {
+        assert_eq!(code.shape, c.shape(), "{OP}: v {:?} must have the code shape {:?}", code.shape, c.shape());
+    }
+    let bv = thresholds(OP, &b.value(), &c);
     let (k, plane) = (c.dim(1), c.dim(2) * c.dim(3));
-    let bv = b.value().contiguous().into_vec();
-    assert_eq!(bv.len(), k, "dcea_step: b has {} entries for {k} filters", bv.len());
-    let xv = x.map(|x| {
-        let v = x.value();
-        assert_eq!(v.shape(), c.shape(), "dcea_step: x {:?} must have the code shape {:?}", v.shape(), c.shape());
-        v.contiguous()
-    });
-    let xs = xv.as_ref().map(|v| v.as_slice().expect("contiguous"));
-    let alpha = T::of(step);
-    let scale = step != 1.0;
-    let data = c.make_mut();
-    let stats = data
-        .par_chunks_mut(plane)
-        .enumerate()
-        .map(|(p, out)| {
-            let bk = bv[p % k];
-            let xp = xs.map(|xs| &xs[p * plane..(p + 1) * plane]);
-            let mut m = f64::INFINITY;
-            let mut active = 0usize;
-            for (i, o) in out.iter_mut().enumerate() {
-                let cv = if scale { *o * alpha } else { *o };
-                let v = match xp {
-                    Some(xp) => xp[i] + cv,
-                    None => cv,
-                };
-                let (arg, val) = match threshold {
-                    Threshold::OneSided => {
-                        let up = v - bk;
-                        (up, if up > T::zero() { up } else { T::zero() })
-                    }
-                    Threshold::TwoSided => {
-                        let up = v.abs() - bk;
-                        (up, if up > T::zero() { engine::kernels::elementwise::sign(v) * up } else { T::zero() })
-                    }
-                };
-                if trace {
-                    m = m.min(arg.as_f64().abs());
-                    active += (val != T::zero()) as usize;
-                }
-                *o = val;
-            }
-            (m, active)
-        })
-        .reduce(|| (f64::INFINITY, 0), |a, b| (a.0.min(b.0), a.1 + b.1));
-    let mut inputs = Vec::with_capacity(4);
-    inputs.extend(x.copied());
-    inputs.extend([*r, *we, *b]);
-    let rule = StepBackward { has_x: x.is_some(), conv, step, threshold };
-    (r.tape().push_op(c, &inputs, rule), stats)
+    let out = c.make_mut();
+    if spec.step != 1.0 {
+        let alpha = T::of(spec.step);
+        out.par_chunks_mut(1 << 15).for_each(|o| o.iter_mut().for_each(|e| *e *= alpha));
+    }
+    if let Some(code) = &code {
+        code.add_to(out);
+    }
+    let (threshold_margin, active) = if !trace || plane == 0 {
+        (f64::INFINITY, 0)
+    } else {
+        out.par_chunks(plane)
+            .enumerate()
+            .map(|(p, vp)| {
+                vp.iter().fold((f64::INFINITY, 0usize), |(m, active), &e| {
+                    let (arg, val) = prox(e, bv[p % k], spec.threshold);
+                    (m.min(arg.as_f64().abs()), active + (val != T::zero()) as usize)
+                })
+            })
+            .reduce(|| (f64::INFINITY, 0), |a, b| (a.0.min(b.0), a.1 + b.1))
+    };
+    let inputs: Vec<Var<'t, T>> = match v {
+        Some(v) => vec![*v, *y, *h, *we, *b],
+        None => vec![*y, *we],
+    };
+    let code = code.filter(Code::worth_keeping);
+    let rule = IterationBackward { has_v: v.is_some(), spec, mu, code, r };
+    let stats = IterationStats { elu_margin, elu_margin_all, threshold_margin, active };
+    (y.tape().push_op(c, &inputs, rule), stats)
+}
+
+/// The rule of [`dcea_decode`]: inputs `(v, Wd, b)`, output `η̂ = conv_transpose2d(P_b(v),
+/// Wd)`. `∂Wd = conv_transpose2d_backward_weight(x, g)`, `∂v = [x ≠ 0]·Wdᵀg` computed on the
+/// support of `x` only, `∂b` from `∂v` ([`Code::grads`]).
+struct DecodeBackward<T> {
+    threshold: Threshold,
+    convt: ConvTranspose2dParams,
+    /// `P_b(v)` if kept ([`Code::worth_keeping`]).
+    code: Option<Code<T>>,
+}
+
+impl<T: Element> Backward<T> for DecodeBackward<T> {
+    fn name(&self) -> &str {
+        "dcea_decode"
+    }
+    fn backward(
+        &self,
+        g: &Tensor<T>,
+        inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
+        needed: &[bool],
+    ) -> autograd::Result<Vec<Option<Tensor<T>>>> {
+        let (v, wd, b) = (inputs[0], inputs[1], inputs[2]);
+        let code = Code::kept_or(&self.code, v, b, self.threshold, "dcea_decode");
+        let x = code.dense();
+        let mut out = vec![None, None, None];
+        out[1] = needed[1].then(|| Tensor::conv_transpose2d_backward_weight(&x, g, [wd.dim(2), wd.dim(3)], self.convt));
+        if needed[0] || needed[2] {
+            let c = Tensor::conv_transpose2d_backward_input_where(g, wd, &x, self.convt);
+            let (dv, db) = code.grads(None, Some(c), b.numel());
+            out[0] = needed[0].then_some(dv);
+            out[2] = needed[2].then(|| db.reshape(b.shape()));
+        }
+        Ok(out)
+    }
+}
+
+/// The decoder on the pre-threshold codes, `η̂ = conv_transpose2d(P_b(v), Wd)`, as one fused
+/// rule (`dcea_decode`) whose gradient in `v` is computed on the support of `P_b(v)` only
+/// (see [`dcea_iteration`]).
+///
+/// **Panics** if the shapes do not fit (`v` `[N, K, h, w]`, `Wd` `[K, C, kh, kw]`, `b` `[K]`).
+#[track_caller]
+pub fn dcea_decode<'t, T: Element>(
+    v: &Var<'t, T>,
+    wd: &Var<'t, T>,
+    b: &Var<'t, T>,
+    threshold: Threshold,
+    convt: ConvTranspose2dParams,
+) -> Var<'t, T> {
+    let vv = v.value();
+    let code = Code::of(&vv, &thresholds("dcea_decode", &b.value(), &vv), threshold);
+    let eta = code.dense().conv_transpose2d(&wd.value(), None, convt);
+    let code = Some(code).filter(Code::worth_keeping);
+    v.tape().push_op(eta, &[*v, *wd, *b], DecodeBackward { threshold, convt, code })
+}
+
+/// The rule of [`dcea_threshold`]: inputs `(v, b)`, `∂v = [x ≠ 0]·g`, `∂b` ([`Code::grads`]).
+struct ThresholdBackward<T>(Threshold, Option<Code<T>>);
+
+impl<T: Element> Backward<T> for ThresholdBackward<T> {
+    fn name(&self) -> &str {
+        "dcea_threshold"
+    }
+    fn backward(
+        &self,
+        g: &Tensor<T>,
+        inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
+        needed: &[bool],
+    ) -> autograd::Result<Vec<Option<Tensor<T>>>> {
+        let (v, b) = (inputs[0], inputs[1]);
+        let code = Code::kept_or(&self.1, v, b, self.0, "dcea_threshold");
+        let (dv, db) = code.grads(Some(g), None, b.numel());
+        Ok(vec![needed[0].then_some(dv), needed[1].then(|| db.reshape(b.shape()))])
+    }
+}
+
+/// The codes `x = P_b(v)` of pre-threshold codes `v` `[N, K, h, w]` with `b` `[K]`, one rule
+/// (`dcea_threshold`; the kinks count as inactive).
+///
+/// **Panics** if `b` does not have one entry per filter.
+#[track_caller]
+pub fn dcea_threshold<'t, T: Element>(v: &Var<'t, T>, b: &Var<'t, T>, threshold: Threshold) -> Var<'t, T> {
+    let vv = v.value();
+    let code = Code::of(&vv, &thresholds("dcea_threshold", &b.value(), &vv), threshold);
+    let x = code.dense();
+    v.tape().push_op(x, &[*v, *b], ThresholdBackward(threshold, Some(code).filter(Code::worth_keeping)))
 }
 
 /// Checks `y`'s shape against the configuration and returns the encoder's input (the shift
@@ -827,15 +1055,8 @@ fn prepare<'t, T: Element>(y: &Var<'t, T>, cfg: &DceaConfig) -> (Var<'t, T>, Con
     (input, Conv2dParams::new().stride(s), ConvTranspose2dParams::new().stride(s).output_padding2(op))
 }
 
-/// The decoder `η̂ = Wd x_T` and, with shifts, the average over them.
-fn decode<'t, T: Element>(
-    p: &DceaParams<'t, T>,
-    code: &Var<'t, T>,
-    y: &Var<'t, T>,
-    cfg: &DceaConfig,
-    convt: ConvTranspose2dParams,
-) -> Var<'t, T> {
-    let eta = code.conv_transpose2d(&p.wd, None, convt);
+/// With shifts, the average of the decoder outputs `η` over them (the crop of each to the image).
+fn unshift<'t, T: Element>(eta: Var<'t, T>, y: &Var<'t, T>, cfg: &DceaConfig) -> Var<'t, T> {
     if cfg.uses_shifts() {
         shift_mean(&eta, [y.dim(2), y.dim(3)], cfg.kernel, cfg.stride)
     } else {
@@ -844,9 +1065,9 @@ fn decode<'t, T: Element>(
 }
 
 /// The unfolded encoder, the decoder and the shift average (module docs) on the tape, for the
-/// observations `y` `[N, C, H, W]`: per step one `conv_transpose2d` (`H x`, skipped at
-/// `x₀ = 0`), one [`dcea_residual`] and one [`dcea_step`]. `stats` is `None`; see
-/// [`dcea_forward_traced`].
+/// observations `y` `[N, C, H, W]`: one [`dcea_iteration`] per step on the pre-threshold codes
+/// `v_t` (`x_t = P_b(v_t)`), then [`dcea_decode`] (`Wd P_b(v_T)`) and [`dcea_threshold`]
+/// (the code `x_T` of the output). `stats` is `None`; see [`dcea_forward_traced`].
 ///
 /// **Panics** if `y`'s channels differ from the configuration's, the image is smaller than a
 /// filter, or (with shifts) than the reflect padding.
@@ -869,38 +1090,33 @@ pub fn dcea_forward_traced<'t, T: Element>(
 #[track_caller]
 fn forward<'t, T: Element>(p: &DceaParams<'t, T>, y: &Var<'t, T>, cfg: &DceaConfig, trace: bool) -> DceaOutput<'t, T> {
     let (input, conv, convt) = prepare(y, cfg);
+    let spec = StepSpec::of(cfg, conv, convt);
     let mut stats = DceaStats { elu_margin_at_zero: f64::INFINITY, ..DceaStats::default() };
-    let mut x: Option<Var<'t, T>> = None; // x₀ = 0
+    let mut v: Option<Var<'t, T>> = None; // x₀ = 0
     for _ in 0..cfg.iters {
-        // H x₀ = 0 is not computed: a constant zero η (no gradient flows through a zero code,
-        // so the map and its gradient are unchanged).
-        let eta = match &x {
-            None => input.tape().constant(Tensor::zeros(&input.shape())),
-            Some(x) => x.conv_transpose2d(&p.h, None, convt),
-        };
-        let (r, (m, all)) = dcea_residual(&eta, &input, cfg.family, cfg.elu_alpha, trace);
-        if trace && cfg.elu_alpha.is_some() {
-            if x.is_none() {
-                stats.elu_margin_at_zero = all;
-            }
-            stats.elu_margin.push(m);
-        }
-        let (next, (margin, active)) = dcea_step(x.as_ref(), &r, &p.we, &p.b, conv, cfg.step, cfg.threshold, trace);
+        let (next, st) = dcea_iteration(v.as_ref(), &input, &p.h, &p.we, &p.b, spec, trace);
         if trace {
-            stats.threshold_margin.push(margin);
-            stats.active.push(active as f64 / next.value().numel() as f64);
+            if cfg.elu_alpha.is_some() {
+                if v.is_none() {
+                    stats.elu_margin_at_zero = st.elu_margin_all;
+                }
+                stats.elu_margin.push(st.elu_margin);
+            }
+            stats.threshold_margin.push(st.threshold_margin);
+            stats.active.push(st.active as f64 / next.value().numel() as f64);
         }
-        x = Some(next);
+        v = Some(next);
     }
-    let code = x.expect("iters ≥ 1");
-    let eta = decode(p, &code, y, cfg, convt);
+    let v = v.expect("iters ≥ 1");
+    let eta = unshift(dcea_decode(&v, &p.wd, &p.b, cfg.threshold, convt), y, cfg);
+    let code = dcea_threshold(&v, &p.b, cfg.threshold);
     DceaOutput { eta, code, stats: trace.then_some(stats) }
 }
 
 /// The same map as [`dcea_forward`] built from elementary ops only (conv2d, conv_transpose2d,
 /// exp/sigmoid, sub, elu, mul_scalar, add, relu, abs, sign, mul): the reference the fused
-/// [`dcea_residual`] and [`dcea_step`] rules are checked against. It records 5–9 nodes per
-/// step instead of 3 (about twice the memory).
+/// [`dcea_iteration`], [`dcea_decode`] and [`dcea_threshold`] rules are checked against. It
+/// records 5–9 nodes per step instead of 1 (about twice the memory).
 #[track_caller]
 pub fn dcea_forward_composite<'t, T: Element>(
     p: &DceaParams<'t, T>,
@@ -934,7 +1150,7 @@ pub fn dcea_forward_composite<'t, T: Element>(
         });
     }
     let code = x.expect("iters ≥ 1");
-    let eta = decode(p, &code, y, cfg, convt);
+    let eta = unshift(code.conv_transpose2d(&p.wd, None, convt), y, cfg);
     DceaOutput { eta, code, stats: None }
 }
 
@@ -1149,14 +1365,15 @@ pub fn psnr<T: Element>(image: &Tensor<T>, estimate: &Tensor<T>) -> f64 {
 // Audit
 
 /// The audit cases of this module: the three NLL rules on every layout and both reductions,
-/// `dcea_residual` and `dcea_step` on every layout, and the whole unfolded DCEA (encoder,
+/// `dcea_iteration`, `dcea_decode` and `dcea_threshold` on every layout, and the whole
+/// unfolded DCEA (encoder,
 /// decoder, shifts, loss; labelled `dcea`) for every family, tied and untied, all on inputs
 /// whose every kink argument is at least [`crate::audit::KINK_MARGIN`] away (regenerated
 /// otherwise).
 pub(crate) fn cases(out: &mut Vec<autograd::audit::AuditCase>) {
     audit_cases::nll_cases(out);
-    audit_cases::residual_cases(out);
-    audit_cases::step_cases(out);
+    audit_cases::iteration_cases(out);
+    audit_cases::code_cases(out);
     audit_cases::dcea_cases(out);
 }
 
@@ -1215,103 +1432,141 @@ mod audit_cases {
         }
     }
 
-    /// `dcea_residual` for every family, with and without the ELU, η in every layout; inputs
-    /// regenerated until every ELU argument is at least [`KINK_MARGIN`] from 0.
-    pub(super) fn residual_cases(out: &mut Vec<AuditCase>) {
+    /// `min |arg|` over the threshold's arguments (`v − b`, or `|v| − b`) of codes `v`.
+    fn prox_margin(v: &Tensor<f64>, b: &Tensor<f64>, threshold: Threshold) -> f64 {
+        let (bv, plane) = (b.to_vec(), v.dim(2) * v.dim(3));
+        v.to_vec()
+            .iter()
+            .enumerate()
+            .fold(f64::INFINITY, |m, (i, &e)| m.min(prox(e, bv[(i / plane) % bv.len()], threshold).0.abs()))
+    }
+
+    /// Thresholds `b` `[k]` in `[0.1, 0.6)`.
+    fn thresholds_draw(k: usize, rng: &mut Rng) -> Tensor<f64> {
+        Tensor::from_vec((0..k).map(|_| rng.uniform_in(0.1, 0.6)).collect(), &[k])
+    }
+
+    /// `dcea_iteration` with and without `v`, every family, with and without the ELU, one-
+    /// and two-sided, several strides and steps, inputs in every layout; regenerated until
+    /// every threshold argument of `v` and every ELU argument is at least [`KINK_MARGIN`] from
+    /// its kink.
+    pub(super) fn iteration_cases(out: &mut Vec<AuditCase>) {
         use View::{Broadcast, Contiguous, Permuted, Sliced, Transposed};
         let b3 = Family::Binomial { trials: 3.0 };
-        let specs: [(Family, Option<f64>, View, View); 8] = [
-            (Family::Poisson, Some(2.0), Contiguous, Contiguous),
-            (Family::Poisson, Some(4.0), Transposed, Sliced),
-            (Family::Poisson, None, Broadcast, Contiguous),
-            (b3, Some(1.5), Permuted, Contiguous),
-            (b3, None, Sliced, Transposed),
-            (Family::Gaussian, None, Contiguous, Permuted),
-            (Family::Gaussian, Some(0.7), Broadcast, Sliced),
-            (Family::Binomial { trials: 1.0 }, Some(1.0), Sliced, Contiguous),
+        // (v layout or no v, y layout, H and We layouts, family, ELU, threshold, stride, step)
+        type Spec = (Option<View>, View, View, View, Family, Option<f64>, Threshold, usize, f64);
+        let specs: [Spec; 7] = [
+            (
+                Some(Contiguous),
+                Contiguous,
+                Contiguous,
+                Transposed,
+                Family::Poisson,
+                Some(2.0),
+                Threshold::OneSided,
+                2,
+                1.0,
+            ),
+            (None, Sliced, Contiguous, Contiguous, Family::Poisson, Some(4.0), Threshold::OneSided, 2, 1.0),
+            (Some(Permuted), Transposed, Sliced, Contiguous, b3, Some(1.5), Threshold::TwoSided, 1, 0.7),
+            (Some(Sliced), Contiguous, Permuted, Sliced, b3, None, Threshold::OneSided, 3, 1.0),
+            (Some(Broadcast), Permuted, Contiguous, Contiguous, Family::Gaussian, None, Threshold::TwoSided, 2, 0.5),
+            (None, Contiguous, Transposed, Permuted, Family::Gaussian, Some(0.7), Threshold::TwoSided, 1, 1.3),
+            (Some(Transposed), Sliced, Contiguous, Contiguous, Family::Poisson, None, Threshold::TwoSided, 3, 1.0),
         ];
-        let shape = [2, 1, 4, 5];
-        let mut rng = rng_for("dcea_residual", 0);
-        for (family, elu, eta_view, y_view) in specs {
-            let (eta, y) = regenerate_with(
-                "dcea_residual",
+        let (k, y_shape, w_shape) = (3, [2, 2, 7, 8], [3, 2, 3, 3]);
+        let mut rng = rng_for("dcea_iteration", 0);
+        for (v_view, y_view, h_view, we_view, family, elu, threshold, stride, step) in specs {
+            let conv = Conv2dParams::new().stride(stride);
+            let code = conv.output_hw([7, 8], [3, 3]).expect("geometry");
+            let convt =
+                ConvTranspose2dParams::new().stride(stride).output_padding2([(7 - 3) % stride, (8 - 3) % stride]);
+            let spec = StepSpec { family, elu, step, threshold, conv, convt };
+            let v_shape = [2, k, code[0], code[1]];
+            let (v, y, h, we, b) = regenerate_with(
+                "dcea_iteration",
                 || {
-                    let eta = input(eta_view, &shape, Dom::Range(-1.5, 1.5), &mut rng, "");
-                    let y = relayout(&observations(family, &shape, &mut rng), y_view);
-                    (eta, y)
+                    let v = v_view.map(|view| input(view, &v_shape, Dom::Range(-1.0, 1.0), &mut rng, ""));
+                    let y = input(y_view, &y_shape, Dom::Range(-0.5, 2.5), &mut rng, "");
+                    let h = make(h_view, &w_shape, Dom::Range(-0.5, 0.5), &mut rng);
+                    let we = make(we_view, &w_shape, Dom::Any, &mut rng);
+                    (v, y, h, we, thresholds_draw(k, &mut rng))
                 },
-                |(eta, y)| {
+                |(v, y, h, we, b)| {
                     let tape = Tape::new();
-                    let (e, yv) = (tape.constant(logical(eta)), tape.constant(y.clone()));
-                    dcea_residual(&e, &yv, family, elu, true).1 .1
+                    let vv = v.as_ref().map(|v| tape.constant(logical(v)));
+                    let (yv, hv, wv, bv) = (
+                        tape.constant(logical(y)),
+                        tape.constant(h.clone()),
+                        tape.constant(we.clone()),
+                        tape.constant(b.clone()),
+                    );
+                    let st = dcea_iteration(vv.as_ref(), &yv, &hv, &wv, &bv, spec, true).1;
+                    let vm = v.as_ref().map_or(f64::INFINITY, |v| prox_margin(&logical(v), b, threshold));
+                    vm.min(st.elu_margin_all)
                 },
             );
             let desc = format!(
-                "{} {}; η {}, y {}",
+                "{} {}, {threshold:?}, stride {stride}, step {step}; v {}; y {}; H {}; We {}; b contiguous [{k}]",
                 family.name(),
                 elu.map_or("no ELU".to_string(), |a| format!("ELU a = {a}")),
-                eta.desc,
-                autograd::audit::inputs::describe(y_view, &shape)
+                v.as_ref().map_or("absent (x₀ = 0)".to_string(), |v| v.desc.clone()),
+                y.desc,
+                autograd::audit::inputs::describe(h_view, &w_shape),
+                autograd::audit::inputs::describe(we_view, &w_shape)
             );
-            let target = eta.target.clone();
-            out.push(AuditCase::gradcheck("dcea_residual", desc, vec![eta.value, y], default(), move |_, v| {
-                dcea_residual(&bcast(&v[0], &target), &v[1], family, elu, false).0
+            let has_v = v.is_some();
+            let (v_target, y_target) = (v.as_ref().and_then(|v| v.target.clone()), y.target.clone());
+            let mut inputs: Vec<Tensor<f64>> = v.map(|v| v.value).into_iter().collect();
+            inputs.push(y.value);
+            // Without v, H and b are not inputs of the rule (they are only read by the trace).
+            inputs.extend(if has_v { vec![h, we, b] } else { vec![we] });
+            out.push(AuditCase::gradcheck("dcea_iteration", desc, inputs, default(), move |t, v| {
+                if has_v {
+                    let vv = bcast(&v[0], &v_target);
+                    dcea_iteration(Some(&vv), &bcast(&v[1], &y_target), &v[2], &v[3], &v[4], spec, false).0
+                } else {
+                    let (h, b) = (t.constant(Tensor::zeros(&w_shape)), t.constant(Tensor::zeros(&[k])));
+                    dcea_iteration(None, &bcast(&v[0], &y_target), &h, &v[1], &b, spec, false).0
+                }
             }));
         }
     }
 
-    /// `dcea_step` with and without `x`, one- and two-sided, several strides and steps, inputs
-    /// in every layout; regenerated until every threshold argument is at least
-    /// [`KINK_MARGIN`] from its kink.
-    pub(super) fn step_cases(out: &mut Vec<AuditCase>) {
+    /// `dcea_decode` and `dcea_threshold`, one- and two-sided, several strides, inputs in every
+    /// layout; regenerated until every threshold argument is at least [`KINK_MARGIN`] from
+    /// its kink.
+    pub(super) fn code_cases(out: &mut Vec<AuditCase>) {
         use View::{Broadcast, Contiguous, Permuted, Sliced, Transposed};
-        // (x layout or no x, r layout, We layout, threshold, stride, step)
-        let specs: [(Option<View>, View, View, Threshold, usize, f64); 5] = [
-            (Some(Contiguous), Contiguous, Contiguous, Threshold::OneSided, 2, 1.0),
-            (Some(Permuted), Sliced, Transposed, Threshold::TwoSided, 1, 0.7),
-            (None, Broadcast, Contiguous, Threshold::OneSided, 2, 1.0),
-            (Some(Sliced), Transposed, Permuted, Threshold::TwoSided, 3, 0.5),
-            (Some(Broadcast), Contiguous, Sliced, Threshold::OneSided, 1, 1.3),
+        let specs: [(View, View, Threshold, usize); 4] = [
+            (Contiguous, Contiguous, Threshold::OneSided, 2),
+            (Permuted, Sliced, Threshold::TwoSided, 1),
+            (Sliced, Transposed, Threshold::OneSided, 3),
+            (Broadcast, Contiguous, Threshold::TwoSided, 2),
         ];
-        let (k, r_shape) = (3, [2, 2, 7, 8]);
-        let mut rng = rng_for("dcea_step", 0);
-        for (x_view, r_view, w_view, threshold, stride, step) in specs {
-            let conv = Conv2dParams::new().stride(stride);
-            let code = conv.output_hw([7, 8], [3, 3]).expect("geometry");
-            let x_shape = [2, k, code[0], code[1]];
-            let ins = regenerate_with(
-                "dcea_step",
-                || {
-                    let x = x_view.map(|v| input(v, &x_shape, Dom::Range(0.0, 1.0), &mut rng, ""));
-                    let r = input(r_view, &r_shape, Dom::Any, &mut rng, "");
-                    let w = make(w_view, &[k, 2, 3, 3], Dom::Any, &mut rng);
-                    let b = Tensor::from_vec((0..k).map(|_| rng.uniform_in(0.1, 0.6)).collect(), &[k]);
-                    (x, r, w, b)
-                },
-                |(x, r, w, b)| {
-                    let tape = Tape::new();
-                    let xv = x.as_ref().map(|x| tape.constant(logical(x)));
-                    let (rv, wv, bv) = (tape.constant(logical(r)), tape.constant(w.clone()), tape.constant(b.clone()));
-                    dcea_step(xv.as_ref(), &rv, &wv, &bv, conv, step, threshold, true).1 .0
-                },
+        let (k, w_shape) = (3, [3, 2, 3, 3]);
+        let mut rng = rng_for("dcea_decode", 0);
+        for (v_view, w_view, threshold, stride) in specs {
+            let code = Conv2dParams::new().stride(stride).output_hw([7, 8], [3, 3]).expect("geometry");
+            let convt =
+                ConvTranspose2dParams::new().stride(stride).output_padding2([(7 - 3) % stride, (8 - 3) % stride]);
+            let v_shape = [2, k, code[0], code[1]];
+            let (v, b) = regenerate_with(
+                "dcea_decode",
+                || (input(v_view, &v_shape, Dom::Range(-1.0, 1.0), &mut rng, ""), thresholds_draw(k, &mut rng)),
+                |(v, b)| prox_margin(&logical(v), b, threshold),
             );
-            let (x, r, w, b) = ins;
-            let desc = format!(
-                "{threshold:?}, stride {stride}, step {step}; x {}; r {}; We {}; b contiguous [{k}]",
-                x.as_ref().map_or("absent (x₀ = 0)".to_string(), |x| x.desc.clone()),
-                r.desc,
-                autograd::audit::inputs::describe(w_view, &[k, 2, 3, 3])
-            );
-            let has_x = x.is_some();
-            let x_target = x.as_ref().and_then(|x| x.target.clone());
-            let r_target = r.target.clone();
-            let mut inputs: Vec<Tensor<f64>> = x.map(|x| x.value).into_iter().collect();
-            inputs.extend([r.value, w, b]);
-            out.push(AuditCase::gradcheck("dcea_step", desc, inputs, default(), move |_, v| {
-                let o = usize::from(has_x);
-                let xv = has_x.then(|| bcast(&v[0], &x_target));
-                let rv = bcast(&v[o], &r_target);
-                dcea_step(xv.as_ref(), &rv, &v[o + 1], &v[o + 2], conv, step, threshold, false).0
+            let wd = make(w_view, &w_shape, Dom::Any, &mut rng);
+            let what = format!("{threshold:?}; v {}; b contiguous [{k}]", v.desc);
+            let target = v.target.clone();
+            let desc = format!("{what}; stride {stride}; Wd {}", autograd::audit::inputs::describe(w_view, &w_shape));
+            let inputs = vec![v.value.clone(), wd, b.clone()];
+            let t2 = target.clone();
+            out.push(AuditCase::gradcheck("dcea_decode", desc, inputs, default(), move |_, v| {
+                dcea_decode(&bcast(&v[0], &t2), &v[1], &v[2], threshold, convt)
+            }));
+            out.push(AuditCase::gradcheck("dcea_threshold", what, vec![v.value, b], default(), move |_, v| {
+                dcea_threshold(&bcast(&v[0], &target), &v[1], threshold)
             }));
         }
     }

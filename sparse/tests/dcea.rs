@@ -445,7 +445,7 @@ fn whole_model_gradients_match_central_differences_for_every_family() {
 
 #[test]
 fn the_fused_rules_match_the_composite_model() {
-    // dcea_forward (dcea_residual + dcea_step) against dcea_forward_composite (elementary ops
+    // dcea_forward (dcea_iteration, dcea_decode, dcea_threshold) against dcea_forward_composite (elementary ops
     // only): the same forward values and gradients, for every family, both thresholds, tied
     // and untied, with and without shifts and a step ≠ 1.
     let mut rng = Rng::new(31);
@@ -479,16 +479,17 @@ fn the_fused_rules_match_the_composite_model() {
         for (i, (a, b)) in fused.2.iter().zip(&comp.2).enumerate() {
             assert_close(&format!("{what}: gradient {i}"), a, b, 1e-12);
         }
-        assert!(fused.3.iter().any(|n| n == "dcea_step") && !comp.3.iter().any(|n| n == "dcea_step"));
+        assert!(fused.3.iter().any(|n| n == "dcea_iteration") && !comp.3.iter().any(|n| n == "dcea_iteration"));
         assert!(comp.3.iter().any(|n| n == "relu"), "{:?}", comp.3);
     }
 }
 
 #[test]
 fn the_dcea_audit_cases_pass() {
-    let dcea_ops = ["dcea", "dcea_residual", "dcea_step", "gaussian_nll", "binomial_nll", "poisson_nll"];
+    let dcea_ops =
+        ["dcea", "dcea_iteration", "dcea_decode", "dcea_threshold", "gaussian_nll", "binomial_nll", "poisson_nll"];
     let cases: Vec<_> = sparsegrad_sparse::audit::cases().into_iter().filter(|c| dcea_ops.contains(&c.op)).collect();
-    assert_eq!(cases.len(), 6 + 8 + 5 + 3 * 6);
+    assert_eq!(cases.len(), 6 + 7 + 4 + 4 + 3 * 6);
     let results = audit::run_all(&cases, None);
     let table = audit::format_table(&results);
     assert!(results.iter().all(|r| r.passed()), "{table}");
