@@ -459,6 +459,19 @@ unsafe fn pack_panel<F: Element>(
         }
     } else if line_stride == 1 {
         // The lines of one k are contiguous (column-major A, row-major B): copies of `len`.
+        // Full panels of the kernels' widths copy a fixed-size block per k: a `memcpy` call
+        // per 24–128 bytes cost 15% of a 128 × 128 × 256 product (`perf`, sc_loss).
+        if len == w {
+            match w {
+                4 => return copy_lines::<F, 4>(dst, src, step, kc),
+                6 => return copy_lines::<F, 6>(dst, src, step, kc),
+                8 => return copy_lines::<F, 8>(dst, src, step, kc),
+                12 => return copy_lines::<F, 12>(dst, src, step, kc),
+                16 => return copy_lines::<F, 16>(dst, src, step, kc),
+                32 => return copy_lines::<F, 32>(dst, src, step, kc),
+                _ => {}
+            }
+        }
         for p in 0..kc {
             let s = src.offset(p as isize * step);
             let d = dst.add(p * w);
@@ -474,6 +487,16 @@ unsafe fn pack_panel<F: Element>(
                 *d.add(l) = if l < len { *src.offset(l as isize * line_stride + p as isize * step) } else { F::zero() };
             }
         }
+    }
+}
+
+/// `dst[p·W .. p·W + W] = src[p·step ..][..W]` for `p < kc`: the full-width case of
+/// [`pack_panel`] with contiguous lines, one fixed-size copy per `p`.
+#[inline(always)]
+unsafe fn copy_lines<F: Element, const W: usize>(dst: *mut F, src: *const F, step: isize, kc: usize) {
+    for p in 0..kc {
+        let line = std::ptr::read_unaligned(src.offset(p as isize * step).cast::<[F; W]>());
+        std::ptr::write_unaligned(dst.add(p * W).cast::<[F; W]>(), line);
     }
 }
 
