@@ -39,8 +39,8 @@ print()
 for tag, root, pname in (('with CachingAlloc (as the benches install it)', 'criterion', 'sc_loss'), ('SPARSEGRAD_ALLOC_CACHE_MB=0 (glibc alone; peers unchanged)', 'criterion-nocache', 'sc_loss')):
     sc = peers(pname)
     print(f'{tag}:\n')
-    print('| N | mode | threads | fused ms | fused, in pool ms | composed ms | torch ms | jax ms | fused / jax | composed / fused |')
-    print('|---|---|---|---|---|---|---|---|---|---|')
+    print('| N | mode | threads | fused ms | fused, in pool ms | composed ms | literal ms | torch ms | jax ms | fused / jax | composed / fused | literal / fused |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|')
     for t in (1, 2):
         for N in (128, 512):
             for mode in ('fwd', 'fwd_bwd'):
@@ -48,12 +48,14 @@ for tag, root, pname in (('with CachingAlloc (as the benches install it)', 'crit
                 fu = crit(os.path.join(O, root), g, f'fused_{mode}', str(N))
                 fp = crit(os.path.join(O, root), g, f'fused_{mode}_in_pool', str(N))
                 co = crit(os.path.join(O, root), g, f'composed_{mode}', str(N))
+                li = crit(os.path.join(O, root), g, f'literal_{mode}', str(N))
                 to, ja = sc.get((t, 'torch', N, mode)), sc.get((t, 'jax', N, mode))
                 if fu is None: continue
                 f = lambda v: '–' if v is None else f'{v:.3f}'
                 fj = '–' if ja is None else f'{fu / ja:.2f}'
                 cf = '–' if co is None else f'{co / fu:.2f}'
-                print(f'| {N} | {mode} | {t} | {f(fu)} | {f(fp)} | {f(co)} | {f(to)} | {f(ja)} | {fj} | {cf} |')
+                lf = '–' if li is None else f'{li / fu:.1f}'
+                print(f'| {N} | {mode} | {t} | {f(fu)} | {f(fp)} | {f(co)} | {f(li)} | {f(to)} | {f(ja)} | {fj} | {cf} | {lf} |')
     print()
 
 for name in ('dcea_timing.txt', 'csc_memory.txt', 'csc_accuracy.txt'):

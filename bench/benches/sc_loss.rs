@@ -6,7 +6,11 @@
 //! same three GEMMs) is measured beside it.
 //!
 //! Functions: `fused_*` is `sparse::scl::sc_loss` (one op, analytic rule), `composed_*` is
-//! `sc_loss_composed` (square, sum, matmul, log_softmax, diagonal, mean on the tape).
+//! `sc_loss_composed` (square, sum, matmul, log_softmax, diagonal, mean on the tape: the
+//! distances rewritten as `‖a‖² + ‖p‖² − 2·a pᵀ`, as the peers write them, so it runs the same
+//! three GEMMs as the fused rule), `literal_*` is MATH.md's formula composed as it is written:
+//! `d_ij = Σ_k (a_ik − p_jk)²` through a broadcast `[N, N, d]` difference, then the same
+//! log-softmax (one-sided, squared, N = 128 only).
 //! `fwd` runs on constants (no rule is kept, like `torch.no_grad`), `fwd_bwd` on leaves, then
 //! `backward`. Each `*_in_pool` variant runs the same calls from a thread of a rayon pool
 //! (`pool.install`), where the rule's `rayon::join`s start without waking the pool from
@@ -20,7 +24,7 @@ static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
 
 use std::time::Instant;
 
-use autograd::Tape;
+use autograd::{Tape, Var};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use engine::{Rng, Tensor};
 use sparse::scl::{sc_loss, sc_loss_composed, ScConfig};
@@ -35,15 +39,36 @@ fn features(n: usize, d: usize) -> (Tensor<f32>, Tensor<f32>) {
     (a, p)
 }
 
+/// The three versions of the loss that are timed.
+#[derive(Clone, Copy, PartialEq)]
+enum Version {
+    Fused,
+    Composed,
+    Literal,
+}
+
+/// The one-sided squared-distance loss composed from MATH.md §5 as written: the `[N, N, d]`
+/// differences `a_i − p_j` by broadcasting, squared and summed over `d`.
+fn sc_loss_literal<'t>(a: &Var<'t, f32>, p: &Var<'t, f32>) -> Var<'t, f32> {
+    let (n, d) = (a.shape()[0], a.shape()[1]);
+    let diff = a.reshape(&[n, 1, d]).sub(&p.reshape(&[1, n, d]));
+    let dist = diff.square().sum(&[2], false);
+    dist.neg().log_softmax(1).diagonal().mean_all().neg()
+}
+
 /// One evaluation: the loss (and with `grad`, both gradients, returned to keep them alive).
-fn eval(fused: bool, grad: bool, a: &Tensor<f32>, p: &Tensor<f32>, cfg: ScConfig) -> f64 {
+fn eval(version: Version, grad: bool, a: &Tensor<f32>, p: &Tensor<f32>, cfg: ScConfig) -> f64 {
     let tape = Tape::new();
     let (va, vp) = if grad {
         (tape.leaf(a.clone()), tape.leaf(p.clone()))
     } else {
         (tape.constant(a.clone()), tape.constant(p.clone()))
     };
-    let loss = if fused { sc_loss(&va, &vp, cfg) } else { sc_loss_composed(&va, &vp, cfg) };
+    let loss = match version {
+        Version::Fused => sc_loss(&va, &vp, cfg),
+        Version::Composed => sc_loss_composed(&va, &vp, cfg),
+        Version::Literal => sc_loss_literal(&va, &vp),
+    };
     if grad {
         let g = tape.backward(&loss).expect("sc_loss backward");
         black_box((g.wrt(&va), g.wrt(&vp)));
@@ -58,20 +83,31 @@ fn sc_loss_bench(c: &mut Criterion) {
         let (a, p) = features(n, 256);
         g.sample_size(if n == 128 { 100 } else { 30 });
         for (cfg, side) in [(ScConfig::new().one_sided(), ""), (ScConfig::new(), "_sym")] {
-            // Fused and composed agree (f32 rounding only) before anything is timed.
-            let (f, c) = (eval(true, true, &a, &p, cfg), eval(false, true, &a, &p, cfg));
-            assert!((f - c).abs() <= 1e-5 * c.abs(), "{}: fused {f} vs composed {c}", cfg.describe());
-            for (fused, which) in [(true, "fused"), (false, "composed")] {
+            let mut versions = vec![(Version::Fused, "fused"), (Version::Composed, "composed")];
+            if side.is_empty() && n == 128 {
+                // At N = 512 the [N, N, d] differences are 256 MiB each, and no one would.
+                versions.push((Version::Literal, "literal"));
+            }
+            // All versions agree (f32 rounding only) before anything is timed.
+            let f = eval(Version::Fused, true, &a, &p, cfg);
+            for &(version, which) in &versions[1..] {
+                let c = eval(version, true, &a, &p, cfg);
+                assert!((f - c).abs() <= 1e-5 * c.abs(), "{}: fused {f} vs {which} {c}", cfg.describe());
+            }
+            for &(version, which) in &versions {
+                let fused = version == Version::Fused;
                 for (grad, mode) in [(false, "fwd"), (true, "fwd_bwd")] {
                     let name = format!("{which}_{mode}{side}");
-                    g.bench_function(BenchmarkId::new(name.as_str(), n), |b| b.iter(|| eval(fused, grad, &a, &p, cfg)));
+                    g.bench_function(BenchmarkId::new(name.as_str(), n), |b| {
+                        b.iter(|| eval(version, grad, &a, &p, cfg))
+                    });
                     if fused {
                         g.bench_function(BenchmarkId::new(format!("{name}_in_pool"), n), |b| {
                             b.iter_custom(|iters| {
                                 pool.install(|| {
                                     let t0 = Instant::now();
                                     for _ in 0..iters {
-                                        black_box(eval(fused, grad, &a, &p, cfg));
+                                        black_box(eval(version, grad, &a, &p, cfg));
                                     }
                                     t0.elapsed()
                                 })
