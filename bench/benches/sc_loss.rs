@@ -95,13 +95,12 @@ fn sc_loss_bench(c: &mut Criterion) {
                 assert!((f - c).abs() <= 1e-5 * c.abs(), "{}: fused {f} vs {which} {c}", cfg.describe());
             }
             for &(version, which) in &versions {
-                let fused = version == Version::Fused;
                 for (grad, mode) in [(false, "fwd"), (true, "fwd_bwd")] {
                     let name = format!("{which}_{mode}{side}");
                     g.bench_function(BenchmarkId::new(name.as_str(), n), |b| {
                         b.iter(|| eval(version, grad, &a, &p, cfg))
                     });
-                    if fused {
+                    if version == Version::Fused {
                         g.bench_function(BenchmarkId::new(format!("{name}_in_pool"), n), |b| {
                             b.iter_custom(|iters| {
                                 pool.install(|| {

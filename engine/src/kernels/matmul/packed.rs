@@ -459,11 +459,11 @@ unsafe fn pack_panel<F: Element>(
         }
     } else if line_stride == 1 {
         // The lines of one k are contiguous (column-major A, row-major B): copies of `len`.
-        // Full panels of the kernels' widths copy a fixed-size block per k: a `memcpy` call
-        // per 24–128 bytes cost 15% of a 128 × 128 × 256 product (`perf`, sc_loss).
+        // Full panels of the kernels' widths (MR = 6, 12; NR = 8, 16, 32 for f64 / f32 under
+        // AVX2 / AVX-512) copy a fixed-size block per k: a `memcpy` call per 24–128 bytes cost
+        // 15% of a 128 × 128 × 256 product (`perf`, sc_loss).
         if len == w {
             match w {
-                4 => return copy_lines::<F, 4>(dst, src, step, kc),
                 6 => return copy_lines::<F, 6>(dst, src, step, kc),
                 8 => return copy_lines::<F, 8>(dst, src, step, kc),
                 12 => return copy_lines::<F, 12>(dst, src, step, kc),
