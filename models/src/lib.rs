@@ -3,9 +3,9 @@
 //! Parameters, networks and training for the `sparsegrad` program: the MNIST LeNet now;
 //! the networks of the sparse-coding papers as later issues add them.
 
-pub mod cli;
-pub mod commands;
+pub mod layers;
 pub mod lenet;
+pub mod nets;
 pub mod params;
 pub mod train;
 

@@ -10,8 +10,8 @@ use engine::{Rng, Tensor};
 
 use super::{set_threads, usage_error};
 use crate::cli::Args;
-use crate::train::classifier_step;
-use crate::LeNet;
+use models::train::classifier_step;
+use models::LeNet;
 
 const HELP: &str = "\
 sparsegrad train: train the MNIST LeNet (MatConvNet layout: conv5×5 20, max-pool, conv5×5 50,

@@ -7,5 +7,5 @@ static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    std::process::exit(sparsegrad_models::commands::main(&args));
+    std::process::exit(sparsegrad::commands::main(&args));
 }
