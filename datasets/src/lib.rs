@@ -69,3 +69,36 @@ pub use variations::Variation;
 /// Environment variable naming the root of the real data (`../shared/data` layout) for the
 /// integration tests and examples.
 pub const DATA_ENV: &str = "SPARSEGRAD_DATA";
+
+/// Environment variable that turns a data-dependent test's skip into a failure: set it to `1`
+/// where the real data is always present (`.ci/run` does), so a missing or moved data
+/// directory fails the run instead of passing it vacuously.
+pub const REQUIRE_DATA_ENV: &str = "SPARSEGRAD_REQUIRE_DATA";
+
+/// The root of the real data for tests and examples: `$SPARSEGRAD_DATA`, else the nearest
+/// `shared/data` above `manifest_dir` (the calling crate's `CARGO_MANIFEST_DIR`), where the
+/// project's machines stage it beside the repository.
+pub fn data_root(manifest_dir: &str) -> std::path::PathBuf {
+    if let Some(root) = std::env::var_os(DATA_ENV) {
+        return std::path::PathBuf::from(root);
+    }
+    let dir = std::path::Path::new(manifest_dir);
+    dir.ancestors().map(|a| a.join("shared/data")).find(|d| d.is_dir()).unwrap_or_else(|| dir.join("../../shared/data"))
+}
+
+/// True when `SPARSEGRAD_REQUIRE_DATA` is set to anything but `0` or the empty string.
+pub fn data_required() -> bool {
+    std::env::var(REQUIRE_DATA_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Reports that `test` skips because `why` (e.g. "cifar-100/test.bin not found"): prints the
+/// reason, or **panics** with it when [`data_required`], so the skip becomes a failure.
+#[track_caller]
+pub fn skip_test(test: &str, why: &str) {
+    if data_required() {
+        panic!("{test}: the real data is required ({REQUIRE_DATA_ENV} is set) but {why} (set {DATA_ENV} or stage ../shared/data)");
+    }
+    eprintln!(
+        "{test}: skipped: {why} (set {DATA_ENV} or stage ../shared/data; {REQUIRE_DATA_ENV}=1 makes this a failure)"
+    );
+}

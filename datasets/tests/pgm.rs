@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use sparsegrad_datasets::pgm::{pgm_bytes, pgm_plain_bytes};
-use sparsegrad_datasets::{open_pgm, parse_pgm, read_pgm, DataError, DATA_ENV};
+use sparsegrad_datasets::{open_pgm, parse_pgm, read_pgm, DataError};
 
 fn parse(b: &[u8]) -> Result<sparsegrad_datasets::Pgm, DataError> {
     parse_pgm(Path::new("img.pgm"), b)
@@ -171,11 +171,8 @@ fn files_on_disk_and_io_errors_name_the_file() {
 /// `data/denoise`: `$SPARSEGRAD_DATA/denoise`, else `shared/data/denoise` in the nearest
 /// ancestor of this crate that has one (the repository's `../shared`, or a worktree's).
 fn denoise_dir() -> Option<PathBuf> {
-    if let Some(root) = std::env::var_os(DATA_ENV) {
-        let d = PathBuf::from(root).join("denoise");
-        return d.is_dir().then_some(d);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().map(|a| a.join("shared/data/denoise")).find(|d| d.is_dir())
+    let d = sparsegrad_datasets::data_root(env!("CARGO_MANIFEST_DIR")).join("denoise");
+    d.is_dir().then_some(d)
 }
 
 /// Name, width, height, Σ pixels, Σ pixel·(index mod 251), first, last, min, max.
@@ -184,7 +181,7 @@ type Expected = (&'static str, usize, usize, u64, u64, u16, u16, u16, u16);
 #[test]
 fn the_seven_dcea_test_images() {
     let Some(dir) = denoise_dir() else {
-        eprintln!("pgm: skipped: data/denoise not found (set {DATA_ENV} or stage ../shared/data)");
+        sparsegrad_datasets::skip_test("pgm", "data/denoise not found");
         return;
     };
     // name, width, height, Σ pixels, Σ pixel·(index mod 251), first, last, min, max (Python, above)

@@ -11,23 +11,17 @@ use std::path::{Path, PathBuf};
 use sparsegrad_datasets::cifar::{CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES, CIFAR10_CLASSES};
 use sparsegrad_datasets::{
     embedded, info, open_cifar_file, open_svhn_mat, CifarKind, Dataset, FashionMnist, ImageSet, Mnist, OpenOptions,
-    DATA_ENV,
 };
 
-fn data_root() -> Option<PathBuf> {
-    let root = std::env::var_os(DATA_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")));
-    root.join("mnist").is_dir().then_some(root)
-}
-
-/// The data root, or `None` after printing why the test is skipped.
+/// The data root, or `None` after saying why the test is skipped (a failure under
+/// `SPARSEGRAD_REQUIRE_DATA=1`).
 fn root_or_skip(test: &str) -> Option<PathBuf> {
-    let r = data_root();
-    if r.is_none() {
-        eprintln!("{test}: skipped: real data not found (set {DATA_ENV} or stage ../shared/data)");
+    let root = sparsegrad_datasets::data_root(env!("CARGO_MANIFEST_DIR"));
+    if root.join("mnist").is_dir() {
+        return Some(root);
     }
-    r
+    sparsegrad_datasets::skip_test(test, &format!("real data not found in {}", root.display()));
+    None
 }
 
 /// As [`root_or_skip`], for tests that read the `.gz` files (skipped without the `gzip`

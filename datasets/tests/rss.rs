@@ -2,9 +2,7 @@
 //! less than 10 MB. Alone in its own test binary so no other test allocates meanwhile. Linux
 //! only; skipped (with a printed reason) when the file or `/proc` is absent.
 
-use std::path::PathBuf;
-
-use sparsegrad_datasets::{open_cifar_file, CifarKind, Dataset, DATA_ENV};
+use sparsegrad_datasets::{open_cifar_file, CifarKind, Dataset};
 
 fn vm_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -13,12 +11,10 @@ fn vm_rss_kib() -> Option<u64> {
 
 #[test]
 fn opening_the_cifar100_training_file_does_not_grow_rss() {
-    let root = std::env::var_os(DATA_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")));
+    let root = sparsegrad_datasets::data_root(env!("CARGO_MANIFEST_DIR"));
     let file = root.join("cifar-100/train_first250_per_class.bin");
     let (Some(before), true) = (vm_rss_kib(), file.is_file()) else {
-        eprintln!("rss: skipped: {} or /proc/self/status not available", file.display());
+        sparsegrad_datasets::skip_test("rss", &format!("{} or /proc/self/status not available", file.display()));
         return;
     };
     let set = open_cifar_file(&file, Some(CifarKind::Cifar100)).unwrap();
