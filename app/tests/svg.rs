@@ -1,0 +1,109 @@
+//! Every kind of figure the program writes is well-formed XML with an `<svg>` root, a title,
+//! axis labels and (for several series) a legend; images are valid PNG data.
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+use sparsegrad::report::svg::{normalise, png_grey, GreyImage, HeatMap, ImageGrid, LineChart, Series};
+
+/// Parses `svg` fully; returns the text nodes. Panics with the position on malformed XML.
+fn parse(svg: &str) -> Vec<String> {
+    let mut r = Reader::from_str(svg);
+    let mut depth = 0i64;
+    let mut texts = vec![];
+    let mut root = None;
+    loop {
+        match r.read_event() {
+            Ok(Event::Start(e)) => {
+                if root.is_none() {
+                    root = Some(String::from_utf8_lossy(e.name().as_ref()).to_string());
+                }
+                for a in e.attributes() {
+                    a.unwrap_or_else(|err| panic!("bad attribute at {}: {err}", r.buffer_position()));
+                }
+                depth += 1;
+            }
+            Ok(Event::Empty(e)) => {
+                for a in e.attributes() {
+                    a.unwrap_or_else(|err| panic!("bad attribute at {}: {err}", r.buffer_position()));
+                }
+            }
+            Ok(Event::End(_)) => depth -= 1,
+            Ok(Event::Text(t)) => {
+                let s = t.unescape().unwrap_or_else(|err| panic!("bad text at {}: {err}", r.buffer_position()));
+                if !s.trim().is_empty() {
+                    texts.push(s.to_string());
+                }
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("malformed XML at {}: {e}", r.buffer_position()),
+        }
+        assert!(depth >= 0, "an end tag without a start");
+    }
+    assert_eq!(depth, 0, "unclosed elements");
+    assert_eq!(root.as_deref(), Some("svg"));
+    texts
+}
+
+#[test]
+fn line_chart_is_well_formed_with_labels_and_legend() {
+    let c = LineChart {
+        title: "Accuracy vs labels <MNIST & co>".into(),
+        x_label: "labels per class".into(),
+        y_label: "test accuracy (%)".into(),
+        log_x: true,
+        y_range: None,
+        series: vec![
+            Series { name: "lenet".into(), points: vec![(1.0, 40.0, 5.0), (10.0, 80.0, 2.0), (100.0, 95.0, 0.5)] },
+            Series {
+                name: "sf-lenet".into(),
+                points: vec![(1.0, 45.0, 4.0), (10.0, f64::NAN, 0.0), (100.0, 96.0, 0.3)],
+            },
+        ],
+    };
+    let t = parse(&c.to_svg());
+    for want in ["Accuracy vs labels <MNIST & co>", "labels per class", "test accuracy (%)", "lenet", "sf-lenet", "10"]
+    {
+        assert!(t.iter().any(|s| s == want), "missing text {want:?} in {t:?}");
+    }
+}
+
+#[test]
+fn heat_map_is_well_formed() {
+    let h = HeatMap {
+        title: "accuracy under noise".into(),
+        x_label: "λ at test time".into(),
+        y_label: "noise σ".into(),
+        value_label: "accuracy (%)".into(),
+        cols: vec!["0.1".into(), "0.2".into()],
+        rows: vec!["0".into(), "0.1".into(), "0.2".into()],
+        values: vec![vec![90.0, 89.0], vec![70.0, 75.0], vec![f64::NAN, 60.0]],
+        marked: vec![(0, 0), (1, 1), (2, 1)],
+    };
+    let t = parse(&h.to_svg());
+    for want in ["λ at test time", "noise σ", "accuracy (%)", "90.0", "–"] {
+        assert!(t.iter().any(|s| s == want), "missing {want:?} in {t:?}");
+    }
+}
+
+#[test]
+fn image_grid_is_well_formed_and_embeds_valid_png() {
+    let img = |c: &str| GreyImage { caption: c.into(), w: 3, h: 2, pixels: normalise(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]) };
+    let g = ImageGrid {
+        title: "atoms".into(),
+        cols: 2,
+        scale: 8.0,
+        images: vec![img("a"), img("b"), img("c")],
+        note: "black = min, white = max of each atom".into(),
+    };
+    let svg = g.to_svg();
+    let t = parse(&svg);
+    assert!(t.iter().any(|s| s == "atoms") && t.iter().any(|s| s == "c"), "{t:?}");
+    assert_eq!(svg.matches("data:image/png;base64,").count(), 3);
+    let png = png_grey(3, 2, &normalise(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[12..16], b"IHDR");
+    // A larger image spans several stored deflate blocks.
+    let big = png_grey(300, 300, &vec![0.5; 90000]);
+    assert!(big.len() > 90300);
+}
