@@ -1,0 +1,166 @@
+//! `sparsegrad experiment NAME`: the papers' claims tested, one command each.
+//!
+//! Every experiment is a grid of cells ([`crate::report::grid`]): it lists its cells, runs the
+//! ones this shard owns and has not finished (one JSON file per finished cell under
+//! `--out/cells/`, so an interrupted run resumes where it stopped), and — when it ran the
+//! whole grid, or in `sparsegrad experiment merge` — builds its tables (printed, and written
+//! as CSV and JSON) and figures (SVG) from the cells in index order. The same command gives
+//! the same table, bit for bit: every cell is seeded from `--seed` and its own parameters,
+//! and the kernels' results do not depend on the thread count.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::report::grid::{self, Cell, Shard, Table};
+
+/// Options every experiment takes.
+#[derive(Clone, Debug)]
+pub struct Common {
+    /// Where cells, tables and figures go.
+    pub out: PathBuf,
+    /// The smoke-test budget (minutes), as CI runs it.
+    pub quick: bool,
+    pub shard: Shard,
+    pub seed: u64,
+    /// The root of the data sets (`../shared/data` layout); `None`: the default search.
+    pub data_dir: Option<PathBuf>,
+    /// Print nothing but the tables.
+    pub quiet: bool,
+}
+
+/// What an experiment's report holds: tables and figures, each with a file stem.
+#[derive(Default)]
+pub struct Report {
+    pub tables: Vec<(String, Table)>,
+    /// `(file stem, SVG text)`.
+    pub figures: Vec<(String, String)>,
+    /// Lines printed after the tables (verdict hints, the paper's numbers).
+    pub notes: Vec<String>,
+}
+
+/// An experiment: its grid, how to compute one cell, and how to report finished cells.
+pub trait Experiment {
+    /// The command's name (`limited-supervision`).
+    fn name(&self) -> &'static str;
+    /// Every cell of the grid, in a fixed order (their indices).
+    fn grid(&self, common: &Common) -> Vec<Cell>;
+    /// Computes one cell; returns its measured values as a JSON object.
+    fn run_cell(&self, cell: &Cell, common: &Common) -> Result<Value, String>;
+    /// Tables and figures from the finished cells (`cells[index]` is the saved object with
+    /// `params` and `result`); cells may be missing (a partial merge).
+    fn report(&self, grid: &[Cell], cells: &BTreeMap<usize, Value>) -> Report;
+}
+
+/// Runs the cells of `e` that this shard owns and has not finished, then, if this process
+/// ran the whole grid, writes and prints the report.
+pub fn run(e: &dyn Experiment, c: &Common) -> Result<(), String> {
+    let cells = e.grid(c);
+    let mine: Vec<&Cell> = cells.iter().filter(|cell| c.shard.owns(cell)).collect();
+    let todo: Vec<&Cell> = mine
+        .iter()
+        .copied()
+        .filter(|cell| grid::load_cell(&c.out, cell).map(|v| v.is_none()).unwrap_or(true))
+        .collect();
+    if !c.quiet {
+        eprintln!(
+            "{}: {} cells in the grid, {} in shard {}/{}, {} already done; results in {}",
+            e.name(),
+            cells.len(),
+            mine.len(),
+            c.shard.i,
+            c.shard.n,
+            mine.len() - todo.len(),
+            c.out.display()
+        );
+    }
+    let start = Instant::now();
+    for (k, cell) in todo.iter().enumerate() {
+        let t0 = Instant::now();
+        if !c.quiet {
+            let desc: Vec<String> = cell.params.iter().map(|(a, b)| format!("{a}={b}")).collect();
+            eprintln!("[{}/{}] {} …", k + 1, todo.len(), desc.join(" "));
+        }
+        let result = e.run_cell(cell, c).map_err(|err| format!("cell {}: {err}", cell.id))?;
+        grid::save_cell(&c.out, cell, result)?;
+        if !c.quiet {
+            let done = k + 1;
+            let per = start.elapsed().as_secs_f64() / done as f64;
+            let eta = per * (todo.len() - done) as f64;
+            eprintln!("      done in {:.1} s; ETA {}", t0.elapsed().as_secs_f64(), fmt_duration(eta));
+        }
+        if crate::experiments::interrupted() {
+            return Err(format!("interrupted after {} cells; run the same command again to resume", k + 1));
+        }
+    }
+    if c.shard.n == 1 {
+        write_report(e, &cells, &[c.out.clone()], &c.out, c.quiet)
+    } else {
+        eprintln!(
+            "shard {}/{} done; assemble with: sparsegrad experiment merge --experiment {} --out DIR SHARD_DIRS…",
+            c.shard.i,
+            c.shard.n,
+            e.name()
+        );
+        Ok(())
+    }
+}
+
+/// Builds the report of `e` from the cells found in `dirs` and writes it to `out`.
+pub fn write_report(e: &dyn Experiment, grid_cells: &[Cell], dirs: &[PathBuf], out: &Path, quiet: bool) -> Result<(), String> {
+    let found = grid::collect(dirs, grid_cells)?;
+    if found.len() < grid_cells.len() && !quiet {
+        eprintln!("{}: {} of {} cells found; the tables leave the rest out", e.name(), found.len(), grid_cells.len());
+    }
+    let report = e.report(grid_cells, &found);
+    std::fs::create_dir_all(out).map_err(|err| format!("{}: {err}", out.display()))?;
+    let mut json = serde_json::Map::new();
+    for (stem, t) in &report.tables {
+        print!("{}", t.to_text());
+        println!();
+        let p = out.join(format!("{stem}.csv"));
+        grid::write_atomic(&p, t.to_csv().as_bytes()).map_err(|err| format!("{}: {err}", p.display()))?;
+        json.insert(stem.clone(), t.to_json());
+    }
+    for n in &report.notes {
+        println!("{n}");
+    }
+    let p = out.join("tables.json");
+    let text = serde_json::to_string_pretty(&Value::Object(json)).map_err(|err| err.to_string())? + "\n";
+    grid::write_atomic(&p, text.as_bytes()).map_err(|err| format!("{}: {err}", p.display()))?;
+    for (stem, svg) in &report.figures {
+        let p = out.join(format!("{stem}.svg"));
+        grid::write_atomic(&p, svg.as_bytes()).map_err(|err| format!("{}: {err}", p.display()))?;
+    }
+    if !quiet {
+        eprintln!("wrote {} tables (CSV, tables.json) and {} figures (SVG) to {}", report.tables.len(), report.figures.len(), out.display());
+    }
+    Ok(())
+}
+
+pub fn fmt_duration(s: f64) -> String {
+    if !s.is_finite() {
+        return "?".into();
+    }
+    let s = s.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s / 60 % 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the running experiment to stop after the current cell (Ctrl-C).
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub fn interrupted() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
