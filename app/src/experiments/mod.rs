@@ -109,7 +109,13 @@ pub fn run(e: &dyn Experiment, c: &Common) -> Result<(), String> {
 }
 
 /// Builds the report of `e` from the cells found in `dirs` and writes it to `out`.
-pub fn write_report(e: &dyn Experiment, grid_cells: &[Cell], dirs: &[PathBuf], out: &Path, quiet: bool) -> Result<(), String> {
+pub fn write_report(
+    e: &dyn Experiment,
+    grid_cells: &[Cell],
+    dirs: &[PathBuf],
+    out: &Path,
+    quiet: bool,
+) -> Result<(), String> {
     let found = grid::collect(dirs, grid_cells)?;
     if found.len() < grid_cells.len() && !quiet {
         eprintln!("{}: {} of {} cells found; the tables leave the rest out", e.name(), found.len(), grid_cells.len());
@@ -135,7 +141,12 @@ pub fn write_report(e: &dyn Experiment, grid_cells: &[Cell], dirs: &[PathBuf], o
         grid::write_atomic(&p, svg.as_bytes()).map_err(|err| format!("{}: {err}", p.display()))?;
     }
     if !quiet {
-        eprintln!("wrote {} tables (CSV, tables.json) and {} figures (SVG) to {}", report.tables.len(), report.figures.len(), out.display());
+        eprintln!(
+            "wrote {} tables (CSV, tables.json) and {} figures (SVG) to {}",
+            report.tables.len(),
+            report.figures.len(),
+            out.display()
+        );
     }
     Ok(())
 }
@@ -164,3 +175,7 @@ pub fn request_stop() {
 pub fn interrupted() -> bool {
     STOP.load(std::sync::atomic::Ordering::SeqCst)
 }
+
+pub mod common;
+pub mod limited_supervision;
+pub mod train;

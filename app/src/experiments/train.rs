@@ -1,0 +1,82 @@
+//! Training a network of the registry for an experiment's cell and scoring it.
+
+use autograd::optim::{Adam, Optimizer, Sgd};
+use autograd::{Reduction, Tape};
+use datasets::{Dataset, ImageSet, Loader, LoaderConfig};
+use engine::{Rng, Tensor};
+use models::layers::Mode;
+use models::nets::{Model, NetConfig};
+
+/// What to train and how long.
+#[derive(Clone, Debug)]
+pub struct ClassifySpec {
+    pub net: NetConfig,
+    /// Optimiser steps (each one batch of labelled images, cycling over them).
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub adam: bool,
+    pub seed: u64,
+}
+
+/// The result of one training run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// Test accuracy in [0, 1].
+    pub accuracy: f64,
+    pub final_loss: f64,
+    pub params: usize,
+    pub seconds: f64,
+}
+
+/// Trains `spec.net` on `labelled` for `spec.steps` steps and returns it with its accuracy on
+/// `test` (batches of 500, eval mode).
+pub fn classify(spec: &ClassifySpec, labelled: &ImageSet, test: &ImageSet) -> Result<(Model<f32>, Outcome), String> {
+    let start = std::time::Instant::now();
+    let mut rng = Rng::new(spec.seed);
+    let mut model = Model::<f32>::new(&spec.net, &mut rng)?;
+    let mut opt: Box<dyn Optimizer<f32>> =
+        if spec.adam { Box::new(Adam::new(spec.lr)) } else { Box::new(Sgd::new(spec.lr).momentum(0.9)) };
+    let batch = spec.batch.min(labelled.len()).max(1);
+    let loader = Loader::new(labelled, LoaderConfig::new(batch).seed(spec.seed).drop_last(labelled.len() >= batch));
+    let mut step = 0;
+    let mut last = f64::NAN;
+    'outer: for epoch in 0.. {
+        for b in loader.epoch(epoch) {
+            if step == spec.steps {
+                break 'outer;
+            }
+            let labels: Vec<usize> = b.y.iter().map(|&y| y as usize).collect();
+            let tape = Tape::new();
+            let cx = model.store.bind(&tape, Mode::Train, spec.seed ^ step as u64);
+            let logits = model.forward(&cx, &tape.constant(b.x)).map_err(|e| e.to_string())?;
+            let loss = logits.cross_entropy(&labels, Reduction::Mean);
+            last = loss.item();
+            if !last.is_finite() {
+                return Err(format!("the loss became {last} at step {step}"));
+            }
+            let g = cx.grads(&tape.backward(&loss).map_err(|e| e.to_string())?);
+            cx.finish(&mut model.store);
+            drop(tape);
+            model.store.step(opt.as_mut(), &g);
+            step += 1;
+        }
+        if loader.num_batches() == 0 {
+            break;
+        }
+    }
+    let accuracy = accuracy(&model, test)?;
+    let params = model.store.count();
+    Ok((model, Outcome { accuracy, final_loss: last, params, seconds: start.elapsed().as_secs_f64() }))
+}
+
+/// Fraction of `test` the model classifies correctly (eval mode, batches of 500).
+pub fn accuracy(model: &Model<f32>, test: &ImageSet) -> Result<f64, String> {
+    let loader = Loader::new(test, LoaderConfig::new(500).shuffle(false));
+    let mut correct = 0usize;
+    for b in loader.epoch(0) {
+        let logits: Tensor<f32> = model.predict(&b.x).map_err(|e| e.to_string())?;
+        correct += logits.argmax(1).iter().zip(&b.y).filter(|(p, y)| **p == **y as usize).count();
+    }
+    Ok(correct as f64 / test.len().max(1) as f64)
+}
