@@ -96,7 +96,7 @@ pub fn run(e: &dyn Experiment, c: &Common) -> Result<(), String> {
         }
     }
     if c.shard.n == 1 {
-        write_report(e, &cells, &[c.out.clone()], &c.out, c.quiet)
+        write_report(e, &cells, std::slice::from_ref(&c.out), &c.out, c.quiet)
     } else {
         eprintln!(
             "shard {}/{} done; assemble with: sparsegrad experiment merge --experiment {} --out DIR SHARD_DIRS…",
