@@ -4,10 +4,15 @@
 //! weights (`data/nets_cnn_torch.py` wrote `data/nets_cnn_torch.txt`), and f64 gradient checks
 //! of the CSC and DCT layers and of a reduced-width SDNet block.
 
+use autograd::check::CheckOptions;
 use autograd::optim::Sgd;
 use autograd::{Reduction, Tape};
-use engine::{Element, Rng, Tensor};
-use sparsegrad_models::layers::Mode;
+use engine::{Conv2dParams, Element, Rng, Tensor};
+use sparse::csc::{CscConfig, Gradient, Implicit};
+use sparse::fista::{FistaConfig, Momentum, Prox};
+use sparsegrad_models::layers::{
+    check_layer, BatchNorm2d, Conv2d, CscLayer, DctConv2d, Lambda, Layer, Mode, Relu, Residual, Sequential, Store,
+};
 use sparsegrad_models::nets::{registry, Model, NetConfig};
 
 /// `resnet20`: `named_parameters()` of networks.py, then the other `state_dict` entries (buffers).
@@ -478,4 +483,229 @@ fn forwards_match_torch_on_identical_weights() {
         seen += 1;
     }
     assert_eq!(seen, 6);
+}
+
+fn opts() -> CheckOptions {
+    CheckOptions::default().atol(1e-6).rtol(1e-5)
+}
+
+fn assert_passes(what: &str, r: autograd::check::GradReport) {
+    assert!(r.passed(), "{what}: gradient check failed: max abs {:e}, rel {:e}", r.max_abs_err(), r.max_rel_err());
+}
+
+/// A CSC layer `cin → cout` (3×3, padding 1, `stride`) for `hw` inputs.
+fn csc_layer(
+    pb: &mut sparsegrad_models::layers::ParamBuilder<'_, f64>,
+    cin: usize,
+    cout: usize,
+    hw: [usize; 2],
+    fista: FistaConfig,
+    stride: usize,
+    gradient: Gradient,
+) -> CscLayer {
+    let cfg = CscConfig { fista, conv: Conv2dParams::new().padding(1).stride(stride), gradient };
+    CscLayer::new(pb, cin, cout, 3, hw, cfg)
+}
+
+/// `L` held fixed at the value the layer's power iteration gives (gradient checks hold `L`
+/// fixed; without this the checks fail, as they should: `L` depends on the atoms).
+fn fix_l(mut layer: CscLayer, store: &Store<f64>, hw: [usize; 2]) -> CscLayer {
+    layer.fixed_lipschitz = Some(layer.estimate_lipschitz(store, hw).unwrap());
+    layer
+}
+
+#[test]
+fn csc_layer_gradients_in_every_configuration() {
+    let sdnet = FistaConfig::sdnet(0.1, 3);
+    let bt = FistaConfig::new(0.1, 3);
+    // (what, FISTA configuration, stride, learned λ)
+    let cases = [
+        ("sdnet: >= 0, 0.9/L, sdnet momentum", sdnet.clone(), 1, false),
+        ("signed, 1/L, Beck-Teboulle", bt.clone(), 1, false),
+        ("signed, 0.9/L, sdnet momentum, stride 2", bt.clone().step_scale(0.9).momentum(Momentum::Sdnet), 2, false),
+        (">= 0, 1/L, Beck-Teboulle, learned lambda", bt.clone().prox(Prox::NonNegative), 1, true),
+        ("signed, learned lambda, stride 2", bt.clone(), 2, true),
+    ];
+    for (i, (what, fista, stride, learn)) in cases.into_iter().enumerate() {
+        let mut rng = Rng::new(20 + i as u64);
+        let mut store = Store::<f64>::new();
+        let layer = {
+            let mut pb = store.builder(&mut rng);
+            let mut pb = pb.pp("csc");
+            let l = csc_layer(&mut pb, 2, 3, [5, 5], fista, stride, Gradient::Unrolled);
+            if learn {
+                l.learned_lambda(&mut pb)
+            } else {
+                l
+            }
+        };
+        let layer = fix_l(layer, &store, [5, 5]);
+        let want: &[&str] = if learn { &["csc.w", "csc.lam"] } else { &["csc.w"] };
+        assert_eq!(store.names(), want);
+        assert_eq!(store.buffer_names(), ["csc.v"]);
+        let x = Tensor::<f64>::randn(&[2, 2, 5, 5], &mut rng);
+        assert_passes(what, check_layer(&layer, &store, &x, Mode::Train, &opts()).unwrap());
+        let xt = Tensor::<f64>::randn(&[2, 2, 5, 5], &mut rng).transpose(2, 3);
+        assert!(!xt.is_contiguous());
+        let r = check_layer(&layer, &store, &xt, Mode::Train, &opts()).unwrap();
+        assert_passes(&format!("{what}, non-contiguous input"), r);
+    }
+}
+
+#[test]
+fn csc_layer_implicit_gradient_at_the_solution() {
+    // The implicit rule is exact at the minimiser: many iterations, then the polish.
+    let mut rng = Rng::new(31);
+    let mut store = Store::<f64>::new();
+    let imp = Implicit { cg_tol: 1e-12, cg_max_iter: 500, polish: true };
+    let layer = {
+        let mut pb = store.builder(&mut rng);
+        csc_layer(&mut pb.pp("stem"), 2, 3, [4, 4], FistaConfig::new(0.2, 300), 1, Gradient::Implicit(imp))
+    };
+    let layer = fix_l(layer, &store, [4, 4]);
+    let x = Tensor::<f64>::randn(&[1, 2, 4, 4], &mut rng);
+    assert_passes("implicit", check_layer(&layer, &store, &x, Mode::Train, &opts()).unwrap());
+}
+
+#[test]
+fn dct_conv_gradients_and_fixed_filters() {
+    let mut rng = Rng::new(40);
+    let mut store = Store::<f64>::new();
+    let layer = DctConv2d::new(&mut store.builder(&mut rng).pp("0"), 3, 10, 3, Conv2dParams::new().padding(1));
+    assert_eq!(store.names(), ["0.bias"]);
+    assert_eq!(store.buffer_names(), ["0.phi"]);
+    assert_eq!(store.get("0.phi").unwrap().to_vec(), sparse::dct::dct_filters::<f64>(3, 3, 10).to_vec());
+    let x = Tensor::<f64>::randn(&[2, 3, 5, 5], &mut rng);
+    assert_passes("dct conv", check_layer(&layer, &store, &x, Mode::Train, &opts()).unwrap());
+    let xt = Tensor::<f64>::randn(&[2, 3, 5, 5], &mut rng).transpose(2, 3);
+    assert_passes("dct conv, non-contiguous", check_layer(&layer, &store, &xt, Mode::Train, &opts()).unwrap());
+}
+
+#[test]
+fn reduced_sdnet_block_gradients() {
+    // An SDNet-20-all-like stem and block at reduced width: CSC stem 3 → 4, BN, ReLU, then a
+    // stride-2 block whose first 3×3 conv is a CSC layer 4 → 6, with a 1×1 projection.
+    let mut rng = Rng::new(50);
+    let mut store = Store::<f64>::new();
+    let (stem, c1) = {
+        let mut pb = store.builder(&mut rng);
+        let stem = csc_layer(&mut pb.pp("stem"), 3, 4, [6, 6], FistaConfig::sdnet(0.1, 2), 1, Gradient::Unrolled);
+        let c1 = csc_layer(&mut pb.pp("c1"), 4, 6, [6, 6], FistaConfig::sdnet(0.1, 2), 2, Gradient::Unrolled);
+        (stem, c1)
+    };
+    let (stem, c1) = (fix_l(stem, &store, [6, 6]), fix_l(c1, &store, [6, 6]));
+    let net = {
+        let mut pb = store.builder(&mut rng);
+        let body = Sequential::new()
+            .add(c1)
+            .add(BatchNorm2d::new(&mut pb.pp("b1"), 6))
+            .add(Relu)
+            .add(Conv2d::new(&mut pb.pp("c2"), 6, 6, 3, Conv2dParams::new().padding(1), false))
+            .add(BatchNorm2d::new(&mut pb.pp("b2"), 6));
+        let sc = Sequential::new()
+            .add(Conv2d::new(&mut pb.pp("sc").pp(0), 4, 6, 1, Conv2dParams::new().stride(2), false))
+            .add(BatchNorm2d::new(&mut pb.pp("sc").pp(1), 6));
+        Sequential::new().add(stem).add(BatchNorm2d::new(&mut pb.pp("bn"), 4)).add(Relu).add(Residual {
+            body: Box::new(body),
+            shortcut: Some(Box::new(sc)),
+            post: Some(Box::new(Relu)),
+        })
+    };
+    let x = Tensor::<f64>::randn(&[2, 3, 6, 6], &mut rng);
+    assert_passes("sdnet block", check_layer(&net, &store, &x, Mode::Train, &opts()).unwrap());
+    let xt = Tensor::<f64>::randn(&[2, 3, 6, 6], &mut rng).transpose(2, 3);
+    assert_passes("sdnet block, non-contiguous", check_layer(&net, &store, &xt, Mode::Train, &opts()).unwrap());
+}
+
+#[test]
+fn csc_layer_renormalises_keeps_its_warm_start_and_takes_lambda_at_test_time() {
+    let mut rng = Rng::new(60);
+    let mut store = Store::<f64>::new();
+    let mut layer = CscLayer::new(&mut store.builder(&mut rng).pp("stem"), 3, 8, 3, [6, 6], CscConfig::sdnet());
+    // Atoms away from unit norm, as an optimiser step leaves them.
+    let w3 = store.get("stem.w").unwrap().mul_scalar(3.0);
+    store.set("stem.w", w3).unwrap();
+    let v0 = store.get("stem.v").unwrap().clone();
+    let x = Tensor::<f64>::randn(&[2, 3, 6, 6], &mut rng).relu();
+    let tape = Tape::new();
+    let cx = store.bind(&tape, Mode::Train, 0);
+    let z = layer.forward(&cx, &tape.constant(x.clone())).unwrap().value();
+    cx.finish(&mut store);
+    // The store keeps the renormalised atoms and the power iteration's new vector.
+    let w = store.get("stem.w").unwrap().clone();
+    let norms = w.norm_l2(&[1, 2, 3], false).to_vec();
+    assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-12), "{norms:?}");
+    let v = store.get("stem.v").unwrap();
+    assert_ne!(v.to_vec(), v0.to_vec());
+    assert!((v.to_vec().iter().map(|a| a * a).sum::<f64>() - 1.0).abs() < 1e-9);
+    // The output is the sparse crate's CSC with those atoms and the L of the warm start.
+    let op = sparse::csc::Conv::new(w.clone(), Conv2dParams::new().padding(1), [6, 6]);
+    let l = sparse::fista::lipschitz(&op, &[1, 8, 6, 6], Some(&v0), &Default::default()).unwrap().value;
+    let t2 = Tape::new();
+    let (want, _) = sparse::csc::csc(&t2.constant(x.clone()), &t2.constant(w), None, l, &CscConfig::sdnet()).unwrap();
+    assert_eq!(z.to_vec(), want.value().to_vec());
+    // Raising λ at test time (robust inference) makes the code sparser.
+    let density = |layer: &CscLayer, store: &Store<f64>| {
+        let tape = Tape::new();
+        let cx = store.bind(&tape, Mode::Eval, 0);
+        let z = layer.forward(&cx, &tape.constant(x.clone())).unwrap().value().to_vec();
+        z.iter().filter(|v| **v != 0.0).count() as f64 / z.len() as f64
+    };
+    let d1 = density(&layer, &store);
+    layer.set_lambda(1.0).unwrap();
+    assert_eq!(layer.lambda, Lambda::Fixed(1.0));
+    let d2 = density(&layer, &store);
+    assert!(d2 < d1, "density {d1} at λ = 0.1, {d2} at λ = 1");
+    assert!(layer.set_lambda(-1.0).is_err());
+    let mut learned = {
+        let mut pb = store.builder(&mut rng);
+        let mut pb = pb.pp("c");
+        CscLayer::new(&mut pb, 3, 8, 3, [6, 6], CscConfig::sdnet()).learned_lambda(&mut pb)
+    };
+    assert!(learned.set_lambda(0.5).unwrap_err().contains("c.lam"));
+    assert_eq!(learned.lambda_value(&store), 0.1);
+}
+
+#[test]
+fn sdnet_stem_lambda_option_and_a_state_dict_load_by_name() {
+    let trained = model("sdnet20", [3, 8, 8], 10);
+    let x = Tensor::<f32>::randn(&[2, 3, 8, 8], &mut Rng::new(70));
+    let y = trained.predict(&x).unwrap().to_vec();
+    // Rebuilt with λ raised on the stem only and the same tensors (loaded by name).
+    for (lam, same) in [(0.1, true), (0.5, false)] {
+        let cfg = NetConfig::new("sdnet20").unwrap().input([3, 8, 8]).option("stem_lambda", lam);
+        let mut m = Model::<f32>::new(&cfg, &mut Rng::new(1)).unwrap();
+        for (n, t) in trained.store.params().chain(trained.store.buffers()) {
+            m.store.set(n, t.clone()).unwrap();
+        }
+        assert_eq!(m.predict(&x).unwrap().to_vec() == y, same, "stem_lambda {lam}");
+    }
+    // networks.py's Csc weight has our name and shape.
+    assert_eq!(trained.store.get("stem.w").unwrap().shape(), [16, 3, 3, 3]);
+    let bad = NetConfig::new("sdnet20").unwrap().option("prox", "nope");
+    assert!(Model::<f32>::new(&bad, &mut Rng::new(0)).err().unwrap().contains("prox"));
+}
+
+#[test]
+fn ds_nin_shrinks_the_coefficients_after_each_dct_conv() {
+    let cfg = NetConfig::new("ds-nin").unwrap().input([3, 8, 8]).option("zeta", 1e-3);
+    let mut m = Model::<f32>::new(&cfg, &mut Rng::new(0)).unwrap();
+    let hooks: Vec<(String, String)> =
+        ["2.weight", "10.weight", "18.weight"].iter().map(|n| (n.to_string(), "shrink".to_string())).collect();
+    assert_eq!(m.store.post_steps(), hooks);
+    let phi = m.store.get("8.phi").unwrap().clone();
+    let x = Tensor::<f32>::randn(&[2, 3, 8, 8], &mut Rng::new(80));
+    let (_, g) = loss_and_grads(&mut m, &x, &[1, 2], 3);
+    m.store.step(&mut Sgd::new(0.01), &g);
+    for n in ["2.weight", "10.weight", "18.weight"] {
+        let z = sparse::dct::zero_fraction(m.store.get(n).unwrap());
+        assert!(z > 0.0, "{n}: no exact zeros after the shrink");
+    }
+    assert_eq!(sparse::dct::zero_fraction(m.store.get("4.weight").unwrap()), 0.0);
+    assert_eq!(m.store.get("8.phi").unwrap().to_vec(), phi.to_vec());
+    let prox = NetConfig::new("ds-nin").unwrap().option("zeta", 1e-5).option("shrink", "proximal");
+    let m = Model::<f32>::new(&prox, &mut Rng::new(0)).unwrap();
+    assert_eq!(m.store.post_steps()[0].1, "shrink (l1_prox)");
+    let nin = Model::<f32>::new(&NetConfig::new("nin").unwrap().option("zeta", 1e-3), &mut Rng::new(0)).unwrap();
+    assert!(nin.store.post_steps().is_empty());
 }
