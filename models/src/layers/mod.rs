@@ -38,11 +38,15 @@ use engine::{Element, Rng, Tensor};
 
 pub mod basic;
 pub mod conv;
+pub mod csc;
+pub mod dct;
 pub mod norm;
 pub mod pool;
 
 pub use basic::{Dropout, Flatten, Linear, Relu, Residual, Sequential};
 pub use conv::{Conv2d, ConvTranspose2d};
+pub use csc::{CscLayer, Lambda};
+pub use dct::{shrink_coefficients, DctConv2d};
 pub use norm::BatchNorm2d;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 

@@ -14,6 +14,8 @@ use engine::{Element, Rng, Tensor};
 use crate::layers::{Ctx, Layer, Mode, ParamBuilder, Result, Store};
 
 pub mod lenet;
+pub mod nin;
+pub mod resnet;
 
 /// How to build a network: its registry name, the number of classes (or output channels),
 /// the input's channels and size, and the network's own options.
@@ -133,13 +135,20 @@ pub fn build<T: Element>(
 ) -> std::result::Result<Box<dyn Layer<T>>, String> {
     Ok(match config.name.as_str() {
         "lenet" => Box::new(lenet::build(config, pb)?),
+        "nin" | "ds-nin" => Box::new(nin::build(config, pb)?),
+        "resnet20" | "sdnet20" | "sdnet20-all" | "resnet18" | "sdnet18" | "sdnet18-all" => {
+            Box::new(resnet::build(config, pb)?)
+        }
         other => return Err(find(other).err().unwrap_or_else(|| format!("network '{other}' has no builder"))),
     })
 }
 
 /// Every network, in the order `--model list` prints them.
 pub fn registry() -> Vec<NetSpec> {
-    vec![lenet::spec()]
+    let mut all = vec![lenet::spec()];
+    all.extend(nin::specs());
+    all.extend(resnet::specs());
+    all
 }
 
 /// The network called `name`, or an error listing the names.
