@@ -349,3 +349,27 @@ fn mutations_are_errors_naming_the_file_and_tensor() {
     let e = load(&dir.join("absent.safetensors"), &mut tiny(1), None).unwrap_err().to_string();
     assert!(e.contains("absent.safetensors") && e.contains("cannot read"), "{e}");
 }
+
+#[test]
+fn saver_writes_last_every_epoch_and_best_on_improvement() {
+    let mnist = embedded::mnist_subset();
+    let train = mnist.train.subset(&(0..16).collect::<Vec<_>>());
+    let val = mnist.test.subset(&(0..16).collect::<Vec<_>>());
+    let dir = scratch("saver");
+    let (last, best) = (dir.join("last.safetensors"), dir.join("best.safetensors"));
+    let mut saver =
+        sparsegrad::checkpoint::Saver { last: last.clone(), best: Some(best.clone()), dataset: "embedded".into() };
+    let mut m = Model::<f32>::new(&NetConfig::new("lenet").unwrap(), &mut Rng::new(2)).unwrap();
+    let mut opt = sgd();
+    let out = Fit::new(&train, fit_config())
+        .validate_on(&val)
+        .run(&mut m, &mut opt, Progress::default(), &mut saver)
+        .unwrap();
+    let mut fresh = Model::<f32>::new(&NetConfig::new("lenet").unwrap(), &mut Rng::new(3)).unwrap();
+    let l = load(&last, &mut fresh, Some(&mut sgd())).unwrap();
+    assert_eq!(l.progress, out.progress);
+    assert_eq!(bits(&fresh), bits(&m));
+    let b = load(&best, &mut fresh, None).unwrap();
+    assert_eq!(b.progress.best_val_acc, out.progress.best_val_acc);
+    assert!(b.progress.epoch >= 1);
+}
