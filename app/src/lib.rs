@@ -5,6 +5,7 @@
 //! `sparse`, `models`, `datasets`) keep their short dependency list; this crate is the
 //! application and may use the ecosystem's crates where they do the job better.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod experiments;
