@@ -14,6 +14,9 @@
 //!   beside the [`Var`], and a rule's failure keeps its error type ([`Error::Rule`]).
 //! * [`check_gradients`] compares the tape with central differences for every input and
 //!   reports the worst element; [`jacobian`] gives both full Jacobians of a small function.
+//! * Inference ([`mod@infer`]): [`Tape::inference`] records nothing and frees values as
+//!   [`Tape::scope`] / [`Tape::release`] declare them dead, so the same forward written on
+//!   [`Var`] serves training and evaluation; [`infer()`] takes tensors in and gives one out.
 //! * [`Tape::graph`] prints the tape; [`Tape::to_dot`] exports Graphviz.
 //! * Anomaly mode ([`Tape::set_anomaly_mode`]) names the first op whose forward or backward
 //!   produces NaN or ±∞, with its input shapes.
@@ -41,6 +44,7 @@ pub mod audit;
 pub mod backward;
 pub mod check;
 pub mod error;
+pub mod infer;
 pub mod ops;
 pub mod optim;
 pub mod sweep;
@@ -52,6 +56,7 @@ pub use check::{
     Jacobian, Worst,
 };
 pub use error::{Error, Phase, Result, RuleError};
+pub use infer::{infer, try_infer, Retain};
 pub use ops::{sum_to, Reduction};
 pub use sweep::BackwardOptions;
 pub use tape::{Grads, NodeId, Tape, Var};

@@ -80,9 +80,9 @@ impl<T: Element> Tape<T> {
                                 Error::NoGradient { op: name.clone() }
                             }
                         })?;
-                        let inputs: Vec<&Tensor<T>> = node.inputs.iter().map(|&i| &nodes[i].value).collect();
+                        let inputs: Vec<&Tensor<T>> = node.inputs.iter().map(|&i| nodes[i].value(i)).collect();
                         let needed: Vec<bool> = node.inputs.iter().map(|&i| nodes[i].requires_grad).collect();
-                        let input_grads = rule.backward(&g, &inputs, &node.value, &needed)?;
+                        let input_grads = rule.backward(&g, &inputs, node.value(id), &needed)?;
                         visited.push(id);
                         if input_grads.len() != inputs.len() {
                             return Err(Error::GradCount {
@@ -93,11 +93,11 @@ impl<T: Element> Tape<T> {
                         }
                         for (k, (gi, &input)) in input_grads.into_iter().zip(&node.inputs).enumerate() {
                             let Some(gi) = gi else { continue };
-                            if gi.shape() != nodes[input].value.shape() {
+                            if gi.shape() != nodes[input].value(input).shape() {
                                 return Err(Error::GradShape {
                                     op: name.clone(),
                                     input: k,
-                                    expected: nodes[input].value.shape().to_vec(),
+                                    expected: nodes[input].value(input).shape().to_vec(),
                                     got: gi.shape().to_vec(),
                                 });
                             }

@@ -25,7 +25,8 @@ pub(crate) enum NodeKind {
 }
 
 pub(crate) struct Node<T: Element> {
-    pub value: Tensor<T>,
+    /// `None` once freed by an inference scope ([`Tape::scope`], [`Tape::release`]).
+    pub value: Option<Tensor<T>>,
     pub inputs: Vec<NodeId>,
     pub rule: Option<Box<dyn Backward<T>>>,
     pub kind: NodeKind,
@@ -35,6 +36,24 @@ pub(crate) struct Node<T: Element> {
     /// True once `backward` dropped the rule.
     pub freed: bool,
     pub label: Option<String>,
+    /// True once an op that requires a gradient has this node as an input: its value is then
+    /// needed by that op's rule, and a scope or a release keeps it.
+    pub needed: bool,
+}
+
+impl<T: Element> Node<T> {
+    /// The value, or a panic naming node `id` when a scope freed it.
+    #[track_caller]
+    pub(crate) fn value(&self, id: NodeId) -> &Tensor<T> {
+        match &self.value {
+            Some(v) => v,
+            None => panic!(
+                "sparsegrad: node #{id} ({}) was freed by an inference scope (Tape::scope or Tape::release) \
+                 and cannot be used any more; return it from the scope (or do not release it) to keep it",
+                Tape::<T>::node_label(self, id)
+            ),
+        }
+    }
 }
 
 /// A recording of a computation, for reverse-mode differentiation.
@@ -54,6 +73,9 @@ pub struct Tape<T: Element> {
     grad_enabled: Cell<bool>,
     anomaly_mode: Cell<bool>,
     anomaly: RefCell<Option<Error>>,
+    /// An inference tape ([`Tape::inference`]): nothing requires a gradient, ops keep neither
+    /// rule nor inputs, and scopes free everything they do not return.
+    pub(crate) inference: bool,
 }
 
 impl<T: Element> Default for Tape<T> {
@@ -109,7 +131,34 @@ impl<T: Element> Tape<T> {
             grad_enabled: Cell::new(true),
             anomaly_mode: Cell::new(false),
             anomaly: RefCell::new(None),
+            inference: false,
         }
+    }
+
+    /// A tape for evaluation only (see [`crate::infer`](mod@crate::infer)): every value is a
+    /// constant, ops record neither their rule nor their inputs, and [`Tape::scope`] and
+    /// [`Tape::release`] free every value they are given, so a forward written on [`Var`]
+    /// runs with the memory of its live values only. [`Tape::backward`] on it finds nothing
+    /// to differentiate (empty [`Grads`]).
+    ///
+    /// ```
+    /// use sparsegrad_autograd::Tape;
+    /// use engine::Tensor;
+    /// let tape = Tape::<f64>::inference();
+    /// let w = tape.leaf(Tensor::from([1.0, -2.0]));
+    /// let y = tape.scope(|| w.relu().square().sum_all());
+    /// assert_eq!(y.item(), 1.0);
+    /// assert!(!w.requires_grad() && tape.is_inference());
+    /// ```
+    pub fn inference() -> Tape<T> {
+        let tape = Tape::new();
+        tape.grad_enabled.set(false);
+        Tape { inference: true, ..tape }
+    }
+
+    /// True for a tape made by [`Tape::inference`].
+    pub fn is_inference(&self) -> bool {
+        self.inference
     }
 
     fn push_node(&self, node: Node<T>) -> Var<'_, T> {
@@ -119,16 +168,18 @@ impl<T: Element> Tape<T> {
     }
 
     /// An input that requires a gradient.
+    /// On an inference tape it requires none.
     pub fn leaf(&self, value: Tensor<T>) -> Var<'_, T> {
         self.push_node(Node {
-            value,
+            value: Some(value),
             inputs: vec![],
             rule: None,
             kind: NodeKind::Leaf,
-            requires_grad: true,
+            requires_grad: !self.inference,
             grad: None,
             freed: false,
             label: None,
+            needed: false,
         })
     }
 
@@ -142,7 +193,7 @@ impl<T: Element> Tape<T> {
     /// A value that never receives a gradient (data, labels, targets).
     pub fn constant(&self, value: Tensor<T>) -> Var<'_, T> {
         self.push_node(Node {
-            value,
+            value: Some(value),
             inputs: vec![],
             rule: None,
             kind: NodeKind::Constant,
@@ -150,12 +201,14 @@ impl<T: Element> Tape<T> {
             grad: None,
             freed: false,
             label: None,
+            needed: false,
         })
     }
 
     /// Records the result `value` of an op on `inputs` with its backward `rule`. When no input
     /// requires a gradient, or inside [`Tape::no_grad`], the result is recorded as a constant
-    /// and the rule is dropped. In anomaly mode a non-finite `value` is reported.
+    /// and the rule is dropped; on an inference tape the inputs are not recorded either. In
+    /// anomaly mode a non-finite `value` is reported.
     ///
     /// **Panics** if an input belongs to another tape.
     #[track_caller]
@@ -176,11 +229,19 @@ impl<T: Element> Tape<T> {
             let v = self.constant(value);
             let mut nodes = self.nodes.borrow_mut();
             nodes[v.id].kind = NodeKind::Op { name };
-            nodes[v.id].inputs = inputs.iter().map(|v| v.id).collect();
+            if !self.inference {
+                nodes[v.id].inputs = inputs.iter().map(|v| v.id).collect();
+            }
             return v;
         }
+        {
+            let mut nodes = self.nodes.borrow_mut();
+            for v in inputs {
+                nodes[v.id].needed = true;
+            }
+        }
         self.push_node(Node {
-            value,
+            value: Some(value),
             inputs: inputs.iter().map(|v| v.id).collect(),
             kind: NodeKind::Op { name: rule.name().to_string() },
             rule: Some(Box::new(rule)),
@@ -188,10 +249,13 @@ impl<T: Element> Tape<T> {
             grad: None,
             freed: false,
             label: None,
+            needed: false,
         })
     }
 
-    /// Runs `f` with recording disabled: results are constants.
+    /// Runs `f` with recording disabled: results are constants. The tape still holds their
+    /// values until it is dropped, unless `f` (or the layers it calls) frees them with
+    /// [`Tape::scope`] or [`Tape::release`]; [`Tape::inference`] frees everything it can.
     pub fn no_grad<R>(&self, f: impl FnOnce() -> R) -> R {
         let prev = self.grad_enabled.replace(false);
         let r = f();
@@ -250,6 +314,11 @@ impl<T: Element> Tape<T> {
         self.len() == 0
     }
 
+    /// The shape of a node's value, `released` once a scope freed it.
+    fn shape_text(n: &Node<T>) -> String {
+        n.value.as_ref().map_or_else(|| "released".to_string(), |v| format!("{:?}", v.shape()))
+    }
+
     fn node_label(n: &Node<T>, id: NodeId) -> String {
         match (&n.kind, &n.label) {
             (NodeKind::Leaf, Some(l)) => format!("leaf '{l}'"),
@@ -267,10 +336,10 @@ impl<T: Element> Tape<T> {
         for (id, n) in nodes.iter().enumerate() {
             let inputs: Vec<String> = n.inputs.iter().map(|i| format!("#{i}")).collect();
             s += &format!(
-                "  #{id:<4} {:<18} ({}) -> {:?}{}{}\n",
+                "  #{id:<4} {:<18} ({}) -> {}{}{}\n",
                 Self::node_label(n, id),
                 inputs.join(", "),
-                n.value.shape(),
+                Self::shape_text(n),
                 if n.requires_grad { "  grad" } else { "" },
                 if n.freed { "  freed" } else { "" }
             );
@@ -284,7 +353,7 @@ impl<T: Element> Tape<T> {
         let nodes = self.nodes.borrow();
         let mut s = String::from("digraph tape {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
         for (id, n) in nodes.iter().enumerate() {
-            let label = format!("{}\\n{:?}", Self::node_label(n, id), n.value.shape());
+            let label = format!("{}\\n{}", Self::node_label(n, id), Self::shape_text(n));
             let style = match n.kind {
                 NodeKind::Leaf => "shape=box, style=bold",
                 NodeKind::Constant => "shape=box, color=grey, fontcolor=grey",
@@ -319,24 +388,35 @@ impl<'t, T: Element> Var<'t, T> {
     }
 
     /// The value (a cheap shared handle, no copy).
+    ///
+    /// **Panics** (as every accessor of the value, its shape included) if an inference scope
+    /// freed it ([`Tape::scope`], [`Tape::release`]), naming the node.
+    #[track_caller]
     pub fn value(&self) -> Tensor<T> {
-        self.tape.nodes.borrow()[self.id].value.clone()
+        self.tape.nodes.borrow()[self.id].value(self.id).clone()
     }
 
     /// Shape of the value.
+    #[track_caller]
     pub fn shape(&self) -> Vec<usize> {
-        self.tape.nodes.borrow()[self.id].value.shape().to_vec()
+        self.tape.nodes.borrow()[self.id].value(self.id).shape().to_vec()
     }
 
     /// Rank of the value.
+    #[track_caller]
     pub fn rank(&self) -> usize {
-        self.tape.nodes.borrow()[self.id].value.rank()
+        self.tape.nodes.borrow()[self.id].value(self.id).rank()
     }
 
     /// Length of axis `axis`.
     #[track_caller]
     pub fn dim(&self, axis: usize) -> usize {
-        self.tape.nodes.borrow()[self.id].value.dim(axis)
+        self.tape.nodes.borrow()[self.id].value(self.id).dim(axis)
+    }
+
+    /// False once an inference scope freed the value ([`Tape::scope`], [`Tape::release`]).
+    pub fn is_live(&self) -> bool {
+        self.tape.nodes.borrow()[self.id].value.is_some()
     }
 
     /// True when a gradient flows back through this variable.
@@ -368,6 +448,9 @@ impl<'t, T: Element> Var<'t, T> {
 
 impl<T: Element> fmt::Debug for Var<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Var(#{} {:?})", self.id, self.shape())
+        match &self.tape.nodes.borrow()[self.id].value {
+            Some(v) => write!(f, "Var(#{} {:?})", self.id, v.shape()),
+            None => write!(f, "Var(#{} released)", self.id),
+        }
     }
 }

@@ -6,8 +6,8 @@
 //! a smooth random texture in [0, 1] (a 9×9 box filter of uniform noise, rescaled), peak 4,
 //! `y ~ Poisson(image/Q)`.
 //!
-//! Timed, in f32, per image: `fwd` — the forward pass inside `Tape::no_grad` (the tape still
-//! holds every intermediate value), `fwd_bwd` — forward and backward of the supervised loss
+//! Timed, in f32, per image: `fwd` — the forward pass inside `Tape::no_grad` (each iterate
+//! released once replaced; `dcea_memory` measures its memory), `fwd_bwd` — forward and backward of the supervised loss
 //! `mse(image, Q·exp(η̂))` with respect to H and b, and on request `composite` — the forward
 //! of `dcea_forward_composite` (elementary ops only, no fused rules). Median wall time of
 //! `reps` runs after one warm-up, for each thread count, the median CPU time of the process

@@ -158,6 +158,11 @@ pub struct CscStats {
     pub density: f64,
 }
 
+/// Holds no variable: a scope returning `(z, stats)` keeps `z` only ([`autograd::Tape::scope`]).
+impl autograd::Retain for CscStats {
+    fn retained(&self, _: &mut Vec<autograd::NodeId>) {}
+}
+
 fn density<T: Element>(z: &Tensor<T>) -> f64 {
     let v = z.to_vec();
     if v.is_empty() {
@@ -242,9 +247,11 @@ pub fn csc<'t, T: Element>(
     let wanted = x.tape().grad_enabled()
         && (x.requires_grad() || w.requires_grad() || lambda.is_some_and(|l| l.requires_grad()));
     match &cfg.gradient {
-        // Nothing to differentiate (inference, `Tape::no_grad`, constant inputs): the same T
-        // iterations off the tape, so that the tape does not hold every iterate.
-        Gradient::Unrolled if !wanted => forward_only(x, lipschitz, &fcfg, &op),
+        // Nothing to differentiate (`Tape::no_grad`, constant inputs): the same T iterations
+        // off the tape, so that the tape does not hold every iterate. An inference tape runs
+        // the recorded iterations instead (the same bits as with a gradient), each freed once
+        // dead ([`unrolled`]).
+        Gradient::Unrolled if !wanted && !x.tape().is_inference() => forward_only(x, lipschitz, &fcfg, &op),
         Gradient::Unrolled => Ok(unrolled(x, w, lambda, lipschitz, &fcfg, &op)),
         Gradient::Implicit(imp) => implicit(x, w, lambda, lipschitz, &fcfg, op, imp),
     }
@@ -307,32 +314,38 @@ fn unrolled<'t, T: Element>(
     let a = |z: &Var<'t, T>| z.conv_transpose2d(w, None, tp);
     let at = |r: &Var<'t, T>| r.conv2d(w, None, op.conv);
     let tape = x.tape();
+    // Each step runs in a scope and the iterate two steps back is released: on an inference
+    // tape (or wherever no rule needs them) the intermediates are freed as they die.
     // z_1 = prox(s·Aᵀx) (y_1 = z_0 = 0).
-    let aty = at(x);
-    let mut z = prox_on_tape(cfg.prox, &aty.mul_scalar(s), tau, lam);
+    let mut z = tape.scope(|| prox_on_tape(cfg.prox, &at(x).mul_scalar(s), tau, lam));
     let mut z_prev: Option<Var<'t, T>> = None;
-    let mut y = z;
     let mut t = 1.0f64;
     let mut t_next = (1.0 + 5.0f64.sqrt()) / 2.0;
     for k in 2..=cfg.iters {
-        // y_k = z_{k−1} + ((t_{k−1} − 1)/t_k)(z_{k−1} − z_{k−2}); the coefficient is 0 at k = 2.
-        if let Some(zp) = &z_prev {
-            y = z.add(&z.sub(zp).mul_scalar((t - 1.0) / t_next));
-        } else {
-            y = z;
+        let z_new = tape.scope(|| {
+            // y_k = z_{k−1} + ((t_{k−1} − 1)/t_k)(z_{k−1} − z_{k−2}); the coefficient is 0 at k = 2.
+            let y = match &z_prev {
+                Some(zp) => z.add(&z.sub(zp).mul_scalar((t - 1.0) / t_next)),
+                None => z,
+            };
+            let at_point = match cfg.momentum {
+                Momentum::Sdnet if k >= 3 => z,
+                _ => y,
+            };
+            let grad = at(&x.sub(&a(&at_point))); // Aᵀ(x − A·point) = −∇f
+            prox_on_tape(cfg.prox, &y.add(&grad.mul_scalar(s)), tau, lam)
+        });
+        if let Some(zp) = z_prev {
+            tape.release(&zp);
         }
-        let at_point = match cfg.momentum {
-            Momentum::Sdnet if k >= 3 => z,
-            _ => y,
-        };
-        let grad = at(&x.sub(&a(&at_point))); // Aᵀ(x − A·point) = −∇f
-        let z_new = prox_on_tape(cfg.prox, &y.add(&grad.mul_scalar(s)), tau, lam);
         z_prev = Some(z);
         z = z_new;
         t = t_next;
         t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
     }
-    let _ = (y, tape);
+    if let Some(zp) = z_prev {
+        tape.release(&zp);
+    }
     let stats =
         CscStats { lipschitz, step: s, iterations: cfg.iters, last_rel_change: f64::NAN, density: density(&z.value()) };
     (z, stats)

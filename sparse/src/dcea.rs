@@ -55,7 +55,7 @@
 //! (with `tol = 0`, so it makes exactly `iters` applications); the norm of its last
 //! application is the estimate.
 
-use autograd::{Backward, Grads, Reduction, Tape, Var};
+use autograd::{Backward, Grads, Reduction, Retain, Tape, Var};
 use engine::kernels::elementwise::{sigmoid, softplus};
 use engine::linalg::{power_iteration, PowerOptions};
 use engine::{Conv2dParams, ConvTranspose2dParams, Element, Rng, Tensor};
@@ -498,6 +498,14 @@ pub struct DceaOutput<'t, T: Element> {
     pub stats: Option<DceaStats>,
 }
 
+/// A scope returning the output keeps `eta` and `code` ([`Tape::scope`]).
+impl<T: Element> Retain for DceaOutput<'_, T> {
+    fn retained(&self, ids: &mut Vec<autograd::NodeId>) {
+        self.eta.retained(ids);
+        self.code.retained(ids);
+    }
+}
+
 /// Paddings of the shifts: `(top, bottom)` for the rows and `(left, right)` for the columns of
 /// shift `(0, 0)`; shift `(r, c)` uses `(top − r, bottom + r)` and `(left − c, right + c)`.
 fn shift_pads(size: usize, k: usize, s: usize) -> (usize, usize) {
@@ -541,9 +549,12 @@ pub fn shift_batch<'t, T: Element>(y: &Var<'t, T>, kernel: [usize; 2], s: usize)
     let (hp, wp) = (top + h + bottom, left + w + right);
     let rows: Vec<usize> = (0..hp + s - 1).map(|p| reflect(p, top, h)).collect();
     let cols: Vec<usize> = (0..wp + s - 1).map(|p| reflect(p, left, w)).collect();
-    let wide = y.index_select(2, &rows).index_select(3, &cols);
-    let windows: Vec<Var<'t, T>> = (0..s * s).map(|k| wide.narrow(2, k / s, hp).narrow(3, k % s, wp)).collect();
-    Var::concat(&windows, 0)
+    // The padded image and its windows are freed once concatenated (where no rule needs them).
+    y.tape().scope(|| {
+        let wide = y.index_select(2, &rows).index_select(3, &cols);
+        let windows: Vec<Var<'t, T>> = (0..s * s).map(|k| wide.narrow(2, k / s, hp).narrow(3, k % s, wp)).collect();
+        Var::concat(&windows, 0)
+    })
 }
 
 /// The average over the `s²` shifts of the decoder outputs `eta` `[s²·N, C, Hp, Wp]`, each
@@ -554,16 +565,19 @@ pub fn shift_mean<'t, T: Element>(eta: &Var<'t, T>, image: [usize; 2], kernel: [
     let (top, _) = shift_pads(image[0], kernel[0], s);
     let (left, _) = shift_pads(image[1], kernel[1], s);
     let n = eta.dim(0) / (s * s);
-    let mut sum: Option<Var<'t, T>> = None;
-    for k in 0..s * s {
-        let (r, c) = (k / s, k % s);
-        let crop = eta.narrow(0, k * n, n).narrow(2, top - r, image[0]).narrow(3, left - c, image[1]);
-        sum = Some(match sum {
-            None => crop,
-            Some(acc) => acc.add(&crop),
-        });
-    }
-    sum.expect("s ≥ 1").div_scalar((s * s) as f64)
+    // The crops and partial sums are freed at the end (where no rule needs them).
+    eta.tape().scope(|| {
+        let mut sum: Option<Var<'t, T>> = None;
+        for k in 0..s * s {
+            let (r, c) = (k / s, k % s);
+            let crop = eta.narrow(0, k * n, n).narrow(2, top - r, image[0]).narrow(3, left - c, image[1]);
+            sum = Some(match sum {
+                None => crop,
+                Some(acc) => acc.add(&crop),
+            });
+        }
+        sum.expect("s ≥ 1").div_scalar((s * s) as f64)
+    })
 }
 
 /// `min |u|` over the entries where `eta ≠ 0` and `min |u|` over all entries, for the ELU
@@ -1069,6 +1083,11 @@ fn unshift<'t, T: Element>(eta: Var<'t, T>, y: &Var<'t, T>, cfg: &DceaConfig) ->
 /// `v_t` (`x_t = P_b(v_t)`), then [`dcea_decode`] (`Wd P_b(v_T)`) and [`dcea_threshold`]
 /// (the code `x_T` of the output). `stats` is `None`; see [`dcea_forward_traced`].
 ///
+/// Each iterate is released ([`Tape::release`]) once the next one is computed, and the shift
+/// batch once decoded, wherever no recorded rule needs them: on an inference tape
+/// ([`Tape::inference`]) or under [`Tape::no_grad`] the forward holds two iterates at a time,
+/// not `T` ([`denoise`] is the tensor-level entry point).
+///
 /// **Panics** if `y`'s channels differ from the configuration's, the image is smaller than a
 /// filter, or (with shifts) than the reflect padding.
 #[track_caller]
@@ -1092,9 +1111,14 @@ fn forward<'t, T: Element>(p: &DceaParams<'t, T>, y: &Var<'t, T>, cfg: &DceaConf
     let (input, conv, convt) = prepare(y, cfg);
     let spec = StepSpec::of(cfg, conv, convt);
     let mut stats = DceaStats { elu_margin_at_zero: f64::INFINITY, ..DceaStats::default() };
+    let tape = y.tape();
     let mut v: Option<Var<'t, T>> = None; // x₀ = 0
     for _ in 0..cfg.iters {
         let (next, st) = dcea_iteration(v.as_ref(), &input, &p.h, &p.we, &p.b, spec, trace);
+        // Freed where no rule needs it (inference, no_grad): the next step replaces it.
+        if let Some(prev) = v {
+            tape.release(&prev);
+        }
         if trace {
             if cfg.elu_alpha.is_some() {
                 if v.is_none() {
@@ -1108,8 +1132,16 @@ fn forward<'t, T: Element>(p: &DceaParams<'t, T>, y: &Var<'t, T>, cfg: &DceaConf
         v = Some(next);
     }
     let v = v.expect("iters ≥ 1");
-    let eta = unshift(dcea_decode(&v, &p.wd, &p.b, cfg.threshold, convt), y, cfg);
+    if cfg.uses_shifts() {
+        tape.release(&input); // the shift batch (`y` itself otherwise)
+    }
+    let decoded = dcea_decode(&v, &p.wd, &p.b, cfg.threshold, convt);
     let code = dcea_threshold(&v, &p.b, cfg.threshold);
+    tape.release(&v);
+    let eta = unshift(decoded, y, cfg);
+    if cfg.uses_shifts() {
+        tape.release(&decoded);
+    }
     DceaOutput { eta, code, stats: trace.then_some(stats) }
 }
 
@@ -1124,33 +1156,45 @@ pub fn dcea_forward_composite<'t, T: Element>(
     cfg: &DceaConfig,
 ) -> DceaOutput<'t, T> {
     let (input, conv, convt) = prepare(y, cfg);
+    let tape = y.tape();
     let b = p.b.reshape(&[1, cfg.filters, 1, 1]);
     let mut x: Option<Var<'t, T>> = None;
     for _ in 0..cfg.iters {
-        let resid = match &x {
-            None if cfg.family.mean_at_zero() == 0.0 => input,
-            None => input.sub_scalar(cfg.family.mean_at_zero()),
-            Some(x) => input.sub(&cfg.family.mean(&x.conv_transpose2d(&p.h, None, convt))),
-        };
-        let resid = match cfg.elu_alpha {
-            Some(a) => resid.elu(a),
-            None => resid,
-        };
-        let mut c = resid.conv2d(&p.we, None, conv);
-        if cfg.step != 1.0 {
-            c = c.mul_scalar(cfg.step);
-        }
-        let v = match &x {
-            None => c,
-            Some(x) => x.add(&c),
-        };
-        x = Some(match cfg.threshold {
-            Threshold::OneSided => v.sub(&b).relu(),
-            Threshold::TwoSided => v.abs().sub(&b).relu().mul(&v.sign()),
+        // One step in a scope (its intermediates freed where no rule needs them), the previous
+        // code released once replaced.
+        let next = tape.scope(|| {
+            let resid = match &x {
+                None if cfg.family.mean_at_zero() == 0.0 => input,
+                None => input.sub_scalar(cfg.family.mean_at_zero()),
+                Some(x) => input.sub(&cfg.family.mean(&x.conv_transpose2d(&p.h, None, convt))),
+            };
+            let resid = match cfg.elu_alpha {
+                Some(a) => resid.elu(a),
+                None => resid,
+            };
+            let mut c = resid.conv2d(&p.we, None, conv);
+            if cfg.step != 1.0 {
+                c = c.mul_scalar(cfg.step);
+            }
+            let v = match &x {
+                None => c,
+                Some(x) => x.add(&c),
+            };
+            match cfg.threshold {
+                Threshold::OneSided => v.sub(&b).relu(),
+                Threshold::TwoSided => v.abs().sub(&b).relu().mul(&v.sign()),
+            }
         });
+        if let Some(prev) = x {
+            tape.release(&prev);
+        }
+        x = Some(next);
     }
     let code = x.expect("iters ≥ 1");
-    let eta = unshift(code.conv_transpose2d(&p.wd, None, convt), y, cfg);
+    if cfg.uses_shifts() {
+        tape.release(&input);
+    }
+    let eta = tape.scope(|| unshift(code.conv_transpose2d(&p.wd, None, convt), y, cfg));
     DceaOutput { eta, code, stats: None }
 }
 
@@ -1332,6 +1376,44 @@ pub fn poisson_observation<T: Element>(image: &Tensor<T>, q: f64, rng: &mut Rng)
 /// The denoised estimate `Q·exp(η̂)`.
 pub fn poisson_estimate<'t, T: Element>(eta: &Var<'t, T>, q: f64) -> Var<'t, T> {
     eta.exp().mul_scalar(q)
+}
+
+/// DCEA's denoised estimate from its weights and noisy observations `noisy` `[N, C, H, W]`,
+/// with no tape to manage: the mean `f⁻¹(η̂)` of the observations that [`dcea_forward`] gives
+/// (the average over the shifts included), computed on an inference tape
+/// ([`autograd::infer`]) that records nothing and frees each iterate once the next is
+/// computed. Bit for bit `model.config.family.mean(&dcea_forward(..).eta)` on a recording
+/// tape. For the authors' Poisson denoising, the image estimate is `Q·` this
+/// ([`poisson_estimate`], `Q` from [`poisson_scale`]).
+///
+/// # Errors
+/// [`SparseError::NonFinite`] if an observation is NaN or ±∞ (`row` its flat index).
+/// **Panics** as [`dcea_forward`] if the shape does not fit the configuration.
+///
+/// ```
+/// use engine::{Rng, Tensor};
+/// use sparsegrad_sparse::dcea::{denoise, poisson_estimate, poisson_observation, Dcea, DceaConfig, Family, PowerFold};
+/// let cfg = DceaConfig::new(Family::Poisson, 4, [3, 3])
+///     .fold(Some(PowerFold { iters: 10, image: [12, 12], ..PowerFold::default() }));
+/// let mut rng = Rng::new(1);
+/// let model = Dcea::<f32>::new(cfg, &mut rng).unwrap();
+/// let image = Tensor::<f32>::full(&[1, 1, 12, 12], 0.5);
+/// let q = 0.125; // peak 4
+/// let noisy = poisson_observation(&image, q, &mut rng);
+/// let mean = denoise(&model, &noisy).unwrap();
+/// assert_eq!(mean.shape(), &[1, 1, 12, 12]);
+/// let estimate = mean.mul_scalar(q); // Q·exp(η̂)
+/// assert!(estimate.to_vec().iter().all(|v| v.is_finite() && *v > 0.0));
+/// ```
+pub fn denoise<T: Element>(model: &Dcea<T>, noisy: &Tensor<T>) -> Result<Tensor<T>, SparseError> {
+    if let Some((i, v)) = noisy.to_f64_vec().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(SparseError::NonFinite { op: "dcea::denoise", what: "observation", row: i, col: 0, value: *v });
+    }
+    Ok(autograd::infer(|tape| {
+        let p = model.bind(tape);
+        let out = dcea_forward(&p, &tape.constant(noisy.clone()), &model.config);
+        model.config.family.mean(&out.eta)
+    }))
 }
 
 /// Observations of `family` for gradient checks: reals (Gaussian), or counts (Poisson with

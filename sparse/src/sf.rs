@@ -39,6 +39,12 @@ pub struct CodingStats {
     pub capped: usize,
 }
 
+/// Holds no variable: a scope returning `(codes, stats)` keeps the codes only
+/// ([`autograd::Tape::scope`]).
+impl autograd::Retain for CodingStats {
+    fn retained(&self, _: &mut Vec<autograd::NodeId>) {}
+}
+
 impl CodingStats {
     fn of<T: Element>(paths: &[SamplePath<T>]) -> CodingStats {
         CodingStats {

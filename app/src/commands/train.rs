@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use autograd::optim::{Optimizer, Sgd};
-use autograd::{Tape, Var};
+use autograd::Var;
 use datasets::{embedded, Dataset, ImageSet, Loader, LoaderConfig, Mnist, Split};
 use engine::{Rng, Tensor};
 
@@ -103,13 +103,14 @@ pub fn run(args: &[String]) -> i32 {
     }
 }
 
-/// Predicted classes of `x` (no gradients recorded).
+/// Predicted classes of `x` (an inference tape: nothing recorded, the batch's values freed
+/// on return).
 fn predict(net: &LeNet<f32>, x: &Tensor<f32>) -> Vec<usize> {
-    let tape = Tape::new();
-    tape.no_grad(|| {
+    autograd::infer(|tape| {
         let p: Vec<Var<'_, f32>> = net.params.values().iter().map(|v| tape.constant(v.clone())).collect();
-        LeNet::forward(&p, &tape.constant(x.clone())).value().argmax(1)
+        LeNet::forward(&p, &tape.constant(x.clone()))
     })
+    .argmax(1)
 }
 
 /// Fraction of correctly classified images of `data`.
