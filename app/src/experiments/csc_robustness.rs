@@ -10,14 +10,15 @@
 //! on the same (stratified) test subset with the same noise draws for every network and λ,
 //! and stores the accuracy matrix (rows σ, columns λ; one column for ResNet).
 //!
-//! **Default budget** (≈ 45 min on 2 shared cores, 2 cells; see [`CscRobustness::new`]):
+//! **Default budget** (≈ 40 min on 2 shared cores, 2 cells; see [`CscRobustness::new`]):
 //! CIFAR-100 with its 20 coarse classes (`dataset`; the fine 100 classes are `cifar100`),
-//! 1 trial, 1,500 steps of batch 16 with SGD (lr 0.05, momentum 0.9) on all 25,000 training
-//! images here (≈ 1 epoch), the sweep on 20 test images per class (400). Measured with the
-//! ignored test `cost_per_step` in `tests/experiments_cnn.rs` on a loaded 2-core machine:
-//! ≈ 0.4–0.8 s per step of 16 and ≈ 0.016 s per test image per (σ, λ) point, so resnet20
-//! ≈ 1,500 × 0.6 + 11 × 400 × 0.016 ≈ 17 min and sdnet20 ≈ 15 + 154 × 400 × 0.016 s ≈ 31 min
-//! (the 11 × 14 sweep is most of it). To scale up,
+//! 1 trial, 3,000 steps of batch 16 with SGD (lr 0.05, momentum 0.9) on all 25,000 training
+//! images here (≈ 2 epochs), the sweep on 20 test images per class (400). Measured on the
+//! 2-core machine under a load of ≈ 15 (150-step runs of each network, the ignored test
+//! `cost_per_step` in `tests/experiments_cnn.rs` for a shorter probe): ≈ 0.19 s per step for
+//! resnet20, ≈ 0.35 s for sdnet20, ≈ 0.013 s per test image per (σ, λ) point; so the resnet20
+//! cell ≈ 3,000 × 0.19 + 11 × 400 × 0.013 s ≈ 11 min and the sdnet20 cell ≈ 3,000 × 0.35 +
+//! 154 × 400 × 0.013 s ≈ 31 min (the 11 × 14 sweep is 13 of them). To scale up,
 //! raise `steps` (e.g. 30,000 for ≈ 20 epochs), `test_per_class` (500 is the whole test set),
 //! `trials`, and add `sdnet20-all` to `nets`; the cells are independent, so `--shard i/n`
 //! spreads them over machines.
@@ -59,7 +60,7 @@ pub struct CscRobustness {
 }
 
 impl CscRobustness {
-    /// The default budget (about 45 minutes on 2 cores) or `--quick` (well under a minute).
+    /// The default budget (about 40 minutes on 2 cores) or `--quick` (well under a minute).
     pub fn new(quick: bool) -> Self {
         let sigmas: Vec<f64> = (0..=10).map(|i| i as f64 * 0.02).collect();
         let lambdas: Vec<f64> = (1..=14).map(|i| i as f64 * 0.1).collect();
@@ -83,7 +84,7 @@ impl CscRobustness {
                 nets: vec!["resnet20".into(), "sdnet20".into()],
                 trials: 1,
                 train_per_class: None,
-                steps: 1500,
+                steps: 3000,
                 batch: 16,
                 lr: 0.05,
                 test_per_class: 20,

@@ -8,16 +8,16 @@
 //!
 //! One cell per (variant, trial): `nin`, `ds-nin-paper`, `ds-nin-proximal`.
 //!
-//! **Default budget** (≈ 45 min on 2 shared cores, 3 cells; see [`DoubleSparsity::new`]):
+//! **Default budget** (≈ 40 min on 2 shared cores, 3 cells; see [`DoubleSparsity::new`]):
 //! CIFAR-100 with its 20 coarse classes (`dataset`; CIFAR-10 has only 20 images here), 1
-//! trial, 500 steps of batch 16 with Adam (lr 1e-3; plain SGD barely moves NiN in so few
-//! steps), ζ = 1e-5 (the paper's best), tested on 25 images per class (500). Measured with the
-//! ignored test `cost_per_step` on a loaded 2-core machine: ≈ 1.6 s per step of 16 for NiN and
-//! DS-NiN alike (the DCT convolutions cost what the learned ones do; only their weight
-//! gradient is saved) and ≈ 0.03 s per test image, so ≈ 14 min per cell. To scale up, raise
+//! trial, 800 steps of batch 16 (≈ half an epoch) with Adam (lr 1e-3, chosen to make the most
+//! of few steps; SGD was not compared), ζ = 1e-5 (the paper's best), tested on 25 images per class (500).
+//! Measured with 40-step runs on the 2-core machine under a load of ≈ 15: ≈ 1.35 s per step of
+//! 16 for NiN and ≈ 0.75 s for DS-NiN (no weight gradient for the fixed DCT filters), so
+//! ≈ 18 min for the NiN cell and ≈ 10 min for each DS-NiN cell. To scale up, raise
 //! `steps` (the paper trains for hundreds of epochs: 25,000 images / 16 ≈ 1,560 steps per
-//! epoch), `test_per_class` (500 is the whole test set) and `trials`; `adam = false` with
-//! `lr = 0.01` is the paper's SGD. The cells are independent (`--shard i/n`).
+//! epoch), `test_per_class` (500 is the whole test set) and `trials`; `adam = false` trains
+//! with SGD and momentum 0.9 as the paper does (set `lr` to match). The cells are independent (`--shard i/n`).
 
 use std::collections::BTreeMap;
 
@@ -58,7 +58,7 @@ pub struct DoubleSparsity {
 }
 
 impl DoubleSparsity {
-    /// The default budget (about 45 minutes on 2 cores) or `--quick` (well under a minute).
+    /// The default budget (about 40 minutes on 2 cores) or `--quick` (well under a minute).
     pub fn new(quick: bool) -> Self {
         let variants = ["nin", "ds-nin-paper", "ds-nin-proximal"].map(String::from).to_vec();
         if quick {
@@ -82,7 +82,7 @@ impl DoubleSparsity {
                 zeta: 1e-5,
                 trials: 1,
                 train_per_class: None,
-                steps: 500,
+                steps: 800,
                 batch: 16,
                 lr: 1e-3,
                 adam: true,
