@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use datasets::{embedded, stratified_indices, Cifar10, Cifar100, Dataset, FashionMnist, ImageSet, Mnist, Split};
+use datasets::{
+    embedded, open_cifar_file, stratified_indices, Cifar10, Cifar100, Dataset, FashionMnist, ImageSet, Mnist, Split,
+};
 
 /// The root of the data sets: `--data-dir`, else `$SPARSEGRAD_DATA`, else the nearest
 /// `shared/data` above the current directory.
@@ -44,7 +46,7 @@ pub fn open(name: &str, root: Option<&Path>) -> Result<(Split, String), String> 
         }
         "cifar100" | "cifar100-coarse" => {
             let d = need("cifar-100")?;
-            let s = Cifar100::open(&d).map_err(err)?;
+            let s = open_cifar100(&d)?;
             if name == "cifar100" {
                 return Ok((s, format!("CIFAR-100, 100 fine classes ({})", d.display())));
             }
@@ -57,6 +59,20 @@ pub fn open(name: &str, root: Option<&Path>) -> Result<(Split, String), String> 
             Err(format!("unknown data set '{other}' (known: mnist, fashion-mnist, cifar10, cifar100, cifar100-coarse)"))
         }
     }
+}
+
+/// CIFAR-100 from `dir`: the standard `train.bin` / `test.bin`, else the files staged on
+/// this project's machines (`train_first250_per_class.bin`: 250 training images per fine
+/// class; `test_by_class.bin`: the whole test set grouped by class), the test set normalised
+/// with the training files' statistics.
+fn open_cifar100(dir: &Path) -> Result<Split, String> {
+    let (train, test) = (dir.join("train_first250_per_class.bin"), dir.join("test_by_class.bin"));
+    if dir.join("train.bin").is_file() || !(train.is_file() && test.is_file()) {
+        return Cifar100::open(dir).map_err(|e| e.to_string());
+    }
+    let train = open_cifar_file(&train, None).map_err(|e| e.to_string())?;
+    let test = open_cifar_file(&test, None).map_err(|e| e.to_string())?.with_stats_from(&train);
+    Ok(Split { train, test, extra: None })
 }
 
 /// `k` labelled examples per class of `train` (all of it for `None`) and the unlabelled
@@ -91,4 +107,13 @@ pub fn cell_seed(seed: u64, parts: &[&str]) -> u64 {
         }
     }
     h
+}
+
+/// The number of classes of the data set `name` (as [`open`] names them).
+pub fn class_count(name: &str) -> usize {
+    match name {
+        "cifar100" => 100,
+        "cifar100-coarse" => 20,
+        _ => 10,
+    }
 }

@@ -176,6 +176,22 @@ pub fn interrupted() -> bool {
     STOP.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// The experiment called `name` (`limited-supervision`, `csc-robustness`,
+/// `double-sparsity`) at its default budget or `--quick`; `None` for an unknown name.
+pub fn by_name(name: &str, quick: bool) -> Option<Box<dyn Experiment>> {
+    match name {
+        "limited-supervision" => Some(Box::new(limited_supervision::LimitedSupervision::new(quick))),
+        "csc-robustness" => Some(Box::new(csc_robustness::CscRobustness::new(quick))),
+        "double-sparsity" => Some(Box::new(double_sparsity::DoubleSparsity::new(quick))),
+        _ => None,
+    }
+}
+
+/// The names [`by_name`] knows.
+pub const NAMES: [&str; 3] = ["limited-supervision", "csc-robustness", "double-sparsity"];
+
 pub mod common;
+pub mod csc_robustness;
+pub mod double_sparsity;
 pub mod limited_supervision;
 pub mod train;

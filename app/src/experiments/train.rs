@@ -80,3 +80,30 @@ pub fn accuracy(model: &Model<f32>, test: &ImageSet) -> Result<f64, String> {
     }
     Ok(correct as f64 / test.len().max(1) as f64)
 }
+
+/// Fraction of `test` the model classifies correctly when every image is corrupted by
+/// `noise` (applied to the `[0, 1]` intensities before normalisation, drawn from `seed` and
+/// the image's index, so the same `seed` gives the same corrupted images to every model).
+pub fn accuracy_under(model: &Model<f32>, test: &ImageSet, noise: datasets::Noise, seed: u64) -> Result<f64, String> {
+    let loader = Loader::new(test, LoaderConfig::new(500).shuffle(false).noise(noise).seed(seed));
+    let mut correct = 0usize;
+    for b in loader.epoch(0) {
+        let logits: Tensor<f32> = model.predict(&b.x).map_err(|e| e.to_string())?;
+        correct += logits.argmax(1).iter().zip(&b.y).filter(|(p, y)| **p == **y as usize).count();
+    }
+    Ok(correct as f64 / test.len().max(1) as f64)
+}
+
+/// `model` rebuilt with the options `options` added to its configuration (e.g. the stem's
+/// `stem_lambda` at test time) and every trained parameter and buffer copied by name.
+pub fn with_options(model: &Model<f32>, options: &[(&str, String)]) -> Result<Model<f32>, String> {
+    let mut cfg = model.config.clone();
+    for (k, v) in options {
+        cfg = cfg.option(k, v);
+    }
+    let mut m = Model::<f32>::new(&cfg, &mut Rng::new(0))?;
+    for (n, t) in model.store.params().chain(model.store.buffers()) {
+        m.store.set(n, t.clone())?;
+    }
+    Ok(m)
+}
