@@ -14,6 +14,13 @@ use engine::{Element, Rng, Tensor};
 use crate::layers::{Ctx, Layer, Mode, ParamBuilder, Result, Store};
 
 pub mod lenet;
+// The sparse-coding networks (issue 19 §1): `dcea`, `sc` (the spatial-contrasting convnet),
+// the SF/CSF LeNets in `lenet`; `unsupervised` builds them with their unsupervised term
+// (`build_unsupervised(config, pb) -> Box<dyn Unsupervised<T>>`, `unsupervised_loss(cx, x)`
+// beside `forward`), for training loops that add it; `build` below gives the same network.
+pub mod dcea;
+pub mod sc;
+pub mod unsupervised;
 
 /// How to build a network: its registry name, the number of classes (or output channels),
 /// the input's channels and size, and the network's own options.
@@ -133,13 +140,25 @@ pub fn build<T: Element>(
 ) -> std::result::Result<Box<dyn Layer<T>>, String> {
     Ok(match config.name.as_str() {
         "lenet" => Box::new(lenet::build(config, pb)?),
+        // The sparse-coding networks; unsupervised::build_unsupervised has their extra term.
+        "sf-lenet" | "csf-lenet" | "csf-sf-lenet" | "dcea" | "sc-convnet" => {
+            unsupervised::build_unsupervised(config, pb)?
+        }
         other => return Err(find(other).err().unwrap_or_else(|| format!("network '{other}' has no builder"))),
     })
 }
 
 /// Every network, in the order `--model list` prints them.
 pub fn registry() -> Vec<NetSpec> {
-    vec![lenet::spec()]
+    vec![
+        lenet::spec(),
+        // The sparse-coding networks (issue 19 §1).
+        lenet::sf_spec(),
+        lenet::csf_spec(),
+        lenet::csf_sf_spec(),
+        dcea::spec(),
+        sc::spec(),
+    ]
 }
 
 /// The network called `name`, or an error listing the names.
