@@ -39,16 +39,22 @@ use engine::{Element, Rng, Tensor};
 pub mod basic;
 pub mod conv;
 pub mod csc;
+pub mod dcea;
 pub mod dct;
 pub mod norm;
 pub mod pool;
+pub mod sc;
+pub mod sf;
 
 pub use basic::{Dropout, Flatten, Linear, Relu, Residual, Sequential};
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use csc::{CscLayer, Lambda};
+pub use dcea::DceaLayer;
 pub use dct::{shrink_coefficients, DctConv2d};
 pub use norm::BatchNorm2d;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
+pub use sc::SpatialContrasting;
+pub use sf::{Csf, NonNegative, Sf};
 
 /// Train or eval: what Dropout and BatchNorm do, and whether parameters enter the tape as
 /// leaves (train) or constants (eval).

@@ -16,6 +16,13 @@ use crate::layers::{Ctx, Layer, Mode, ParamBuilder, Result, Store};
 pub mod lenet;
 pub mod nin;
 pub mod resnet;
+// The sparse-coding networks (issue 19 §1): `dcea`, `sc` (the spatial-contrasting convnet),
+// the SF/CSF LeNets in `lenet`; `unsupervised` builds them with their unsupervised term
+// (`build_unsupervised(config, pb) -> Box<dyn Unsupervised<T>>`, `unsupervised_loss(cx, x)`
+// beside `forward`), for training loops that add it; `build` below gives the same network.
+pub mod dcea;
+pub mod sc;
+pub mod unsupervised;
 
 /// How to build a network: its registry name, the number of classes (or output channels),
 /// the input's channels and size, and the network's own options.
@@ -139,15 +146,27 @@ pub fn build<T: Element>(
         "resnet20" | "sdnet20" | "sdnet20-all" | "resnet18" | "sdnet18" | "sdnet18-all" => {
             Box::new(resnet::build(config, pb)?)
         }
+        // The sparse-coding networks; unsupervised::build_unsupervised has their extra term.
+        "sf-lenet" | "csf-lenet" | "csf-sf-lenet" | "dcea" | "sc-convnet" => {
+            unsupervised::build_unsupervised(config, pb)?
+        }
         other => return Err(find(other).err().unwrap_or_else(|| format!("network '{other}' has no builder"))),
     })
 }
 
 /// Every network, in the order `--model list` prints them.
 pub fn registry() -> Vec<NetSpec> {
-    let mut all = vec![lenet::spec()];
+    let mut all = vec![
+        lenet::spec(),
+        // The sparse-coding networks (issue 19 §1).
+        lenet::sf_spec(),
+        lenet::csf_spec(),
+        lenet::csf_sf_spec(),
+    ];
     all.extend(nin::specs());
     all.extend(resnet::specs());
+    all.push(dcea::spec());
+    all.push(sc::spec());
     all
 }
 
