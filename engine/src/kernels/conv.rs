@@ -80,9 +80,9 @@ impl Path {
     /// (a pinned direct path runs whenever the kernels support `g`, worthwhile or not).
     fn direct(self, g: &Geom) -> Option<Isa> {
         match self {
-            Path::Auto => Isa::detect().filter(|&isa| direct::supports(g) && direct::worthwhile(g, isa)),
+            Path::Auto => Isa::vectors().filter(|&isa| direct::supports(g) && direct::worthwhile(g, isa)),
             Path::Gemm | Path::Sparse => None,
-            Path::Direct(isa) => direct::supports(g).then_some(isa),
+            Path::Direct(isa) => direct::supports(g).then(|| isa.checked()),
         }
     }
 
@@ -101,7 +101,7 @@ impl Path {
     /// Every path this machine can run: GEMM and the direct kernels of each instruction set.
     #[cfg(test)]
     fn all() -> Vec<Path> {
-        [Path::Gemm, Path::Sparse].into_iter().chain(Isa::available().into_iter().map(Path::Direct)).collect()
+        [Path::Gemm, Path::Sparse].into_iter().chain(Isa::with_vectors().into_iter().map(Path::Direct)).collect()
     }
 }
 
