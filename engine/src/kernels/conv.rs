@@ -779,9 +779,10 @@ fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom, path: Path) -> Vec<T
         .unwrap_or_else(|| backward_weight_gemm(gy, x, g))
 }
 
-/// Whether every element of `v` is finite (no NaN, no ±∞).
+/// Whether every element of `v` is finite (no NaN, no ±∞); on rayon in chunks of
+/// [`crate::PAR_CHUNK`].
 fn all_finite<T: Element>(v: &[T]) -> bool {
-    v.iter().all(|e| e.is_finite())
+    v.par_chunks(crate::PAR_CHUNK).all(|c| c.iter().all(|e| e.is_finite()))
 }
 
 /// [`forward`] by im2col + GEMM.
@@ -1860,22 +1861,30 @@ mod tests {
 
     #[test]
     fn sparse_path_is_chosen_by_density_and_finiteness() {
-        let n = 64 * sparse::MAX_DENSITY_INV;
-        let mut gy = vec![0.0f64; n];
-        assert!(sparse::worthwhile(&gy, &[1.0, 2.0]), "all zeros");
-        for v in gy.iter_mut().step_by(sparse::MAX_DENSITY_INV) {
-            *v = 1.5;
+        // A short gy (counted serially) and a long one (its tail counted on rayon), with the
+        // extra nonzero in the head and in the tail; a NaN far into a long other operand.
+        for n in [64 * sparse::MAX_DENSITY_INV, sparse::HEAD + 3 * crate::PAR_CHUNK + 64] {
+            let mut gy = vec![0.0f64; n];
+            assert!(sparse::worthwhile(&gy, &[1.0, 2.0]), "all zeros");
+            for v in gy.iter_mut().step_by(sparse::MAX_DENSITY_INV) {
+                *v = 1.5;
+            }
+            assert!(sparse::worthwhile(&gy, &[1.0]), "exactly one in MAX_DENSITY_INV");
+            for at in [1, n - 2] {
+                gy[at] = -2.0;
+                assert!(!sparse::worthwhile(&gy, &[1.0]), "one more at {at} of {n}");
+                gy[at] = 0.0;
+            }
+            assert!(!sparse::worthwhile(&gy, &[1.0, f64::NAN]), "NaN in the other operand");
+            assert!(!sparse::worthwhile(&gy, &[f64::INFINITY]), "∞ in the other operand");
+            let mut other = vec![1.0; n];
+            other[n - 3] = f64::NAN;
+            assert!(!sparse::worthwhile(&gy, &other), "NaN at the end of a long other operand");
+            assert!(!sparse::worthwhile(&gy[..sparse::MAX_DENSITY_INV - 1], &[1.0]), "too short to count");
+            let mut dense = vec![1.0f64; n];
+            dense[n - 1] = 0.0;
+            assert!(!sparse::worthwhile(&dense, &[1.0]));
         }
-        assert!(sparse::worthwhile(&gy, &[1.0]), "exactly one in MAX_DENSITY_INV");
-        gy[1] = -2.0;
-        assert!(!sparse::worthwhile(&gy, &[1.0]), "one more");
-        gy[1] = 0.0;
-        assert!(!sparse::worthwhile(&gy, &[1.0, f64::NAN]), "NaN in the other operand");
-        assert!(!sparse::worthwhile(&gy, &[f64::INFINITY]), "∞ in the other operand");
-        assert!(!sparse::worthwhile(&gy[..sparse::MAX_DENSITY_INV - 1], &[1.0]), "too short to count");
-        let mut dense = vec![1.0f64; n];
-        dense[n - 1] = 0.0;
-        assert!(!sparse::worthwhile(&dense, &[1.0]));
     }
 
     #[test]
