@@ -64,12 +64,26 @@ pub const PAR_CHUNK: usize = 1 << 15;
 /// that was a third of the time (`perf`: `ptep_clear_flush`, `native_write_msr`). Writing the
 /// buffer first costs one pass over it and faults each page in once, already writable. Use
 /// this for every buffer a kernel accumulates into; buffers only ever written may use `vec!`.
-pub fn filled<T: Copy>(n: usize, v: T) -> Vec<T> {
-    let mut out = Vec::with_capacity(n);
+///
+/// From [`PAR_CHUNK`] elements on, the chunks of [`PAR_CHUNK`] are written on rayon (the page
+/// faults then run on every thread, not one); the result is the same either way.
+pub fn filled<T: Copy + Send + Sync>(n: usize, v: T) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(n);
     // An opaque use between allocation and fill, so that the optimiser cannot fuse the two
     // back into a zeroed allocation (LLVM folds malloc + memset(0) into calloc).
     std::hint::black_box(out.as_mut_ptr());
-    out.resize(n, v);
+    if n < PAR_CHUNK {
+        out.resize(n, v);
+        return out;
+    }
+    use rayon::prelude::*;
+    out.spare_capacity_mut()[..n].par_chunks_mut(PAR_CHUNK).for_each(|c| {
+        c.iter_mut().for_each(|e| {
+            e.write(v);
+        })
+    });
+    // SAFETY: the capacity is at least `n` and elements `0..n` were all written above.
+    unsafe { out.set_len(n) };
     out
 }
 
@@ -108,4 +122,16 @@ pub(crate) fn huge_pages_hint<T>(v: &mut Vec<T>) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = v;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn filled_writes_every_element_serially_and_in_parallel() {
+        for n in [0, 1, 7, super::PAR_CHUNK - 1, super::PAR_CHUNK, 3 * super::PAR_CHUNK + 5] {
+            let v = super::filled(n, -2.5f64);
+            assert_eq!(v.len(), n);
+            assert!(v.iter().all(|&e| e == -2.5), "n = {n}");
+        }
+    }
 }

@@ -99,7 +99,8 @@ impl<T: Element> LinearOperator<T> for Conv<T> {
 pub struct Implicit {
     /// Conjugate gradients stop when every sample's `‖r‖ ≤ tol·‖g_Λ‖`.
     pub cg_tol: f64,
-    /// ... or fail with `NotConverged` after this many iterations.
+    /// ... or fail with `NotConverged` after this many iterations (with `Diverged` sooner, once
+    /// a residual has grown for [`CG_DIVERGED_AFTER`] consecutive iterations).
     pub cg_max_iter: usize,
     /// After FISTA, solve the optimality equations on the support found,
     /// `(AᵀA)_ΛΛ z_Λ = (Aᵀx)_Λ − λ·sign(z_Λ)`, exactly (a Cholesky factor per sample), and
@@ -365,10 +366,18 @@ fn per_sample_dot<T: Element>(a: &[T], b: &[T], n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Conjugate gradients give up on a sample whose residual `‖r‖` has grown for this many
+/// consecutive iterations ([`SparseError::Diverged`]) instead of running to `cg_max_iter`. On a
+/// symmetric positive definite matrix the residual may rise for a few iterations, but not for
+/// this many in a row; when rounding makes `(AᵀA)_ΛΛ` numerically indefinite or non-symmetric
+/// (linearly dependent atoms), it grows steadily, to 1e9 and beyond by `cg_max_iter`.
+pub const CG_DIVERGED_AFTER: usize = 20;
+
 /// Solves `(AᵀA)_ΛΛ·β = b` (`b` zero off `Λ`; `Λ` = the nonzeros of `support`) by conjugate
 /// gradients, independently for every sample (per-sample step lengths), until every
-/// sample's `‖r‖ ≤ tol·‖b‖`. In place: `β`, `r`, `p` and `A^T A p` are the only code-sized
-/// buffers kept across iterations.
+/// sample's `‖r‖ ≤ tol·‖b‖`; fails with `Diverged` as soon as one sample's residual has grown
+/// for [`CG_DIVERGED_AFTER`] consecutive iterations, with `NotConverged` after `max_iter`. In
+/// place: `β`, `r`, `p` and `A^T A p` are the only code-sized buffers kept across iterations.
 fn cg_on_support<T: Element>(
     op: &impl LinearOperator<T>,
     support: &Tensor<T>,
@@ -396,6 +405,7 @@ fn cg_on_support<T: Element>(
     let mut rs = per_sample_dot(r.as_slice().expect("contiguous"), r.as_slice().expect("contiguous"), n);
     let converged = |r2: f64, s: usize| r2.sqrt() <= tol * b_norm[s];
     let mut it = 0;
+    let mut grown = vec![0usize; n]; // consecutive iterations in which ‖r‖ grew, per sample
     while !rs.iter().enumerate().all(|(s, &r2)| converged(r2, s)) {
         if it == max_iter {
             let worst = rs
@@ -431,7 +441,13 @@ fn cg_on_support<T: Element>(
             let new: f64 = rm[span.clone()].iter().map(|v| v.as_f64() * v.as_f64()).sum();
             let ratio = T::of(new / rs[s]);
             p[span.clone()].iter_mut().zip(&rm[span]).for_each(|(pv, &rv)| *pv = rv + ratio * *pv);
+            grown[s] = if new > rs[s] { grown[s] + 1 } else { 0 };
             rs[s] = new;
+            if grown[s] == CG_DIVERGED_AFTER {
+                let rel_residual = new.sqrt() / b_norm[s];
+                let (op, iters, grew_for) = ("csc_implicit", it + 1, CG_DIVERGED_AFTER);
+                return Err(SparseError::Diverged { op, what, sample: s, iters, rel_residual, grew_for });
+            }
         }
         it += 1;
     }
@@ -773,3 +789,6 @@ pub(crate) fn audit_cases(out: &mut Vec<autograd::audit::AuditCase>) {
         }));
     }
 }
+
+#[cfg(test)]
+mod cg_tests;

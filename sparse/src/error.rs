@@ -32,6 +32,9 @@ pub enum SparseError {
     /// An iterative solve stopped before reaching its tolerance: `rel_residual` is the worst
     /// sample's `‖r‖/‖b‖` after `iters` iterations, against `tol`.
     NotConverged { op: &'static str, what: &'static str, iters: usize, rel_residual: f64, tol: f64 },
+    /// An iterative solve gave up because sample `sample`'s residual grew for `grew_for`
+    /// consecutive iterations: `rel_residual` is its `‖r‖/‖b‖` at iteration `iters`.
+    Diverged { op: &'static str, what: &'static str, sample: usize, iters: usize, rel_residual: f64, grew_for: usize },
     /// A matrix the solver needs to be positive definite is not (conjugate gradients met a
     /// direction `p` with `pᵀAp ≤ 0`), e.g. the Gram matrix of an active set whose atoms are
     /// linearly dependent. `sample` is the batch entry.
@@ -84,6 +87,12 @@ impl fmt::Display for SparseError {
                 f,
                 "{op}: {what} did not converge: relative residual {rel_residual:e} after {iters} iterations \
                  (tolerance {tol:e})"
+            ),
+            SparseError::Diverged { op, what, sample, iters, rel_residual, grew_for } => write!(
+                f,
+                "{op}: sample {sample}: {what} diverged: relative residual {rel_residual:e} at iteration {iters}, \
+                 after growing for {grew_for} consecutive iterations (the matrix is not numerically symmetric \
+                 positive definite: linearly dependent atoms on the support?)"
             ),
             SparseError::NotPositiveDefinite { op, what, sample, curvature } => write!(
                 f,

@@ -78,6 +78,7 @@ use std::cell::RefCell;
 
 use autograd::{Backward, Var};
 use engine::kernels::matmul::{gemm, MatRef};
+use engine::kernels::simd::Isa;
 use engine::{Element, Tensor};
 
 /// Which distance the loss contrasts.
@@ -396,16 +397,10 @@ fn block8_centred<T: Element>(src: &[T], ss: usize, mu: &[T], rows: Option<&mut 
     }
 }
 
-/// True when `T` is `f32` and the CPU has AVX (the [`avx`] kernels apply).
+/// True when `T` is `f32` and the CPU runs AVX2 ([`Isa::best`], the engine's one dispatch
+/// enum; the [`avx`] kernels need only AVX, which AVX2 implies).
 fn avx_f32<T: Element>() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        TypeId::of::<T>() == TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    cfg!(target_arch = "x86_64") && TypeId::of::<T>() == TypeId::of::<f32>() && Isa::best() >= Isa::Avx2
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -923,17 +918,26 @@ fn col_softmax<T: Element>(dist: &[T], n: usize, e: &mut [T], k: &mut [T], w: T)
 /// compute the same operations in the same order (Rust never contracts `a·b + c` into a fused
 /// multiply-add), so they give the same bits (checked by a test).
 fn forward<T: Element>(a: &Tensor<T>, p: &Tensor<T>, cfg: ScConfig, with_rule: bool) -> (T, Option<ScBackward<T>>) {
-    #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, the only requirement of `forward_avx512`.
-        return unsafe { forward_avx512(a, p, cfg, with_rule) };
+    forward_at(Isa::best(), a, p, cfg, with_rule)
+}
+
+/// [`forward`] compiled for `isa` (tests pass each level of [`Isa::available`]).
+fn forward_at<T: Element>(
+    isa: Isa,
+    a: &Tensor<T>,
+    p: &Tensor<T>,
+    cfg: ScConfig,
+    with_rule: bool,
+) -> (T, Option<ScBackward<T>>) {
+    match isa.checked() {
+        // SAFETY: `checked` panics for a level this CPU does not run; AVX-512 implies AVX-512F.
+        #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+        Isa::Avx512 => unsafe { forward_avx512(a, p, cfg, with_rule) },
+        // SAFETY: as above; the AVX2 level has AVX2.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { forward_avx2(a, p, cfg, with_rule) },
+        _ => forward_impl(a, p, cfg, with_rule),
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, the only requirement of `forward_avx2`.
-        return unsafe { forward_avx2(a, p, cfg, with_rule) };
-    }
-    forward_impl(a, p, cfg, with_rule)
 }
 
 /// `$name`: [`forward_impl`] compiled with the target feature `$feature`.
@@ -1238,16 +1242,7 @@ mod tests {
                 ScConfig::new().distance(Distance::Euclidean).one_sided(),
             ] {
                 let mut builds = vec![("dispatched", forward(&a, &p, cfg, true))];
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2.
-                    builds.push(("avx2", unsafe { forward_avx2(&a, &p, cfg, true) }));
-                }
-                #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F.
-                    builds.push(("avx512", unsafe { forward_avx512(&a, &p, cfg, true) }));
-                }
+                builds.extend(Isa::available().into_iter().map(|isa| (isa.name(), forward_at(isa, &a, &p, cfg, true))));
                 let (l2, r2) = forward_impl(&a, &p, cfg, true);
                 let r2 = r2.unwrap();
                 let bits = |v: &[T]| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>();

@@ -17,6 +17,17 @@
 //! `conv2d_backward_input` and `conv2d_backward_weight` are its exact adjoints in `x` and in
 //! `W`, and `conv_transpose2d` *is* `conv2d_backward_input` (plus a bias), as in PyTorch.
 //!
+//! ## Non-finite values
+//! Every path (GEMM, direct, sparse) gives the NaN and ±∞ pattern of im2col + GEMM, which is
+//! PyTorch's: the forward and the weight gradient read the padding as explicit zeros of the
+//! column matrix (so a NaN or ±∞ weight makes every output of its channel NaN, `0·∞ = NaN`); the
+//! input gradient at `p` sums only the taps that touch `p` (col2im drops the rest), so the
+//! padding contributes nothing and a non-finite weight poisons exactly the positions it
+//! reaches. The direct and sparse kernels would differ (the direct input gradient meets the
+//! padding of `gy`, its weight gradient multiplies the input by zero lanes, the sparse kernels
+//! skip `0·v`), so they hand a non-finite weight (input gradient) or input (weight gradient)
+//! to the GEMM kernels; the test `every_path_propagates_nan_and_inf_like_gemm` pins this.
+//!
 //! ## How the fast kernels work
 //! Every op takes any input layout (it makes its operands contiguous once) and works on the
 //! im2col matrix of a *block* of work: output rows `a0..a1` of `b` images, row `(c, i, j)`,
@@ -69,9 +80,9 @@ impl Path {
     /// (a pinned direct path runs whenever the kernels support `g`, worthwhile or not).
     fn direct(self, g: &Geom) -> Option<Isa> {
         match self {
-            Path::Auto => Isa::detect().filter(|&isa| direct::supports(g) && direct::worthwhile(g, isa)),
+            Path::Auto => Isa::vectors().filter(|&isa| direct::supports(g) && direct::worthwhile(g, isa)),
             Path::Gemm | Path::Sparse => None,
-            Path::Direct(isa) => direct::supports(g).then_some(isa),
+            Path::Direct(isa) => direct::supports(g).then(|| isa.checked()),
         }
     }
 
@@ -80,7 +91,9 @@ impl Path {
     fn sparse<T: Element>(self, gy: &[T], other: &[T]) -> bool {
         match self {
             Path::Auto => sparse::worthwhile(gy, other),
-            Path::Sparse => true,
+            // Skipping a zero of `gy` drops `0·v`, which is not zero for a non-finite `v`: a
+            // pinned sparse path hands such operands to the dense kernels (see "Non-finite values").
+            Path::Sparse => all_finite(other),
             Path::Gemm | Path::Direct(_) => false,
         }
     }
@@ -88,7 +101,7 @@ impl Path {
     /// Every path this machine can run: GEMM and the direct kernels of each instruction set.
     #[cfg(test)]
     fn all() -> Vec<Path> {
-        [Path::Gemm, Path::Sparse].into_iter().chain(Isa::available().into_iter().map(Path::Direct)).collect()
+        [Path::Gemm, Path::Sparse].into_iter().chain(Isa::with_vectors().into_iter().map(Path::Direct)).collect()
     }
 }
 
@@ -745,7 +758,9 @@ fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom, path: Path) -> Vec<T>
     if path.sparse(gy, w) {
         return sparse::input_grad(g, gy, w);
     }
-    match path.direct(g) {
+    // The direct kernel correlates the zero-padded `gy` with the whole kernel, so a non-finite
+    // weight would meet the padding (`0·NaN`): such weights take the GEMM path.
+    match path.direct(g).filter(|_| all_finite(w)) {
         Some(isa) => direct::input_grad(isa, g, gy, w),
         None => backward_input_gemm(gy, w, g),
     }
@@ -756,7 +771,18 @@ fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom, path: Path) -> Vec<T
     if path.sparse(gy, x) {
         return sparse::weight_grad(g, gy, x);
     }
-    path.direct(g).and_then(|isa| direct::weight_grad(isa, g, gy, x)).unwrap_or_else(|| backward_weight_gemm(gy, x, g))
+    // The direct kernel also multiplies the input by the zeros of the lanes past the output
+    // width (`0·NaN`): a non-finite input takes the GEMM path.
+    path.direct(g)
+        .filter(|_| all_finite(x))
+        .and_then(|isa| direct::weight_grad(isa, g, gy, x))
+        .unwrap_or_else(|| backward_weight_gemm(gy, x, g))
+}
+
+/// Whether every element of `v` is finite (no NaN, no ±∞); on rayon in chunks of
+/// [`crate::PAR_CHUNK`].
+fn all_finite<T: Element>(v: &[T]) -> bool {
+    v.par_chunks(crate::PAR_CHUNK).all(|c| c.iter().all(|e| e.is_finite()))
 }
 
 /// [`forward`] by im2col + GEMM.
@@ -1835,22 +1861,30 @@ mod tests {
 
     #[test]
     fn sparse_path_is_chosen_by_density_and_finiteness() {
-        let n = 64 * sparse::MAX_DENSITY_INV;
-        let mut gy = vec![0.0f64; n];
-        assert!(sparse::worthwhile(&gy, &[1.0, 2.0]), "all zeros");
-        for v in gy.iter_mut().step_by(sparse::MAX_DENSITY_INV) {
-            *v = 1.5;
+        // A short gy (counted serially) and a long one (its tail counted on rayon), with the
+        // extra nonzero in the head and in the tail; a NaN far into a long other operand.
+        for n in [64 * sparse::MAX_DENSITY_INV, sparse::HEAD + 3 * crate::PAR_CHUNK + 64] {
+            let mut gy = vec![0.0f64; n];
+            assert!(sparse::worthwhile(&gy, &[1.0, 2.0]), "all zeros");
+            for v in gy.iter_mut().step_by(sparse::MAX_DENSITY_INV) {
+                *v = 1.5;
+            }
+            assert!(sparse::worthwhile(&gy, &[1.0]), "exactly one in MAX_DENSITY_INV");
+            for at in [1, n - 2] {
+                gy[at] = -2.0;
+                assert!(!sparse::worthwhile(&gy, &[1.0]), "one more at {at} of {n}");
+                gy[at] = 0.0;
+            }
+            assert!(!sparse::worthwhile(&gy, &[1.0, f64::NAN]), "NaN in the other operand");
+            assert!(!sparse::worthwhile(&gy, &[f64::INFINITY]), "∞ in the other operand");
+            let mut other = vec![1.0; n];
+            other[n - 3] = f64::NAN;
+            assert!(!sparse::worthwhile(&gy, &other), "NaN at the end of a long other operand");
+            assert!(!sparse::worthwhile(&gy[..sparse::MAX_DENSITY_INV - 1], &[1.0]), "too short to count");
+            let mut dense = vec![1.0f64; n];
+            dense[n - 1] = 0.0;
+            assert!(!sparse::worthwhile(&dense, &[1.0]));
         }
-        assert!(sparse::worthwhile(&gy, &[1.0]), "exactly one in MAX_DENSITY_INV");
-        gy[1] = -2.0;
-        assert!(!sparse::worthwhile(&gy, &[1.0]), "one more");
-        gy[1] = 0.0;
-        assert!(!sparse::worthwhile(&gy, &[1.0, f64::NAN]), "NaN in the other operand");
-        assert!(!sparse::worthwhile(&gy, &[f64::INFINITY]), "∞ in the other operand");
-        assert!(!sparse::worthwhile(&gy[..sparse::MAX_DENSITY_INV - 1], &[1.0]), "too short to count");
-        let mut dense = vec![1.0f64; n];
-        dense[n - 1] = 0.0;
-        assert!(!sparse::worthwhile(&dense, &[1.0]));
     }
 
     #[test]
@@ -1876,6 +1910,75 @@ mod tests {
             .iter()
             .zip(&want)
             .all(|(a, b)| a.is_nan() == b.is_nan() && (a.is_nan() || a == b || (a - b).abs() < 1e-9)));
+    }
+
+    /// `a` and `b` agree as the module's "Non-finite values" requires: NaN exactly where `b`
+    /// has NaN, the same ±∞, and finite values within rounding (the paths sum in other orders).
+    #[track_caller]
+    fn assert_same_non_finite(a: &Tensor<f64>, b: &Tensor<f64>, what: &str) {
+        assert_eq!(a.shape(), b.shape(), "{what}");
+        for (i, (x, y)) in a.to_vec().iter().zip(b.to_vec()).enumerate() {
+            let same = if y.is_nan() || x.is_nan() {
+                x.is_nan() && y.is_nan()
+            } else if y.is_infinite() || x.is_infinite() {
+                x.to_bits() == y.to_bits()
+            } else {
+                (x - y).abs() <= 1e-12 * y.abs().max(1.0)
+            };
+            assert!(same, "{what}: element {i}: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn every_path_propagates_nan_and_inf_like_gemm() {
+        // A NaN, a +∞ and a −∞, put in the weight or in the input at a corner tap (which meets
+        // the padding) and at an inner one: forward, input gradient and weight gradient on
+        // every path (GEMM, sparse, direct for each instruction set) have the NaN/∞ pattern of
+        // im2col + GEMM, with a dense and a sparse output gradient. The input gradient also
+        // matches the definition (the naive loops, which skip the padding): a non-finite
+        // weight reaches only the positions its tap touches.
+        let mut rng = Rng::new(26);
+        let geometries: [Case; 5] = [
+            (2, 3, 7, 6, 4, 3, 3, [1, 1], [1, 1], [1, 1], 1), // stride 1, padded: direct kernels
+            (2, 4, 9, 8, 6, 2, 3, [1, 1], [2, 1], [3, 2], 2), // dilated, groups, direct
+            (2, 3, 9, 9, 4, 3, 3, [2, 2], [1, 1], [1, 1], 1), // stride 2
+            (2, 3, 5, 6, 4, 2, 3, [1, 1], [3, 2], [1, 1], 1), // padding beyond the kernel
+            (3, 5, 4, 6, 7, 1, 1, [1, 1], [0, 0], [1, 1], 1), // pointwise
+        ];
+        for case in geometries {
+            let (x, w, b, p) = setup(case, &mut rng);
+            let (hw, khw) = ([x.dim(2), x.dim(3)], [w.dim(2), w.dim(3)]);
+            let y_shape = naive::conv2d(&x, &w, None, p).shape().to_vec();
+            let dense = randn(&y_shape, &mut rng);
+            let sparse_gy = sparsify(&dense, 50, &mut rng);
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                for (in_weight, at) in [(true, 0), (true, w.numel() - 1), (false, 0), (false, x.numel() / 2 + 1)] {
+                    let poison = |t: &Tensor<f64>| {
+                        let mut v = t.to_vec();
+                        v[at] = bad;
+                        Tensor::from_vec(v, t.shape())
+                    };
+                    let (xb, wb) = if in_weight { (x.clone(), poison(&w)) } else { (poison(&x), w.clone()) };
+                    let want_y = xb.conv2d_on(Path::Gemm, &wb, Some(&b), p);
+                    for gy in [&dense, &sparse_gy] {
+                        let want_dx = Tensor::conv2d_backward_input_on(Path::Gemm, gy, &wb, hw, p);
+                        let want_dw = Tensor::conv2d_backward_weight_on(Path::Gemm, gy, &xb, khw, p);
+                        let naive_dx = naive::conv2d_backward_input(gy, &wb, hw, p).to_vec();
+                        let nan_pattern = |v: &[f64]| v.iter().map(|e| e.is_nan()).collect::<Vec<_>>();
+                        let what = format!("{case:?} {bad} in the {}", if in_weight { "weight" } else { "input" });
+                        assert_eq!(nan_pattern(&want_dx.to_vec()), nan_pattern(&naive_dx), "{what}: GEMM vs naive");
+                        for path in Path::all() {
+                            let what = format!("{what}, {path:?}");
+                            assert_same_non_finite(&xb.conv2d_on(path, &wb, Some(&b), p), &want_y, &what);
+                            let dx = Tensor::conv2d_backward_input_on(path, gy, &wb, hw, p);
+                            assert_same_non_finite(&dx, &want_dx, &format!("{what}: input gradient"));
+                            let dw = Tensor::conv2d_backward_weight_on(path, gy, &xb, khw, p);
+                            assert_same_non_finite(&dw, &want_dw, &format!("{what}: weight gradient"));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// `t ⊙ [mask ≠ 0]` with exact zeros outside the mask.

@@ -33,13 +33,13 @@ pub(crate) enum Backend {
 impl Backend {
     /// The backend of this CPU (detected once).
     pub(crate) fn detect() -> Backend {
-        Isa::detect().map_or(Backend::MatrixMultiply, Backend::Packed)
+        Isa::vectors().map_or(Backend::MatrixMultiply, Backend::Packed)
     }
 
     /// Every backend this machine can run (tests compare them).
     #[cfg(test)]
     fn all() -> Vec<Backend> {
-        Isa::available().into_iter().map(Backend::Packed).chain([Backend::MatrixMultiply]).collect()
+        Isa::with_vectors().into_iter().map(Backend::Packed).chain([Backend::MatrixMultiply]).collect()
     }
 }
 
@@ -146,7 +146,7 @@ unsafe fn gemm_unchecked<T: Element>(
     let (pa, pb) = (a.data.as_ptr().add(a.offset), b.data.as_ptr().add(b.offset));
     match backend {
         Backend::Packed(isa) => packed::gemm(
-            isa,
+            isa.checked(),
             parallel,
             (m, k, n),
             alpha,
@@ -171,7 +171,7 @@ pub fn gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [
 /// [`gemm`] on `backend`, on rayon when `parallel` (packed backend).
 #[allow(clippy::too_many_arguments)]
 #[track_caller]
-fn gemm_on<T: Element>(
+pub(crate) fn gemm_on<T: Element>(
     backend: Backend,
     parallel: bool,
     alpha: T,
@@ -514,7 +514,7 @@ mod tests {
     /// The packed GEMM gives the same bits on 1, 2 and 3 threads, and for `gemm` and
     /// `par_gemm`, on odd sizes, transposed and strided operands and β ≠ 0, f32 and f64.
     fn packed_bits_do_not_depend_on_threads<T: Element>(seed: u64) {
-        let Some(isa) = Isa::detect() else { return };
+        let Some(isa) = Isa::vectors() else { return };
         let mut rng = Rng::new(seed);
         let pools: Vec<_> =
             [1, 2, 3].iter().map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap()).collect();

@@ -8,7 +8,7 @@ pub mod index;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
-pub(crate) mod simd;
+pub mod simd;
 pub mod softmax;
 pub mod vmath;
 
@@ -28,3 +28,6 @@ impl<T> SendPtr<T> {
         self.0
     }
 }
+
+#[cfg(test)]
+mod dispatch_tests;

@@ -11,45 +11,91 @@
 
 use crate::Element;
 
-/// An instruction set the direct kernels have a version for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Isa {
-    /// AVX-512F and FMA: 512-bit vectors, 32 vector registers.
-    Avx512,
+/// The instruction set a SIMD kernel runs with: the one enum every kernel family dispatches on
+/// (the direct convolutions, the packed GEMM, `vmath`'s element-wise and row kernels, and in
+/// `sparse` the LARS and SC-loss kernels). Ordered: `Generic < Avx2 < Avx512`.
+///
+/// [`Isa::best`] detects the CPU's level once (`is_x86_feature_detected!`, cached in a
+/// `OnceLock`). Kernels take the level as an argument (`vmath`'s `*_at`, the LARS kernels, conv's
+/// `Path::Direct`, matmul's `Backend::Packed`, scl's `forward_at`), so a test forces any lower
+/// level by passing it, with no environment variable or global switch; [`Isa::available`]
+/// lists the levels a test can force on this machine. A value other than `Generic` is only
+/// made for a level this CPU has (kernels rely on it for safety): get one from `best` or
+/// `available`, never by naming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// No target features: the portable build (vector kernels without one fall back to
+    /// `matrixmultiply` or im2col + GEMM).
+    Generic,
     /// AVX2 and FMA: 256-bit vectors, 16 vector registers.
     Avx2,
+    /// AVX-512F, AVX2 and FMA: 512-bit vectors, 32 vector registers (only reported when the
+    /// compiler has AVX-512, cfg `sparsegrad_avx512`).
+    Avx512,
 }
 
 impl Isa {
-    /// The best instruction set of this CPU that the kernels were compiled for, if any
-    /// (detected once).
-    pub(crate) fn detect() -> Option<Isa> {
+    /// The best level of this CPU that the kernels were compiled for (detected once).
+    #[inline]
+    pub fn best() -> Isa {
         use std::sync::OnceLock;
-        static BEST: OnceLock<Option<Isa>> = OnceLock::new();
-        *BEST.get_or_init(|| Isa::available().first().copied())
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(|| *Isa::available().last().expect("Generic is always available"))
     }
 
-    /// Every instruction set of this CPU that the kernels were compiled for, best first (the
-    /// tests run each).
-    pub(crate) fn available() -> Vec<Isa> {
+    /// Every level this CPU runs, `Generic` first, ascending (tests force each).
+    pub fn available() -> Vec<Isa> {
         #[allow(unused_mut)]
-        let mut out = Vec::new();
-        #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            out.push(Isa::Avx512);
-        }
+        let mut out = vec![Isa::Generic];
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             out.push(Isa::Avx2);
         }
+        #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            out.push(Isa::Avx512);
+        }
         out
     }
 
-    /// Lanes of one vector of `T`.
+    /// `self`, after checking that this CPU runs it (**panics** otherwise). Every dispatch site
+    /// calls it before entering code compiled for the level, so that a level forced by name on
+    /// a CPU without it is a panic, never an illegal instruction.
+    #[inline]
+    #[track_caller]
+    pub fn checked(self) -> Isa {
+        assert!(self <= Isa::best(), "{} is not available on this CPU (best: {})", self.name(), Isa::best().name());
+        self
+    }
+
+    /// `"generic"`, `"avx2+fma"` or `"avx512f"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Generic => "generic",
+            Isa::Avx2 => "avx2+fma",
+            Isa::Avx512 => "avx512f",
+        }
+    }
+
+    /// The best level if it has vectors (the direct convolutions and the packed GEMM have no
+    /// generic version: `None` sends them to im2col + GEMM and `matrixmultiply`).
+    pub(crate) fn vectors() -> Option<Isa> {
+        Some(Isa::best()).filter(|&isa| isa != Isa::Generic)
+    }
+
+    /// Every level of this CPU with vectors, best first.
+    #[cfg(test)]
+    pub(crate) fn with_vectors() -> Vec<Isa> {
+        Isa::available().into_iter().rev().filter(|&isa| isa != Isa::Generic).collect()
+    }
+
+    /// Lanes of one vector of `T` (**panics** for `Generic`, which has no vectors).
+    #[track_caller]
     pub(crate) fn lanes<T: Element>(self) -> usize {
         let bytes = match self {
             Isa::Avx512 => 64,
             Isa::Avx2 => 32,
+            Isa::Generic => panic!("Isa::Generic has no vectors"),
         };
         bytes / std::mem::size_of::<T>()
     }
@@ -302,6 +348,7 @@ mod tests {
     fn lanes_and_registers() {
         assert_eq!(Isa::Avx512.lanes::<f32>(), 16);
         assert_eq!(Isa::Avx2.lanes::<f64>(), 4);
-        assert_eq!(Isa::detect(), Isa::available().first().copied());
+        assert_eq!(Isa::vectors(), Isa::with_vectors().first().copied());
+        assert_eq!(Some(Isa::best()), Isa::available().last().copied());
     }
 }

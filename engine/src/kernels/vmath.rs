@@ -73,8 +73,8 @@
 //!
 //! # Dispatch
 //! Each kernel is compiled three times: for AVX-512F (+FMA), for AVX2 + FMA, and without
-//! target features. Each call runs the best one this CPU has ([`Level::best`]:
-//! `is_x86_feature_detected!`, cached by `std`); other architectures use the plain build.
+//! target features. Each call runs the best one this CPU has ([`Isa::best`], the
+//! engine's one dispatch enum: `is_x86_feature_detected!`, detected once); other architectures use the plain build.
 //! All three evaluate the same operations in the same order, with fused multiply-adds
 //! written as `mul_add` (on an x86-64 CPU without FMA that is a libm call: correct, slow), so
 //! **every build gives the same bits** (tested), and a result depends only on the input
@@ -84,82 +84,16 @@
 use std::any::TypeId;
 use std::mem::MaybeUninit;
 
+use crate::kernels::simd::Isa;
 use crate::{Element, PAR_CHUNK};
 
 // ============================================================================ dispatch
 
-/// An instruction set the kernels are compiled for. A value exists only for a level this
-/// CPU supports ([`Level::best`], [`Level::available`]).
-/// Other crates' SIMD kernels dispatch on it too (`sparse::lars::kernels`): match on
-/// [`Level::isa`] to call the version compiled for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Level(Isa);
-
-/// The instruction set of a [`Level`]: `Avx512` means AVX-512F + AVX2 + FMA, `Avx2Fma` AVX2 +
-/// FMA, `Generic` no target features.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
-    Generic,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Level {
-    /// The fastest level this CPU runs.
-    #[inline]
-    pub fn best() -> Level {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-                return Level(Isa::Avx512);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Level(Isa::Avx2Fma);
-            }
-        }
-        Level(Isa::Generic)
-    }
-
-    /// Every level this CPU runs, the plain build first.
-    pub fn available() -> Vec<Level> {
-        let mut v = vec![Level(Isa::Generic)];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                v.push(Level(Isa::Avx2Fma));
-            }
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-                v.push(Level(Isa::Avx512));
-            }
-        }
-        v
-    }
-
-    /// The instruction set this level stands for (available on this CPU).
-    #[inline]
-    pub fn isa(self) -> Isa {
-        self.0
-    }
-
-    /// `"generic"`, `"avx2+fma"` or `"avx512f"`.
-    pub fn name(self) -> &'static str {
-        match self.0 {
-            Isa::Generic => "generic",
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => "avx2+fma",
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => "avx512f",
-        }
-    }
-}
-
-/// `fn $name(level: Level, args..)` running the `#[inline(always)]` function `$imp` compiled
+/// `fn $name(level: Isa, args..)` running the `#[inline(always)]` function `$imp` compiled
 /// for `level`.
 macro_rules! dispatched {
     ($name:ident: fn($($a:ident : $t:ty),*) $(-> $r:ty)? = $imp:expr) => {
-        fn $name(level: Level, $($a: $t),*) $(-> $r)? {
+        fn $name(level: Isa, $($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -170,11 +104,11 @@ macro_rules! dispatched {
                 unsafe fn avx2($($a: $t),*) $(-> $r)? {
                     $imp($($a),*)
                 }
-                match level.0 {
-                    // SAFETY: a `Level` is only ever made for features this CPU has.
+                match level.checked() {
+                    // SAFETY: `checked` panics for a level this CPU does not run.
                     Isa::Avx512 => return unsafe { avx512($($a),*) },
                     // SAFETY: as above.
-                    Isa::Avx2Fma => return unsafe { avx2($($a),*) },
+                    Isa::Avx2 => return unsafe { avx2($($a),*) },
                     Isa::Generic => {}
                 }
             }
@@ -264,11 +198,11 @@ pub fn eval<T: Element>(f: Unary, x: T) -> T {
 /// [`map_slice`] into a buffer that is not initialised yet (every element gets written).
 #[track_caller]
 pub(crate) fn map_uninit<T: Element>(f: Unary, src: &[T], dst: &mut [MaybeUninit<T>]) {
-    map_uninit_at(Level::best(), f, src, dst)
+    map_uninit_at(Isa::best(), f, src, dst)
 }
 
 #[track_caller]
-fn map_uninit_at<T: Element>(level: Level, f: Unary, src: &[T], dst: &mut [MaybeUninit<T>]) {
+pub(crate) fn map_uninit_at<T: Element>(level: Isa, f: Unary, src: &[T], dst: &mut [MaybeUninit<T>]) {
     assert_eq!(src.len(), dst.len(), "vmath: source of {} elements, destination of {}", src.len(), dst.len());
     if let (Some(s), Some(d)) = (same::<T, f32>(src), same_mut::<MaybeUninit<T>, MaybeUninit<f32>>(dst)) {
         map_f32(level, f, s, d)
@@ -1006,10 +940,10 @@ dispatched!(logsumexp_rows_f64: fn(src: &[f64], n: usize, dst: &mut [f64]) = log
 #[track_caller]
 pub(crate) fn extreme<T: Element>(s: &[T], is_max: bool, want_index: bool) -> (T, usize) {
     assert!(!s.is_empty(), "vmath::extreme: empty slice");
-    extreme_at(Level::best(), s, is_max, want_index)
+    extreme_at(Isa::best(), s, is_max, want_index)
 }
 
-fn extreme_at<T: Element>(level: Level, s: &[T], is_max: bool, want_index: bool) -> (T, usize) {
+pub(crate) fn extreme_at<T: Element>(level: Isa, s: &[T], is_max: bool, want_index: bool) -> (T, usize) {
     if let Some(s) = same::<T, f32>(s) {
         let (v, i) = if is_max { max_f32(level, s, want_index) } else { min_f32(level, s, want_index) };
         (same::<f32, T>(&[v]).expect("T is f32")[0], i)
@@ -1033,12 +967,12 @@ pub(crate) fn extreme_rows<T: Element>(
     vals: &mut [T],
     idx: &mut [usize],
 ) {
-    extreme_rows_at(Level::best(), src, n, is_max, want_index, vals, idx)
+    extreme_rows_at(Isa::best(), src, n, is_max, want_index, vals, idx)
 }
 
 #[track_caller]
 fn extreme_rows_at<T: Element>(
-    level: Level,
+    level: Isa,
     src: &[T],
     n: usize,
     is_max: bool,
@@ -1069,11 +1003,11 @@ fn extreme_rows_at<T: Element>(
 /// composed kernels. **Panics** unless both lengths are the same multiple of `n > 0`.
 #[track_caller]
 pub(crate) fn softmax_rows<T: Element>(src: &[T], dst: &mut [T], n: usize, log: bool) {
-    softmax_rows_at(Level::best(), src, dst, n, log)
+    softmax_rows_at(Isa::best(), src, dst, n, log)
 }
 
 #[track_caller]
-fn softmax_rows_at<T: Element>(level: Level, src: &[T], dst: &mut [T], n: usize, log: bool) {
+pub(crate) fn softmax_rows_at<T: Element>(level: Isa, src: &[T], dst: &mut [T], n: usize, log: bool) {
     assert!(n > 0 && src.len() % n == 0 && dst.len() == src.len(), "vmath::softmax_rows: bad lengths");
     if let (Some(s), Some(d)) = (same::<T, f32>(src), same_mut::<T, f32>(dst)) {
         softmax_rows_f32(level, s, d, n, log)
@@ -1086,11 +1020,11 @@ fn softmax_rows_at<T: Element>(level: Level, src: &[T], dst: &mut [T], n: usize,
 /// `Tensor::logsumexp` composes it. **Panics** unless `src.len() = n·dst.len()`, `n > 0`.
 #[track_caller]
 pub(crate) fn logsumexp_rows<T: Element>(src: &[T], n: usize, dst: &mut [T]) {
-    logsumexp_rows_at(Level::best(), src, n, dst)
+    logsumexp_rows_at(Isa::best(), src, n, dst)
 }
 
 #[track_caller]
-fn logsumexp_rows_at<T: Element>(level: Level, src: &[T], n: usize, dst: &mut [T]) {
+pub(crate) fn logsumexp_rows_at<T: Element>(level: Isa, src: &[T], n: usize, dst: &mut [T]) {
     assert!(n > 0 && src.len() == n * dst.len(), "vmath::logsumexp_rows: bad lengths");
     if let (Some(s), Some(d)) = (same::<T, f32>(src), same_mut::<T, f32>(dst)) {
         logsumexp_rows_f32(level, s, n, d)
@@ -1467,18 +1401,18 @@ mod tests {
     /// in every position of a slice (vector body and scalar remainder).
     #[test]
     fn every_level_gives_the_same_bits() {
-        let levels = Level::available();
+        let levels = Isa::available();
         let mut x32: Vec<f32> = inputs32(&[OVER32, SUB32, ZERO32, 0.0]).into_iter().step_by(7).collect();
         x32.truncate(50_003);
         let mut x64 = inputs64((-40.0, 40.0), &[OVER64, SUB64, ZERO64]);
         x64.truncate(50_003);
         for f in all_unary() {
-            let run32 = |l: Level| {
+            let run32 = |l: Isa| {
                 let mut o = vec![MaybeUninit::uninit(); x32.len()];
                 map_uninit_at(l, f, &x32, &mut o);
                 o.into_iter().map(|v| unsafe { v.assume_init() }.to_bits()).collect::<Vec<_>>()
             };
-            let run64 = |l: Level| {
+            let run64 = |l: Isa| {
                 let mut o = vec![MaybeUninit::uninit(); x64.len()];
                 map_uninit_at(l, f, &x64, &mut o);
                 o.into_iter().map(|v| unsafe { v.assume_init() }.to_bits()).collect::<Vec<_>>()
@@ -1547,7 +1481,7 @@ mod tests {
         for row in rows_under_test::<T>(&mut rng) {
             for is_max in [true, false] {
                 let want = naive_extreme(&row, is_max);
-                for l in Level::available() {
+                for l in Isa::available() {
                     let (v, i) = extreme_at(l, &row, is_max, true);
                     assert_eq!(
                         (bytemuck::bytes_of(&v), i),
@@ -1568,7 +1502,7 @@ mod tests {
             let rows = rows_under_test::<f32>(&mut rng).into_iter().filter(|r| r.len() == n).collect::<Vec<_>>();
             let src: Vec<f32> = rows.concat();
             for is_max in [true, false] {
-                for l in Level::available() {
+                for l in Isa::available() {
                     let (mut v, mut i) = (vec![0f32; rows.len()], vec![0usize; rows.len()]);
                     extreme_rows_at(l, &src, n, is_max, true, &mut v, &mut i);
                     for (r, row) in rows.iter().enumerate() {
@@ -1622,15 +1556,15 @@ mod tests {
         for n in [1usize, 3, 17, 33, 1000] {
             let x: Vec<f32> =
                 (0..7 * n).map(|i| if i % 11 == 3 { f32::NEG_INFINITY } else { rng.normal() as f32 * 9.0 }).collect();
-            let runs = |l: Level| {
+            let runs = |l: Isa| {
                 let (mut s, mut ls, mut lse) = (vec![0f32; x.len()], vec![0f32; x.len()], vec![0f32; 7]);
                 softmax_rows_at(l, &x, &mut s, n, false);
                 softmax_rows_at(l, &x, &mut ls, n, true);
                 logsumexp_rows_at(l, &x, n, &mut lse);
                 [s, ls, lse].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
             };
-            let first = runs(Level::available()[0]);
-            for l in Level::available() {
+            let first = runs(Isa::available()[0]);
+            for l in Isa::available() {
                 assert!(runs(l) == first, "n = {n}, {l:?}");
             }
         }

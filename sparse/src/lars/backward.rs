@@ -43,7 +43,7 @@ use engine::linalg::Cholesky;
 use engine::{Element, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{self, Level};
+use super::kernels::{self, Isa};
 use super::SamplePath;
 
 /// Which gradients to compute.
@@ -215,7 +215,7 @@ pub fn mairal_backward<T: Element>(
     let groups = MIN_TILES.div_ceil(blocks.max(1)).min(n.div_ceil(MIN_GROUP)).max(1);
     let group = n.div_ceil(groups).max(1);
     let groups = n.div_ceil(group);
-    let level = Level::best();
+    let level = Isa::best();
     let mut grad_x = if want.input { vec![T::zero(); n * m] } else { Vec::new() };
     let mut grad_d = if want.dictionary { vec![T::zero(); m * k] } else { Vec::new() };
     let (gx, gd) = (SendPtr(grad_x.as_mut_ptr()), SendPtr(grad_d.as_mut_ptr()));

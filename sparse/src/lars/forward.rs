@@ -7,7 +7,7 @@ use engine::linalg::Cholesky;
 use engine::{Element, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{self, Level};
+use super::kernels::{self, Isa};
 use crate::SparseError;
 
 /// Samples per rayon work item. Chunk boundaries depend only on N (each sample's path is
@@ -348,7 +348,7 @@ struct Problem<'a, T> {
     floor: f64,
     max_steps: usize,
     /// Instruction set of the path's kernels, picked once per batch.
-    level: Level,
+    level: Isa,
 }
 
 /// What an atom is doing on the current path.
@@ -466,7 +466,7 @@ fn solve_batch<T: Element>(
         cap: cfg.max_active.unwrap_or(usize::MAX),
         floor: cfg.pivot_floor.unwrap_or(DEFAULT_LARS_PIVOT_FLOOR),
         max_steps: cfg.max_steps.unwrap_or(20 * k + 100),
-        level: Level::best(),
+        level: Isa::best(),
     };
     let mut codes = vec![T::zero(); n * k];
     let paths = if k == 0 {

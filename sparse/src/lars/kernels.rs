@@ -25,26 +25,27 @@
 //! target features).
 //!
 //! # Dispatch
-//! The engine's [`Level`] (`engine::kernels::vmath`, the levels its own kernels dispatch on)
-//! and a `dispatched!` macro generic over the element type: each kernel is compiled for
-//! AVX-512F (+AVX2, FMA), for AVX2 + FMA and with no target features; [`Level::best`]
-//! (`is_x86_feature_detected!`, cached by `std`) is read once per batch. The crate is built
+//! The engine's one dispatch enum [`Isa`] (`engine::kernels::simd`, which every SIMD kernel
+//! family dispatches on) and a `dispatched!` macro generic over the element type: each kernel
+//! is compiled for AVX-512F (+AVX2, FMA), for AVX2 + FMA and with no target features;
+//! [`Isa::best`] (detected once) is read once per batch, and tests pass each level of
+//! [`Isa::available`]. The crate is built
 //! without `-C target-cpu`, so the plain build is what any
 //! x86-64 (SSE2) or other CPU runs.
 
 use engine::Element;
 
-// The engine's instruction-set levels (the ones `engine::kernels::vmath` dispatches on).
-pub(crate) use engine::kernels::vmath::{Isa, Level};
+// The engine's instruction-set levels (the one enum every SIMD kernel dispatches on).
+pub(crate) use engine::kernels::simd::Isa;
 
-/// `pub(crate) fn $name<T: Element>(level: Level, args..)` running the `#[inline(always)]`
+/// `pub(crate) fn $name<T: Element>(level: Isa, args..)` running the `#[inline(always)]`
 /// generic function `$imp` compiled for `level`.
 macro_rules! dispatched {
     ($(#[$doc:meta])* fn $name:ident($($a:ident : $t:ty),*) $(-> $r:ty)? = $imp:ident) => {
         $(#[$doc])*
         #[inline]
         #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $name<T: Element>(level: Level, $($a: $t),*) $(-> $r)? {
+        pub(crate) fn $name<T: Element>(level: Isa, $($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -57,11 +58,11 @@ macro_rules! dispatched {
                 unsafe fn avx2<T: Element>($($a: $t),*) $(-> $r)? {
                     $imp::<T>($($a),*)
                 }
-                match level.isa() {
-                    // SAFETY: a `Level` is only ever made for features this CPU has.
+                match level.checked() {
+                    // SAFETY: `checked` panics for a level this CPU does not run.
                     Isa::Avx512 => return unsafe { avx512::<T>($($a),*) },
                     // SAFETY: as above.
-                    Isa::Avx2Fma => return unsafe { avx2::<T>($($a),*) },
+                    Isa::Avx2 => return unsafe { avx2::<T>($($a),*) },
                     Isa::Generic => {}
                 }
             }
@@ -393,7 +394,7 @@ fn scatter_rows_imp<T: Element>(y: &mut [T], w: usize, rows: &[usize], b: &[T], 
 /// otherwise (and for the edges). Only moves values, so every level gives the same result.
 /// **Panics** if a slice is too short for its rows.
 pub(crate) fn transpose<T: Element>(
-    level: Level,
+    level: Isa,
     src: &[T],
     src_ld: usize,
     rows: usize,
@@ -409,7 +410,7 @@ pub(crate) fn transpose<T: Element>(
     // (rows, cols) of the part done in tiles.
     let mut tiled = (0, 0);
     #[cfg(target_arch = "x86_64")]
-    if level.isa() != Isa::Generic {
+    if level.checked() != Isa::Generic {
         use std::any::TypeId;
         if TypeId::of::<T>() == TypeId::of::<f64>() {
             let (rt, ct) = (rows / 4 * 4, cols / 4 * 4);
@@ -547,7 +548,7 @@ mod tests {
                         *o += uq * v;
                     }
                 }
-                for level in Level::available() {
+                for level in Isa::available() {
                     let mut out = vec![T::of(f64::NAN); n];
                     gemv_rows(level, &g, ld, &rows, &u, &mut out);
                     let same = out.iter().zip(&want).all(|(a, b)| a.to_bits_u64() == b.to_bits_u64());
@@ -624,7 +625,7 @@ mod tests {
                     }
                 }
                 let want = naive_join(&c, &a, &bp, &bm, lam, gamma);
-                for level in Level::available() {
+                for level in Isa::available() {
                     let got = next_join(level, &c, &a, &bp, &bm, lam, gamma, !positive);
                     assert!(
                         got.0.to_bits_u64() == want.0.to_bits_u64() && got.1 == want.1,
@@ -656,12 +657,12 @@ mod tests {
         let (bp, closed, open) = (vec![0.0; n], vec![f64::INFINITY; n], vec![0.0; n]);
         c[1] = 0.5;
         c[20] = 0.5;
-        for level in Level::available() {
+        for level in Isa::available() {
             assert_eq!(next_join(level, &c, &a, &bp, &closed, 1.0, 1.0, false), (0.5, 2), "{}", level.name());
         }
         // c = 0: t⁺ = t⁻ = 1 for every atom, both sides open: atom 0 at +λ.
         let c = vec![0.0f64; n];
-        for level in Level::available() {
+        for level in Isa::available() {
             assert_eq!(next_join(level, &c, &a, &bp, &open, 1.0, 2.0, true), (1.0, 0), "{}", level.name());
             assert_eq!(next_join(level, &c, &a, &bp, &open, 1.0, 1.0, true), (1.0, NO_JOIN), "{}", level.name());
         }
@@ -673,7 +674,7 @@ mod tests {
             let y: Vec<T> = (0..n).map(|_| T::of(rng.normal())).collect();
             let s = T::of(rng.normal());
             let want: Vec<T> = y.iter().zip(&x).map(|(&yi, &xi)| yi - s * xi).collect();
-            for level in Level::available() {
+            for level in Isa::available() {
                 let mut got = y.clone();
                 sub_scaled(level, s, &x, &mut got);
                 assert!(
@@ -718,7 +719,7 @@ mod tests {
                 let r: f64 = (j..n).map(|i| l[i * ld + j].as_f64() * want[i].as_f64()).sum::<f64>() - b[j].as_f64();
                 assert!(r.abs() < 1e-4 * (1.0 + b[j].as_f64().abs()), "n={n} residual {r}");
             }
-            for level in Level::available() {
+            for level in Isa::available() {
                 let mut got = b.clone();
                 solve_lt(level, &l, ld, &mut got);
                 assert!(
@@ -753,7 +754,7 @@ mod tests {
                     }
                 }
                 let wr: Vec<T> = x.iter().zip(&ws).map(|(&xi, &si)| xi - si).collect();
-                for level in Level::available() {
+                for level in Isa::available() {
                     let (mut u, mut r) = (vec![T::nan(); n], vec![T::nan(); n]);
                     gemv_pair(level, &g, ld, &rows, &b, &a, &x, &mut u, &mut r);
                     let same = |p: &[T], q: &[T]| p.iter().zip(q).all(|(x, y)| x.to_bits_u64() == y.to_bits_u64());
@@ -785,7 +786,7 @@ mod tests {
                         *o += b[q] * r[i] - a[q] * u[i];
                     }
                 }
-                for level in Level::available() {
+                for level in Isa::available() {
                     let mut got = y.clone();
                     scatter_rows(level, &mut got, w, &rows, &b, &a, &r, &u);
                     assert!(
@@ -816,7 +817,7 @@ mod tests {
                         want[c * dld + r] = src[r * sld + c];
                     }
                 }
-                for level in Level::available() {
+                for level in Isa::available() {
                     let mut got = vec![T::nan(); cols * dld];
                     transpose(level, &src, sld, rows, cols, &mut got, dld);
                     let same = got.iter().zip(&want).all(|(a, b)| a.to_bits_u64() == b.to_bits_u64());

@@ -394,6 +394,7 @@ fn nn_tile_shape(isa: Isa, og: usize, nvq: usize) -> (usize, usize) {
     let tiles: &[(usize, usize, f64)] = match isa {
         Isa::Avx512 => &NN_TILES_512,
         Isa::Avx2 => &NN_TILES_256,
+        Isa::Generic => unreachable!("direct kernels need vectors"),
     };
     let cost = |&(mo, nq, speed): &(usize, usize, f64)| {
         let vectors = nvq / nq * nq + TAIL_COST * (nvq % nq);
@@ -408,6 +409,7 @@ fn nt_tile_shape(isa: Isa, og: usize, k: usize) -> (usize, usize) {
     let tiles: &[(usize, usize, f64)] = match isa {
         Isa::Avx512 => &NT_TILES_512,
         Isa::Avx2 => &NT_TILES_256,
+        Isa::Generic => unreachable!("direct kernels need vectors"),
     };
     let cost =
         |&(mo, nr, speed): &(usize, usize, f64)| (og.next_multiple_of(mo) * k.next_multiple_of(nr)) as f64 / speed;

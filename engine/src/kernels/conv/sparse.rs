@@ -35,20 +35,32 @@ pub(super) const MAX_DENSITY_INV: usize = 32;
 
 /// Whether `gy` is sparse enough for this path (see the module docs) and `other` (the weight
 /// or the input the nonzeros multiply) is finite everywhere.
+///
+/// A dense `gy` shows itself in its first [`HEAD`] elements, counted in turn (most calls end
+/// there); the rest of `gy` and the finiteness of `other` are scanned on rayon in chunks of
+/// [`crate::PAR_CHUNK`] (an integer count and an `all`: the same answer on any number of
+/// threads). DCEA's backward step asks this of the same `gy` for each of its adjoints, so the
+/// full scans no longer run serially on one thread each time.
 pub(super) fn worthwhile<T: Element>(gy: &[T], other: &[T]) -> bool {
     let limit = gy.len() / MAX_DENSITY_INV;
     if limit == 0 {
         return false;
     }
+    let nonzeros = |c: &[T]| c.iter().filter(|&&v| v != T::zero()).count();
+    let (head, rest) = gy.split_at(gy.len().min(HEAD));
     let mut nonzero = 0usize;
-    for chunk in gy.chunks(4096) {
-        nonzero += chunk.iter().filter(|&&v| v != T::zero()).count();
+    for chunk in head.chunks(4096) {
+        nonzero += nonzeros(chunk);
         if nonzero > limit {
             return false;
         }
     }
-    other.iter().all(|v| v.is_finite())
+    nonzero += rest.par_chunks(crate::PAR_CHUNK).map(nonzeros).sum::<usize>();
+    nonzero <= limit && super::all_finite(other)
 }
+
+/// Elements of `gy` counted serially, with an early exit, before the parallel count.
+pub(super) const HEAD: usize = 1 << 14;
 
 /// Calls `f(pos, v)` for every nonzero `v = plane[pos]`, in order; runs of 16 zeros are
 /// skipped with one branch-free (vectorised) test.

@@ -62,6 +62,7 @@ fn kernel_shape(isa: Isa) -> (usize, usize) {
     match isa {
         Isa::Avx512 => (12, 2),
         Isa::Avx2 => (6, 2),
+        Isa::Generic => unreachable!("the packed GEMM needs vectors"),
     }
 }
 
