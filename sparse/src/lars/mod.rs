@@ -90,6 +90,9 @@
 
 pub mod backward;
 mod forward;
-mod kernels;
+pub(crate) mod kernels;
 
-pub use forward::{lars_en, lars_en_gram, LarsConfig, LarsSolution, SamplePath, DEFAULT_LARS_PIVOT_FLOOR};
+pub use forward::{
+    lars_en, lars_en_compact, lars_en_gram, CompactPaths, LarsConfig, LarsSolution, SamplePath,
+    DEFAULT_LARS_PIVOT_FLOOR,
+};
