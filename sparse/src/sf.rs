@@ -311,7 +311,7 @@ impl Patches {
 // ---------------------------------------------------------------------------------------------
 // CSF
 
-/// The paths of a CSF forward pass, in the form its solver gave them.
+/// The paths of a CSF (or `csf_loss`) forward pass, in the form its solver gave them.
 enum CsfPaths<T: Element> {
     /// One [`SamplePath`] per patch ([`SmallK::Off`], or many atoms).
     PerPatch(Vec<SamplePath<T>>),
@@ -426,7 +426,7 @@ struct LossBackward<T: Element> {
     /// The op's name (`sf_loss` or `csf_loss`).
     name: &'static str,
     /// Active sets of the coded vectors (the columns of ∂D that are touched).
-    paths: Vec<SamplePath<T>>,
+    paths: CsfPaths<T>,
     /// Codes `α*` `[V, k]` of the coded vectors (samples or patches).
     codes: Tensor<T>,
     /// Residuals `x − Dα*` `[V, m]`.
@@ -450,19 +450,19 @@ impl<T: Element> Backward<T> for LossBackward<T> {
         let (m, k) = (d.dim(0), d.dim(1));
         // One weight per coded vector: g_n, repeated over the patches of image n.
         let per_image = rows(g).into_vec();
-        let v = self.paths.len();
+        let v = match &self.paths {
+            CsfPaths::PerPatch(p) => p.len(),
+            CsfPaths::Compact(p) => p.len(),
+        };
         let rep = v.checked_div(per_image.len()).unwrap_or(0);
         let w: Vec<T> = per_image.iter().flat_map(|&gn| std::iter::repeat_n(gn, rep)).collect();
-        let (gd, gx) = unsupervised_backward(
-            &self.paths,
-            &self.residual,
-            self.codes.as_slice().expect("contiguous"),
-            &w,
-            m,
-            k,
-            needed[0],
-            needed[1],
-        );
+        let (codes, want_d, want_x) = (self.codes.as_slice().expect("contiguous"), needed[0], needed[1]);
+        let (gd, gx) = match &self.paths {
+            CsfPaths::PerPatch(p) => {
+                unsupervised_backward(p.as_slice(), &self.residual, codes, &w, m, k, want_d, want_x)
+            }
+            CsfPaths::Compact(p) => unsupervised_backward(p, &self.residual, codes, &w, m, k, want_d, want_x),
+        };
         let gx = match (&self.geometry, gx) {
             (Some(geo), Some(gp)) => {
                 let s = x.shape();
@@ -475,6 +475,7 @@ impl<T: Element> Backward<T> for LossBackward<T> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record_loss<'t, T: Element>(
     name: &'static str,
     d: &Var<'t, T>,
@@ -483,22 +484,26 @@ fn record_loss<'t, T: Element>(
     images: usize,
     geometry: Option<Patches>,
     cfg: &LarsConfig,
+    solver: SmallK,
 ) -> Result<(Var<'t, T>, CodingStats), SparseError> {
     let dv = d.value();
     let (m, k) = (dv.dim(0), dv.dim(1));
-    let LarsSolution { codes, paths } = lars_en(&dv, &vectors, cfg)?;
-    let stats = CodingStats::of(&paths);
+    let (codes, paths, stats) = if solver == SmallK::Auto && k <= SMALL_K {
+        let (codes, paths) = lars_en_compact(&dv, &vectors, cfg)?;
+        let stats = CodingStats::of_compact(&paths);
+        (codes, CsfPaths::Compact(paths), stats)
+    } else {
+        let LarsSolution { codes, paths } = lars_en(&dv, &vectors, cfg)?;
+        let stats = CodingStats::of(&paths);
+        (codes, CsfPaths::PerPatch(paths), stats)
+    };
     let codes = rows(&codes);
-    let (loss, residual) = unsupervised_loss(
-        &paths,
-        &atoms_as_rows(&dv),
-        vectors.as_slice().expect("contiguous"),
-        codes.as_slice().expect("contiguous"),
-        m,
-        k,
-        cfg.lambda1,
-        cfg.lambda2,
-    );
+    let (dt, xs, cs) =
+        (atoms_as_rows(&dv), vectors.as_slice().expect("contiguous"), codes.as_slice().expect("contiguous"));
+    let (loss, residual) = match &paths {
+        CsfPaths::PerPatch(p) => unsupervised_loss(p.as_slice(), &dt, xs, cs, m, k, cfg.lambda1, cfg.lambda2),
+        CsfPaths::Compact(p) => unsupervised_loss(p, &dt, xs, cs, m, k, cfg.lambda1, cfg.lambda2),
+    };
     let per = loss.len().checked_div(images).unwrap_or(0);
     let summed: Vec<T> =
         (0..images).map(|i| loss[i * per..(i + 1) * per].iter().fold(T::zero(), |a, &b| a + b)).collect();
@@ -522,7 +527,7 @@ pub fn sf_loss<'t, T: Element>(
     check_sf_shapes("sf_loss", &d.shape(), &x.shape());
     let xv = rows(&x.value());
     let n = xv.dim(0);
-    record_loss("sf_loss", d, x, xv, n, None, cfg)
+    record_loss("sf_loss", d, x, xv, n, None, cfg, SmallK::Off)
 }
 
 /// The unsupervised loss of a CSF layer: for every image the sum of `L_u` over its patches
@@ -538,7 +543,19 @@ pub fn csf_loss<'t, T: Element>(
     geometry: Patches,
     cfg: &LarsConfig,
 ) -> Result<(Var<'t, T>, CodingStats), SparseError> {
+    csf_loss_with(d, x, geometry, cfg, SmallK::Auto)
+}
+
+/// [`csf_loss`] with the choice of solver made explicit (both give the same bits).
+#[track_caller]
+pub fn csf_loss_with<'t, T: Element>(
+    d: &Var<'t, T>,
+    x: &Var<'t, T>,
+    geometry: Patches,
+    cfg: &LarsConfig,
+    solver: SmallK,
+) -> Result<(Var<'t, T>, CodingStats), SparseError> {
     let s = geometry.check("csf_loss", &d.shape(), &x.shape());
     let (patches, _) = geometry.matrix(&x.value());
-    record_loss("csf_loss", d, x, patches, s[0], Some(geometry), cfg)
+    record_loss("csf_loss", d, x, patches, s[0], Some(geometry), cfg, solver)
 }

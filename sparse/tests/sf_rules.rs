@@ -6,7 +6,7 @@
 use autograd::{BackwardOptions, Tape, Var};
 use engine::{Rng, Tensor};
 use sparsegrad_sparse::lars::{lars_en, LarsConfig};
-use sparsegrad_sparse::sf::{csf, csf_loss, csf_with, sf, sf_loss, sf_with_lambdas, Patches, SmallK};
+use sparsegrad_sparse::sf::{csf, csf_loss, csf_loss_with, csf_with, sf, sf_loss, sf_with_lambdas, Patches, SmallK};
 
 /// `∂⟨R, f⟩/∂inputs` for every input (all leaves) and the output.
 fn vjp<F>(f: F, inputs: &[Tensor<f64>], r: &Tensor<f64>) -> (Tensor<f64>, Vec<Tensor<f64>>)
@@ -315,5 +315,16 @@ fn csf_small_k_solver_gives_the_bits_of_the_per_patch_solver() {
         assert_eq!(a, b, "{shape:?} k = {k}");
         let (d32, x32) = (d.cast::<f32>(), x.cast::<f32>());
         assert_eq!(run(&d32, &x32, geo, &cfg, SmallK::Auto), run(&d32, &x32, geo, &cfg, SmallK::Off), "f32 {shape:?}");
+        // The unsupervised loss too.
+        let loss = |solver: SmallK| {
+            let tape = Tape::<f64>::new();
+            let (dv, xv) = (tape.leaf(d.clone()), tape.leaf(x.clone()));
+            let (y, st) = csf_loss_with(&dv, &xv, geo, &cfg, solver).unwrap();
+            let r = Tensor::<f64>::randn(&y.shape(), &mut Rng::new(6));
+            let g = tape.backward_with(&y, Some(r), BackwardOptions::default()).unwrap();
+            let bits = |t: Tensor<f64>| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            (bits(y.value()), bits(g.wrt(&dv)), bits(g.wrt(&xv)), st)
+        };
+        assert_eq!(loss(SmallK::Auto), loss(SmallK::Off), "csf_loss {shape:?}");
     }
 }

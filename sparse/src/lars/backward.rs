@@ -447,8 +447,8 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
 /// and the residuals `r = x − Dα*` `[N, m]` its envelope-theorem gradients need. Same slice
 /// conventions as [`mairal_backward`].
 #[allow(clippy::too_many_arguments)]
-pub fn unsupervised_loss<T: Element>(
-    paths: &[SamplePath<T>],
+pub fn unsupervised_loss<T: Element, P: ActivePaths<T> + ?Sized>(
+    paths: &P,
     dt: &[T],
     x: &[T],
     alpha: &[T],
@@ -457,7 +457,7 @@ pub fn unsupervised_loss<T: Element>(
     lambda1: f64,
     lambda2: f64,
 ) -> (Vec<T>, Vec<T>) {
-    let n = paths.len();
+    let n = paths.count();
     let (l1, l2) = (T::of(lambda1), T::of(lambda2));
     let half = T::of(0.5);
     let mut residual = x.to_vec();
@@ -465,7 +465,7 @@ pub fn unsupervised_loss<T: Element>(
     residual.par_chunks_mut(m.max(1)).zip(loss.par_iter_mut()).enumerate().for_each(|(s, (r, l))| {
         let a_s = &alpha[s * k..(s + 1) * k];
         let (mut abs, mut sq) = (T::zero(), T::zero());
-        for &j in &paths[s].active {
+        for &j in paths.active(s) {
             let a = a_s[j];
             abs += a.abs();
             sq += a * a;
@@ -481,8 +481,8 @@ pub fn unsupervised_loss<T: Element>(
 /// `∂L/∂D = −Σ_n g_n·r_n·α*_nᵀ` (only the active atoms' columns are touched). Returns
 /// `(∂D [m, k], ∂X [N, m])`, each only when wanted.
 #[allow(clippy::too_many_arguments)]
-pub fn unsupervised_backward<T: Element>(
-    paths: &[SamplePath<T>],
+pub fn unsupervised_backward<T: Element, P: ActivePaths<T> + ?Sized>(
+    paths: &P,
     residual: &[T],
     alpha: &[T],
     g: &[T],
@@ -491,7 +491,7 @@ pub fn unsupervised_backward<T: Element>(
     want_d: bool,
     want_x: bool,
 ) -> (Option<Tensor<T>>, Option<Tensor<T>>) {
-    let n = paths.len();
+    let n = paths.count();
     let gx = want_x.then(|| {
         let mut out = residual.to_vec();
         out.par_chunks_mut(m.max(1)).zip(g.par_iter()).for_each(|(r, &gs)| r.iter_mut().for_each(|v| *v *= gs));
@@ -505,7 +505,7 @@ pub fn unsupervised_backward<T: Element>(
                 let mut gdt = vec![T::zero(); k * m];
                 for s in c * chunk..((c + 1) * chunk).min(n) {
                     let r = &residual[s * m..(s + 1) * m];
-                    for &j in &paths[s].active {
+                    for &j in paths.active(s) {
                         let w = -g[s] * alpha[s * k + j];
                         gdt[j * m..(j + 1) * m].iter_mut().zip(r).for_each(|(o, &rv)| *o += w * rv);
                     }
