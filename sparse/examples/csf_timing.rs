@@ -13,8 +13,10 @@
 //! Each timed call is a fresh tape; `fwd` is the op alone, `fwd+bwd` adds `backward_with` a
 //! fixed N(0, 1) cotangent of the output, the dictionary (weights and bias) a leaf and the
 //! input a leaf too (`∂X` is computed, as in a layer that is not the first), like the conv2d.
-//! Per round every case runs once, in order; the table gives the median over the rounds and
-//! the ratio of the medians.
+//! Per round every case runs once, in order; the tables give the median over the rounds and
+//! the ratio of the medians, by wall clock and by the process's CPU time
+//! (`CLOCK_PROCESS_CPUTIME_ID`, all threads; steadier than the wall clock on a loaded machine,
+//! at one thread the work itself).
 //!
 //! With `--per-patch` the CSF op is also timed with the per-patch solver
 //! ([`SmallK::Off`]), interleaved in the same rounds, so before/after is measured in one run.
@@ -76,8 +78,42 @@ fn layer(name: &'static str, shape: [usize; 4], atoms: usize, relu: bool, rng: &
     Layer { name, x, d, w: wt, bias, cot, cfg }
 }
 
-fn csf_once(l: &Layer, backward: bool, small: SmallK) -> f64 {
-    let t = Instant::now();
+#[repr(C)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+extern "C" {
+    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+}
+
+/// CPU time of the process (every thread), in ms.
+fn cpu_ms() -> f64 {
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `t` is a valid, writable timespec (two C longs on x86-64 Linux).
+    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime failed");
+    t.sec as f64 * 1e3 + t.nsec as f64 * 1e-6
+}
+
+/// (wall ms, CPU ms) of `f`.
+fn timed(f: impl FnOnce()) -> (f64, f64) {
+    let (t, c) = (Instant::now(), cpu_ms());
+    f();
+    (t.elapsed().as_secs_f64() * 1e3, cpu_ms() - c)
+}
+
+fn csf_once(l: &Layer, backward: bool, small: SmallK) -> (f64, f64) {
+    timed(|| csf_run(l, backward, small))
+}
+
+fn conv_once(l: &Layer, backward: bool) -> (f64, f64) {
+    timed(|| conv_run(l, backward))
+}
+
+fn csf_run(l: &Layer, backward: bool, small: SmallK) {
     let tape = Tape::<f32>::new();
     let (dv, xv) = (tape.leaf(l.d.clone()), tape.leaf(l.x.clone()));
     let (y, _) = csf_with(&dv, &xv, Patches::new(5), &l.cfg, small).expect("csf");
@@ -87,11 +123,9 @@ fn csf_once(l: &Layer, backward: bool, small: SmallK) -> f64 {
     } else {
         std::hint::black_box(y.value());
     }
-    t.elapsed().as_secs_f64() * 1e3
 }
 
-fn conv_once(l: &Layer, backward: bool) -> f64 {
-    let t = Instant::now();
+fn conv_run(l: &Layer, backward: bool) {
     let tape = Tape::<f32>::new();
     let (wv, bv, xv) = (tape.leaf(l.w.clone()), tape.leaf(l.bias.clone()), tape.leaf(l.x.clone()));
     let y = xv.conv2d(&wv, Some(&bv), Conv2dParams::new());
@@ -101,7 +135,6 @@ fn conv_once(l: &Layer, backward: bool) -> f64 {
     } else {
         std::hint::black_box(y.value());
     }
-    t.elapsed().as_secs_f64() * 1e3
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -120,8 +153,9 @@ fn main() {
     if let Some(which) = only {
         let l = if which == "csf2" { &layers[1] } else { &layers[0] };
         let small = if per_patch { SmallK::Off } else { SmallK::Auto };
-        let ts: Vec<f64> = (0..rounds).map(|_| csf_once(l, true, small)).collect();
-        println!("{} csf fwd+bwd ({small:?}): median {:.3} ms over {rounds}", l.name, median(ts));
+        let ts: Vec<(f64, f64)> = (0..rounds).map(|_| csf_once(l, true, small)).collect();
+        let (wall, cpu) = (median(ts.iter().map(|t| t.0).collect()), median(ts.iter().map(|t| t.1).collect()));
+        println!("{} csf fwd+bwd ({small:?}): median {wall:.3} ms wall, {cpu:.3} ms CPU over {rounds}", l.name);
         return;
     }
     let threads = rayon::current_num_threads();
@@ -162,25 +196,36 @@ fn main() {
             }
         }
     }
-    println!(
-        "| layer | threads | CSF fwd ms | CSF fwd+bwd ms | conv2d fwd ms | conv2d fwd+bwd ms | CSF / conv2d fwd | CSF / conv2d fwd+bwd |{}",
-        if per_patch { " per-patch CSF fwd ms | per-patch fwd+bwd ms | per-patch / conv2d fwd+bwd | per-patch / batched fwd+bwd |" } else { "" }
-    );
-    for (li, l) in layers.iter().enumerate() {
-        let m: Vec<f64> = t[li].iter().map(|v| if v.is_empty() { f64::NAN } else { median(v.clone()) }).collect();
-        let mut line = format!(
-            "| {} | {threads} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
-            l.name,
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[0] / m[2],
-            m[1] / m[3]
+    for (clock, which) in [("wall", 0usize), ("CPU", 1)] {
+        println!(
+            "| layer | threads | clock | CSF fwd ms | CSF fwd+bwd ms | conv2d fwd ms | conv2d fwd+bwd ms | CSF / conv2d fwd | CSF / conv2d fwd+bwd |{}",
+            if per_patch { " per-patch CSF fwd ms | per-patch fwd+bwd ms | per-patch / conv2d fwd+bwd | per-patch / batched fwd+bwd |" } else { "" }
         );
-        if per_patch {
-            line += &format!(" {:.3} | {:.3} | {:.1} | {:.2} |", m[4], m[5], m[5] / m[3], m[5] / m[1]);
+        for (li, l) in layers.iter().enumerate() {
+            let m: Vec<f64> = t[li]
+                .iter()
+                .map(|v| {
+                    if v.is_empty() {
+                        f64::NAN
+                    } else {
+                        median(v.iter().map(|p: &(f64, f64)| if which == 0 { p.0 } else { p.1 }).collect())
+                    }
+                })
+                .collect();
+            let mut line = format!(
+                "| {} | {threads} | {clock} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
+                l.name,
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[0] / m[2],
+                m[1] / m[3]
+            );
+            if per_patch {
+                line += &format!(" {:.3} | {:.3} | {:.1} | {:.2} |", m[4], m[5], m[5] / m[3], m[5] / m[1]);
+            }
+            println!("{line}");
         }
-        println!("{line}");
     }
 }

@@ -112,11 +112,15 @@ impl<T: Element> ActivePaths<T> for CompactPaths<T> {
         beta.extend(act.iter().map(|&j| g[j]));
         let fac = self.factor(s);
         if act.iter().all(|&j| alpha[j] != T::zero()) {
-            forward_rows(fac, na, beta);
-            backward_rows_transposed(fac, na, beta);
+            forward_rows_packed(fac, beta);
+            backward_rows_transposed_packed(fac, beta);
             return;
         }
-        let mut l = fac.to_vec();
+        // Rare: unpacked to leading dimension |Λ| (the layout of `to_compact`) for the removal.
+        let mut l = vec![T::zero(); na * na];
+        for i in 0..na {
+            l[i * na..i * na + i + 1].copy_from_slice(&fac[i * (i + 1) / 2..i * (i + 1) / 2 + i + 1]);
+        }
         let mut n = na;
         let mut work = vec![T::zero(); na];
         for p in (0..na).rev().filter(|&p| alpha[act[p]] == T::zero()) {
@@ -144,6 +148,30 @@ fn forward_rows<T: Element>(l: &[T], ld: usize, b: &mut [T]) {
             s -= *a * *x;
         }
         b[i] = s / row[i];
+    }
+}
+
+/// [`forward_rows`] on a factor packed by rows (row `i` at `i·(i + 1)/2`): the same arithmetic.
+fn forward_rows_packed<T: Element>(l: &[T], b: &mut [T]) {
+    for i in 0..b.len() {
+        let row = &l[i * (i + 1) / 2..i * (i + 1) / 2 + i + 1];
+        let mut s = b[i];
+        for (a, x) in row[..i].iter().zip(&b[..i]) {
+            s -= *a * *x;
+        }
+        b[i] = s / row[i];
+    }
+}
+
+/// [`backward_rows_transposed`] on a factor packed by rows: the same arithmetic.
+fn backward_rows_transposed_packed<T: Element>(l: &[T], b: &mut [T]) {
+    for i in (0..b.len()).rev() {
+        let row = &l[i * (i + 1) / 2..i * (i + 1) / 2 + i + 1];
+        let xi = b[i] / row[i];
+        b[i] = xi;
+        for (bj, a) in b[..i].iter_mut().zip(&row[..i]) {
+            *bj -= *a * xi;
+        }
     }
 }
 
