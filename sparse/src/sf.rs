@@ -381,16 +381,17 @@ pub fn csf<'t, T: Element>(
 /// Which LARS-EN solver a coding op uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SmallK {
-    /// The batched small-k solver where the dictionary has few atoms, the per-patch one
-    /// otherwise.
+    /// Where the dictionary has at most [`SMALL_K`] atoms, [`lars_en_compact`]: the same
+    /// per-patch path with every patch's active set and factor kept in flat batch buffers
+    /// (nothing allocated per patch); the per-patch [`SamplePath`]s otherwise.
     #[default]
     Auto,
     /// Always the per-patch solver (the reference the batched one is tested against).
     Off,
 }
 
-/// Dictionaries with at most this many atoms use the batched small-k solver under
-/// [`SmallK::Auto`].
+/// Dictionaries with at most this many atoms use [`lars_en_compact`] under [`SmallK::Auto`]
+/// (at k = 20 it saves a quarter of the CSF layer's time; at k = 50 it breaks even).
 pub const SMALL_K: usize = 64;
 
 /// [`csf`] with the choice of solver made explicit (both give the same codes and gradients).

@@ -103,7 +103,7 @@ impl<T: Element> ActivePaths<T> for CompactPaths<T> {
     fn hit_cap(&self, s: usize) -> bool {
         self.hit_cap[s]
     }
-    /// The arithmetic of [`solve_beta`] on a [`SamplePath`] (`Cholesky::solve_in_place`, and
+    /// The arithmetic of the solve on a [`SamplePath`] (`Cholesky::solve_in_place`, and
     /// `Cholesky::remove` for atoms on the kink), term for term, on the flat factor.
     fn solve_beta(&self, s: usize, alpha: &[T], g: &[T], beta: &mut Vec<T>) {
         let act = CompactPaths::active(self, s);
