@@ -752,3 +752,125 @@ fn stress_dependent_atoms_with_leaves() {
     eprintln!("{leaves} leaves, {skips} atoms skipped at the end of a path");
     assert!(leaves > 0 && skips > 0);
 }
+
+// ------------------------------------------------------------------------------ compact paths
+
+/// `lars_en_compact` (the CSF layer's solver: flat paths, nothing allocated per sample) gives
+/// the bits of `lars_en`: the codes, every active set in factor order, every factor entry, the
+/// cap flags and the summed counters, and Mairal's rule from either form gives the same bits.
+/// Over the hard cases of this file: Gaussian and correlated dictionaries (leaves), duplicate,
+/// collinear, negated and zero atoms with λ2 = 0 (skips), positive codes, caps, λ1 above every
+/// correlation, f32, and the patches of smooth images (the CSF layer's data: many ties near 0).
+#[test]
+fn compact_paths_are_the_bits_of_the_per_sample_paths() {
+    use sparsegrad_sparse::lars::backward::{mairal_backward, Wanted};
+    use sparsegrad_sparse::lars::lars_en_compact;
+
+    fn check<T: Element>(d: &Tensor<T>, x: &Tensor<T>, cfg: &LarsConfig, what: &str) -> (usize, usize) {
+        let sol = lars_en(d, x, cfg).unwrap();
+        let (codes, cp) = lars_en_compact(d, x, cfg).unwrap();
+        let bits = |v: Vec<T>| v.iter().map(|e| e.as_f64().to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(codes.to_vec()), bits(sol.codes.to_vec()), "{what}: codes");
+        assert_eq!(cp.len(), sol.paths.len(), "{what}");
+        for (s, p) in sol.paths.iter().enumerate() {
+            assert_eq!(cp.active(s), &p.active[..], "{what}: sample {s}: active set");
+            let n = p.active.len();
+            let f = cp.factor(s);
+            assert_eq!(f.len(), n * (n + 1) / 2, "{what}: sample {s}");
+            for i in 0..n {
+                for j in 0..=i {
+                    assert_eq!(
+                        f[i * (i + 1) / 2 + j].as_f64().to_bits(),
+                        p.chol.l(i, j).as_f64().to_bits(),
+                        "{what}: L[{i},{j}]"
+                    );
+                }
+            }
+            assert_eq!(cp.hit_cap[s], p.hit_cap, "{what}: sample {s}");
+        }
+        assert_eq!(cp.steps, sol.paths.iter().map(|p| p.steps).sum::<usize>(), "{what}");
+        assert_eq!(cp.joins, sol.paths.iter().map(|p| p.joins).sum::<usize>(), "{what}");
+        assert_eq!(cp.leaves, sol.paths.iter().map(|p| p.leaves).sum::<usize>(), "{what}");
+        assert_eq!(cp.skipped, sol.paths.iter().map(|p| p.skipped.len()).sum::<usize>(), "{what}");
+        // Mairal's rule from both forms.
+        let (m, k, n) = (d.dim(0), d.dim(1), x.dim(0));
+        let mut rng = Rng::new(99);
+        let g: Vec<T> = Tensor::<f64>::randn(&[n, k], &mut rng).cast::<T>().to_vec();
+        let (dv, xv, av) = (d.contiguous().to_vec(), x.contiguous().to_vec(), codes.to_vec());
+        let want = Wanted { dictionary: true, input: true, lambda1: true, lambda2: true };
+        let a = mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, want);
+        let b = mairal_backward(&cp, &dv, &xv, &av, &g, m, k, want);
+        let tb = |t: Option<Tensor<T>>| bits(t.unwrap().to_vec());
+        assert_eq!(tb(a.dictionary), tb(b.dictionary), "{what}: ∂D");
+        assert_eq!(tb(a.input), tb(b.input), "{what}: ∂X");
+        assert_eq!(a.lambda1.map(|v| v.as_f64().to_bits()), b.lambda1.map(|v| v.as_f64().to_bits()), "{what}: ∂λ1");
+        assert_eq!(a.lambda2.map(|v| v.as_f64().to_bits()), b.lambda2.map(|v| v.as_f64().to_bits()), "{what}: ∂λ2");
+        (cp.leaves, cp.skipped)
+    }
+
+    let mut rng = Rng::new(31);
+    let (mut leaves, mut skips) = (0, 0);
+    // Random: Gaussian and correlated, several λ, signed and positive, capped, f32.
+    for (m, k, n) in [(25, 20, 700), (12, 18, 300), (40, 60, 40), (5, 3, 30)] {
+        for dict in 0..2 {
+            let d = if dict == 0 { gaussian_dict(m, k, &mut rng) } else { correlated_dict(m, k, &mut rng) };
+            let x = signals(&d, n, 5.min(k), &mut rng);
+            let l1 = lambda1_for(&d, &x);
+            for (frac, l2, positive, cap) in
+                [(2.5, 0.01, false, None), (0.2, 0.0, false, None), (1.0, 0.01, true, None), (0.5, 0.0, false, Some(3))]
+            {
+                let mut cfg = LarsConfig::new(frac * l1, l2).positive(positive);
+                cfg.max_active = cap;
+                let what = format!("m={m} k={k} dict={dict} λ1={frac}·λ λ2={l2} positive={positive} cap={cap:?}");
+                let (l, s) = check(&d, &x, &cfg, &what);
+                leaves += l;
+                skips += s;
+                check(&d.cast::<f32>(), &x.cast::<f32>(), &cfg, &format!("f32 {what}"));
+            }
+        }
+    }
+    // λ1 above every correlation: empty paths.
+    let d = gaussian_dict(10, 8, &mut rng);
+    let x = signals(&d, 20, 3, &mut rng);
+    check(&d, &x, &LarsConfig::new(10.0, 0.0), "λ1 above every correlation");
+    // Dependent atoms with λ2 = 0: skips and leaves.
+    for trial in 0..20 {
+        let (m, k) = (10 + trial % 7, 24);
+        let mut dv = correlated_dict(m, k, &mut rng).to_vec();
+        for i in 0..m {
+            dv[i * k + 1] = dv[i * k];
+            dv[i * k + 5] = dv[i * k + 3] - 0.5 * dv[i * k + 4];
+            dv[i * k + 9] = 0.0;
+            dv[i * k + 12] = -dv[i * k + 2];
+        }
+        let d = Tensor::from_vec(unit_columns(dv, m, k), &[m, k]);
+        let x = signals(&d, 16, 6, &mut rng);
+        for frac in [0.3, 0.05] {
+            for positive in [false, true] {
+                let cfg = LarsConfig::new(frac * lambda1_for(&d, &x), 0.0).positive(positive);
+                let (l, s) = check(&d, &x, &cfg, &format!("dependent trial {trial} frac {frac} positive {positive}"));
+                leaves += l;
+                skips += s;
+            }
+        }
+    }
+    // Real-like: 5×5 patches of smooth images (running means of uniform noise, flat regions
+    // give near-equal correlations), a random unit dictionary of 20 atoms.
+    let (h, w) = (20, 20);
+    let mut img = vec![0.0; 3 * h * w];
+    for c in 0..3 {
+        let mut acc = 0.0;
+        for i in 0..h * w {
+            acc = 0.8 * acc + 0.2 * rng.uniform();
+            img[c * h * w + i] = if (i / w) % 7 < 2 { 0.5 } else { acc };
+        }
+    }
+    let img = Tensor::from_vec(img, &[3, 1, h, w]);
+    let patches = img.im2col([5, 5], engine::Conv2dParams::new()).transpose(1, 2).contiguous().reshape(&[3 * 256, 25]);
+    let d = gaussian_dict(25, 20, &mut rng);
+    for (l1, l2) in [(0.05, 0.01), (0.3, 0.0), (0.0, 0.01)] {
+        check(&d, &patches, &LarsConfig::new(l1, l2), &format!("patches λ1={l1} λ2={l2}"));
+        check(&d.cast::<f32>(), &patches.cast::<f32>(), &LarsConfig::new(l1, l2), &format!("f32 patches λ1={l1}"));
+    }
+    assert!(leaves > 0 && skips > 0, "leaves {leaves}, skips {skips}: the hard cases were not reached");
+}

@@ -6,7 +6,7 @@
 use autograd::{BackwardOptions, Tape, Var};
 use engine::{Rng, Tensor};
 use sparsegrad_sparse::lars::{lars_en, LarsConfig};
-use sparsegrad_sparse::sf::{csf, csf_loss, sf, sf_loss, sf_with_lambdas, Patches};
+use sparsegrad_sparse::sf::{csf, csf_loss, csf_loss_with, csf_with, sf, sf_loss, sf_with_lambdas, Patches, SmallK};
 
 /// `∂⟨R, f⟩/∂inputs` for every input (all leaves) and the output.
 fn vjp<F>(f: F, inputs: &[Tensor<f64>], r: &Tensor<f64>) -> (Tensor<f64>, Vec<Tensor<f64>>)
@@ -279,4 +279,52 @@ fn a_non_finite_input_is_an_error_naming_the_sample() {
     let tape = Tape::<f64>::new();
     let err = sf(&tape.leaf(d), &tape.leaf(x), &LarsConfig::new(lambda1, 0.0)).unwrap_err();
     assert!(err.to_string().contains("sample 2"), "{err}");
+}
+
+/// The CSF op's batched small-k solver (`SmallK::Auto`) and the per-patch one (`SmallK::Off`)
+/// give the same bits: output, stats, `∂D` and `∂X`, in f64 and f32, with stride and padding.
+#[test]
+fn csf_small_k_solver_gives_the_bits_of_the_per_patch_solver() {
+    let mut rng = Rng::new(23);
+    for (geo, shape, k, l1) in [
+        (Patches::new(5), [4, 1, 14, 14], 20, 0.5),
+        (Patches::new(3).stride(2).padding(1), [2, 3, 9, 8], 12, 0.8),
+        (Patches::new(2), [3, 2, 6, 6], 40, 0.1),
+    ] {
+        let x = Tensor::<f64>::randn(&shape, &mut rng);
+        let d = Tensor::<f64>::randn(&[shape[1] * geo.kernel[0] * geo.kernel[1], k], &mut rng);
+        let cfg = LarsConfig::new(l1, 0.01);
+        fn run<T: engine::Element>(
+            d: &Tensor<T>,
+            x: &Tensor<T>,
+            geo: Patches,
+            cfg: &LarsConfig,
+            solver: SmallK,
+        ) -> (Vec<u64>, Vec<u64>, Vec<u64>, sparsegrad_sparse::sf::CodingStats) {
+            let tape = Tape::<T>::new();
+            let (dv, xv) = (tape.leaf(d.clone()), tape.leaf(x.clone()));
+            let (y, st) = csf_with(&dv, &xv, geo, cfg, solver).unwrap();
+            let r = Tensor::<f64>::randn(&y.shape(), &mut Rng::new(5)).cast::<T>();
+            let g = tape.backward_with(&y, Some(r), BackwardOptions::default()).unwrap();
+            let bits = |t: Tensor<T>| t.to_vec().iter().map(|v| v.as_f64().to_bits()).collect::<Vec<_>>();
+            (bits(y.value()), bits(g.wrt(&dv)), bits(g.wrt(&xv)), st)
+        }
+        let a = run(&d, &x, geo, &cfg, SmallK::Auto);
+        let b = run(&d, &x, geo, &cfg, SmallK::Off);
+        assert!(a.3.mean_active() > 1.0, "{shape:?}: too sparse to test anything");
+        assert_eq!(a, b, "{shape:?} k = {k}");
+        let (d32, x32) = (d.cast::<f32>(), x.cast::<f32>());
+        assert_eq!(run(&d32, &x32, geo, &cfg, SmallK::Auto), run(&d32, &x32, geo, &cfg, SmallK::Off), "f32 {shape:?}");
+        // The unsupervised loss too.
+        let loss = |solver: SmallK| {
+            let tape = Tape::<f64>::new();
+            let (dv, xv) = (tape.leaf(d.clone()), tape.leaf(x.clone()));
+            let (y, st) = csf_loss_with(&dv, &xv, geo, &cfg, solver).unwrap();
+            let r = Tensor::<f64>::randn(&y.shape(), &mut Rng::new(6));
+            let g = tape.backward_with(&y, Some(r), BackwardOptions::default()).unwrap();
+            let bits = |t: Tensor<f64>| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            (bits(y.value()), bits(g.wrt(&dv)), bits(g.wrt(&xv)), st)
+        };
+        assert_eq!(loss(SmallK::Auto), loss(SmallK::Off), "csf_loss {shape:?}");
+    }
 }

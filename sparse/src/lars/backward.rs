@@ -44,7 +44,174 @@ use engine::{Element, Tensor};
 use rayon::prelude::*;
 
 use super::kernels::{self, Isa};
-use super::SamplePath;
+use super::{CompactPaths, SamplePath};
+
+/// What Mairal's rule reads of a batch's paths: the active set of every sample, whether the
+/// cap stopped it, and the solve with its factor. Implemented by the per-sample
+/// [`SamplePath`]s of [`crate::lars_en`] and the flat [`CompactPaths`] of
+/// [`crate::lars::lars_en_compact`], which give the same bits.
+pub trait ActivePaths<T: Element>: Sync {
+    /// Number of samples.
+    fn count(&self) -> usize;
+    /// Sample `s`'s active set in factor order.
+    fn active(&self, s: usize) -> &[usize];
+    /// Whether the cap stopped sample `s`'s path.
+    fn hit_cap(&self, s: usize) -> bool;
+    /// `β_Λ = G_ΛΛ⁻¹·ḡ_Λ` for sample `s` (code `alpha`, gradient `g`, both `[k]`), written into
+    /// `beta` in the order of the active set; atoms whose code is exactly 0 get `β = 0` (see
+    /// the module docs).
+    fn solve_beta(&self, s: usize, alpha: &[T], g: &[T], beta: &mut Vec<T>);
+}
+
+impl<T: Element> ActivePaths<T> for [SamplePath<T>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn active(&self, s: usize) -> &[usize] {
+        &self[s].active
+    }
+    fn hit_cap(&self, s: usize) -> bool {
+        self[s].hit_cap
+    }
+    fn solve_beta(&self, s: usize, alpha: &[T], g: &[T], beta: &mut Vec<T>) {
+        solve_beta(&self[s], alpha, g, beta)
+    }
+}
+
+impl<T: Element> ActivePaths<T> for Vec<SamplePath<T>> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn active(&self, s: usize) -> &[usize] {
+        &self[s].active
+    }
+    fn hit_cap(&self, s: usize) -> bool {
+        self[s].hit_cap
+    }
+    fn solve_beta(&self, s: usize, alpha: &[T], g: &[T], beta: &mut Vec<T>) {
+        solve_beta(&self[s], alpha, g, beta)
+    }
+}
+
+impl<T: Element> ActivePaths<T> for CompactPaths<T> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn active(&self, s: usize) -> &[usize] {
+        CompactPaths::active(self, s)
+    }
+    fn hit_cap(&self, s: usize) -> bool {
+        self.hit_cap[s]
+    }
+    /// The arithmetic of the solve on a [`SamplePath`] (`Cholesky::solve_in_place`, and
+    /// `Cholesky::remove` for atoms on the kink), term for term, on the flat factor.
+    fn solve_beta(&self, s: usize, alpha: &[T], g: &[T], beta: &mut Vec<T>) {
+        let act = CompactPaths::active(self, s);
+        let na = act.len();
+        beta.clear();
+        beta.extend(act.iter().map(|&j| g[j]));
+        let fac = self.factor(s);
+        if act.iter().all(|&j| alpha[j] != T::zero()) {
+            forward_rows_packed(fac, beta);
+            backward_rows_transposed_packed(fac, beta);
+            return;
+        }
+        // Rare: unpacked to leading dimension |Λ| (the layout of `to_compact`) for the removal.
+        let mut l = vec![T::zero(); na * na];
+        for i in 0..na {
+            l[i * na..i * na + i + 1].copy_from_slice(&fac[i * (i + 1) / 2..i * (i + 1) / 2 + i + 1]);
+        }
+        let mut n = na;
+        let mut work = vec![T::zero(); na];
+        for p in (0..na).rev().filter(|&p| alpha[act[p]] == T::zero()) {
+            remove_row(&mut l, na, n, p, &mut work);
+            n -= 1;
+        }
+        let on_kink = |p: usize| alpha[act[p]] == T::zero();
+        let mut reduced: Vec<T> = (0..na).filter(|&p| !on_kink(p)).map(|p| beta[p]).collect();
+        forward_rows(&l, na, &mut reduced);
+        backward_rows_transposed(&l, na, &mut reduced);
+        let mut it = reduced.into_iter();
+        for (p, b) in beta.iter_mut().enumerate() {
+            *b = if on_kink(p) { T::zero() } else { it.next().expect("one value per kept atom") };
+        }
+    }
+}
+
+/// `b ← L⁻¹ b` for lower-triangular row-major `L` with leading dimension `ld` (the arithmetic
+/// of `Cholesky::solve_lower`).
+fn forward_rows<T: Element>(l: &[T], ld: usize, b: &mut [T]) {
+    for i in 0..b.len() {
+        let row = &l[i * ld..i * ld + i + 1];
+        let mut s = b[i];
+        for (a, x) in row[..i].iter().zip(&b[..i]) {
+            s -= *a * *x;
+        }
+        b[i] = s / row[i];
+    }
+}
+
+/// [`forward_rows`] on a factor packed by rows (row `i` at `i·(i + 1)/2`): the same arithmetic.
+fn forward_rows_packed<T: Element>(l: &[T], b: &mut [T]) {
+    for i in 0..b.len() {
+        let row = &l[i * (i + 1) / 2..i * (i + 1) / 2 + i + 1];
+        let mut s = b[i];
+        for (a, x) in row[..i].iter().zip(&b[..i]) {
+            s -= *a * *x;
+        }
+        b[i] = s / row[i];
+    }
+}
+
+/// [`backward_rows_transposed`] on a factor packed by rows: the same arithmetic.
+fn backward_rows_transposed_packed<T: Element>(l: &[T], b: &mut [T]) {
+    for i in (0..b.len()).rev() {
+        let row = &l[i * (i + 1) / 2..i * (i + 1) / 2 + i + 1];
+        let xi = b[i] / row[i];
+        b[i] = xi;
+        for (bj, a) in b[..i].iter_mut().zip(&row[..i]) {
+            *bj -= *a * xi;
+        }
+    }
+}
+
+/// `b ← L⁻ᵀ b` (the arithmetic of `Cholesky::solve_upper`).
+fn backward_rows_transposed<T: Element>(l: &[T], ld: usize, b: &mut [T]) {
+    for i in (0..b.len()).rev() {
+        let row = &l[i * ld..i * ld + i + 1];
+        let xi = b[i] / row[i];
+        b[i] = xi;
+        for (bj, a) in b[..i].iter_mut().zip(&row[..i]) {
+            *bj -= *a * xi;
+        }
+    }
+}
+
+/// Deletes row and column `i` of the `n × n` factor `l` (leading dimension `ld`) by Givens
+/// rotations: the arithmetic of `Cholesky::remove`, term for term. `work` has `≥ n` entries.
+fn remove_row<T: Element>(l: &mut [T], ld: usize, n: usize, i: usize, work: &mut [T]) {
+    for p in i + 1..n {
+        let (src, dst) = (p * ld, (p - 1) * ld);
+        work[p - 1 - i] = l[src + i];
+        l.copy_within(src..src + i, dst);
+        l.copy_within(src + i + 1..src + p + 1, dst + i);
+    }
+    let m = n - 1;
+    let v = &mut work[..m - i];
+    for k in i..m {
+        let lkk = l[k * ld + k];
+        let xk = v[k - i];
+        let r = lkk.hypot(xk);
+        let c = r / lkk;
+        let s = xk / lkk;
+        l[k * ld + k] = r;
+        for j in k + 1..m {
+            let ljk = (l[j * ld + k] + s * v[j - i]) / c;
+            l[j * ld + k] = ljk;
+            v[j - i] = c * v[j - i] - s * ljk;
+        }
+    }
+}
 
 /// Which gradients to compute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,8 +299,8 @@ struct Flat<T> {
 /// **Panics** if the slice lengths disagree with `paths.len()`, `k` and `m`.
 #[track_caller]
 #[allow(clippy::too_many_arguments)]
-pub fn mairal_backward<T: Element>(
-    paths: &[SamplePath<T>],
+pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
+    paths: &P,
     d: &[T],
     x: &[T],
     alpha: &[T],
@@ -142,7 +309,7 @@ pub fn mairal_backward<T: Element>(
     k: usize,
     want: Wanted,
 ) -> MairalGrads<T> {
-    let n = paths.len();
+    let n = paths.count();
     assert_eq!(d.len(), m * k, "mairal_backward: dictionary has {} elements, expected m·k = {m}·{k}", d.len());
     assert_eq!(x.len(), n * m, "mairal_backward: x has {} elements, expected N·m = {n}·{m}", x.len());
     assert_eq!(alpha.len(), n * k, "mairal_backward: codes have {} elements, expected N·k = {n}·{k}", alpha.len());
@@ -156,13 +323,14 @@ pub fn mairal_backward<T: Element>(
             let (mut betas, mut l1, mut l2) = (Vec::new(), T::zero(), T::zero());
             let mut beta = Vec::new();
             for s in c * chunk..((c + 1) * chunk).min(n) {
-                let path = &paths[s];
-                if path.active.is_empty() {
+                let active = paths.active(s);
+                if active.is_empty() {
                     continue;
                 }
                 let (a_s, g_s) = (&alpha[s * k..(s + 1) * k], &g[s * k..(s + 1) * k]);
-                solve_beta(path, a_s, g_s, &mut beta);
-                for (&j, &b) in path.active.iter().zip(&beta) {
+                paths.solve_beta(s, a_s, g_s, &mut beta);
+                let hit_cap = paths.hit_cap(s);
+                for (&j, &b) in active.iter().zip(&beta) {
                     let a = a_s[j];
                     let sign = if a > T::zero() {
                         T::one()
@@ -173,7 +341,7 @@ pub fn mairal_backward<T: Element>(
                     };
                     // A path stopped by the cap solves the problem at λ = lambda_reached, which
                     // does not depend on λ1 locally: no λ1 gradient from that sample.
-                    if !path.hit_cap {
+                    if !hit_cap {
                         l1 -= b * sign;
                     }
                     l2 -= b * a;
@@ -201,9 +369,10 @@ pub fn mairal_backward<T: Element>(
     }
     let mut flat = Flat { atoms: Vec::new(), offs: Vec::with_capacity(n + 1), beta: Vec::new(), alpha: Vec::new() };
     flat.offs.push(0);
-    for (s, path) in paths.iter().enumerate() {
-        flat.atoms.extend_from_slice(&path.active);
-        flat.alpha.extend(path.active.iter().map(|&j| alpha[s * k + j]));
+    for s in 0..n {
+        let active = paths.active(s);
+        flat.atoms.extend_from_slice(active);
+        flat.alpha.extend(active.iter().map(|&j| alpha[s * k + j]));
         flat.offs.push(flat.atoms.len());
     }
     flat.beta = parts.into_iter().flat_map(|p| p.0).collect();
@@ -306,8 +475,8 @@ pub fn mairal_backward<T: Element>(
 /// and the residuals `r = x − Dα*` `[N, m]` its envelope-theorem gradients need. Same slice
 /// conventions as [`mairal_backward`].
 #[allow(clippy::too_many_arguments)]
-pub fn unsupervised_loss<T: Element>(
-    paths: &[SamplePath<T>],
+pub fn unsupervised_loss<T: Element, P: ActivePaths<T> + ?Sized>(
+    paths: &P,
     dt: &[T],
     x: &[T],
     alpha: &[T],
@@ -316,7 +485,7 @@ pub fn unsupervised_loss<T: Element>(
     lambda1: f64,
     lambda2: f64,
 ) -> (Vec<T>, Vec<T>) {
-    let n = paths.len();
+    let n = paths.count();
     let (l1, l2) = (T::of(lambda1), T::of(lambda2));
     let half = T::of(0.5);
     let mut residual = x.to_vec();
@@ -324,7 +493,7 @@ pub fn unsupervised_loss<T: Element>(
     residual.par_chunks_mut(m.max(1)).zip(loss.par_iter_mut()).enumerate().for_each(|(s, (r, l))| {
         let a_s = &alpha[s * k..(s + 1) * k];
         let (mut abs, mut sq) = (T::zero(), T::zero());
-        for &j in &paths[s].active {
+        for &j in paths.active(s) {
             let a = a_s[j];
             abs += a.abs();
             sq += a * a;
@@ -340,8 +509,8 @@ pub fn unsupervised_loss<T: Element>(
 /// `∂L/∂D = −Σ_n g_n·r_n·α*_nᵀ` (only the active atoms' columns are touched). Returns
 /// `(∂D [m, k], ∂X [N, m])`, each only when wanted.
 #[allow(clippy::too_many_arguments)]
-pub fn unsupervised_backward<T: Element>(
-    paths: &[SamplePath<T>],
+pub fn unsupervised_backward<T: Element, P: ActivePaths<T> + ?Sized>(
+    paths: &P,
     residual: &[T],
     alpha: &[T],
     g: &[T],
@@ -350,7 +519,7 @@ pub fn unsupervised_backward<T: Element>(
     want_d: bool,
     want_x: bool,
 ) -> (Option<Tensor<T>>, Option<Tensor<T>>) {
-    let n = paths.len();
+    let n = paths.count();
     let gx = want_x.then(|| {
         let mut out = residual.to_vec();
         out.par_chunks_mut(m.max(1)).zip(g.par_iter()).for_each(|(r, &gs)| r.iter_mut().for_each(|v| *v *= gs));
@@ -364,7 +533,7 @@ pub fn unsupervised_backward<T: Element>(
                 let mut gdt = vec![T::zero(); k * m];
                 for s in c * chunk..((c + 1) * chunk).min(n) {
                     let r = &residual[s * m..(s + 1) * m];
-                    for &j in &paths[s].active {
+                    for &j in paths.active(s) {
                         let w = -g[s] * alpha[s * k + j];
                         gdt[j * m..(j + 1) * m].iter_mut().zip(r).for_each(|(o, &rv)| *o += w * rv);
                     }
@@ -416,6 +585,41 @@ mod tests {
             gx[s * m..(s + 1) * m].copy_from_slice(&u);
         }
         (gd, gx)
+    }
+
+    /// Atoms of Λ whose code is exactly 0 (the kink, STYLE §2.7) get β = 0 and are removed from
+    /// the factor before the solve: the flat factor of `CompactPaths` (its own copy of the
+    /// Givens removal) gives the bits of `Cholesky::remove` on the `SamplePath`, whichever
+    /// positions are on the kink (first, last, several).
+    #[test]
+    fn kink_solve_on_compact_paths_gives_the_bits_of_the_cholesky_removal() {
+        let mut rng = Rng::new(8);
+        let (m, k, n) = (25, 20, 40);
+        let d = Tensor::<f64>::randn(&[m, k], &mut rng);
+        let x = Tensor::<f64>::randn(&[n, m], &mut rng);
+        let cfg = LarsConfig::new(0.5, 0.01);
+        let sol = lars_en(&d, &x, &cfg).unwrap();
+        let (codes, cp) = crate::lars::lars_en_compact(&d, &x, &cfg).unwrap();
+        let g = Tensor::<f64>::randn(&[n, k], &mut rng).to_vec();
+        let mut tested = 0;
+        for (s, p) in sol.paths.iter().enumerate() {
+            let na = p.active.len();
+            if na < 3 {
+                continue;
+            }
+            for kink in [vec![0], vec![na - 1], vec![1, na - 1], vec![0, 2]] {
+                let mut a = codes.to_vec()[s * k..(s + 1) * k].to_vec();
+                kink.iter().for_each(|&q| a[p.active[q]] = 0.0);
+                let (mut b1, mut b2) = (Vec::new(), Vec::new());
+                solve_beta(p, &a, &g[s * k..(s + 1) * k], &mut b1);
+                ActivePaths::solve_beta(&cp, s, &a, &g[s * k..(s + 1) * k], &mut b2);
+                let bits = |v: &[f64]| v.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&b1), bits(&b2), "sample {s}, kink at {kink:?}");
+                assert!(kink.iter().all(|&q| b2[q] == 0.0));
+                tested += 1;
+            }
+        }
+        assert!(tested > 20, "only {tested} cases");
     }
 
     /// Several row blocks (m > 64) with one sample group, and one block with several groups

@@ -182,6 +182,139 @@ pub fn lars_en<T: Element>(d: &Tensor<T>, x: &Tensor<T>, cfg: &LarsConfig) -> Re
     solve_batch(OP, &g, k, &c, n, cfg)
 }
 
+/// [`lars_en`] with the paths kept in one flat [`CompactPaths`] instead of a [`SamplePath`]
+/// per sample: nothing is allocated per sample (the batch's buffers grow by amortised
+/// doubling), which is what a convolutional layer with tens of thousands of small problems
+/// (few atoms, short paths) needs. The codes and every active set and factor are the same
+/// bits as [`lars_en`]'s (the same per-sample path code runs; only where its result is
+/// written differs).
+///
+/// # Errors
+/// As [`lars_en`]. **Panics** as [`lars_en`].
+#[track_caller]
+pub fn lars_en_compact<T: Element>(
+    d: &Tensor<T>,
+    x: &Tensor<T>,
+    cfg: &LarsConfig,
+) -> Result<(Tensor<T>, CompactPaths<T>), SparseError> {
+    const OP: &str = "lars_en";
+    assert_eq!(d.rank(), 2, "lars_en: the dictionary must be a matrix [m, k], got shape {:?}", d.shape());
+    assert_eq!(x.rank(), 2, "lars_en: x must be a matrix [N, m] (one signal per row), got shape {:?}", x.shape());
+    let (m, k, n) = (d.dim(0), d.dim(1), x.dim(0));
+    assert_eq!(
+        x.dim(1),
+        m,
+        "lars_en: x is [N, m] = [{}, {}] but the dictionary is [m, k] = [{}, {}]",
+        n,
+        x.dim(1),
+        m,
+        k
+    );
+    cfg.validate(OP)?;
+    let dm = MatRef::of(d);
+    let g = gram(dm, T::of(cfg.lambda2));
+    let mut c = vec![T::zero(); n * k];
+    par_gemm(T::one(), MatRef::of(x), dm, T::zero(), &mut c, 0, k);
+    if k == 0 || any_non_finite(&g) || any_non_finite(&c) {
+        if let Some((row, col, value)) = first_non_finite(d) {
+            return Err(SparseError::NonFinite { op: OP, what: "dictionary", row, col, value });
+        }
+        if let Some((row, col, value)) = first_non_finite(x) {
+            return Err(SparseError::NonFinite { op: OP, what: "x", row, col, value });
+        }
+        if let Some(p) = g.iter().position(|v| !v.is_finite()) {
+            return Err(SparseError::NonFinite { op: OP, what: "gram", row: p / k, col: p % k, value: g[p].as_f64() });
+        }
+        if let Some(p) = c.iter().position(|v| !v.is_finite()) {
+            return Err(SparseError::NonFinite { op: OP, what: "corr", row: p / k, col: p % k, value: c[p].as_f64() });
+        }
+    }
+    solve_batch_compact(OP, &g, k, &c, n, cfg)
+}
+
+/// The paths of a batch in flat buffers (see [`lars_en_compact`]): sample `n`'s active set
+/// (factor order) is `atoms[offs[n]..offs[n + 1]]` and the Cholesky factor of its `G_ΛΛ` is
+/// stored packed by rows at `factors[fac_offs[n]..fac_offs[n + 1]]`: row `i` is
+/// `L[i, 0..=i]` at `i·(i + 1)/2` (`|Λ|·(|Λ| + 1)/2` entries), exactly the bits of
+/// [`SamplePath::chol`].
+#[derive(Clone, Debug, Default)]
+pub struct CompactPaths<T> {
+    /// `N + 1` offsets into `atoms`.
+    pub offs: Vec<usize>,
+    /// The active sets, one after the other.
+    pub atoms: Vec<usize>,
+    /// `N + 1` offsets into `factors`.
+    pub fac_offs: Vec<usize>,
+    /// The factors, one after the other.
+    pub factors: Vec<T>,
+    /// Per sample: the path stopped at the cap ([`SamplePath::hit_cap`]).
+    pub hit_cap: Vec<bool>,
+    /// Events, summed over the samples ([`SamplePath::steps`]).
+    pub steps: usize,
+    /// Joins, summed.
+    pub joins: usize,
+    /// Leaves, summed.
+    pub leaves: usize,
+    /// Atoms still skipped at the end, summed.
+    pub skipped: usize,
+}
+
+impl<T: Element> CompactPaths<T> {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.hit_cap.len()
+    }
+
+    /// Whether there is no sample.
+    pub fn is_empty(&self) -> bool {
+        self.hit_cap.is_empty()
+    }
+
+    /// Sample `s`'s active set in factor order.
+    pub fn active(&self, s: usize) -> &[usize] {
+        &self.atoms[self.offs[s]..self.offs[s + 1]]
+    }
+
+    /// Sample `s`'s factor, packed by rows: `L[i, j]` (`j ≤ i`) at `i·(i + 1)/2 + j`.
+    pub fn factor(&self, s: usize) -> &[T] {
+        &self.factors[self.fac_offs[s]..self.fac_offs[s + 1]]
+    }
+
+    fn empty() -> Self {
+        CompactPaths { offs: vec![0], fac_offs: vec![0], ..Default::default() }
+    }
+
+    /// Appends the path just computed in `ws`.
+    fn push(&mut self, ws: &Workspace<T>, info: &SamplePath<T>) {
+        let na = ws.active.len();
+        self.atoms.extend_from_slice(&ws.active);
+        self.offs.push(self.atoms.len());
+        for i in 0..na {
+            self.factors.extend_from_slice(ws.chol.row(i));
+        }
+        self.fac_offs.push(self.factors.len());
+        self.hit_cap.push(info.hit_cap);
+        self.steps += info.steps;
+        self.joins += info.joins;
+        self.leaves += info.leaves;
+        self.skipped += ws.skipped.len();
+    }
+
+    /// Appends another batch's paths.
+    fn append(&mut self, other: &CompactPaths<T>) {
+        let (ao, fo) = (self.atoms.len(), self.factors.len());
+        self.atoms.extend_from_slice(&other.atoms);
+        self.offs.extend(other.offs[1..].iter().map(|&o| o + ao));
+        self.factors.extend_from_slice(&other.factors);
+        self.fac_offs.extend(other.fac_offs[1..].iter().map(|&o| o + fo));
+        self.hit_cap.extend_from_slice(&other.hit_cap);
+        self.steps += other.steps;
+        self.joins += other.joins;
+        self.leaves += other.leaves;
+        self.skipped += other.skipped;
+    }
+}
+
 /// `G = DᵀD + λ2·I` (`k × k`, row-major) for `d` `[m, k]`, exactly symmetric.
 ///
 /// Only the lower triangle is needed. It is computed as [`GRAM_BLOCKS`] row blocks
@@ -456,18 +589,7 @@ fn solve_batch<T: Element>(
     n: usize,
     cfg: &LarsConfig,
 ) -> Result<LarsSolution<T>, SparseError> {
-    let prob = Problem {
-        op,
-        g,
-        k,
-        lambda1: T::of(cfg.lambda1),
-        lambda1_f64: cfg.lambda1,
-        positive: cfg.positive,
-        cap: cfg.max_active.unwrap_or(usize::MAX),
-        floor: cfg.pivot_floor.unwrap_or(DEFAULT_LARS_PIVOT_FLOOR),
-        max_steps: cfg.max_steps.unwrap_or(20 * k + 100),
-        level: Isa::best(),
-    };
+    let prob = Problem::new(op, g, k, cfg);
     let mut codes = vec![T::zero(); n * k];
     let paths = if k == 0 {
         (0..n).map(|_| empty_path(cfg.lambda1)).collect()
@@ -481,7 +603,14 @@ fn solve_batch<T: Element>(
                     let mut paths = Vec::with_capacity(CHUNK);
                     for (r, row) in out.chunks_mut(k).enumerate() {
                         let s = ci * CHUNK + r;
-                        paths.push(solve_path(&prob, ws, &c[s * k..(s + 1) * k], row, s)?);
+                        let mut path = solve_path(&prob, ws, &c[s * k..(s + 1) * k], row, s)?;
+                        // `steps == 0`: α = 0 at once, the path of `empty_path`.
+                        if path.steps > 0 {
+                            path.active = ws.active.clone();
+                            path.chol = ws.chol.to_compact();
+                            path.skipped = ws.skipped.clone();
+                        }
+                        paths.push(path);
                     }
                     Ok(paths)
                 },
@@ -494,6 +623,86 @@ fn solve_batch<T: Element>(
         paths
     };
     Ok(LarsSolution { codes: Tensor::from_vec(codes, &[n, k]), paths })
+}
+
+impl<'a, T: Element> Problem<'a, T> {
+    fn new(op: &'static str, g: &'a [T], k: usize, cfg: &LarsConfig) -> Self {
+        Problem {
+            op,
+            g,
+            k,
+            lambda1: T::of(cfg.lambda1),
+            lambda1_f64: cfg.lambda1,
+            positive: cfg.positive,
+            cap: cfg.max_active.unwrap_or(usize::MAX),
+            floor: cfg.pivot_floor.unwrap_or(DEFAULT_LARS_PIVOT_FLOOR),
+            max_steps: cfg.max_steps.unwrap_or(20 * k + 100),
+            level: Isa::best(),
+        }
+    }
+}
+
+/// Samples per rayon work item of [`solve_batch_compact`] (a function of nothing but this
+/// constant, so the result does not depend on the thread count).
+const COMPACT_CHUNK: usize = 512;
+
+/// [`solve_batch`] writing the paths into [`CompactPaths`] (one set of buffers per work item,
+/// concatenated in order).
+fn solve_batch_compact<T: Element>(
+    op: &'static str,
+    g: &[T],
+    k: usize,
+    c: &[T],
+    n: usize,
+    cfg: &LarsConfig,
+) -> Result<(Tensor<T>, CompactPaths<T>), SparseError> {
+    let prob = Problem::new(op, g, k, cfg);
+    let mut codes = vec![T::zero(); n * k];
+    let mut all = CompactPaths::empty();
+    if k == 0 {
+        for _ in 0..n {
+            all.offs.push(0);
+            all.fac_offs.push(0);
+            all.hit_cap.push(false);
+        }
+        return Ok((Tensor::from_vec(codes, &[n, k]), all));
+    }
+    let chunks: Vec<Result<CompactPaths<T>, SparseError>> = codes
+        .par_chunks_mut(COMPACT_CHUNK * k)
+        .enumerate()
+        .map_init(
+            || Workspace::new(k, prob.cap, prob.floor),
+            |ws, (ci, out)| {
+                let rows = out.len() / k;
+                let mut part = CompactPaths::empty();
+                // Room for every atom active in every sample, so the buffers never move; the
+                // pages that are not written are never touched (at k = 20 and 10 active atoms,
+                // a fifth of the factors' room is used).
+                part.atoms.reserve(rows * k);
+                part.factors.reserve(rows * (k * (k + 1) / 2));
+                part.offs.reserve(rows);
+                part.fac_offs.reserve(rows);
+                part.hit_cap.reserve(rows);
+                for (r, row) in out.chunks_mut(k).enumerate() {
+                    let s = ci * COMPACT_CHUNK + r;
+                    let info = solve_path(&prob, ws, &c[s * k..(s + 1) * k], row, s)?;
+                    part.push(ws, &info);
+                }
+                Ok(part)
+            },
+        )
+        .collect();
+    let parts = chunks.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // One copy into buffers of the exact size.
+    all.atoms.reserve_exact(parts.iter().map(|p| p.atoms.len()).sum());
+    all.factors.reserve_exact(parts.iter().map(|p| p.factors.len()).sum());
+    all.offs.reserve_exact(n);
+    all.fac_offs.reserve_exact(n);
+    all.hit_cap.reserve_exact(n);
+    for part in &parts {
+        all.append(part);
+    }
+    Ok((Tensor::from_vec(codes, &[n, k]), all))
 }
 
 fn empty_path<T: Element>(lambda1: f64) -> SamplePath<T> {
@@ -521,7 +730,9 @@ fn forward_row<T: Element>(chol: &Cholesky<T>, i: usize, y: &[T], b: T) -> T {
 }
 
 /// One sample's homotopy from λ = max_j |c_j| down to λ1. `c0` = `Dᵀx` (row of C), `out` =
-/// the sample's row of the codes (written completely).
+/// the sample's row of the codes (written completely). The returned path has the counters;
+/// its active set, factor and skipped atoms are left in `ws` (`ws.active`, `ws.chol`,
+/// `ws.skipped`) for the caller to keep in whatever form it stores paths.
 fn solve_path<T: Element>(
     p: &Problem<'_, T>,
     ws: &mut Workspace<T>,
@@ -674,9 +885,6 @@ fn solve_path<T: Element>(
         }
         out[j] = if v * s < zero { zero } else { v };
     }
-    path.active = ws.active.clone();
-    path.chol = ws.chol.to_compact();
-    path.skipped = ws.skipped.clone();
     path.lambda_reached = if path.hit_cap { lam.as_f64() } else { p.lambda1_f64 };
     Ok(path)
 }

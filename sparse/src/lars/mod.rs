@@ -67,7 +67,8 @@
 //!   [`SamplePath::lambda_reached`] > λ1, with at most L nonzeros.
 //!
 //! # Determinism
-//! Samples are spread over rayon in chunks of 8 whose boundaries depend only on N; every
+//! Samples are spread over rayon in chunks of 8 (512 for [`lars_en_compact`]) whose boundaries
+//! depend only on N; every
 //! sample's path is the same sequential code whatever thread runs it, and the GEMMs are
 //! bit-identical for any thread count. So the codes are bit-identical for any thread count.
 //!
@@ -90,6 +91,9 @@
 
 pub mod backward;
 mod forward;
-mod kernels;
+pub(crate) mod kernels;
 
-pub use forward::{lars_en, lars_en_gram, LarsConfig, LarsSolution, SamplePath, DEFAULT_LARS_PIVOT_FLOOR};
+pub use forward::{
+    lars_en, lars_en_compact, lars_en_gram, CompactPaths, LarsConfig, LarsSolution, SamplePath,
+    DEFAULT_LARS_PIVOT_FLOOR,
+};
