@@ -1,197 +1,389 @@
-//! `sparsegrad train`: trains the MNIST LeNet and reports test accuracy per epoch.
+//! `sparsegrad train`, `eval` and `inspect`, and the program's default run (no command).
 
+use std::fmt::Write as _;
 use std::io::Write as _;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use autograd::optim::{Optimizer, Sgd};
-use autograd::{Tape, Var};
-use datasets::{embedded, Dataset, ImageSet, Loader, LoaderConfig, Mnist, Split};
-use engine::{Rng, Tensor};
+use autograd::optim::{Adam, Optimizer, Sgd};
+use autograd::{Reduction, Tape};
+use datasets::{
+    embedded, Cifar10, Cifar100, Dataset, FashionMnist, ImageSet, Loader, LoaderConfig, Mnist, Split, Svhn,
+};
+use engine::Rng;
+use models::layers::Mode;
+use models::nets::{self, Model, NetConfig};
 
-use super::{set_threads, usage_error};
-use crate::cli::Args;
-use models::train::classifier_step;
-use models::LeNet;
+use super::{fail, set_threads};
+use crate::cli::{DatasetName, EvalArgs, InspectArgs, OptimizerName, TrainArgs, USAGE};
+use crate::outln;
+use crate::progress::Progress;
 
-const HELP: &str = "\
-sparsegrad train: train the MNIST LeNet (MatConvNet layout: conv5×5 20, max-pool, conv5×5 50,
-max-pool, conv4×4 500, ReLU, linear 10) with SGD and momentum, reporting test accuracy after
-every epoch.
+/// Set by the Ctrl-C handler: the training loop finishes its step, writes a checkpoint and
+/// stops.
+static STOP: AtomicBool = AtomicBool::new(false);
 
-USAGE:
-    sparsegrad train [--dir DIR] [--epochs N] [--batch N] [--lr X] [--momentum X]
-                     [--seed N] [--limit N] [--threads N]
+/// Exit status after an interrupted run (128 + SIGINT, as a shell reports it).
+pub const INTERRUPTED: i32 = 130;
 
-OPTIONS:
-    --dir DIR       an MNIST or Fashion-MNIST directory (IDX files, plain or .gz);
-                    default: the MNIST subset embedded in the program (1,000 training and
-                    1,000 test images)
-    --epochs N      passes over the training set (default 10)
-    --batch N       mini-batch size (default 32)
-    --lr X          learning rate (default 0.01)
-    --momentum X    momentum (default 0.9)
-    --seed N        seed of the initialisation and of the shuffling (default 0)
-    --limit N       use only the first N training images (default: all)
-    --threads N     worker threads (default: all cores)
-    -h, --help      print this help
-";
-
-/// Training settings.
-struct Config {
-    epochs: usize,
-    batch: usize,
-    lr: f64,
-    momentum: f64,
-    seed: u64,
-    limit: Option<usize>,
+/// Installs the Ctrl-C handler once (a second Ctrl-C while stopping ends the process).
+fn install_stop_handler() {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let r = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting without a checkpoint");
+            std::process::exit(INTERRUPTED);
+        }
+        eprintln!("\ninterrupt: finishing the current step (Ctrl-C again to exit at once)");
+    });
+    if let Err(e) = r {
+        eprintln!("warning: no Ctrl-C handler ({e}); an interrupt ends the run without a checkpoint");
+    }
 }
 
-/// Runs `sparsegrad train <args>`; returns the exit status.
-pub fn run(args: &[String]) -> i32 {
-    let a =
-        match Args::parse(args, &["help"], &["dir", "epochs", "batch", "lr", "momentum", "seed", "limit", "threads"]) {
-            Ok(a) => a,
-            Err(e) => return usage_error("train", &e.0, HELP),
+/// The data set `name`: from `dir`; without it mnist is the embedded subset (the README's
+/// main job stays small and needs no files) and the others are read from
+/// `../shared/data/<name>` when it exists. Returns the split and where it came from.
+pub fn load_dataset(name: DatasetName, dir: Option<&Path>) -> Result<(Split, String), String> {
+    let dir: Option<PathBuf> = dir.map(Path::to_path_buf).or_else(|| {
+        if name == DatasetName::Mnist {
+            return None;
+        }
+        name.dir_names().iter().map(|n| Path::new("../shared/data").join(n)).find(|p| p.is_dir())
+    });
+    let Some(dir) = dir else {
+        return match name {
+            DatasetName::Mnist => Ok((embedded::mnist_subset(), "the embedded MNIST subset".to_string())),
+            _ => Err(format!(
+                "no data directory for {} (pass --data-dir DIR; ../shared/data/{} does not exist{})",
+                name.as_str(),
+                name.dir_names()[0],
+                if name.as_str().starts_with("mnist-") { "; `sparsegrad data make-variations` writes it" } else { "" }
+            )),
         };
-    if a.flag("help") {
-        print!("{HELP}");
-        return 0;
-    }
-    if let Some(p) = a.positional.first() {
-        return usage_error("train", &format!("unexpected argument `{p}`"), HELP);
-    }
-    let parsed = (|| {
-        let cfg = Config {
-            epochs: a.get("epochs", 10usize)?,
-            batch: a.get("batch", 32usize)?,
-            lr: a.get("lr", 0.01f64)?,
-            momentum: a.get("momentum", 0.9f64)?,
-            seed: a.get("seed", 0u64)?,
-            limit: a.value("limit").map(|_| a.get("limit", 0usize)).transpose()?,
-        };
-        Ok::<_, crate::cli::UsageError>((cfg, a.get("threads", 0usize)?))
-    })();
-    let (cfg, threads) = match parsed {
-        Ok(v) => v,
-        Err(e) => return usage_error("train", &e.0, HELP),
     };
-    if cfg.batch == 0 || !(cfg.lr > 0.0 && cfg.lr.is_finite()) || !(0.0..1.0).contains(&cfg.momentum) {
-        return usage_error("train", "--batch must be positive, --lr positive, --momentum in [0, 1)", HELP);
-    }
-    if let Err(e) = set_threads(threads) {
-        eprintln!("error: train: {e}");
-        return 1;
-    }
-    let (split, source) = match a.value("dir") {
-        None => (embedded::mnist_subset(), "embedded MNIST subset".to_string()),
-        Some(dir) => match Mnist::open(dir) {
-            Ok(s) => (s, format!("MNIST-format data in {dir}")),
-            Err(e) => {
-                eprintln!("error: train: {e}");
-                return 1;
-            }
-        },
-    };
-    // On a pool thread the kernels' parallel loops start without waking a worker and putting
-    // this thread to sleep each time (~25% of a LeNet step on 2 threads; bench/README.md).
-    match rayon::scope(|_| train(&split, &source, &cfg)) {
-        Ok(_) => 0,
-        Err(e) => {
-            eprintln!("error: train: {e}");
-            1
+    let d = dir.as_path();
+    let split = match name {
+        DatasetName::Mnist
+        | DatasetName::MnistRot
+        | DatasetName::MnistBackRand
+        | DatasetName::MnistBackImage
+        | DatasetName::MnistRotBackImage => Mnist::open(d),
+        DatasetName::FashionMnist => FashionMnist::open(d),
+        DatasetName::Cifar10 => Cifar10::open(d),
+        DatasetName::Cifar100 => Cifar100::open(d),
+        DatasetName::Svhn => Svhn::open(d),
+        DatasetName::Denoise => {
+            return Err(format!(
+                "denoise holds unlabelled PGM images for the DCEA denoising experiments, not a classification \
+                 data set; `sparsegrad data info --dir {}` lists them",
+                d.display()
+            ))
         }
     }
+    .map_err(|e| e.to_string())?;
+    Ok((split, format!("{} in {}", name.as_str(), d.display())))
 }
 
-/// Predicted classes of `x` (no gradients recorded).
-fn predict(net: &LeNet<f32>, x: &Tensor<f32>) -> Vec<usize> {
-    let tape = Tape::new();
-    tape.no_grad(|| {
-        let p: Vec<Var<'_, f32>> = net.params.values().iter().map(|v| tape.constant(v.clone())).collect();
-        LeNet::forward(&p, &tape.constant(x.clone())).value().argmax(1)
-    })
+/// The network list of `--model list`: name, parameter count at the default configuration, about.
+pub fn model_list() -> Result<String, String> {
+    let mut s = format!("{:<16} {:>12}  {}\n", "network", "parameters", "about");
+    for spec in nets::registry() {
+        let cfg = NetConfig::new(spec.name)?;
+        let m = Model::<f32>::new(&cfg, &mut Rng::new(0))?;
+        let _ = writeln!(s, "{:<16} {:>12}  {}", spec.name, m.store.count(), spec.about);
+    }
+    Ok(s)
 }
 
-/// Fraction of correctly classified images of `data`.
-fn accuracy<D: Dataset>(net: &LeNet<f32>, data: &D) -> (usize, usize) {
-    let loader = Loader::new(data, LoaderConfig::new(500).shuffle(false));
+/// Correct predictions of `model` on `data` (eval mode, batches of `batch`).
+pub fn accuracy<D: Dataset>(model: &Model<f32>, data: &D, batch: usize) -> Result<(usize, usize), String> {
+    let loader = Loader::new(data, LoaderConfig::new(batch).shuffle(false));
     let mut correct = 0;
     for b in loader.epoch(0) {
-        let pred = predict(net, &b.x);
+        let pred = model.predict(&b.x).map_err(|e| e.to_string())?.argmax(1);
         correct += pred.iter().zip(&b.y).filter(|(p, &y)| **p == y as usize).count();
     }
-    (correct, data.len())
+    Ok((correct, data.len()))
 }
 
 fn pct((c, n): (usize, usize)) -> f64 {
     100.0 * c as f64 / n.max(1) as f64
 }
 
-fn train(split: &Split, source: &str, cfg: &Config) -> Result<f64, String> {
-    let train_set: ImageSet = match cfg.limit {
-        Some(n) if n < split.train.len() => split.train.subset(&(0..n).collect::<Vec<_>>()),
-        _ => split.train.clone(),
+/// One optimisation step: forward in train mode, mean cross-entropy, backward, update, then
+/// the layers' post-steps. Returns the loss before the step and the predictions.
+fn step(
+    model: &mut Model<f32>,
+    opt: &mut dyn Optimizer<f32>,
+    x: &engine::Tensor<f32>,
+    labels: &[usize],
+    seed: u64,
+) -> Result<(f64, Vec<usize>), String> {
+    // The tape (and every reference to the parameters' storage) is dropped before the update,
+    // so the optimiser updates the parameters in place.
+    let (loss, pred, grads) = {
+        let tape = Tape::new();
+        let cx = model.store.bind(&tape, Mode::Train, seed);
+        let logits = model.forward(&cx, &tape.constant(x.clone())).map_err(|e| e.to_string())?;
+        let loss = logits.cross_entropy(labels, Reduction::Mean);
+        let g = tape.backward(&loss).map_err(|e| e.to_string())?;
+        let grads = cx.grads(&g);
+        let out = (loss.item(), logits.value().argmax(1), grads);
+        cx.finish(&mut model.store);
+        out
     };
-    let test_set = &split.test;
-    if train_set.image_shape() != [1, 28, 28] {
-        return Err(format!("LeNet needs 1×28×28 images, the data has {:?}", train_set.image_shape()));
+    model.store.step(opt, &grads);
+    Ok((loss, pred))
+}
+
+/// What one run trains, as recorded in its log and checkpoints.
+struct Run {
+    model: String,
+    dataset: DatasetName,
+    source: String,
+    epochs: usize,
+    batch: usize,
+    optimizer: OptimizerName,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+    seed: u64,
+    limit: Option<usize>,
+    labels_per_class: Option<usize>,
+    unlabelled_weight: f64,
+    out: Option<PathBuf>,
+    /// Print the per-epoch lines (the default run prints only the summary).
+    verbose: bool,
+}
+
+/// Result of a run: the final test accuracy (percent), and whether it was interrupted.
+struct Outcome {
+    test_acc: f64,
+    interrupted: bool,
+}
+
+fn optimizer(r: &Run) -> Box<dyn Optimizer<f32>> {
+    match r.optimizer {
+        OptimizerName::Sgd => Box::new(Sgd::new(r.lr).momentum(r.momentum).weight_decay(r.weight_decay)),
+        OptimizerName::Adam => Box::new(Adam::new(r.lr).weight_decay(r.weight_decay)),
     }
-    let mut rng = Rng::new(cfg.seed);
-    let mut net = LeNet::<f32>::new(&mut rng);
-    let mut opt = Sgd::new(cfg.lr).momentum(cfg.momentum);
-    println!("data: {source} ({} training, {} test images)", train_set.len(), test_set.len());
-    println!(
-        "model: LeNet, {} parameters; SGD lr {} momentum {}; batch {}; {} threads",
-        net.params.count(),
-        opt.lr(),
-        cfg.momentum,
-        cfg.batch,
-        rayon::current_num_threads()
-    );
-    let loader = Loader::new(&train_set, LoaderConfig::new(cfg.batch).seed(cfg.seed));
+}
+
+fn log_line(r: &Run, epoch: usize, loss: f64, train_acc: f64, test_acc: f64, seconds: f64, ips: f64) -> String {
+    format!(
+        "{{\"epoch\":{epoch},\"epochs\":{},\"model\":{},\"dataset\":{},\"loss\":{loss},\"train_acc\":{train_acc},\
+         \"test_acc\":{test_acc},\"seconds\":{seconds:.3},\"images_per_s\":{ips:.1},\"lr\":{}}}",
+        r.epochs,
+        autograd::audit::json_str(&r.model),
+        autograd::audit::json_str(r.dataset.as_str()),
+        r.lr
+    )
+}
+
+fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
+    let mut train_set: ImageSet = split.train.clone();
+    if let Some(k) = r.labels_per_class {
+        let ls = train_set.limited(k, r.seed).map_err(|e| e.to_string())?;
+        if r.unlabelled_weight > 0.0 {
+            return Err(format!(
+                "--unlabelled-weight {}: network '{}' has no unsupervised loss",
+                r.unlabelled_weight, r.model
+            ));
+        }
+        train_set = ls.labelled;
+    }
+    if let Some(n) = r.limit {
+        if n < train_set.len() {
+            train_set = train_set.subset(&(0..n).collect::<Vec<_>>());
+        }
+    }
+    let test_set = &split.test;
+    let cfg = NetConfig::new(&r.model)?.input(train_set.image_shape()).classes(train_set.num_classes());
+    let mut rng = Rng::new(r.seed);
+    let mut model = Model::<f32>::new(&cfg, &mut rng)?;
+    let mut opt = optimizer(r);
+    if r.verbose {
+        outln!("data: {} ({} training, {} test images)", r.source, train_set.len(), test_set.len());
+        outln!(
+            "model: {}, {} parameters; {:?} lr {}{}; batch {}; {} threads",
+            r.model,
+            model.store.count(),
+            r.optimizer,
+            r.lr,
+            if r.optimizer == OptimizerName::Sgd { format!(" momentum {}", r.momentum) } else { String::new() },
+            r.batch,
+            rayon::current_num_threads()
+        );
+    }
+    let mut log = match &r.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let p = dir.join("log.jsonl");
+            Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let loader = Loader::new(&train_set, LoaderConfig::new(r.batch).seed(r.seed));
     let n_batches = loader.num_batches();
-    let mut last_acc = 0.0;
-    for epoch in 0..cfg.epochs {
-        let start = Instant::now();
+    let mut progress = Progress::new(r.epochs);
+    let mut test_acc = 0.0;
+    for epoch in 1..=r.epochs {
+        progress.start_epoch(epoch, n_batches);
         let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
-        for (k, b) in loader.epoch(epoch as u64).enumerate() {
+        for (k, b) in loader.epoch(epoch as u64 - 1).enumerate() {
             let labels: Vec<usize> = b.y.iter().map(|&y| y as usize).collect();
-            let (loss, pred) =
-                classifier_step(&mut net.params, &mut opt, LeNet::forward, &b.x, &labels).map_err(|e| e.to_string())?;
+            let seed = r.seed ^ ((epoch as u64) << 32 | k as u64);
+            let (loss, pred) = step(&mut model, opt.as_mut(), &b.x, &labels, seed)?;
             if !loss.is_finite() {
-                return Err(format!("the loss became {loss} in epoch {} (try a smaller --lr)", epoch + 1));
+                progress.finish_epoch();
+                return Err(format!("the loss became {loss} in epoch {epoch} (try a smaller --lr)"));
             }
             loss_sum += loss * labels.len() as f64;
             seen += labels.len();
             correct += pred.iter().zip(&labels).filter(|(p, y)| p == y).count();
-            if n_batches >= 100 && (k + 1) % (n_batches / 10) == 0 {
-                eprint!(
-                    "\r  epoch {}: {}/{} images, loss {:.4}   ",
-                    epoch + 1,
-                    seen,
-                    train_set.len(),
-                    loss_sum / seen as f64
-                );
-                let _ = std::io::stderr().flush();
+            progress.batch(k + 1, labels.len(), loss_sum / seen as f64, correct as f64 / seen as f64);
+            if STOP.load(Ordering::SeqCst) {
+                progress.finish_epoch();
+                eprintln!("stopped in epoch {epoch} after batch {}/{n_batches}", k + 1);
+                return Ok(Outcome { test_acc, interrupted: true });
             }
         }
-        if n_batches >= 100 {
-            eprint!("\r{:60}\r", "");
+        progress.finish_epoch();
+        let seconds = progress.epoch_seconds();
+        test_acc = pct(accuracy(&model, test_set, 500)?);
+        let (loss, train_acc) = (loss_sum / seen.max(1) as f64, pct((correct, seen)));
+        if r.verbose {
+            outln!(
+                "epoch {epoch:>2}/{}  loss {loss:.4}  train acc {train_acc:5.1}%  test acc {test_acc:5.1}%  ({seconds:.1} s)",
+                r.epochs
+            );
         }
-        let test = accuracy(&net, test_set);
-        last_acc = pct(test);
-        println!(
-            "epoch {:>2}/{}  loss {:.4}  train acc {:5.1}%  test acc {:5.1}%  ({:.1} s)",
-            epoch + 1,
-            cfg.epochs,
-            loss_sum / seen.max(1) as f64,
-            pct((correct, seen)),
-            last_acc,
-            start.elapsed().as_secs_f64()
-        );
-        let _ = std::io::stdout().flush();
+        if let Some(f) = log.as_mut() {
+            let line = log_line(r, epoch, loss, train_acc, test_acc, seconds, progress.images_per_second());
+            writeln!(f, "{line}").map_err(|e| format!("log.jsonl: {e}"))?;
+        }
     }
-    let (c, n) = accuracy(&net, test_set);
-    println!("final test accuracy {:.2}% ({c}/{n})", pct((c, n)));
-    Ok(last_acc)
+    let (c, n) = accuracy(&model, test_set, 500)?;
+    if r.verbose {
+        outln!("final test accuracy {:.2}% ({c}/{n})", pct((c, n)));
+    }
+    Ok(Outcome { test_acc: pct((c, n)), interrupted: false })
+}
+
+/// Runs `sparsegrad train`; returns the exit status.
+pub fn run(a: &TrainArgs) -> i32 {
+    if a.model == "list" {
+        return match model_list() {
+            Ok(s) => {
+                crate::out!("{s}");
+                0
+            }
+            Err(e) => fail("train", e, 1),
+        };
+    }
+    if let Err(e) = nets::find(&a.model) {
+        return fail("train", format!("{e}; `--model list` lists them"), USAGE);
+    }
+    if a.resume {
+        return fail("train", "--resume needs checkpoints, which this build cannot read yet", 1);
+    }
+    if a.unlabelled_weight > 0.0 && a.labels_per_class.is_none() {
+        return fail("train", "--unlabelled-weight needs --labels-per-class (the rest is the unlabelled part)", USAGE);
+    }
+    if let Err(e) = set_threads(a.threads) {
+        return fail("train", e, 1);
+    }
+    let (split, source) = match load_dataset(a.data.dataset, a.data.data_dir.as_deref()) {
+        Ok(v) => v,
+        Err(e) => return fail("train", e, 1),
+    };
+    let r = Run {
+        model: a.model.clone(),
+        dataset: a.data.dataset,
+        source,
+        epochs: a.epochs as usize,
+        batch: a.batch as usize,
+        optimizer: a.optimizer,
+        lr: a.lr.unwrap_or(match a.optimizer {
+            OptimizerName::Sgd => 0.01,
+            OptimizerName::Adam => 0.001,
+        }),
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        seed: a.seed,
+        limit: a.limit.map(|l| l as usize),
+        labels_per_class: a.labels_per_class.map(|k| k as usize),
+        unlabelled_weight: a.unlabelled_weight,
+        out: a.out.clone(),
+        verbose: true,
+    };
+    install_stop_handler();
+    // On a pool thread the kernels' parallel loops start without waking a worker and putting
+    // this thread to sleep each time (~25% of a LeNet step on 2 threads; bench/README.md).
+    match rayon::scope(|_| train_run(&r, &split)) {
+        Ok(o) if o.interrupted => INTERRUPTED,
+        Ok(_) => 0,
+        Err(e) => fail("train", e, 1),
+    }
+}
+
+/// The networks the program trains when run without a command, in order: LeNet, and the
+/// sparse LeNet beside it once the registry has it.
+pub fn demo_models() -> Vec<&'static str> {
+    ["lenet", "sf-lenet"].into_iter().filter(|m| nets::find(m).is_ok()).collect()
+}
+
+/// `sparsegrad` without a command: trains the demonstration networks briefly on the embedded
+/// MNIST subset and prints their test accuracies.
+pub fn demo() -> i32 {
+    let split = embedded::mnist_subset();
+    install_stop_handler();
+    outln!("sparsegrad: training {} on the embedded MNIST subset (1,000 + 1,000 images); `sparsegrad --help` lists the commands", demo_models().join(" and "));
+    for m in demo_models() {
+        let r = Run {
+            model: m.to_string(),
+            dataset: DatasetName::Mnist,
+            source: "the embedded MNIST subset".to_string(),
+            epochs: 3,
+            batch: 32,
+            optimizer: OptimizerName::Sgd,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            seed: 0,
+            limit: None,
+            labels_per_class: None,
+            unlabelled_weight: 0.0,
+            out: None,
+            verbose: false,
+        };
+        match rayon::scope(|_| train_run(&r, &split)) {
+            Ok(o) if o.interrupted => return INTERRUPTED,
+            Ok(o) => outln!("{m:<10} test accuracy {:.1}% after {} epochs", o.test_acc, r.epochs),
+            Err(e) => return fail(m, e, 1),
+        }
+    }
+    0
+}
+
+/// Runs `sparsegrad eval`.
+pub fn eval(a: &EvalArgs) -> i32 {
+    let _ = (&a.checkpoint, a.dataset, &a.data_dir, a.batch, a.threads);
+    fail("eval", "checkpoints cannot be read by this build yet", 1)
+}
+
+/// Runs `sparsegrad inspect`.
+pub fn inspect(a: &InspectArgs) -> i32 {
+    let _ = (&a.checkpoint, a.json);
+    fail("inspect", "checkpoints cannot be read by this build yet", 1)
 }
