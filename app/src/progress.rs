@@ -29,6 +29,7 @@ pub struct Progress {
     done_before: usize,
     run_start: Instant,
     run_images: usize,
+    epoch_images: usize,
     epoch_start: Instant,
     /// When the last plain line was printed.
     last_line: Option<Instant>,
@@ -60,6 +61,7 @@ impl Progress {
             done_before: 0,
             run_start: now,
             run_images: 0,
+            epoch_images: 0,
             epoch_start: now,
             last_line: None,
         }
@@ -71,6 +73,7 @@ impl Progress {
         self.epoch = epoch;
         self.batches = batches;
         self.epoch_start = Instant::now();
+        self.epoch_images = 0;
         if let Some(b) = &self.bar {
             b.reset();
             b.set_length(batches as u64);
@@ -83,8 +86,9 @@ impl Progress {
     /// (fraction) are the epoch's running means.
     pub fn batch(&mut self, k: usize, images: usize, loss: f64, acc: f64) {
         self.run_images += images;
+        self.epoch_images += images;
         let elapsed = self.run_start.elapsed();
-        let rate = self.run_images as f64 / elapsed.as_secs_f64().max(1e-9);
+        let rate = self.images_per_second();
         if let Some(b) = &self.bar {
             b.set_position(k as u64);
             b.set_message(format!("loss {loss:.4} acc {:.1}% {rate:.0} img/s", 100.0 * acc));
@@ -121,9 +125,9 @@ impl Progress {
         self.epoch_start.elapsed().as_secs_f64()
     }
 
-    /// Images per second over the whole run so far.
+    /// Training images per second in the current epoch (evaluation excluded).
     pub fn images_per_second(&self) -> f64 {
-        self.run_images as f64 / self.run_start.elapsed().as_secs_f64().max(1e-9)
+        self.epoch_images as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-9)
     }
 }
 

@@ -188,3 +188,71 @@ fn train_writes_a_json_lines_log() {
     assert!(lines[1]["test_acc"].as_f64().unwrap() > 0.0, "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn checkpoints_inspect_eval_and_resume() {
+    let dir = std::env::temp_dir().join(format!("sparsegrad-cli-ckpt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let o = run(&["train", "--epochs", "1", "--limit", "64", "--batch", "16", "--out", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in ["last.safetensors", "best.safetensors", "log.jsonl"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    let last = dir.join("last.safetensors");
+    let o = run(&["inspect", "--checkpoint", last.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("0.weight") && s.contains("[20, 1, 5, 5]") && s.contains("zeros"), "{s}");
+    assert!(s.contains("run.epochs_done = 1") && s.contains("net = lenet"), "{s}");
+    let o = run(&["inspect", "--checkpoint", last.to_str().unwrap(), "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["tensors"].as_array().unwrap().len(), 8);
+    let o = run(&["eval", "--checkpoint", dir.join("best.safetensors").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("accuracy") && stdout(&o).contains("/1000)"), "{}", stdout(&o));
+    // --resume continues after the completed epoch.
+    let o = run(&["train", "--epochs", "2", "--limit", "64", "--batch", "16", "--out", d, "--resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("after 1 epoch(s)") && stdout(&o).contains("epoch  2/2"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("epoch  1/2"), "{}", stdout(&o));
+    assert_eq!(std::fs::read_to_string(dir.join("log.jsonl")).unwrap().lines().count(), 2);
+    // A broken checkpoint is an error naming the file.
+    std::fs::write(dir.join("bad.safetensors"), b"0123").unwrap();
+    let o = run(&["eval", "--checkpoint", dir.join("bad.safetensors").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad.safetensors"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits() {
+    let dir = std::env::temp_dir().join(format!("sparsegrad-cli-sigint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(BIN)
+        .args(["train", "--epochs", "1000", "--batch", "8", "--out", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first progress line: the handler is installed and steps are running.
+    let mut err = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("batch") {
+        assert_eq!(err.read(&mut byte).unwrap(), 1, "{}", String::from_utf8_lossy(&seen));
+        seen.push(byte[0]);
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("stopped in epoch") && rest.contains("last.safetensors"), "{rest}");
+    let o = run(&["inspect", "--checkpoint", dir.join("last.safetensors").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("run.batches_done = 0\n"), "{}", stdout(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,5 +1,6 @@
 //! `sparsegrad train`, `eval` and `inspect`, and the program's default run (no command).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,11 @@ use models::layers::Mode;
 use models::nets::{self, Model, NetConfig};
 
 use super::{fail, set_threads};
+use clap::ValueEnum;
+
 use crate::cli::{DatasetName, EvalArgs, InspectArgs, OptimizerName, TrainArgs, USAGE};
-use crate::outln;
 use crate::progress::Progress;
+use crate::{ckpt, out, outln};
 
 /// Set by the Ctrl-C handler: the training loop finishes its step, writes a checkpoint and
 /// stops.
@@ -155,9 +158,89 @@ struct Run {
     limit: Option<usize>,
     labels_per_class: Option<usize>,
     unlabelled_weight: f64,
+    data_dir: Option<PathBuf>,
     out: Option<PathBuf>,
     /// Print the per-epoch lines (the default run prints only the summary).
     verbose: bool,
+    /// Continue from `out/last.safetensors`.
+    resume: bool,
+}
+
+impl Run {
+    /// The run's settings as checkpoint metadata (`run.*`), beside the network's configuration.
+    fn metadata(&self, cfg: &NetConfig, state: &State) -> BTreeMap<String, String> {
+        let mut m = cfg.to_map();
+        let mut put = |k: &str, v: String| {
+            m.insert(format!("run.{k}"), v);
+        };
+        put("model", self.model.clone());
+        put("dataset", self.dataset.as_str().to_string());
+        put("source", self.source.clone());
+        if let Some(d) = &self.data_dir {
+            put("data_dir", d.display().to_string());
+        }
+        put("epochs", self.epochs.to_string());
+        put("batch", self.batch.to_string());
+        put("optimizer", format!("{:?}", self.optimizer).to_lowercase());
+        put("lr", self.lr.to_string());
+        put("momentum", self.momentum.to_string());
+        put("weight_decay", self.weight_decay.to_string());
+        put("seed", self.seed.to_string());
+        if let Some(l) = self.limit {
+            put("limit", l.to_string());
+        }
+        if let Some(k) = self.labels_per_class {
+            put("labels_per_class", k.to_string());
+        }
+        put("unlabelled_weight", self.unlabelled_weight.to_string());
+        put("epochs_done", state.epochs_done.to_string());
+        put("batches_done", state.batches_done.to_string());
+        put("test_acc", state.test_acc.to_string());
+        put("best_test_acc", state.best.to_string());
+        m
+    }
+}
+
+/// Where a run stands: complete epochs, batches of the next epoch, accuracies (percent).
+#[derive(Clone, Copy, Debug, Default)]
+struct State {
+    epochs_done: usize,
+    batches_done: usize,
+    test_acc: f64,
+    best: f64,
+}
+
+impl State {
+    fn from_metadata(m: &BTreeMap<String, String>) -> State {
+        let get = |k: &str| m.get(&format!("run.{k}")).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        State {
+            epochs_done: get("epochs_done") as usize,
+            batches_done: get("batches_done") as usize,
+            test_acc: get("test_acc"),
+            best: get("best_test_acc"),
+        }
+    }
+}
+
+/// Writes the model and the run's state to `dir/name`.
+fn save_checkpoint(dir: &Path, name: &str, r: &Run, model: &Model<f32>, state: &State) -> Result<(), String> {
+    let tensors = model.store.params().chain(model.store.buffers());
+    ckpt::save(&dir.join(name), tensors, &r.metadata(&model.config, state))
+}
+
+/// Loads a checkpoint's network: its configuration from the metadata, its tensors by name.
+fn load_model(path: &Path) -> Result<(Model<f32>, ckpt::Checkpoint), String> {
+    let c = ckpt::load(path)?;
+    let cfg = NetConfig::from_map(&c.metadata).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut model = Model::<f32>::new(&cfg, &mut Rng::new(0))?;
+    for (name, t) in &c.tensors {
+        model.store.set(name, t.clone()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let n = model.store.params().count() + model.store.buffers().count();
+    if n != c.tensors.len() {
+        return Err(format!("{}: {} tensors for a network of {n}", path.display(), c.tensors.len()));
+    }
+    Ok((model, c))
 }
 
 /// Result of a run: the final test accuracy (percent), and whether it was interrupted.
@@ -205,6 +288,29 @@ fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
     let cfg = NetConfig::new(&r.model)?.input(train_set.image_shape()).classes(train_set.num_classes());
     let mut rng = Rng::new(r.seed);
     let mut model = Model::<f32>::new(&cfg, &mut rng)?;
+    let mut state = State::default();
+    if r.resume {
+        let dir = r.out.as_deref().ok_or("--resume needs --out")?;
+        let (m, c) = load_model(&dir.join("last.safetensors"))?;
+        if m.config != cfg {
+            return Err(format!(
+                "{}: the checkpoint's network ({:?}) is not the one of this run ({:?})",
+                dir.join("last.safetensors").display(),
+                m.config.to_map(),
+                cfg.to_map()
+            ));
+        }
+        model = m;
+        state = State::from_metadata(&c.metadata);
+        if r.verbose {
+            outln!(
+                "resuming from {} after {} epoch(s) and {} batch(es); the optimiser's state starts afresh",
+                dir.join("last.safetensors").display(),
+                state.epochs_done,
+                state.batches_done
+            );
+        }
+    }
     let mut opt = optimizer(r);
     if r.verbose {
         outln!("data: {} ({} training, {} test images)", r.source, train_set.len(), test_set.len());
@@ -236,11 +342,11 @@ fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
     let loader = Loader::new(&train_set, LoaderConfig::new(r.batch).seed(r.seed));
     let n_batches = loader.num_batches();
     let mut progress = Progress::new(r.epochs);
-    let mut test_acc = 0.0;
-    for epoch in 1..=r.epochs {
+    for epoch in state.epochs_done + 1..=r.epochs {
         progress.start_epoch(epoch, n_batches);
+        let skip = std::mem::take(&mut state.batches_done);
         let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
-        for (k, b) in loader.epoch(epoch as u64 - 1).enumerate() {
+        for (k, b) in loader.epoch(epoch as u64 - 1).enumerate().skip(skip) {
             let labels: Vec<usize> = b.y.iter().map(|&y| y as usize).collect();
             let seed = r.seed ^ ((epoch as u64) << 32 | k as u64);
             let (loss, pred) = step(&mut model, opt.as_mut(), &b.x, &labels, seed)?;
@@ -254,14 +360,23 @@ fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
             progress.batch(k + 1, labels.len(), loss_sum / seen as f64, correct as f64 / seen as f64);
             if STOP.load(Ordering::SeqCst) {
                 progress.finish_epoch();
-                eprintln!("stopped in epoch {epoch} after batch {}/{n_batches}", k + 1);
-                return Ok(Outcome { test_acc, interrupted: true });
+                state.batches_done = k + 1;
+                eprint!("stopped in epoch {epoch} after batch {}/{n_batches}", k + 1);
+                match &r.out {
+                    Some(dir) => {
+                        save_checkpoint(dir, "last.safetensors", r, &model, &state)?;
+                        eprintln!("; wrote {} (`--resume` continues)", dir.join("last.safetensors").display());
+                    }
+                    None => eprintln!("; no --out, no checkpoint"),
+                }
+                return Ok(Outcome { test_acc: state.test_acc, interrupted: true });
             }
         }
         progress.finish_epoch();
-        let seconds = progress.epoch_seconds();
-        test_acc = pct(accuracy(&model, test_set, 500)?);
-        let (loss, train_acc) = (loss_sum / seen.max(1) as f64, pct((correct, seen)));
+        let (seconds, ips) = (progress.epoch_seconds(), progress.images_per_second());
+        state.test_acc = pct(accuracy(&model, test_set, 500)?);
+        state.epochs_done = epoch;
+        let (loss, train_acc, test_acc) = (loss_sum / seen.max(1) as f64, pct((correct, seen)), state.test_acc);
         if r.verbose {
             outln!(
                 "epoch {epoch:>2}/{}  loss {loss:.4}  train acc {train_acc:5.1}%  test acc {test_acc:5.1}%  ({seconds:.1} s)",
@@ -269,8 +384,16 @@ fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
             );
         }
         if let Some(f) = log.as_mut() {
-            let line = log_line(r, epoch, loss, train_acc, test_acc, seconds, progress.images_per_second());
+            let line = log_line(r, epoch, loss, train_acc, test_acc, seconds, ips);
             writeln!(f, "{line}").map_err(|e| format!("log.jsonl: {e}"))?;
+        }
+        if let Some(dir) = &r.out {
+            let better = test_acc > state.best || epoch == 1;
+            state.best = state.best.max(test_acc);
+            save_checkpoint(dir, "last.safetensors", r, &model, &state)?;
+            if better {
+                save_checkpoint(dir, "best.safetensors", r, &model, &state)?;
+            }
         }
     }
     let (c, n) = accuracy(&model, test_set, 500)?;
@@ -285,7 +408,7 @@ pub fn run(a: &TrainArgs) -> i32 {
     if a.model == "list" {
         return match model_list() {
             Ok(s) => {
-                crate::out!("{s}");
+                out!("{s}");
                 0
             }
             Err(e) => fail("train", e, 1),
@@ -293,9 +416,6 @@ pub fn run(a: &TrainArgs) -> i32 {
     }
     if let Err(e) = nets::find(&a.model) {
         return fail("train", format!("{e}; `--model list` lists them"), USAGE);
-    }
-    if a.resume {
-        return fail("train", "--resume needs checkpoints, which this build cannot read yet", 1);
     }
     if a.unlabelled_weight > 0.0 && a.labels_per_class.is_none() {
         return fail("train", "--unlabelled-weight needs --labels-per-class (the rest is the unlabelled part)", USAGE);
@@ -324,8 +444,10 @@ pub fn run(a: &TrainArgs) -> i32 {
         limit: a.limit.map(|l| l as usize),
         labels_per_class: a.labels_per_class.map(|k| k as usize),
         unlabelled_weight: a.unlabelled_weight,
+        data_dir: a.data.data_dir.clone(),
         out: a.out.clone(),
         verbose: true,
+        resume: a.resume,
     };
     install_stop_handler();
     // On a pool thread the kernels' parallel loops start without waking a worker and putting
@@ -364,8 +486,10 @@ pub fn demo() -> i32 {
             limit: None,
             labels_per_class: None,
             unlabelled_weight: 0.0,
+            data_dir: None,
             out: None,
             verbose: false,
+            resume: false,
         };
         match rayon::scope(|_| train_run(&r, &split)) {
             Ok(o) if o.interrupted => return INTERRUPTED,
@@ -376,14 +500,94 @@ pub fn demo() -> i32 {
     0
 }
 
-/// Runs `sparsegrad eval`.
+/// Runs `sparsegrad eval`: the checkpoint's network on a data set's test split.
 pub fn eval(a: &EvalArgs) -> i32 {
-    let _ = (&a.checkpoint, a.dataset, &a.data_dir, a.batch, a.threads);
-    fail("eval", "checkpoints cannot be read by this build yet", 1)
+    if let Err(e) = set_threads(a.threads) {
+        return fail("eval", e, 1);
+    }
+    let (model, c) = match load_model(&a.checkpoint) {
+        Ok(v) => v,
+        Err(e) => return fail("eval", e, 1),
+    };
+    let trained_on = c.metadata.get("run.dataset").and_then(|d| DatasetName::from_str(d, false).ok());
+    let Some(dataset) = a.dataset.or(trained_on) else {
+        return fail("eval", "the checkpoint does not say which data set it was trained on; pass --dataset", USAGE);
+    };
+    let data_dir = a
+        .data_dir
+        .clone()
+        .or_else(|| (Some(dataset) == trained_on).then(|| c.metadata.get("run.data_dir").map(PathBuf::from)).flatten());
+    let (split, source) = match load_dataset(dataset, data_dir.as_deref()) {
+        Ok(v) => v,
+        Err(e) => return fail("eval", e, 1),
+    };
+    let test = &split.test;
+    if test.image_shape() != model.config.input || test.num_classes() != model.config.classes {
+        return fail(
+            "eval",
+            format!(
+                "{source} has {} classes of {:?} images; the network takes {} classes of {:?}",
+                test.num_classes(),
+                test.image_shape(),
+                model.config.classes,
+                model.config.input
+            ),
+            1,
+        );
+    }
+    match rayon::scope(|_| accuracy(&model, test, a.batch as usize)) {
+        Ok((k, n)) => {
+            outln!(
+                "{}: {} on {source} (test split): accuracy {:.2}% ({k}/{n})",
+                a.checkpoint.display(),
+                model.config.name,
+                pct((k, n))
+            );
+            0
+        }
+        Err(e) => fail("eval", e, 1),
+    }
 }
 
-/// Runs `sparsegrad inspect`.
+/// Runs `sparsegrad inspect`: every tensor with its shape and fraction of exact zeros, then the
+/// run's configuration.
 pub fn inspect(a: &InspectArgs) -> i32 {
-    let _ = (&a.checkpoint, a.json);
-    fail("inspect", "checkpoints cannot be read by this build yet", 1)
+    let c = match ckpt::load(&a.checkpoint) {
+        Ok(c) => c,
+        Err(e) => return fail("inspect", e, 1),
+    };
+    let zeros = |t: &engine::Tensor<f32>| {
+        let v = t.to_vec();
+        v.iter().filter(|x| **x == 0.0).count() as f64 / v.len().max(1) as f64
+    };
+    if a.json {
+        let tensors: Vec<serde_json::Value> = c
+            .tensors
+            .iter()
+            .map(|(n, t)| serde_json::json!({"name": n, "shape": t.shape(), "sparsity": zeros(t)}))
+            .collect();
+        outln!("{}", serde_json::json!({"tensors": tensors, "metadata": c.metadata}));
+        return 0;
+    }
+    let mut s =
+        format!("{}\n{:<32} {:<20} {:>10} {:>9}\n", a.checkpoint.display(), "tensor", "shape", "elements", "zeros");
+    let mut total = (0usize, 0.0f64);
+    for (n, t) in &c.tensors {
+        let z = zeros(t);
+        total.0 += t.numel();
+        total.1 += z * t.numel() as f64;
+        let _ = writeln!(s, "{n:<32} {:<20} {:>10} {:>8.2}%", format!("{:?}", t.shape()), t.numel(), 100.0 * z);
+    }
+    let _ = writeln!(
+        s,
+        "{} tensors, {} elements, {:.2}% exact zeros\nconfiguration:",
+        c.tensors.len(),
+        total.0,
+        100.0 * total.1 / total.0.max(1) as f64
+    );
+    for (k, v) in &c.metadata {
+        let _ = writeln!(s, "  {k} = {v}");
+    }
+    out!("{s}");
+    0
 }
