@@ -1,6 +1,6 @@
 //! Training progress on stderr: an indicatif bar when stderr is a terminal, else a plain line
-//! every tenth of an epoch, at most one per 2 s (epoch, batch, loss, accuracy, images/s,
-//! ETA), so that logs of runs in the background stay readable.
+//! every tenth of an epoch, at most one per 2 s (epoch, batch, running loss, the last
+//! test accuracy, images/s, ETA), so that logs of runs in the background stay readable.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -69,10 +69,16 @@ impl Progress {
 
     /// Starts epoch `epoch` (1-based) of `batches` batches.
     pub fn start_epoch(&mut self, epoch: usize, batches: usize) {
+        self.start_epoch_since(epoch, batches, Duration::ZERO);
+    }
+
+    /// [`Progress::start_epoch`] for an epoch that began `ago` (a caller that hears of an
+    /// epoch only after its first step).
+    pub fn start_epoch_since(&mut self, epoch: usize, batches: usize, ago: Duration) {
         self.done_before += if self.epoch > 0 { self.batches } else { 0 };
         self.epoch = epoch;
         self.batches = batches;
-        self.epoch_start = Instant::now();
+        self.epoch_start = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
         self.epoch_images = 0;
         if let Some(b) = &self.bar {
             b.reset();
@@ -82,16 +88,17 @@ impl Progress {
         }
     }
 
-    /// Batch `k` (1-based) of the epoch is done: `images` of this batch; `loss` and `acc`
-    /// (fraction) are the epoch's running means.
-    pub fn batch(&mut self, k: usize, images: usize, loss: f64, acc: f64) {
+    /// Batch `k` (1-based) of the epoch is done: `images` of this batch; `loss` is the
+    /// epoch's running mean, `acc` the last test accuracy (percent), if any.
+    pub fn batch(&mut self, k: usize, images: usize, loss: f64, acc: Option<f64>) {
+        let acc = acc.map_or("-".to_string(), |a| format!("{a:.1}%"));
         self.run_images += images;
         self.epoch_images += images;
         let elapsed = self.run_start.elapsed();
         let rate = self.images_per_second();
         if let Some(b) = &self.bar {
             b.set_position(k as u64);
-            b.set_message(format!("loss {loss:.4} acc {:.1}% {rate:.0} img/s", 100.0 * acc));
+            b.set_message(format!("loss {loss:.4} test acc {acc} {rate:.0} img/s"));
             return;
         }
         // Every tenth of an epoch, at most one line per 2 s (short runs print a few lines).
@@ -103,11 +110,10 @@ impl Progress {
             let total = self.batches * self.epochs;
             let eta = elapsed.mul_f64((total - done.min(total)) as f64 / done.max(1) as f64);
             eprintln!(
-                "epoch {}/{} batch {k}/{} loss {loss:.4} acc {:.1}% {rate:.0} img/s ETA {}",
+                "epoch {}/{} batch {k}/{} loss {loss:.4} test acc {acc} {rate:.0} img/s ETA {}",
                 self.epoch,
                 self.epochs,
                 self.batches,
-                100.0 * acc,
                 hms(eta)
             );
         }

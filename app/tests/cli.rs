@@ -204,17 +204,18 @@ fn checkpoints_inspect_eval_and_resume() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let s = stdout(&o);
     assert!(s.contains("0.weight") && s.contains("[20, 1, 5, 5]") && s.contains("zeros"), "{s}");
-    assert!(s.contains("run.epochs_done = 1") && s.contains("net = lenet"), "{s}");
+    assert!(s.contains("  epoch = 1\n") && s.contains("net = lenet") && s.contains("momentum_buffer"), "{s}");
     let o = run(&["inspect", "--checkpoint", last.to_str().unwrap(), "--json"]);
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(j["tensors"].as_array().unwrap().len(), 8);
+    // 8 parameters and their 8 momentum buffers
+    assert_eq!(j["tensors"].as_array().unwrap().len(), 16);
     let o = run(&["eval", "--checkpoint", dir.join("best.safetensors").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("accuracy") && stdout(&o).contains("/1000)"), "{}", stdout(&o));
     // --resume continues after the completed epoch.
     let o = run(&["train", "--epochs", "2", "--limit", "64", "--batch", "16", "--out", d, "--resume"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("after 1 epoch(s)") && stdout(&o).contains("epoch  2/2"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("at epoch 2, batch 0") && stdout(&o).contains("epoch  2/2"), "{}", stdout(&o));
     assert!(!stdout(&o).contains("epoch  1/2"), "{}", stdout(&o));
     assert_eq!(std::fs::read_to_string(dir.join("log.jsonl")).unwrap().lines().count(), 2);
     // A broken checkpoint is an error naming the file.
@@ -250,9 +251,9 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits() {
     err.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest}");
-    assert!(rest.contains("stopped in epoch") && rest.contains("last.safetensors"), "{rest}");
+    assert!(rest.contains("stopped at epoch 1, batch") && rest.contains("last.safetensors"), "{rest}");
     let o = run(&["inspect", "--checkpoint", dir.join("last.safetensors").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(!stdout(&o).contains("run.batches_done = 0\n"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("  epoch = 0\n") && !stdout(&o).contains("  batch = 0\n"), "{}", stdout(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }

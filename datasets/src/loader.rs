@@ -457,6 +457,18 @@ impl<D: Dataset + ?Sized> Iterator for Batches<'_, D> {
         })
     }
 
+    /// Skips `n` batches without filling them (every batch but the last is full), so a
+    /// resumed run starts mid-epoch at no cost.
+    fn nth(&mut self, n: usize) -> Option<Batch> {
+        let skip = n.min(self.remaining);
+        self.remaining -= skip;
+        self.pos = (self.pos + skip * self.loader.cfg.batch_size).min(self.order.len());
+        if skip < n {
+            return None;
+        }
+        self.next()
+    }
+
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.remaining, Some(self.remaining))
     }
@@ -503,6 +515,23 @@ mod tests {
         let dl = Loader::new(&d, LoaderConfig::new(4).drop_last(true));
         assert_eq!(dl.epoch(0).count(), 2);
         assert_ne!(l.order(0), l.order(1), "each epoch has its own order");
+    }
+
+    #[test]
+    fn nth_skips_batches_without_changing_them() {
+        let d = tiny();
+        let l = Loader::new(&d, LoaderConfig::new(4).seed(5).augment(Augment::crop_flip(1)));
+        let all: Vec<Batch> = l.epoch(2).collect();
+        for (k, a) in all.iter().enumerate() {
+            let b = l.epoch(2).nth(k).unwrap();
+            assert_eq!((&b.indices, b.x.to_vec()), (&a.indices, a.x.to_vec()), "batch {k}");
+        }
+        let mut it = l.epoch(2);
+        assert_eq!(it.nth(1).unwrap().indices, all[1].indices);
+        assert_eq!(it.next().unwrap().indices, all[2].indices);
+        assert!(it.next().is_none());
+        assert!(l.epoch(2).nth(3).is_none());
+        assert!(l.epoch(2).nth(9).is_none());
     }
 
     #[test]

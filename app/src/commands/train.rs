@@ -5,26 +5,31 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use autograd::optim::{Adam, Optimizer, Sgd};
-use autograd::{Reduction, Tape};
-use datasets::{
-    embedded, Cifar10, Cifar100, Dataset, FashionMnist, ImageSet, Loader, LoaderConfig, Mnist, Split, Svhn,
-};
+use datasets::{embedded, Cifar10, Cifar100, Dataset, FashionMnist, ImageSet, LoaderConfig, Mnist, Split, Svhn};
 use engine::Rng;
-use models::layers::Mode;
+use models::fit::{
+    self, Callback, EpochReport, Fit, FitConfig, Loss, Progress as FitProgress, State as FitState, StepReport,
+};
 use models::nets::{self, Model, NetConfig};
+use safetensors::tensor::{Dtype, SafeTensors};
 
 use super::{fail, set_threads};
 use clap::ValueEnum;
 
+use crate::checkpoint::{self, RunInfo};
 use crate::cli::{DatasetName, EvalArgs, InspectArgs, OptimizerName, TrainArgs, USAGE};
 use crate::progress::Progress;
-use crate::{ckpt, out, outln};
+use crate::{out, outln};
 
-/// Set by the Ctrl-C handler: the training loop finishes its step, writes a checkpoint and
-/// stops.
-static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by the Ctrl-C handler: the training loop (`models::fit`) finishes its step, the
+/// program writes a checkpoint and stops.
+fn stop_flag() -> Arc<AtomicBool> {
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| Arc::new(AtomicBool::new(false))).clone()
+}
 
 /// Exit status after an interrupted run (128 + SIGINT, as a shell reports it).
 pub const INTERRUPTED: i32 = 130;
@@ -35,8 +40,9 @@ fn install_stop_handler() {
     if INSTALLED.swap(true, Ordering::SeqCst) {
         return;
     }
-    let r = ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
+    let stop = stop_flag();
+    let r = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted again: exiting without a checkpoint");
             std::process::exit(INTERRUPTED);
         }
@@ -102,51 +108,11 @@ pub fn model_list() -> Result<String, String> {
     Ok(s)
 }
 
-/// Correct predictions of `model` on `data` (eval mode, batches of `batch`).
-pub fn accuracy<D: Dataset>(model: &Model<f32>, data: &D, batch: usize) -> Result<(usize, usize), String> {
-    let loader = Loader::new(data, LoaderConfig::new(batch).shuffle(false));
-    let mut correct = 0;
-    for b in loader.epoch(0) {
-        let pred = model.predict(&b.x).map_err(|e| e.to_string())?.argmax(1);
-        correct += pred.iter().zip(&b.y).filter(|(p, &y)| **p == y as usize).count();
-    }
-    Ok((correct, data.len()))
-}
-
-fn pct((c, n): (usize, usize)) -> f64 {
-    100.0 * c as f64 / n.max(1) as f64
-}
-
-/// One optimisation step: forward in train mode, mean cross-entropy, backward, update, then
-/// the layers' post-steps. Returns the loss before the step and the predictions.
-fn step(
-    model: &mut Model<f32>,
-    opt: &mut dyn Optimizer<f32>,
-    x: &engine::Tensor<f32>,
-    labels: &[usize],
-    seed: u64,
-) -> Result<(f64, Vec<usize>), String> {
-    // The tape (and every reference to the parameters' storage) is dropped before the update,
-    // so the optimiser updates the parameters in place.
-    let (loss, pred, grads) = {
-        let tape = Tape::new();
-        let cx = model.store.bind(&tape, Mode::Train, seed);
-        let logits = model.forward(&cx, &tape.constant(x.clone())).map_err(|e| e.to_string())?;
-        let loss = logits.cross_entropy(labels, Reduction::Mean);
-        let g = tape.backward(&loss).map_err(|e| e.to_string())?;
-        let grads = cx.grads(&g);
-        let out = (loss.item(), logits.value().argmax(1), grads);
-        cx.finish(&mut model.store);
-        out
-    };
-    model.store.step(opt, &grads);
-    Ok((loss, pred))
-}
-
-/// What one run trains, as recorded in its log and checkpoints.
+/// What one run trains.
 struct Run {
     model: String,
     dataset: DatasetName,
+    data_dir: Option<PathBuf>,
     source: String,
     epochs: usize,
     batch: usize,
@@ -158,7 +124,6 @@ struct Run {
     limit: Option<usize>,
     labels_per_class: Option<usize>,
     unlabelled_weight: f64,
-    data_dir: Option<PathBuf>,
     out: Option<PathBuf>,
     /// Print the per-epoch lines (the default run prints only the summary).
     verbose: bool,
@@ -167,80 +132,13 @@ struct Run {
 }
 
 impl Run {
-    /// The run's settings as checkpoint metadata (`run.*`), beside the network's configuration.
-    fn metadata(&self, cfg: &NetConfig, state: &State) -> BTreeMap<String, String> {
-        let mut m = cfg.to_map();
-        let mut put = |k: &str, v: String| {
-            m.insert(format!("run.{k}"), v);
-        };
-        put("model", self.model.clone());
-        put("dataset", self.dataset.as_str().to_string());
-        put("source", self.source.clone());
-        if let Some(d) = &self.data_dir {
-            put("data_dir", d.display().to_string());
-        }
-        put("epochs", self.epochs.to_string());
-        put("batch", self.batch.to_string());
-        put("optimizer", format!("{:?}", self.optimizer).to_lowercase());
-        put("lr", self.lr.to_string());
-        put("momentum", self.momentum.to_string());
-        put("weight_decay", self.weight_decay.to_string());
-        put("seed", self.seed.to_string());
-        if let Some(l) = self.limit {
-            put("limit", l.to_string());
-        }
-        if let Some(k) = self.labels_per_class {
-            put("labels_per_class", k.to_string());
-        }
-        put("unlabelled_weight", self.unlabelled_weight.to_string());
-        put("epochs_done", state.epochs_done.to_string());
-        put("batches_done", state.batches_done.to_string());
-        put("test_acc", state.test_acc.to_string());
-        put("best_test_acc", state.best.to_string());
-        m
-    }
-}
-
-/// Where a run stands: complete epochs, batches of the next epoch, accuracies (percent).
-#[derive(Clone, Copy, Debug, Default)]
-struct State {
-    epochs_done: usize,
-    batches_done: usize,
-    test_acc: f64,
-    best: f64,
-}
-
-impl State {
-    fn from_metadata(m: &BTreeMap<String, String>) -> State {
-        let get = |k: &str| m.get(&format!("run.{k}")).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        State {
-            epochs_done: get("epochs_done") as usize,
-            batches_done: get("batches_done") as usize,
-            test_acc: get("test_acc"),
-            best: get("best_test_acc"),
+    /// The data set as recorded in a checkpoint: `name`, or `name:dir`.
+    fn dataset_tag(&self) -> String {
+        match &self.data_dir {
+            Some(d) => format!("{}:{}", self.dataset.as_str(), d.display()),
+            None => self.dataset.as_str().to_string(),
         }
     }
-}
-
-/// Writes the model and the run's state to `dir/name`.
-fn save_checkpoint(dir: &Path, name: &str, r: &Run, model: &Model<f32>, state: &State) -> Result<(), String> {
-    let tensors = model.store.params().chain(model.store.buffers());
-    ckpt::save(&dir.join(name), tensors, &r.metadata(&model.config, state))
-}
-
-/// Loads a checkpoint's network: its configuration from the metadata, its tensors by name.
-fn load_model(path: &Path) -> Result<(Model<f32>, ckpt::Checkpoint), String> {
-    let c = ckpt::load(path)?;
-    let cfg = NetConfig::from_map(&c.metadata).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut model = Model::<f32>::new(&cfg, &mut Rng::new(0))?;
-    for (name, t) in &c.tensors {
-        model.store.set(name, t.clone()).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    let n = model.store.params().count() + model.store.buffers().count();
-    if n != c.tensors.len() {
-        return Err(format!("{}: {} tensors for a network of {n}", path.display(), c.tensors.len()));
-    }
-    Ok((model, c))
 }
 
 /// Result of a run: the final test accuracy (percent), and whether it was interrupted.
@@ -256,15 +154,78 @@ fn optimizer(r: &Run) -> Box<dyn Optimizer<f32>> {
     }
 }
 
-fn log_line(r: &Run, epoch: usize, loss: f64, train_acc: f64, test_acc: f64, seconds: f64, ips: f64) -> String {
-    format!(
-        "{{\"epoch\":{epoch},\"epochs\":{},\"model\":{},\"dataset\":{},\"loss\":{loss},\"train_acc\":{train_acc},\
-         \"test_acc\":{test_acc},\"seconds\":{seconds:.3},\"images_per_s\":{ips:.1},\"lr\":{}}}",
-        r.epochs,
-        autograd::audit::json_str(&r.model),
-        autograd::audit::json_str(r.dataset.as_str()),
-        r.lr
-    )
+/// The run's callbacks: progress on stderr, the epoch lines on stdout, `log.jsonl`, and the
+/// checkpoints (`checkpoint::Saver`).
+struct Reporter<'r> {
+    run: &'r Run,
+    /// Images in the training set (the last batch may be short).
+    train_len: usize,
+    progress: Progress,
+    epoch: Option<usize>,
+    loss_sum: f64,
+    steps: usize,
+    last_test_acc: Option<f64>,
+    log: Option<std::fs::File>,
+    saver: Option<checkpoint::Saver>,
+}
+
+impl Callback for Reporter<'_> {
+    fn on_step(&mut self, s: &StepReport) {
+        if self.epoch != Some(s.epoch) {
+            self.epoch = Some(s.epoch);
+            // Heard after the epoch's first step: start the clock that step's time ago.
+            let first = self.run.batch.min(self.train_len);
+            let ago = std::time::Duration::from_secs_f64(first as f64 / s.images_per_s.max(1e-9));
+            self.progress.start_epoch_since(s.epoch + 1, s.batches, ago);
+            (self.loss_sum, self.steps) = (0.0, 0);
+        }
+        self.loss_sum += s.loss;
+        self.steps += 1;
+        let images =
+            if s.batch + 1 == s.batches { self.train_len - (s.batches - 1) * self.run.batch } else { self.run.batch };
+        self.progress.batch(s.batch + 1, images, self.loss_sum / self.steps as f64, self.last_test_acc);
+    }
+
+    fn on_epoch(&mut self, e: &EpochReport, state: &FitState<'_>) -> Result<(), String> {
+        self.progress.finish_epoch();
+        self.epoch = None;
+        let test_acc = e.val.and_then(|v| v.accuracy).map(|a| 100.0 * a);
+        self.last_test_acc = test_acc;
+        let train_acc = e.train_acc.map(|a| 100.0 * a);
+        let ips = self.progress.images_per_second();
+        if self.run.verbose {
+            outln!(
+                "epoch {:>2}/{}  loss {:.4}  train acc {:5.1}%  test acc {:5.1}%  ({:.1} s)",
+                e.epoch + 1,
+                e.epochs,
+                e.train_loss,
+                train_acc.unwrap_or(f64::NAN),
+                test_acc.unwrap_or(f64::NAN),
+                e.seconds
+            );
+        }
+        if let Some(f) = self.log.as_mut() {
+            let line = serde_json::json!({
+                "epoch": e.epoch + 1,
+                "epochs": e.epochs,
+                "model": self.run.model,
+                "dataset": self.run.dataset.as_str(),
+                "loss": e.train_loss,
+                "train_acc": train_acc,
+                "test_acc": test_acc,
+                "test_loss": e.val.map(|v| v.loss),
+                "lr": e.lr,
+                "seconds": e.seconds,
+                "images_per_s": ips,
+                "best": e.best,
+            });
+            writeln!(f, "{line}").map_err(|err| format!("log.jsonl: {err}"))?;
+        }
+        match self.saver.as_mut() {
+            Some(s) => s.on_epoch(e, state),
+            None => Ok(()),
+        }
+    }
 }
 
 fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
@@ -286,32 +247,25 @@ fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
     }
     let test_set = &split.test;
     let cfg = NetConfig::new(&r.model)?.input(train_set.image_shape()).classes(train_set.num_classes());
-    let mut rng = Rng::new(r.seed);
-    let mut model = Model::<f32>::new(&cfg, &mut rng)?;
-    let mut state = State::default();
+    let mut model = Model::<f32>::new(&cfg, &mut Rng::new(r.seed))?;
+    let mut opt = optimizer(r);
+    let mut from = FitProgress::default();
+    let last = r.out.as_ref().map(|d| d.join("last.safetensors"));
     if r.resume {
-        let dir = r.out.as_deref().ok_or("--resume needs --out")?;
-        let (m, c) = load_model(&dir.join("last.safetensors"))?;
-        if m.config != cfg {
-            return Err(format!(
-                "{}: the checkpoint's network ({:?}) is not the one of this run ({:?})",
-                dir.join("last.safetensors").display(),
-                m.config.to_map(),
-                cfg.to_map()
-            ));
-        }
-        model = m;
-        state = State::from_metadata(&c.metadata);
+        let last = last.as_deref().ok_or("--resume needs --out")?;
+        let loaded = checkpoint::load(last, &mut model, Some(opt.as_mut())).map_err(|e| e.to_string())?;
+        from = loaded.progress;
         if r.verbose {
             outln!(
-                "resuming from {} after {} epoch(s) and {} batch(es); the optimiser's state starts afresh",
-                dir.join("last.safetensors").display(),
-                state.epochs_done,
-                state.batches_done
+                "resuming from {} at epoch {}, batch {} ({} steps done; optimiser state {})",
+                last.display(),
+                from.epoch + 1,
+                from.batch,
+                from.step,
+                if loaded.optimizer_loaded { "restored" } else { "fresh" }
             );
         }
     }
-    let mut opt = optimizer(r);
     if r.verbose {
         outln!("data: {} ({} training, {} test images)", r.source, train_set.len(), test_set.len());
         outln!(
@@ -325,7 +279,7 @@ fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
             rayon::current_num_threads()
         );
     }
-    let mut log = match &r.out {
+    let log = match &r.out {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let p = dir.join("log.jsonl");
@@ -339,68 +293,52 @@ fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
         }
         None => None,
     };
-    let loader = Loader::new(&train_set, LoaderConfig::new(r.batch).seed(r.seed));
-    let n_batches = loader.num_batches();
-    let mut progress = Progress::new(r.epochs);
-    for epoch in state.epochs_done + 1..=r.epochs {
-        progress.start_epoch(epoch, n_batches);
-        let skip = std::mem::take(&mut state.batches_done);
-        let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
-        for (k, b) in loader.epoch(epoch as u64 - 1).enumerate().skip(skip) {
-            let labels: Vec<usize> = b.y.iter().map(|&y| y as usize).collect();
-            let seed = r.seed ^ ((epoch as u64) << 32 | k as u64);
-            let (loss, pred) = step(&mut model, opt.as_mut(), &b.x, &labels, seed)?;
-            if !loss.is_finite() {
-                progress.finish_epoch();
-                return Err(format!("the loss became {loss} in epoch {epoch} (try a smaller --lr)"));
+    let saver = r.out.as_ref().map(|d| checkpoint::Saver {
+        last: d.join("last.safetensors"),
+        best: Some(d.join("best.safetensors")),
+        dataset: r.dataset_tag(),
+    });
+    let fit_cfg = FitConfig { epochs: r.epochs, ..FitConfig::new(LoaderConfig::new(r.batch), r.seed) };
+    let fit = Fit::new(&train_set, fit_cfg).validate_on(test_set).stop_flag(stop_flag());
+    let mut reporter = Reporter {
+        run: r,
+        train_len: train_set.len(),
+        progress: Progress::new(r.epochs),
+        epoch: None,
+        loss_sum: 0.0,
+        steps: 0,
+        last_test_acc: None,
+        log,
+        saver,
+    };
+    let out = fit.run(&mut model, opt.as_mut(), from, &mut reporter).map_err(|e| e.to_string())?;
+    reporter.progress.finish_epoch();
+    if out.stopped {
+        let p = out.progress;
+        eprint!("stopped at epoch {}, batch {}", p.epoch + 1, p.batch);
+        match &last {
+            Some(last) => {
+                let info = RunInfo { progress: p, seed: r.seed, dataset: r.dataset_tag(), rng: None };
+                checkpoint::save(last, &model, Some(opt.as_ref()), &info).map_err(|e| e.to_string())?;
+                eprintln!("; wrote {} (`--resume` continues)", last.display());
             }
-            loss_sum += loss * labels.len() as f64;
-            seen += labels.len();
-            correct += pred.iter().zip(&labels).filter(|(p, y)| p == y).count();
-            progress.batch(k + 1, labels.len(), loss_sum / seen as f64, correct as f64 / seen as f64);
-            if STOP.load(Ordering::SeqCst) {
-                progress.finish_epoch();
-                state.batches_done = k + 1;
-                eprint!("stopped in epoch {epoch} after batch {}/{n_batches}", k + 1);
-                match &r.out {
-                    Some(dir) => {
-                        save_checkpoint(dir, "last.safetensors", r, &model, &state)?;
-                        eprintln!("; wrote {} (`--resume` continues)", dir.join("last.safetensors").display());
-                    }
-                    None => eprintln!("; no --out, no checkpoint"),
-                }
-                return Ok(Outcome { test_acc: state.test_acc, interrupted: true });
-            }
+            None => eprintln!("; no --out, no checkpoint"),
         }
-        progress.finish_epoch();
-        let (seconds, ips) = (progress.epoch_seconds(), progress.images_per_second());
-        state.test_acc = pct(accuracy(&model, test_set, 500)?);
-        state.epochs_done = epoch;
-        let (loss, train_acc, test_acc) = (loss_sum / seen.max(1) as f64, pct((correct, seen)), state.test_acc);
-        if r.verbose {
-            outln!(
-                "epoch {epoch:>2}/{}  loss {loss:.4}  train acc {train_acc:5.1}%  test acc {test_acc:5.1}%  ({seconds:.1} s)",
-                r.epochs
-            );
-        }
-        if let Some(f) = log.as_mut() {
-            let line = log_line(r, epoch, loss, train_acc, test_acc, seconds, ips);
-            writeln!(f, "{line}").map_err(|e| format!("log.jsonl: {e}"))?;
-        }
-        if let Some(dir) = &r.out {
-            let better = test_acc > state.best || epoch == 1;
-            state.best = state.best.max(test_acc);
-            save_checkpoint(dir, "last.safetensors", r, &model, &state)?;
-            if better {
-                save_checkpoint(dir, "best.safetensors", r, &model, &state)?;
-            }
-        }
+        return Ok(Outcome { test_acc: reporter.last_test_acc.unwrap_or(f64::NAN), interrupted: true });
     }
-    let (c, n) = accuracy(&model, test_set, 500)?;
+    let test_acc = match out.last.and_then(|e| e.val).and_then(|v| v.accuracy) {
+        Some(a) => 100.0 * a,
+        None => {
+            // Nothing left to train (a resumed run that was complete): evaluate now.
+            let e = fit.evaluate(&model, test_set).map_err(|e| e.to_string())?;
+            100.0 * e.accuracy.unwrap_or(f64::NAN)
+        }
+    };
     if r.verbose {
-        outln!("final test accuracy {:.2}% ({c}/{n})", pct((c, n)));
+        let n = test_set.len();
+        outln!("final test accuracy {test_acc:.2}% ({}/{n})", (test_acc / 100.0 * n as f64).round() as usize);
     }
-    Ok(Outcome { test_acc: pct((c, n)), interrupted: false })
+    Ok(Outcome { test_acc, interrupted: false })
 }
 
 /// Runs `sparsegrad train`; returns the exit status.
@@ -430,6 +368,7 @@ pub fn run(a: &TrainArgs) -> i32 {
     let r = Run {
         model: a.model.clone(),
         dataset: a.data.dataset,
+        data_dir: a.data.data_dir.clone(),
         source,
         epochs: a.epochs as usize,
         batch: a.batch as usize,
@@ -444,7 +383,6 @@ pub fn run(a: &TrainArgs) -> i32 {
         limit: a.limit.map(|l| l as usize),
         labels_per_class: a.labels_per_class.map(|k| k as usize),
         unlabelled_weight: a.unlabelled_weight,
-        data_dir: a.data.data_dir.clone(),
         out: a.out.clone(),
         verbose: true,
         resume: a.resume,
@@ -475,6 +413,7 @@ pub fn demo() -> i32 {
         let r = Run {
             model: m.to_string(),
             dataset: DatasetName::Mnist,
+            data_dir: None,
             source: "the embedded MNIST subset".to_string(),
             epochs: 3,
             batch: 32,
@@ -486,7 +425,6 @@ pub fn demo() -> i32 {
             limit: None,
             labels_per_class: None,
             unlabelled_weight: 0.0,
-            data_dir: None,
             out: None,
             verbose: false,
             resume: false,
@@ -505,43 +443,62 @@ pub fn eval(a: &EvalArgs) -> i32 {
     if let Err(e) = set_threads(a.threads) {
         return fail("eval", e, 1);
     }
-    let (model, c) = match load_model(&a.checkpoint) {
-        Ok(v) => v,
+    let path = &a.checkpoint;
+    let cfg = match checkpoint::read_config(path) {
+        Ok(Some(c)) => c,
+        Ok(None) => return fail("eval", format!("{}: no network configuration in its metadata", path.display()), 1),
         Err(e) => return fail("eval", e, 1),
     };
-    let trained_on = c.metadata.get("run.dataset").and_then(|d| DatasetName::from_str(d, false).ok());
+    let mut model = match Model::<f32>::new(&cfg, &mut Rng::new(0)) {
+        Ok(m) => m,
+        Err(e) => return fail("eval", e, 1),
+    };
+    let loaded = match checkpoint::load(path, &mut model, None) {
+        Ok(l) => l,
+        Err(e) => return fail("eval", e, 1),
+    };
+    // The training run's data set: `name` or `name:dir`.
+    let tag = loaded.dataset.unwrap_or_default();
+    let (name, dir) = match tag.split_once(':') {
+        Some((n, d)) => (n, Some(PathBuf::from(d))),
+        None => (tag.as_str(), None),
+    };
+    let trained_on = DatasetName::from_str(name, false).ok();
     let Some(dataset) = a.dataset.or(trained_on) else {
         return fail("eval", "the checkpoint does not say which data set it was trained on; pass --dataset", USAGE);
     };
-    let data_dir = a
-        .data_dir
-        .clone()
-        .or_else(|| (Some(dataset) == trained_on).then(|| c.metadata.get("run.data_dir").map(PathBuf::from)).flatten());
+    let data_dir = a.data_dir.clone().or(if Some(dataset) == trained_on { dir } else { None });
     let (split, source) = match load_dataset(dataset, data_dir.as_deref()) {
         Ok(v) => v,
         Err(e) => return fail("eval", e, 1),
     };
     let test = &split.test;
-    if test.image_shape() != model.config.input || test.num_classes() != model.config.classes {
+    if test.image_shape() != cfg.input || test.num_classes() != cfg.classes {
         return fail(
             "eval",
             format!(
                 "{source} has {} classes of {:?} images; the network takes {} classes of {:?}",
                 test.num_classes(),
                 test.image_shape(),
-                model.config.classes,
-                model.config.input
+                cfg.classes,
+                cfg.input
             ),
             1,
         );
     }
-    match rayon::scope(|_| accuracy(&model, test, a.batch as usize)) {
-        Ok((k, n)) => {
+    let batch = a.batch as usize;
+    let res = rayon::scope(|_| fit::evaluate(&model, test, &Loss::CrossEntropy, &LoaderConfig::new(batch), batch));
+    match res {
+        Ok(e) => {
+            let acc = e.accuracy.unwrap_or(f64::NAN);
             outln!(
-                "{}: {} on {source} (test split): accuracy {:.2}% ({k}/{n})",
-                a.checkpoint.display(),
-                model.config.name,
-                pct((k, n))
+                "{}: {} on {source} (test split): accuracy {:.2}% ({}/{}), loss {:.4}",
+                path.display(),
+                cfg.name,
+                100.0 * acc,
+                (acc * e.n as f64).round() as usize,
+                e.n,
+                e.loss
             );
             0
         }
@@ -549,43 +506,63 @@ pub fn eval(a: &EvalArgs) -> i32 {
     }
 }
 
-/// Runs `sparsegrad inspect`: every tensor with its shape and fraction of exact zeros, then the
-/// run's configuration.
+/// Runs `sparsegrad inspect`: every tensor with its dtype, shape and fraction of exact zeros,
+/// then the metadata (the network's configuration and the run's).
 pub fn inspect(a: &InspectArgs) -> i32 {
-    let c = match ckpt::load(&a.checkpoint) {
-        Ok(c) => c,
-        Err(e) => return fail("inspect", e, 1),
+    let p = a.checkpoint.display();
+    let bytes = match std::fs::read(&a.checkpoint) {
+        Ok(b) => b,
+        Err(e) => return fail("inspect", format!("{p}: {e}"), 1),
     };
-    let zeros = |t: &engine::Tensor<f32>| {
-        let v = t.to_vec();
-        v.iter().filter(|x| **x == 0.0).count() as f64 / v.len().max(1) as f64
+    let parsed = SafeTensors::read_metadata(&bytes).and_then(|(_, h)| Ok((h, SafeTensors::deserialize(&bytes)?)));
+    let (header, st) = match parsed {
+        Ok(v) => v,
+        Err(e) => return fail("inspect", format!("{p}: not a valid safetensors file: {e}"), 1),
+    };
+    let metadata: BTreeMap<String, String> =
+        header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let mut tensors = st.tensors();
+    tensors.sort_by_key(|(_, v)| v.data().as_ptr() as usize);
+    // Fraction of elements that are exactly zero (any sign), by dtype.
+    let zeros = |v: &safetensors::tensor::TensorView<'_>| -> Option<f64> {
+        let d = v.data();
+        let z = match v.dtype() {
+            Dtype::F32 => d.chunks_exact(4).filter(|c| f32::from_le_bytes((*c).try_into().unwrap()) == 0.0).count(),
+            Dtype::F64 => d.chunks_exact(8).filter(|c| f64::from_le_bytes((*c).try_into().unwrap()) == 0.0).count(),
+            Dtype::I64 | Dtype::U64 => d.chunks_exact(8).filter(|c| c.iter().all(|&b| b == 0)).count(),
+            _ => return None,
+        };
+        let n: usize = v.shape().iter().product();
+        Some(if n == 0 { 0.0 } else { z as f64 / n as f64 })
     };
     if a.json {
-        let tensors: Vec<serde_json::Value> = c
-            .tensors
+        let list: Vec<serde_json::Value> = tensors
             .iter()
-            .map(|(n, t)| serde_json::json!({"name": n, "shape": t.shape(), "sparsity": zeros(t)}))
+            .map(|(n, v)| {
+                serde_json::json!({"name": n, "dtype": v.dtype().to_string(), "shape": v.shape(), "sparsity": zeros(v)})
+            })
             .collect();
-        outln!("{}", serde_json::json!({"tensors": tensors, "metadata": c.metadata}));
+        outln!("{}", serde_json::json!({"tensors": list, "metadata": metadata}));
         return 0;
     }
-    let mut s =
-        format!("{}\n{:<32} {:<20} {:>10} {:>9}\n", a.checkpoint.display(), "tensor", "shape", "elements", "zeros");
-    let mut total = (0usize, 0.0f64);
-    for (n, t) in &c.tensors {
-        let z = zeros(t);
-        total.0 += t.numel();
-        total.1 += z * t.numel() as f64;
-        let _ = writeln!(s, "{n:<32} {:<20} {:>10} {:>8.2}%", format!("{:?}", t.shape()), t.numel(), 100.0 * z);
+    let mut s = format!("{p}\n{:<40} {:<5} {:<20} {:>10} {:>9}\n", "tensor", "dtype", "shape", "elements", "zeros");
+    let (mut total, mut total_zeros) = (0usize, 0.0f64);
+    for (n, v) in &tensors {
+        let numel: usize = v.shape().iter().product();
+        let z = zeros(v);
+        total += numel;
+        total_zeros += z.unwrap_or(0.0) * numel as f64;
+        let zs = z.map_or("-".to_string(), |z| format!("{:.2}%", 100.0 * z));
+        let _ =
+            writeln!(s, "{n:<40} {:<5} {:<20} {numel:>10} {zs:>9}", v.dtype().to_string(), format!("{:?}", v.shape()));
     }
     let _ = writeln!(
         s,
-        "{} tensors, {} elements, {:.2}% exact zeros\nconfiguration:",
-        c.tensors.len(),
-        total.0,
-        100.0 * total.1 / total.0.max(1) as f64
+        "{} tensors, {total} elements, {:.2}% exact zeros\nconfiguration:",
+        tensors.len(),
+        100.0 * total_zeros / total.max(1) as f64
     );
-    for (k, v) in &c.metadata {
+    for (k, v) in &metadata {
         let _ = writeln!(s, "  {k} = {v}");
     }
     out!("{s}");
