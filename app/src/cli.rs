@@ -1,111 +1,397 @@
-//! A small hand-written argument parser shared by the `sparsegrad` commands (no dependency):
-//! `--flag`, `--key value`, `--key=value`, and positional words, with errors that name the
-//! offending option.
+//! The command line of `sparsegrad`, declared with clap's derive API: subcommands, `--help`
+//! for each, suggestions for mistyped commands and options, usage errors with exit status 2.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
+use std::path::PathBuf;
 
-/// A command-line error: printed with the command's usage line, exit status 2.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(pub String);
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// Exit status of a usage error (as clap's own errors).
+pub const USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sparsegrad",
+    version,
+    about = "sparsegrad: auditable gradients on a from-scratch tensor engine",
+    long_about = "sparsegrad: auditable gradients on a from-scratch tensor engine.\n\n\
+        Without a command: train LeNet briefly on the embedded MNIST subset (and the other \
+        demonstration networks of the registry beside it) and print their test accuracies.",
+    after_help = "Exit status: 0 success, 1 a failed run or audit, 2 a usage error, 141 when stdout was closed \
+        by its reader (`sparsegrad gradcheck | head -1`).",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a network of the registry (`--model list` lists them)
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on a data set's test split
+    Eval(EvalArgs),
+    /// Print a checkpoint's tensors (name, shape, fraction of exact zeros) and its run's configuration
+    Inspect(InspectArgs),
+    /// Audit every registered gradient rule against central differences in f64
+    #[command(long_about = GRADCHECK_ABOUT)]
+    Gradcheck(GradcheckArgs),
+    /// Inspect data sets, write MNIST variations
+    Data(DataArgs),
+}
+
+/// The data sets `train` and `eval` read.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetName {
+    /// MNIST (IDX files; without a data directory the embedded 1,000 + 1,000 subset)
+    Mnist,
+    /// Fashion-MNIST (IDX files)
+    FashionMnist,
+    /// MNIST with rotated digits (written by `data make-variations`)
+    MnistRot,
+    /// MNIST on uniform noise (`data make-variations`)
+    MnistBackRand,
+    /// MNIST on CIFAR image patches (`data make-variations`)
+    MnistBackImage,
+    /// rotated MNIST on CIFAR image patches (`data make-variations`)
+    MnistRotBackImage,
+    /// CIFAR-10 (binary record files)
+    Cifar10,
+    /// CIFAR-100, fine labels (binary record files)
+    Cifar100,
+    /// SVHN cropped digits (train_32x32.mat, test_32x32.mat)
+    Svhn,
+    /// grayscale PGM test images (the DCEA denoising experiments)
+    Denoise,
+}
+
+impl DatasetName {
+    /// The name as typed on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetName::Mnist => "mnist",
+            DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::MnistRot => "mnist-rot",
+            DatasetName::MnistBackRand => "mnist-back-rand",
+            DatasetName::MnistBackImage => "mnist-back-image",
+            DatasetName::MnistRotBackImage => "mnist-rot-back-image",
+            DatasetName::Cifar10 => "cifar10",
+            DatasetName::Cifar100 => "cifar100",
+            DatasetName::Svhn => "svhn",
+            DatasetName::Denoise => "denoise",
+        }
+    }
+
+    /// Directory names under `../shared/data` tried, in order, when `--data-dir` is absent.
+    pub fn dir_names(self) -> &'static [&'static str] {
+        match self {
+            DatasetName::Cifar10 => &["cifar10", "cifar-10", "cifar-10-batches-bin"],
+            DatasetName::Cifar100 => &["cifar100", "cifar-100", "cifar-100-binary"],
+            DatasetName::Svhn => &["svhn"],
+            d => std::slice::from_ref(match d {
+                DatasetName::Mnist => &"mnist",
+                DatasetName::FashionMnist => &"fashion-mnist",
+                DatasetName::MnistRot => &"mnist-rot",
+                DatasetName::MnistBackRand => &"mnist-back-rand",
+                DatasetName::MnistBackImage => &"mnist-back-image",
+                DatasetName::MnistRotBackImage => &"mnist-rot-back-image",
+                _ => &"denoise",
+            }),
+        }
     }
 }
 
-/// Parsed arguments of one command.
-#[derive(Debug, Default)]
-pub struct Args {
-    values: BTreeMap<String, String>,
-    flags: Vec<String>,
-    pub positional: Vec<String>,
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerName {
+    /// SGD with momentum (and weight decay)
+    Sgd,
+    /// Adam (with L2 weight decay)
+    Adam,
 }
 
-impl Args {
-    /// Parses `words`; `flags` are the options that take no value, `options` those that take
-    /// one. Anything else starting with `-` is an error naming it.
-    pub fn parse(words: &[String], flags: &[&str], options: &[&str]) -> Result<Args, UsageError> {
-        let mut a = Args::default();
-        let mut it = words.iter();
-        while let Some(w) = it.next() {
-            if w == "--" {
-                a.positional.extend(it.by_ref().cloned());
-                break;
-            }
-            if let Some(name) = w.strip_prefix("--") {
-                let (key, inline) = match name.split_once('=') {
-                    Some((k, v)) => (k, Some(v.to_string())),
-                    None => (name, None),
-                };
-                if flags.contains(&key) {
-                    if inline.is_some() {
-                        return Err(UsageError(format!("option --{key} takes no value")));
-                    }
-                    a.flags.push(key.to_string());
-                } else if options.contains(&key) {
-                    let v = match inline {
-                        Some(v) => v,
-                        None => {
-                            it.next().cloned().ok_or_else(|| UsageError(format!("option --{key} needs a value")))?
-                        }
-                    };
-                    a.values.insert(key.to_string(), v);
-                } else {
-                    return Err(UsageError(format!("unknown option --{key}")));
-                }
-            } else if w.starts_with('-') && w.len() > 1 && w != "-h" {
-                return Err(UsageError(format!("unknown option {w}")));
-            } else if w == "-h" {
-                a.flags.push("help".to_string());
-            } else {
-                a.positional.push(w.clone());
-            }
-        }
-        Ok(a)
-    }
+/// Where the data comes from.
+#[derive(Args, Debug, Clone)]
+pub struct DataOpts {
+    /// Data set
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub dataset: DatasetName,
+    /// Directory of the data set's files [default: mnist: the embedded 1,000 + 1,000 subset;
+    /// the others: ../shared/data/<dataset> if it exists]
+    #[arg(long, value_name = "DIR", alias = "dir")]
+    pub data_dir: Option<PathBuf>,
+}
 
-    pub fn flag(&self, name: &str) -> bool {
-        self.flags.iter().any(|f| f == name)
-    }
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Progress goes to stderr: a bar on a terminal, else a line every 10% of an epoch, at most one per 2 s \
+    (epoch, batch, loss, accuracy, images/s, ETA). With --out DIR every epoch is appended to DIR/log.jsonl \
+    and checkpoints go to DIR/last.safetensors and DIR/best.safetensors. Ctrl-C finishes the current \
+    step, writes DIR/last.safetensors and exits with status 130; --resume continues from it."
+)]
+pub struct TrainArgs {
+    /// Network to train; `list` prints every network with its parameter count
+    #[arg(long, value_name = "M", default_value = "lenet")]
+    pub model: String,
+    #[command(flatten)]
+    pub data: DataOpts,
+    /// Labelled images per class (stratified, seeded); the rest of the training split is unlabelled
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub labels_per_class: Option<u64>,
+    /// Weight γ of the unsupervised loss on unlabelled images (networks with one)
+    #[arg(long, value_name = "γ", default_value_t = 0.0, value_parser = non_negative)]
+    pub unlabelled_weight: f64,
+    /// Passes over the training set
+    #[arg(long, value_name = "E", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub epochs: u64,
+    /// Mini-batch size
+    #[arg(long, value_name = "B", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// Optimiser
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerName,
+    /// Learning rate [default: 0.01 for sgd, 0.001 for adam]
+    #[arg(long, value_parser = positive)]
+    pub lr: Option<f64>,
+    /// SGD momentum, in [0, 1)
+    #[arg(long, default_value_t = 0.9, value_parser = momentum)]
+    pub momentum: f64,
+    /// L2 weight decay
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub weight_decay: f64,
+    /// Seed of the initialisation, the shuffling and the labelled subset
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub threads: ThreadsOpt,
+    /// Use only the first N training images
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Run directory: log.jsonl, last.safetensors, best.safetensors
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue from DIR/last.safetensors (needs --out)
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+}
 
-    pub fn value(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(|s| s.as_str())
-    }
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ThreadsOpt {
+    /// Worker threads, at most 4 × the available cores [default: all cores]
+    #[arg(long, value_name = "N", value_parser = threads)]
+    pub threads: Option<usize>,
+}
 
-    /// The value of `--name` parsed as `V`, or `default` when absent.
-    pub fn get<V: FromStr>(&self, name: &str, default: V) -> Result<V, UsageError> {
-        match self.values.get(name) {
-            None => Ok(default),
-            Some(s) => s.parse().map_err(|_| UsageError(format!("invalid value '{s}' for --{name}"))),
-        }
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Checkpoint written by `train` (safetensors)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Data set [default: the one the checkpoint was trained on]
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
+    /// Directory of the data set's files [default: the training run's, else ../shared/data/<dataset>]
+    #[arg(long, value_name = "DIR", alias = "dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Mini-batch size of the evaluation
+    #[arg(long, value_name = "B", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    #[command(flatten)]
+    pub threads: ThreadsOpt,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Checkpoint (safetensors)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The exit statuses of `gradcheck`.
+pub const GRADCHECK_EXIT: &str =
+    "Exit status: 0 when every case passes, 1 when any fails, 2 on a usage error or an unknown op.";
+
+pub const GRADCHECK_ABOUT: &str = "\
+Audit every registered gradient rule.
+
+Each case builds the op on f64 inputs (contiguous tensors and transposed, sliced and broadcast views), \
+computes its gradient on the tape, and compares it element by element with central differences \
+(f(x + eps) − f(x − eps)) / 2eps, passing when |analytic − numeric| ≤ atol + rtol·|numeric| \
+(eps 1e-6, atol 1e-7, rtol 1e-5 unless a case documents otherwise). Ops with several outputs are \
+projected on a fixed random cotangent. The sparse-coding rules' inputs keep a margin of 1e-4 from \
+every change of an active set.";
+
+#[derive(Args, Debug)]
+#[command(after_help = GRADCHECK_EXIT)]
+pub struct GradcheckArgs {
+    /// Audit only the cases of op NAME (see --list)
+    #[arg(long, value_name = "NAME")]
+    pub op: Option<String>,
+    /// Print machine-readable JSON (with --list too)
+    #[arg(long)]
+    pub json: bool,
+    /// List the audited ops and their number of cases, and exit
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub threads: ThreadsOpt,
+}
+
+#[derive(Args, Debug)]
+#[command(subcommand_required = true, arg_required_else_help = true)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    pub command: DataCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Which data sets are in DIR and its sub-directories, with counts per split and per class,
+    /// sizes and SHA-256 of every file; PGM images with their size
+    #[command(after_help = INFO_AFTER)]
+    Info(InfoArgs),
+    /// Write MNIST variations (rot, back-rand, back-image, rot-back-image) as IDX files
+    #[command(after_help = VARIATIONS_AFTER)]
+    MakeVariations(VariationsArgs),
+}
+
+const INFO_AFTER: &str = "\
+Recognised: MNIST / Fashion-MNIST IDX files (plain or .gz; a directory whose name contains \
+\"fashion\" gets the Fashion-MNIST class names), CIFAR-10 / CIFAR-100 binary record files (*.bin), \
+SVHN-style MAT files (*.mat), PGM images (*.pgm). Files that fail to open are listed as problems \
+with the reader's error (file, byte offset, what was expected).
+
+Exit status: 0 when everything found opened, 1 when a problem is reported or nothing is found, \
+2 on a usage error.";
+
+const VARIATIONS_AFTER: &str = "\
+Variations: rot = rotation by a uniform angle in [0, 2pi) with bilinear interpolation; \
+back-rand = uniform noise where the digit is absent; back-image = random patches of grayscale \
+CIFAR images behind the digit; rot-back-image = both. Without background images the back-image \
+variations are skipped (an error if requested with --only).
+
+Exit status: 0 success, 1 a data error, 2 a usage error.";
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Directory to scan (DIR and its immediate sub-directories) [default: describe the
+    /// embedded MNIST subset]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Skip the SHA-256 of each file
+    #[arg(long)]
+    pub no_hash: bool,
+    /// Where inflated copies of compressed files go [default: $SPARSEGRAD_CACHE, else beside
+    /// the data if writable, else ~/.cache/sparsegrad]
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct VariationsArgs {
+    /// MNIST directory, or a data root containing mnist/ (and cifar-100/ or cifar-10/ for
+    /// backgrounds) [default: the embedded MNIST subset]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Output root; each variation goes to OUT/mnist-<name>/ as train-/t10k- images and labels
+    /// IDX files plus README.txt
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Seed; the same seed gives byte-identical files
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Only the first N images of each split
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Comma-separated subset of rot,back-rand,back-image,rot-back-image
+    #[arg(long, value_name = "LIST")]
+    pub only: Option<String>,
+    /// CIFAR record file or directory for the back-image variations [default: a training file
+    /// under DIR/cifar-100 or DIR/cifar-10]
+    #[arg(long, value_name = "PATH")]
+    pub backgrounds: Option<PathBuf>,
+    /// Where inflated copies of compressed files go
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+/// The largest `--threads`: 4 × the available cores (at least 8).
+pub fn max_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (4 * cores).max(8)
+}
+
+fn threads(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("'{s}' is not a number of threads"))?;
+    let max = max_threads();
+    if n == 0 || n > max {
+        return Err(format!("{n} threads: expected 1 to {max} (4 × the available cores)"));
+    }
+    Ok(n)
+}
+
+fn number(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !x.is_finite() {
+        return Err(format!("'{s}' is not finite"));
+    }
+    Ok(x)
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    let x = number(s)?;
+    if x > 0.0 {
+        Ok(x)
+    } else {
+        Err(format!("{s} is not positive"))
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    let x = number(s)?;
+    if x >= 0.0 {
+        Ok(x)
+    } else {
+        Err(format!("{s} is negative"))
+    }
+}
+
+fn momentum(s: &str) -> Result<f64, String> {
+    let x = number(s)?;
+    if (0.0..1.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(format!("{s} is not in [0, 1)"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn w(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
-    fn parses_flags_options_and_positionals() {
-        let a = Args::parse(&w("--json --op=relu extra --seed 3"), &["json"], &["op", "seed"]).unwrap();
-        assert!(a.flag("json"));
-        assert_eq!(a.value("op"), Some("relu"));
-        assert_eq!(a.get("seed", 0u64).unwrap(), 3);
-        assert_eq!(a.positional, vec!["extra"]);
-    }
-
-    #[test]
-    fn errors_name_the_option() {
-        assert_eq!(Args::parse(&w("--bogus"), &[], &[]).unwrap_err().0, "unknown option --bogus");
-        assert_eq!(Args::parse(&w("--op"), &[], &["op"]).unwrap_err().0, "option --op needs a value");
-        let a = Args::parse(&w("--seed x"), &[], &["seed"]).unwrap();
-        assert_eq!(a.get("seed", 0u64).unwrap_err().0, "invalid value 'x' for --seed");
+    fn parses_train_options() {
+        let c =
+            Cli::try_parse_from(["sparsegrad", "train", "--epochs", "3", "--dir", "x", "--optimizer", "adam"]).unwrap();
+        let Some(Command::Train(t)) = c.command else { panic!("{c:?}") };
+        assert_eq!((t.epochs, t.batch, t.optimizer), (3, 32, OptimizerName::Adam));
+        assert_eq!(t.data.data_dir, Some(PathBuf::from("x")));
+        for bad in
+            [&["--epochs", "0"][..], &["--limit", "0"], &["--threads", "100000"], &["--momentum", "1"], &["--resume"]]
+        {
+            let e = Cli::try_parse_from(["sparsegrad", "train"].iter().chain(bad)).unwrap_err();
+            assert_eq!(e.exit_code(), USAGE, "{bad:?}: {e}");
+        }
     }
 }

@@ -6,6 +6,6 @@
 static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args().collect();
     std::process::exit(sparsegrad::commands::main(&args));
 }

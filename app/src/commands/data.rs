@@ -1,178 +1,122 @@
-//! `sparsegrad data …`: inspect data directories and generate the MNIST variations.
-//!
-//! ```text
-//! sparsegrad data info [--dir DIR] [--json] [--no-hash] [--cache DIR]
-//! sparsegrad data make-variations [--dir DIR] --out DIR [--seed N] [--limit N]
-//!                                 [--only LIST] [--backgrounds PATH] [--cache DIR]
-//! ```
-//! Without `--dir` both commands use the MNIST subset embedded in the binary.
+//! `sparsegrad data …`: inspect data directories (data sets and PGM images) and generate the
+//! MNIST variations. Without `--dir` both commands use the MNIST subset embedded in the binary.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use datasets::checksum::sha256_file;
 use datasets::info::{self, DatasetInfo};
 use datasets::variations::{write_variations, Variation};
-use datasets::{embedded, open_cifar_file, Cifar10, Cifar100, Dataset, ImageSet, Mnist, OpenOptions, Split};
+use datasets::{embedded, open_cifar_file, read_pgm, Cifar10, Cifar100, Dataset, ImageSet, Mnist, OpenOptions, Split};
 
-const HELP: &str = "\
-sparsegrad data: inspect data sets and generate derived ones
+use super::fail;
+use crate::cli::{InfoArgs, VariationsArgs, USAGE};
+use crate::out;
 
-USAGE:
-    sparsegrad data info [--dir DIR] [--json] [--no-hash] [--cache DIR]
-    sparsegrad data make-variations [--dir DIR] --out DIR [--seed N] [--limit N]
-                                    [--only LIST] [--backgrounds PATH] [--cache DIR]
-    sparsegrad data <command> --help
+/// A PGM image found by `data info`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgmInfo {
+    pub path: PathBuf,
+    pub width: usize,
+    pub height: usize,
+    pub maxval: u16,
+    pub plain: bool,
+    pub bytes: u64,
+    pub sha256: Option<String>,
+}
 
-COMMANDS:
-    info              which data sets are in DIR and its sub-directories, with counts per
-                      split and per class, sizes and SHA-256 of every file
-    make-variations   write MNIST variations (rot, back-rand, back-image, rot-back-image)
-                      as IDX files
+/// What `data info` found: data sets, PGM images, and the PGM files that did not open.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub sets: Vec<DatasetInfo>,
+    pub images: Vec<PgmInfo>,
+    pub pgm_problems: Vec<String>,
+}
 
-Without --dir the MNIST subset embedded in the program (1,000 + 1,000 images) is used.
-Compressed inputs (.gz, compressed MAT elements) are inflated once into a cache: --cache DIR,
-else $SPARSEGRAD_CACHE, else beside the data if writable, else ~/.cache/sparsegrad.
-";
+impl Found {
+    /// True when a data set or an image reported a problem.
+    pub fn has_problems(&self) -> bool {
+        !self.pgm_problems.is_empty() || self.sets.iter().any(|d| !d.problems.is_empty())
+    }
+}
 
-const INFO_HELP: &str = "\
-sparsegrad data info: describe the data sets in a directory
+fn open_options(cache: Option<&Path>) -> OpenOptions {
+    match cache {
+        Some(d) => OpenOptions::new().cache_dir(d),
+        None => OpenOptions::new(),
+    }
+}
 
-USAGE:
-    sparsegrad data info [--dir DIR] [--json] [--no-hash] [--cache DIR]
+/// The `*.pgm` files of `root` and of its immediate sub-directories, sorted.
+fn pgm_files(root: &Path) -> Vec<PathBuf> {
+    let list = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    let mut dirs = vec![root.to_path_buf()];
+    dirs.extend(list(root).into_iter().filter(|p| p.is_dir()));
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| list(d))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x.eq_ignore_ascii_case("pgm")))
+        .collect();
+    files.sort();
+    files
+}
 
-OPTIONS:
-    --dir DIR      directory to scan (DIR and its immediate sub-directories); without it,
-                   the embedded MNIST subset is described
-    --json         print JSON instead of text
-    --no-hash      skip the SHA-256 of each file
-    --cache DIR    where inflated copies of compressed files go
-    -h, --help     print this help
-
-Recognised: MNIST / Fashion-MNIST IDX files (plain or .gz; a directory whose name contains
-\"fashion\" gets the Fashion-MNIST class names), CIFAR-10 / CIFAR-100 binary record files
-(*.bin), SVHN-style MAT files (*.mat). Files that fail to open are listed as problems with
-the reader's error (file, byte offset, what was expected).
-";
-
-const VARIATIONS_HELP: &str = "\
-sparsegrad data make-variations: generate MNIST variations (Larochelle et al. 2007 style)
-
-USAGE:
-    sparsegrad data make-variations [--dir DIR] --out DIR [--seed N] [--limit N]
-                                    [--only LIST] [--backgrounds PATH] [--cache DIR]
-
-OPTIONS:
-    --dir DIR            MNIST directory, or a data root containing mnist/ (and cifar-100/ or
-                         cifar-10/ for backgrounds); default: the embedded MNIST subset
-    --out DIR            output root; each variation goes to OUT/mnist-<name>/ as
-                         train-/t10k- images and labels IDX files plus README.txt
-    --seed N             seed (default 0); the same seed gives byte-identical files
-    --limit N            only the first N images of each split
-    --only LIST          comma-separated subset of rot,back-rand,back-image,rot-back-image
-    --backgrounds PATH   CIFAR record file or directory for the back-image variations
-                         (default: a training file under DIR/cifar-100 or DIR/cifar-10)
-    --cache DIR          where inflated copies of compressed files go
-    -h, --help           print this help
-
-Variations: rot = rotation by a uniform angle in [0, 2pi) with bilinear interpolation;
-back-rand = uniform noise where the digit is absent; back-image = random patches of
-grayscale CIFAR images behind the digit; rot-back-image = both. Without background images
-the back-image variations are skipped (an error if requested with --only).
-";
-
-/// Runs `sparsegrad data <args>`; `args` are the words after `data`. Prints results to stdout.
+/// Scans `dir` (or describes the embedded subset): data sets and PGM images.
 ///
 /// # Errors
-/// A message for the user: an unknown command or option, a missing or invalid value, or a
-/// data error (which names the file, byte offset and what was expected).
-pub fn run(args: &[String]) -> Result<(), String> {
-    let Some((cmd, rest)) = args.split_first() else {
-        print!("{HELP}");
-        return Ok(());
+/// A message when the directory cannot be read or holds nothing recognised.
+pub fn scan(dir: Option<&Path>, cache: Option<&Path>, hash: bool) -> Result<Found, String> {
+    let Some(dir) = dir else {
+        return Ok(Found { sets: vec![info::describe_embedded()], ..Found::default() });
     };
-    match cmd.as_str() {
-        "-h" | "--help" | "help" => {
-            print!("{HELP}");
-            Ok(())
-        }
-        "info" => info_cmd(rest).map(|out| print!("{out}")),
-        "make-variations" => variations_cmd(rest).map(|out| print!("{out}")),
-        other => Err(format!(
-            "data: unknown command `{other}` (expected `info` or `make-variations`; see `sparsegrad data --help`)"
-        )),
-    }
-}
-
-/// Parsed `--name value` options and flags.
-struct Opts {
-    values: Vec<(String, String)>,
-    flags: Vec<String>,
-}
-
-impl Opts {
-    /// Parses `args` against the allowed value options and flags of `cmd`.
-    fn parse(cmd: &str, args: &[String], with_value: &[&str], flags: &[&str]) -> Result<Opts, String> {
-        let mut o = Opts { values: Vec::new(), flags: Vec::new() };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if with_value.contains(&a.as_str()) {
-                let v = it.next().ok_or_else(|| format!("data {cmd}: {a} needs a value"))?;
-                o.values.push((a.clone(), v.clone()));
-            } else if flags.contains(&a.as_str()) {
-                o.flags.push(a.clone());
-            } else {
-                return Err(format!("data {cmd}: unexpected argument `{a}` (see `sparsegrad data {cmd} --help`)"));
-            }
-        }
-        Ok(o)
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.values.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    fn flag(&self, name: &str) -> bool {
-        self.flags.iter().any(|f| f == name)
-    }
-
-    fn number(&self, cmd: &str, name: &str) -> Result<Option<u64>, String> {
-        self.get(name)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| format!("data {cmd}: {name} expects a non-negative integer, got `{v}`"))
-            })
-            .transpose()
-    }
-
-    fn open_options(&self) -> OpenOptions {
-        match self.get("--cache") {
-            Some(d) => OpenOptions::new().cache_dir(d),
-            None => OpenOptions::new(),
+    let sets = info::scan(dir, &open_options(cache), hash).map_err(|e| e.to_string())?;
+    let mut found = Found { sets, ..Found::default() };
+    for path in pgm_files(dir) {
+        match read_pgm(&path) {
+            Ok(p) => found.images.push(PgmInfo {
+                bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
+                sha256: if hash { sha256_file(&path).ok() } else { None },
+                path,
+                width: p.width,
+                height: p.height,
+                maxval: p.maxval,
+                plain: p.plain,
+            }),
+            Err(e) => found.pgm_problems.push(e.to_string()),
         }
     }
-}
-
-fn wants_help(args: &[String]) -> bool {
-    args.iter().any(|a| a == "-h" || a == "--help")
-}
-
-/// `data info`: returns the text to print.
-fn info_cmd(args: &[String]) -> Result<String, String> {
-    if wants_help(args) {
-        return Ok(INFO_HELP.to_string());
+    if found.sets.is_empty() && found.images.is_empty() && found.pgm_problems.is_empty() {
+        return Err(format!("no data sets or PGM images found in {} or its sub-directories", dir.display()));
     }
-    let o = Opts::parse("info", args, &["--dir", "--cache"], &["--json", "--no-hash"])?;
-    let found = match o.get("--dir") {
-        Some(dir) => {
-            let found =
-                info::scan(Path::new(dir), &o.open_options(), !o.flag("--no-hash")).map_err(|e| e.to_string())?;
-            if found.is_empty() {
-                return Err(format!("data info: no data sets found in {dir} or its sub-directories"));
-            }
-            found
-        }
-        None => vec![info::describe_embedded()],
+    Ok(found)
+}
+
+/// Runs `sparsegrad data info`: 0 when everything found opened, 1 when a problem is reported
+/// (or nothing is found).
+pub fn info(a: &InfoArgs) -> i32 {
+    let found = match scan(a.dir.as_deref(), a.cache.as_deref(), !a.no_hash) {
+        Ok(f) => f,
+        Err(e) => return fail("data info", e, 1),
     };
-    Ok(if o.flag("--json") { json(&found) } else { text(&found) })
+    out!("{}", if a.json { json(&found) } else { text(&found) });
+    if found.has_problems() {
+        let n = found.pgm_problems.len() + found.sets.iter().map(|d| d.problems.len()).sum::<usize>();
+        return fail("data info", format!("{n} problem(s) reported"), 1);
+    }
+    0
+}
+
+/// Runs `sparsegrad data make-variations`.
+pub fn make_variations(a: &VariationsArgs) -> i32 {
+    match variations(a) {
+        Ok(report) => {
+            out!("{report}");
+            0
+        }
+        Err((msg, status)) => fail("data make-variations", msg, status),
+    }
 }
 
 fn counts_line(names: &[String], counts: &[usize]) -> String {
@@ -182,9 +126,9 @@ fn counts_line(names: &[String], counts: &[usize]) -> String {
     names.iter().zip(counts).map(|(n, c)| format!("{n}:{c}")).collect::<Vec<_>>().join(" ")
 }
 
-fn text(found: &[DatasetInfo]) -> String {
+fn text(found: &Found) -> String {
     let mut s = String::new();
-    for d in found {
+    for d in &found.sets {
         let where_ = if d.dir.as_os_str().is_empty() {
             "built into the program".to_string()
         } else {
@@ -210,6 +154,25 @@ fn text(found: &[DatasetInfo]) -> String {
             let _ = writeln!(s, "  problem: {p}");
         }
     }
+    if !found.images.is_empty() || !found.pgm_problems.is_empty() {
+        let _ = writeln!(s, "PGM images ({})", found.images.len());
+        for im in &found.images {
+            let sha = im.sha256.as_deref().unwrap_or("-");
+            let _ = writeln!(
+                s,
+                "  {:<40} {:>4}×{:<4} maxval {:<5} {} {:>10} bytes  sha256 {sha}",
+                im.path.display(),
+                im.width,
+                im.height,
+                im.maxval,
+                if im.plain { "P2" } else { "P5" },
+                im.bytes
+            );
+        }
+        for p in &found.pgm_problems {
+            let _ = writeln!(s, "  problem: {p}");
+        }
+    }
     s
 }
 
@@ -226,8 +189,8 @@ fn js_path(p: &Path) -> String {
     js(&p.to_string_lossy())
 }
 
-fn json(found: &[DatasetInfo]) -> String {
-    let sets = js_list(found, |d| {
+fn json(found: &Found) -> String {
+    let sets = js_list(&found.sets, |d| {
         let splits = js_list(&d.splits, |sp| {
             format!(
                 "{{\"name\":{},\"len\":{},\"image_shape\":{},\"class_names\":{},\"class_counts\":{},\"coarse_counts\":{},\"files\":{}}}",
@@ -255,7 +218,20 @@ fn json(found: &[DatasetInfo]) -> String {
             js_list(&d.problems, |p| js(p))
         )
     });
-    format!("{{\"datasets\":{sets}}}\n")
+    let images = js_list(&found.images, |im| {
+        format!(
+            "{{\"path\":{},\"width\":{},\"height\":{},\"maxval\":{},\"plain\":{},\"bytes\":{},\"sha256\":{}}}",
+            js_path(&im.path),
+            im.width,
+            im.height,
+            im.maxval,
+            im.plain,
+            im.bytes,
+            im.sha256.as_deref().map_or("null".to_string(), js)
+        )
+    });
+    let problems = js_list(&found.pgm_problems, |p| js(p));
+    format!("{{\"datasets\":{sets},\"pgm_images\":{images},\"pgm_problems\":{problems}}}\n")
 }
 
 /// The MNIST directory for `--dir DIR`: DIR itself when it holds IDX files, else DIR/mnist.
@@ -271,7 +247,7 @@ fn mnist_dir(dir: &Path) -> PathBuf {
 /// Background images: `--backgrounds PATH` (a record file or a directory), else a CIFAR
 /// directory near the MNIST data. Returns the set and a description of where it came from.
 fn backgrounds(
-    explicit: Option<&str>,
+    explicit: Option<&Path>,
     data_dir: Option<&Path>,
     opts: &OpenOptions,
 ) -> Result<Option<(ImageSet, String)>, String> {
@@ -300,9 +276,9 @@ fn backgrounds(
         }
     };
     if let Some(p) = explicit {
-        return match from_path(Path::new(p))? {
+        return match from_path(p)? {
             Some(b) => Ok(Some(b)),
-            None => Err(format!("data make-variations: no CIFAR record files in {p}")),
+            None => Err(format!("no CIFAR record files in {}", p.display())),
         };
     }
     let Some(dir) = data_dir else { return Ok(None) };
@@ -323,39 +299,38 @@ fn backgrounds(
     Ok(None)
 }
 
-/// `data make-variations`: writes the files and returns the report to print.
-fn variations_cmd(args: &[String]) -> Result<String, String> {
-    if wants_help(args) {
-        return Ok(VARIATIONS_HELP.to_string());
-    }
-    let o = Opts::parse(
-        "make-variations",
-        args,
-        &["--dir", "--out", "--seed", "--limit", "--only", "--backgrounds", "--cache"],
-        &[],
-    )?;
-    let out = o.get("--out").ok_or("data make-variations: --out DIR is required (see --help)")?;
-    let seed = o.number("make-variations", "--seed")?.unwrap_or(0);
-    let limit = o.number("make-variations", "--limit")?.map(|l| l as usize);
-    let requested: Option<Vec<Variation>> = o
-        .get("--only")
+/// `data make-variations`: writes the files and returns the report to print, or a message
+/// and the exit status (2 for a usage error, 1 for a data error).
+fn variations(a: &VariationsArgs) -> Result<String, (String, i32)> {
+    let data_err = |e: String| (e, 1);
+    let out = a.out.display().to_string();
+    let requested: Option<Vec<Variation>> = a
+        .only
+        .as_deref()
         .map(|list| {
             list.split(',')
-                .map(|s| Variation::parse(s.trim()).ok_or_else(|| format!("data make-variations: unknown variation `{s}` (expected rot, back-rand, back-image or rot-back-image)")))
-                .collect::<Result<Vec<_>, String>>()
+                .map(|s| {
+                    Variation::parse(s.trim()).ok_or_else(|| {
+                        (
+                            format!("unknown variation `{s}` (expected rot, back-rand, back-image or rot-back-image)"),
+                            USAGE,
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    let opts = o.open_options();
-    let data_dir = o.get("--dir").map(Path::new);
+    let opts = open_options(a.cache.as_deref());
+    let data_dir = a.dir.as_deref();
     let mnist: Split = match data_dir {
-        Some(d) => Mnist::open_with(mnist_dir(d), &opts).map_err(|e| e.to_string())?,
+        Some(d) => Mnist::open_with(mnist_dir(d), &opts).map_err(|e| data_err(e.to_string()))?,
         None => embedded::mnist_subset(),
     };
-    let bg = backgrounds(o.get("--backgrounds"), data_dir, &opts)?;
+    let bg = backgrounds(a.backgrounds.as_deref(), data_dir, &opts).map_err(data_err)?;
     let mut report = String::new();
     let kinds: Vec<Variation> = match (&requested, &bg) {
         (Some(k), None) if k.iter().any(|v| v.needs_backgrounds()) => {
-            return Err("data make-variations: back-image variations need CIFAR images; pass --backgrounds PATH".into());
+            return Err(("back-image variations need CIFAR images; pass --backgrounds PATH".into(), USAGE));
         }
         (Some(k), _) => k.clone(),
         (None, Some(_)) => Variation::ALL.to_vec(),
@@ -368,18 +343,20 @@ fn variations_cmd(args: &[String]) -> Result<String, String> {
         Some((s, n)) => (Some(s), n.as_str()),
         None => (None, "none"),
     };
-    let written =
-        write_variations(&mnist, bg_set, bg_name, Path::new(out), &kinds, seed, limit).map_err(|e| e.to_string())?;
+    let written = write_variations(&mnist, bg_set, bg_name, &a.out, &kinds, a.seed, a.limit)
+        .map_err(|e| data_err(e.to_string()))?;
+    let limit = a.limit;
     let _ = writeln!(
         report,
-        "wrote {} variation(s) of {} ({} train + {} test images each, seed {seed}) to {out}:",
+        "wrote {} variation(s) of {} ({} train + {} test images each, seed {}) to {out}:",
         kinds.len(),
         mnist.train.name(),
         limit.map_or(mnist.train.len(), |l| l.min(mnist.train.len())),
         limit.map_or(mnist.test.len(), |l| l.min(mnist.test.len())),
+        a.seed,
     );
     for v in &kinds {
-        let _ = writeln!(report, "  {}", Path::new(out).join(v.name()).display());
+        let _ = writeln!(report, "  {}", a.out.join(v.name()).display());
     }
     if kinds.iter().any(|v| v.needs_backgrounds()) {
         let _ = writeln!(report, "backgrounds: {bg_name}");
@@ -391,9 +368,34 @@ fn variations_cmd(args: &[String]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command, DataCommand};
+    use clap::Parser;
 
-    fn args(s: &[&str]) -> Vec<String> {
-        s.iter().map(|a| a.to_string()).collect()
+    fn parse(words: &[&str]) -> Result<DataCommand, clap::Error> {
+        let argv = ["sparsegrad", "data"].iter().chain(words);
+        match Cli::try_parse_from(argv)?.command {
+            Some(Command::Data(d)) => Ok(d.command),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn info_args(words: &[&str]) -> InfoArgs {
+        match parse(&[&["info"], words].concat()).unwrap() {
+            DataCommand::Info(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn var_args(words: &[&str]) -> VariationsArgs {
+        match parse(&[&["make-variations"], words].concat()).unwrap() {
+            DataCommand::MakeVariations(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn info_text(words: &[&str]) -> Result<String, String> {
+        let a = info_args(words);
+        scan(a.dir.as_deref(), a.cache.as_deref(), !a.no_hash).map(|f| if a.json { json(&f) } else { text(&f) })
     }
 
     fn scratch(tag: &str) -> PathBuf {
@@ -404,35 +406,45 @@ mod tests {
     }
 
     #[test]
-    fn help_and_errors() {
-        assert!(info_cmd(&args(&["--help"])).unwrap().contains("--no-hash"));
-        assert!(variations_cmd(&args(&["-h"])).unwrap().contains("--backgrounds PATH"));
-        assert!(run(&args(&["--help"])).is_ok());
-        let e = run(&args(&["nope"])).unwrap_err();
-        assert!(e.contains("unknown command `nope`"), "{e}");
-        let e = info_cmd(&args(&["--dir"])).unwrap_err();
-        assert_eq!(e, "data info: --dir needs a value");
-        let e = variations_cmd(&args(&["--seed", "1"])).unwrap_err();
-        assert!(e.contains("--out DIR is required"), "{e}");
-        let e = variations_cmd(&args(&["--out", "x", "--seed", "-3"])).unwrap_err();
-        assert!(e.contains("--seed expects a non-negative integer, got `-3`"), "{e}");
-        let e = variations_cmd(&args(&["--out", "x", "--only", "rot,spin"])).unwrap_err();
-        assert!(e.contains("unknown variation `spin`"), "{e}");
-        let e = info_cmd(&args(&["--dir", "/nonexistent/sparsegrad"])).unwrap_err();
+    fn usage_errors_and_data_errors() {
+        for bad in [
+            &["nope"][..],
+            &["info", "--dir"],
+            &["make-variations", "--seed", "1"],
+            &["make-variations", "--out", "x", "--seed", "-3"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), USAGE, "{bad:?}");
+        }
+        let e = variations(&var_args(&["--out", "x", "--only", "rot,spin"])).unwrap_err();
+        assert!(e.0.contains("unknown variation `spin`") && e.1 == USAGE, "{e:?}");
+        let e = info_text(&["--dir", "/nonexistent/sparsegrad"]).unwrap_err();
         assert!(e.contains("/nonexistent/sparsegrad: cannot read directory"), "{e}");
     }
 
     #[test]
     fn info_on_the_embedded_subset() {
-        let t = info_cmd(&[]).unwrap();
+        let t = info_text(&[]).unwrap();
         assert!(t.starts_with("MNIST (embedded subset) built into the program\n"), "{t}");
         assert!(t.contains("  train: 1000 images of 1×28×28, 10 classes\n    per class: 100 per class\n"), "{t}");
-        assert!(t.contains("100 per class"), "{t}");
-        let j = info_cmd(&args(&["--json"])).unwrap();
+        let j = info_text(&["--json"]).unwrap();
         assert!(j.starts_with("{\"datasets\":[{\"kind\":\"MNIST (embedded subset)\""), "{j}");
         assert!(j.contains("\"class_counts\":[100,100,100,100,100,100,100,100,100,100]"), "{j}");
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         assert_eq!(js("a\"b\\\n\u{1}"), "\"a\\\"b\\\\\\n\\u0001\"");
+    }
+
+    #[test]
+    fn info_lists_pgm_images_and_reports_broken_ones() {
+        let d = scratch("pgm");
+        std::fs::write(d.join("a.pgm"), datasets::pgm::pgm_bytes(3, 2, 255, &[0, 1, 2, 3, 4, 5])).unwrap();
+        let t = info_text(&["--dir", d.to_str().unwrap(), "--no-hash"]).unwrap();
+        assert!(t.contains("PGM images (1)") && t.contains("   3×2    maxval 255   P5"), "{t}");
+        let found = scan(Some(&d), None, false).unwrap();
+        assert!(!found.has_problems());
+        std::fs::write(d.join("b.pgm"), b"P5 3 2 255\n\x00").unwrap();
+        let found = scan(Some(&d), None, false).unwrap();
+        assert!(found.has_problems() && found.pgm_problems[0].contains("b.pgm"), "{found:?}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
@@ -447,17 +459,9 @@ mod tests {
             rec.extend((0..3072).map(|p| (p % 200) as u8 + r));
         }
         std::fs::write(&bgf, &rec).unwrap();
-        let a = args(&[
-            "--out",
-            out.to_str().unwrap(),
-            "--limit",
-            "30",
-            "--seed",
-            "5",
-            "--backgrounds",
-            bgf.to_str().unwrap(),
-        ]);
-        let report = variations_cmd(&a).unwrap();
+        let a =
+            ["--out", out.to_str().unwrap(), "--limit", "30", "--seed", "5", "--backgrounds", bgf.to_str().unwrap()];
+        let report = variations(&var_args(&a)).unwrap();
         assert!(
             report.contains("wrote 4 variation(s) of mnist-subset/train (30 train + 30 test images each, seed 5)"),
             "{report}"
@@ -471,21 +475,21 @@ mod tests {
         }
         // Same seed: byte-identical files.
         let out2 = d.join("out2");
-        let mut a2 = a.clone();
-        a2[1] = out2.to_str().unwrap().to_string();
-        variations_cmd(&a2).unwrap();
+        let mut a2 = a;
+        a2[1] = out2.to_str().unwrap();
+        variations(&var_args(&a2)).unwrap();
         let f = "mnist-rot-back-image/t10k-images-idx3-ubyte";
         assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(out2.join(f)).unwrap());
         // Without backgrounds the image variations are skipped, or refused when requested.
         let out3 = d.join("out3");
-        let r = variations_cmd(&args(&["--out", out3.to_str().unwrap(), "--limit", "5"])).unwrap();
+        let r = variations(&var_args(&["--out", out3.to_str().unwrap(), "--limit", "5"])).unwrap();
         assert!(r.contains("skipping back-image and rot-back-image"), "{r}");
         assert!(out3.join("mnist-back-rand/train-images-idx3-ubyte").is_file());
         assert!(!out3.join("mnist-back-image").exists());
-        let e = variations_cmd(&args(&["--out", out3.to_str().unwrap(), "--only", "back-image"])).unwrap_err();
-        assert!(e.contains("need CIFAR images"), "{e}");
+        let e = variations(&var_args(&["--out", out3.to_str().unwrap(), "--only", "back-image"])).unwrap_err();
+        assert!(e.0.contains("need CIFAR images"), "{e:?}");
         // info on the output finds four MNIST directories.
-        let t = info_cmd(&args(&["--dir", out.to_str().unwrap(), "--no-hash"])).unwrap();
+        let t = info_text(&["--dir", out.to_str().unwrap(), "--no-hash"]).unwrap();
         assert_eq!(t.matches("MNIST in ").count(), 4, "{t}");
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -1,72 +1,48 @@
-//! The `sparsegrad` program's commands. Each `run` takes the words after the command name and
-//! returns the process exit status: 0 success, 1 a failed audit or run, 2 a usage error.
+//! The `sparsegrad` program's commands. Each `run` takes its parsed arguments and returns the
+//! process exit status: 0 success, 1 a failed audit or run, 2 a usage error.
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::{Cli, Command, DataCommand, ThreadsOpt};
 
 pub mod data;
 pub mod gradcheck;
 pub mod train;
 
-/// Top-level help of the program.
-pub const HELP: &str = "\
-sparsegrad: auditable gradients on a from-scratch tensor engine
-
-USAGE:
-    sparsegrad <COMMAND> [OPTIONS]
-    sparsegrad <COMMAND> --help
-
-COMMANDS:
-    gradcheck   audit every registered gradient rule against central differences in f64
-    train       train the MNIST LeNet (on the embedded MNIST subset unless --dir is given)
-    data        inspect data sets, write MNIST variations
-    help        print this message, or `help <COMMAND>` for a command's options
-
-Every command prints its options with --help. Exit status: 0 success, 1 failure, 2 usage error.
-";
-
-/// Runs the program on its arguments (without the program name); returns the exit status.
+/// Runs the program on its arguments (with the program name first); returns the exit status.
 pub fn main(args: &[String]) -> i32 {
-    let Some((cmd, rest)) = args.split_first() else {
-        print!("{HELP}");
-        return 0;
+    let mut cmd = Cli::command();
+    // `gradcheck --help` lists the registered ops: generated from the audit registry, only
+    // when gradcheck's help may be printed (building the registry is not free).
+    if args.iter().any(|a| a == "gradcheck") && args.iter().any(|a| a == "-h" || a == "--help" || a == "help") {
+        let list = gradcheck::ops_help();
+        cmd = cmd.mut_subcommand("gradcheck", |c| c.after_help(list.clone()).after_long_help(list));
+    }
+    let cli = match cmd.try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout (status 0), errors to stderr (status 2); a closed
+            // stdout is not an error worth a panic.
+            let _ = e.print();
+            return e.exit_code();
+        }
     };
-    match cmd.as_str() {
-        "-h" | "--help" => {
-            print!("{HELP}");
-            0
-        }
-        "help" => match rest.first() {
-            None => {
-                print!("{HELP}");
-                0
-            }
-            Some(c) => main(&[c.clone(), "--help".to_string()]),
+    match cli.command {
+        None => train::demo(),
+        Some(Command::Train(a)) => train::run(&a),
+        Some(Command::Eval(a)) => train::eval(&a),
+        Some(Command::Inspect(a)) => train::inspect(&a),
+        Some(Command::Gradcheck(a)) => gradcheck::run(&a),
+        Some(Command::Data(d)) => match d.command {
+            DataCommand::Info(a) => data::info(&a),
+            DataCommand::MakeVariations(a) => data::make_variations(&a),
         },
-        "-V" | "--version" => {
-            println!("sparsegrad {}", env!("CARGO_PKG_VERSION"));
-            0
-        }
-        "gradcheck" => gradcheck::run(rest),
-        "train" => train::run(rest),
-        "data" => match data::run(rest) {
-            Ok(()) => 0,
-            Err(msg) => {
-                eprintln!("error: {msg}");
-                if msg.contains("unknown") || msg.contains("unexpected") || msg.contains("needs a value") {
-                    2
-                } else {
-                    1
-                }
-            }
-        },
-        other => {
-            eprintln!("error: unknown command `{other}`\n\n{HELP}");
-            2
-        }
     }
 }
 
-/// Applies `--threads N` (0 or absent: rayon's default) to the global rayon pool.
-pub(crate) fn set_threads(n: usize) -> Result<(), String> {
-    if n > 0 {
+/// Applies `--threads N` (absent: rayon's default) to the global rayon pool.
+pub(crate) fn set_threads(t: ThreadsOpt) -> Result<(), String> {
+    if let Some(n) = t.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
@@ -75,8 +51,8 @@ pub(crate) fn set_threads(n: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Prints a usage error with the command's help and returns exit status 2.
-pub(crate) fn usage_error(cmd: &str, msg: &str, help: &str) -> i32 {
-    eprintln!("error: {cmd}: {msg}\n\n{help}");
-    2
+/// Prints `error: {cmd}: {msg}` on stderr and returns `status`.
+pub(crate) fn fail(cmd: &str, msg: impl std::fmt::Display, status: i32) -> i32 {
+    eprintln!("error: {cmd}: {msg}");
+    status
 }
