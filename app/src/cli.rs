@@ -38,7 +38,28 @@ pub enum Command {
     Gradcheck(GradcheckArgs),
     /// Inspect data sets, write MNIST variations
     Data(DataArgs),
+    /// Test a paper's claim: one experiment, a table, CSV/JSON and SVG figures under --out
+    #[command(long_about = EXPERIMENT_ABOUT)]
+    Experiment(ExperimentArgs),
 }
+
+const EXPERIMENT_ABOUT: &str = "\
+Test a paper's claim with one command: the experiment trains and evaluates its grid of cells
+(networks × label counts × trials × λ × σ …), prints its tables and writes them as CSV and
+JSON, with SVG figures, under --out.
+
+Experiments (each documents its default budget — under 60 minutes on 2 cores — in its
+source, app/src/experiments/<name>.rs, and how to scale it up):
+  limited-supervision  LeNet vs the SF/CSF LeNets with few labels per class (MNIST)
+  csc-robustness       ResNet-20 vs SDNet-20 under Gaussian noise, stem λ swept at test time
+  double-sparsity      NiN vs DS-NiN: parameters, accuracy, exact zeros, effective kernels
+  merge                assemble the tables and figures of an experiment from shard outputs
+
+Every finished cell is saved at once (--out/cells/), so an interrupted run resumes where it
+stopped and a rerun recomputes nothing. --shard i/n runs every n-th cell (a deterministic
+split); `sparsegrad experiment merge --experiment NAME --out DIR SHARD_DIR…` assembles them,
+and --emit-slurm N prints a SLURM job-array script that runs N shards and the merge.
+The same command gives the same table, bit for bit, whatever the thread count.";
 
 /// The data sets `train` and `eval` read.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +256,39 @@ pub struct GradcheckArgs {
     /// List the audited ops and their number of cases, and exit
     #[arg(long)]
     pub list: bool,
+    #[command(flatten)]
+    pub threads: ThreadsOpt,
+}
+
+#[derive(Args, Debug)]
+pub struct ExperimentArgs {
+    /// limited-supervision, csc-robustness, double-sparsity, or merge
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where the cells, tables and figures go (default: results/<NAME>)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The smoke-test budget (minutes; what CI runs)
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only the cells with index ≡ i (mod n), e.g. 0/3
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<String>,
+    /// Seed of every cell (each cell derives its own from it and its parameters)
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The root of the data sets (default: $SPARSEGRAD_DATA, else the nearest shared/data)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print a SLURM job-array script running the grid as N shards, then the merge, and exit
+    #[arg(long, value_name = "N")]
+    pub emit_slurm: Option<usize>,
+    /// With `merge`: the experiment whose shard outputs are merged
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// With `merge`: the shard output directories
+    #[arg(value_name = "SHARD_DIR")]
+    pub dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub threads: ThreadsOpt,
 }

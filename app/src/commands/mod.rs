@@ -6,6 +6,7 @@ use clap::{CommandFactory, FromArgMatches};
 use crate::cli::{Cli, Command, DataCommand, ThreadsOpt};
 
 pub mod data;
+pub mod experiment;
 pub mod gradcheck;
 pub mod train;
 
@@ -37,6 +38,7 @@ pub fn main(args: &[String]) -> i32 {
             DataCommand::Info(a) => data::info(&a),
             DataCommand::MakeVariations(a) => data::make_variations(&a),
         },
+        Some(Command::Experiment(a)) => experiment::run(&a),
     }
 }
 

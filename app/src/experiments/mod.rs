@@ -124,14 +124,13 @@ pub fn write_report(
     std::fs::create_dir_all(out).map_err(|err| format!("{}: {err}", out.display()))?;
     let mut json = serde_json::Map::new();
     for (stem, t) in &report.tables {
-        print!("{}", t.to_text());
-        println!();
+        crate::out::write_str(&format!("{}\n", t.to_text()));
         let p = out.join(format!("{stem}.csv"));
         grid::write_atomic(&p, t.to_csv().as_bytes()).map_err(|err| format!("{}: {err}", p.display()))?;
         json.insert(stem.clone(), t.to_json());
     }
     for n in &report.notes {
-        println!("{n}");
+        crate::out::write_str(&format!("{n}\n"));
     }
     let p = out.join("tables.json");
     let text = serde_json::to_string_pretty(&Value::Object(json)).map_err(|err| err.to_string())? + "\n";

@@ -1,0 +1,83 @@
+//! `sparsegrad experiment NAME`: runs (a shard of) an experiment's grid, or merges shard
+//! outputs, or prints a SLURM script for the grid.
+
+use std::path::PathBuf;
+
+use super::{fail, set_threads};
+use crate::cli::{ExperimentArgs, USAGE};
+use crate::experiments::{self, Common};
+use crate::report::grid::{slurm_script, Shard};
+
+/// Exit status after Ctrl-C (the finished cells are kept).
+const INTERRUPTED: i32 = 130;
+
+pub fn run(a: &ExperimentArgs) -> i32 {
+    let merging = a.name == "merge";
+    let name = if merging {
+        match &a.experiment {
+            Some(n) => n.clone(),
+            None => return fail("experiment merge", "--experiment NAME is required", USAGE),
+        }
+    } else {
+        a.name.clone()
+    };
+    let Some(e) = experiments::by_name(&name, a.quick) else {
+        let known = experiments::NAMES.join(", ");
+        return fail("experiment", format!("unknown experiment '{name}' (known: {known}, merge)"), USAGE);
+    };
+    if !merging && !a.dirs.is_empty() {
+        return fail("experiment", format!("unexpected argument '{}'", a.dirs[0].display()), USAGE);
+    }
+    let shard = match a.shard.as_deref().map(str::parse::<Shard>).transpose() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(msg) => return fail("experiment", msg, USAGE),
+    };
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&name));
+    let common =
+        Common { out: out.clone(), quick: a.quick, shard, seed: a.seed, data_dir: a.data_dir.clone(), quiet: false };
+    if let Some(n) = a.emit_slurm {
+        if n == 0 {
+            return fail("experiment", "--emit-slurm needs at least 1 shard", USAGE);
+        }
+        let mut cmd = format!("sparsegrad experiment {name} --seed {}", a.seed);
+        if a.quick {
+            cmd += " --quick";
+        }
+        if let Some(d) = &a.data_dir {
+            cmd += &format!(" --data-dir {}", d.display());
+        }
+        let cells = e.grid(&common).len();
+        crate::out::write_str(&format!(
+            "# {cells} cells in the grid\n{}",
+            slurm_script(&name, &cmd, n, &out.display().to_string(), 120)
+        ));
+        return 0;
+    }
+    if let Err(msg) = set_threads(a.threads) {
+        return fail("experiment", msg, 1);
+    }
+    if merging {
+        if a.dirs.is_empty() {
+            return fail("experiment merge", "give the shard output directories", USAGE);
+        }
+        let grid = e.grid(&common);
+        return match experiments::write_report(e.as_ref(), &grid, &a.dirs, &out, false) {
+            Ok(()) => 0,
+            Err(msg) => fail("experiment merge", msg, 1),
+        };
+    }
+    if let Err(err) = ctrlc::set_handler(|| {
+        if experiments::interrupted() {
+            std::process::exit(INTERRUPTED);
+        }
+        eprintln!("\ninterrupt: finishing the current cell (Ctrl-C again to exit at once); rerun to resume");
+        experiments::request_stop();
+    }) {
+        eprintln!("warning: no Ctrl-C handler ({err})");
+    }
+    match experiments::run(e.as_ref(), &common) {
+        Ok(()) => 0,
+        Err(msg) if experiments::interrupted() => fail("experiment", msg, INTERRUPTED),
+        Err(msg) => fail("experiment", msg, 1),
+    }
+}
