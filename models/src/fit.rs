@@ -154,12 +154,16 @@ pub struct FitConfig {
     pub eval_batch: usize,
     /// Learning rate per epoch; `None` keeps the optimiser's rate.
     pub schedule: Option<Schedule>,
+    /// Stop after this many optimiser steps in all (mid-epoch, without that epoch's
+    /// evaluation), whatever `epochs` says; `None`: run every epoch. For budgets counted in
+    /// steps (few labelled images make an epoch one or two batches).
+    pub max_steps: Option<u64>,
 }
 
 impl FitConfig {
     /// One epoch, batches as `loader` says, evaluation batches of 500, no schedule.
     pub fn new(loader: LoaderConfig, seed: u64) -> FitConfig {
-        FitConfig { epochs: 1, seed, loader: loader.seed(seed), eval_batch: 500, schedule: None }
+        FitConfig { epochs: 1, seed, loader: loader.seed(seed), eval_batch: 500, schedule: None, max_steps: None }
     }
 }
 
@@ -434,6 +438,13 @@ impl<'a> Fit<'a> {
         });
         let mut progress = from;
         let mut last = None;
+        if batches == 0 && cfg.epochs > 0 {
+            return Err(FitError::Shape(format!(
+                "fit: no training batch (the training set has {} images, batch size {})",
+                self.train.len(),
+                cfg.loader.batch_size
+            )));
+        }
         while progress.epoch < cfg.epochs {
             let epoch = progress.epoch;
             let start = Instant::now();
@@ -478,6 +489,9 @@ impl<'a> Fit<'a> {
                 drop(b);
                 if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
                     return Ok(Outcome { progress, stopped: true, last });
+                }
+                if cfg.max_steps.is_some_and(|m| progress.step >= m) {
+                    return Ok(Outcome { progress, stopped: false, last });
                 }
                 next = it.next();
             }

@@ -186,3 +186,26 @@ fn custom_loss_and_unsupervised_term_take_part() {
     assert_eq!(run(0.0, false), run(0.0, true));
     assert_ne!(run(0.0, false), run(0.1, false));
 }
+
+#[test]
+fn max_steps_stops_mid_epoch_at_the_same_bits_as_a_stop_flag() {
+    // 24 images in batches of 8: 3 steps an epoch; stop after 4 steps (mid-epoch 2).
+    let train = data(24);
+    let cfg = NetConfig::new("lenet").unwrap();
+    let run = |max_steps: Option<u64>, epochs: usize| {
+        let mut m = Model::<f32>::new(&cfg, &mut Rng::new(3)).unwrap();
+        let mut opt = sgd();
+        let fc = FitConfig { max_steps, ..config(epochs) };
+        let out = Fit::new(&train, fc).run(&mut m, &mut opt, Progress::default(), &mut ()).unwrap();
+        (bits(&m), out.progress)
+    };
+    let (a, pa) = run(Some(4), usize::MAX);
+    assert_eq!((pa.epoch, pa.batch, pa.step), (1, 1, 4));
+    // The same 4 steps as 2 epochs minus the last 2 batches: compare with 4 steps reached by
+    // running 1 epoch then 1 step of the next via max_steps on a 2-epoch budget.
+    let (b, pb) = run(Some(4), 2);
+    assert_eq!(pb.step, 4);
+    assert_eq!(a, b);
+    let (c, _) = run(None, 1);
+    assert_ne!(a, c, "4 steps must differ from 3");
+}

@@ -1,10 +1,9 @@
 //! Training a network of the registry for an experiment's cell and scoring it.
 
 use autograd::optim::{Adam, Optimizer, Sgd};
-use autograd::{Reduction, Tape};
 use datasets::{Dataset, ImageSet, Loader, LoaderConfig};
 use engine::{Rng, Tensor};
-use models::layers::Mode;
+use models::fit::{Fit, FitConfig, Hooks, Progress};
 use models::nets::{Model, NetConfig};
 
 /// What to train and how long.
@@ -29,8 +28,10 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-/// Trains `spec.net` on `labelled` for `spec.steps` steps and returns it with its accuracy on
-/// `test` (batches of 500, eval mode).
+/// Trains `spec.net` on `labelled` for `spec.steps` optimiser steps with the shared
+/// training loop ([`models::fit`]: cross-entropy, batches cycling over `labelled`, every
+/// random choice derived from `spec.seed`) and returns it with its accuracy on `test`
+/// (batches of 500, eval mode).
 pub fn classify(spec: &ClassifySpec, labelled: &ImageSet, test: &ImageSet) -> Result<(Model<f32>, Outcome), String> {
     let start = std::time::Instant::now();
     let mut rng = Rng::new(spec.seed);
@@ -38,33 +39,14 @@ pub fn classify(spec: &ClassifySpec, labelled: &ImageSet, test: &ImageSet) -> Re
     let mut opt: Box<dyn Optimizer<f32>> =
         if spec.adam { Box::new(Adam::new(spec.lr)) } else { Box::new(Sgd::new(spec.lr).momentum(0.9)) };
     let batch = spec.batch.min(labelled.len()).max(1);
-    let loader = Loader::new(labelled, LoaderConfig::new(batch).seed(spec.seed).drop_last(labelled.len() >= batch));
-    let mut step = 0;
+    let loader = LoaderConfig::new(batch).drop_last(labelled.len() >= batch);
+    let cfg = FitConfig { epochs: usize::MAX, max_steps: Some(spec.steps as u64), ..FitConfig::new(loader, spec.seed) };
     let mut last = f64::NAN;
-    'outer: for epoch in 0.. {
-        for b in loader.epoch(epoch) {
-            if step == spec.steps {
-                break 'outer;
-            }
-            let labels: Vec<usize> = b.y.iter().map(|&y| y as usize).collect();
-            let tape = Tape::new();
-            let cx = model.store.bind(&tape, Mode::Train, spec.seed ^ step as u64);
-            let logits = model.forward(&cx, &tape.constant(b.x)).map_err(|e| e.to_string())?;
-            let loss = logits.cross_entropy(&labels, Reduction::Mean);
-            last = loss.item();
-            if !last.is_finite() {
-                return Err(format!("the loss became {last} at step {step}"));
-            }
-            let g = cx.grads(&tape.backward(&loss).map_err(|e| e.to_string())?);
-            cx.finish(&mut model.store);
-            drop(tape);
-            model.store.step(opt.as_mut(), &g);
-            step += 1;
-        }
-        if loader.num_batches() == 0 {
-            break;
-        }
-    }
+    let mut hooks = Hooks::new().step(|r| last = r.loss);
+    Fit::new(labelled, cfg)
+        .run(&mut model, opt.as_mut(), Progress::default(), &mut hooks)
+        .map_err(|e| e.to_string())?;
+    drop(hooks);
     let accuracy = accuracy(&model, test)?;
     let params = model.store.count();
     Ok((model, Outcome { accuracy, final_loss: last, params, seconds: start.elapsed().as_secs_f64() }))
