@@ -1,4 +1,4 @@
-//! LARS-EN sparse coding (MATH.md §1) on the workload of `../shared/peers/lars.py`, and the
+//! LARS-EN sparse coding (docs/math.md §1) on the workload of `../shared/peers/lars.py`, and the
 //! SF / CSF tape ops built on it.
 //!
 //! Group `lars_t{threads}` (f64, as SPAMS computes in double; m = 800, k = 500, N = 256

@@ -1,4 +1,4 @@
-//! The spatial-contrasting loss (MATH.md §5), the workload of `../shared/peers/sc_loss.py`
+//! The spatial-contrasting loss (docs/math.md §5), the workload of `../shared/peers/sc_loss.py`
 //! (PyTorch eager, JAX jit): anchors `a ~ N(0, 1/d)` and positives `p = a + ½·N(0, 1/d)`,
 //! `[N, d]` f32 with N = 128 and 512, d = 256; the squared distance; the value alone (`fwd`)
 //! and the value with both gradients (`fwd_bwd`). The peers compute the one-sided loss
@@ -8,7 +8,7 @@
 //! Functions: `fused_*` is `sparse::scl::sc_loss` (one op, analytic rule), `composed_*` is
 //! `sc_loss_composed` (square, sum, matmul, log_softmax, diagonal, mean on the tape: the
 //! distances rewritten as `‖a‖² + ‖p‖² − 2·a pᵀ`, as the peers write them, so it runs the same
-//! three GEMMs as the fused rule), `literal_*` is MATH.md's formula composed as it is written:
+//! three GEMMs as the fused rule), `literal_*` is docs/math.md's formula composed as it is written:
 //! `d_ij = Σ_k (a_ik − p_jk)²` through a broadcast `[N, N, d]` difference, then the same
 //! log-softmax (one-sided, squared, N = 128 only).
 //! `fwd` runs on constants (no rule is kept, like `torch.no_grad`), `fwd_bwd` on leaves, then
@@ -47,7 +47,7 @@ enum Version {
     Literal,
 }
 
-/// The one-sided squared-distance loss composed from MATH.md §5 as written: the `[N, N, d]`
+/// The one-sided squared-distance loss composed from docs/math.md §5 as written: the `[N, N, d]`
 /// differences `a_i − p_j` by broadcasting, squared and summed over `d`.
 fn sc_loss_literal<'t>(a: &Var<'t, f32>, p: &Var<'t, f32>) -> Var<'t, f32> {
     let (n, d) = (a.shape()[0], a.shape()[1]);

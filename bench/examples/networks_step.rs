@@ -33,7 +33,8 @@ fn main() {
             let g = {
                 let tape = Tape::new();
                 let cx = model.store.bind(&tape, Mode::Train, 0);
-                let loss = model.forward(&cx, &tape.constant(x.clone())).unwrap().cross_entropy(&labels, Reduction::Mean);
+                let loss =
+                    model.forward(&cx, &tape.constant(x.clone())).unwrap().cross_entropy(&labels, Reduction::Mean);
                 last = loss.item();
                 let g = cx.grads(&tape.backward(&loss).unwrap());
                 cx.finish(&mut model.store);

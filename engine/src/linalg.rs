@@ -529,7 +529,7 @@ pub struct PowerResult<T> {
 /// equals its spectral norm ‖M‖₂. For `M = AᵀA` (pass `v ↦ Aᵀ(A·v)`) that is `‖A‖₂²`, the
 /// Lipschitz constant of FISTA.
 ///
-/// Iteration (the SDNet convention, MATH.md §2): `v` unit, `w = M·v`, estimate
+/// Iteration (the SDNet convention, docs/math.md §2): `v` unit, `w = M·v`, estimate
 /// `ρ = vᵀ·w = vᵀ·M·v` — for `M = AᵀA` this is `‖A·v‖²` —, then `v ← w / ‖w‖`. Stops when
 /// `|ρ_k − ρ_{k−1}| / |ρ_k| < tol` or after `max_iter` applications. `ρ` is a lower bound of
 /// ‖M‖₂ for PSD `M` (no safety factor is applied) and converges like `(λ₂/λ₁)^{2k}`.

@@ -1,7 +1,7 @@
 //! Cost of the CSC layer's gradient at a given accuracy: unrolled (T iterations on the tape)
 //! against implicit (T FISTA steps off the tape, then conjugate gradients on the support), on
 //! 8 images of the CIFAR stem shape (3 → 64 channels, 3×3, padding 1, 32×32), signed prox, step
-//! 1/L, λ = 0.5 (the solution is sparse enough for the implicit rule to apply: MATH.md §2).
+//! 1/L, λ = 0.5 (the solution is sparse enough for the implicit rule to apply: docs/math.md §2).
 //!
 //! The reference is the implicit gradient in f64 at the exact minimiser (FISTA with 3000 steps
 //! and CG to 1e-10); every row reports the relative error `‖g − g_ref‖ / ‖g_ref‖` of ∂W and
@@ -63,7 +63,7 @@ fn main() {
     }
     for (t, tol) in [(50, 1e-3), (100, 1e-3), (200, 1e-4), (400, 1e-4)] {
         // Too few FISTA steps leave z off the optimum, where conjugate gradients on its support
-        // need not converge: the rule then returns its error (MATH.md §2), shown in the row.
+        // need not converge: the rule then returns its error (docs/math.md §2), shown in the row.
         match grads::<f32>(&x, &w, &r, l, &implicit(t, tol)) {
             Ok((gx, gw, ms)) => {
                 println!("| implicit | {t} | {tol:e} | {:.2e} | {:.2e} | {ms:.0} |", rel(&gw, &rw), rel(&gx, &rx))

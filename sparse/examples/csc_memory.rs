@@ -73,7 +73,7 @@ fn main() {
     println!("| gradient | T | λ | code density | peak RSS over the inputs (MiB) | peak RSS (MiB) | forward ms | backward ms | backward |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     let me = std::env::current_exe().expect("own path");
-    // The implicit rule needs a sparse, optimal z (MATH.md §2): at λ = 0.1 the codes are dense
+    // The implicit rule needs a sparse, optimal z (docs/math.md §2): at λ = 0.1 the codes are dense
     // (29% non-zero after 20 steps) and conjugate gradients diverge; at λ = 0.5 and T = 200 the
     // support has settled (3.7%), so the implicit rows use that problem. Memory does not
     // depend on λ for the unrolled layer (the tape holds the same tensors).

@@ -1,5 +1,5 @@
 //! Times the CSF op against the `conv2d` + bias layer it replaces, in f32 (as training runs),
-//! on the two LeNet geometries of MATH.md §1, interleaved in one process so that both see the
+//! on the two LeNet geometries of docs/math.md §1, interleaved in one process so that both see the
 //! same machine load:
 //!
 //! * `conv1`: batch 64, images `[64, 1, 28, 28]` N(0, 1), 20 unit-norm atoms of 1·5·5 = 25

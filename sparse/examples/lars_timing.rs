@@ -26,7 +26,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Worst KKT violation of MATH.md §1 over the batch: with `c = (X − A·Dᵀ)·D − λ2·A`,
+/// Worst KKT violation of docs/math.md §1 over the batch: with `c = (X − A·Dᵀ)·D − λ2·A`,
 /// `|c_nj − λ1·sign(a_nj)|` where `a_nj ≠ 0`, `max(|c_nj| − λ1, 0)` elsewhere.
 fn kkt(d: &Tensor<f64>, x: &Tensor<f64>, codes: &Tensor<f64>, cfg: &LarsConfig) -> f64 {
     let r = x.to_vec().iter().zip(codes.matmul(&d.t()).to_vec()).map(|(a, b)| a - b).collect::<Vec<_>>();

@@ -4,7 +4,7 @@
 //! The coding maps are piecewise linear in their inputs (the active set of every coded vector
 //! is fixed on each piece), so a central difference is only valid away from the pieces'
 //! boundaries. Every case is therefore built on inputs whose [`kink_margin`] is at least
-//! [`KINK_MARGIN`] = 1e-4 (MATH.md §1: no inactive correlation within 1e-4 of λ1, no active
+//! [`KINK_MARGIN`] = 1e-4 (docs/math.md §1: no inactive correlation within 1e-4 of λ1, no active
 //! coefficient within 1e-4 of zero); an input that falls short is *regenerated* from the next
 //! draw of the same seeded generator, never checked with looser tolerances. Every case uses
 //! the default checker options (eps 1e-6, atol 1e-7, rtol 1e-5).

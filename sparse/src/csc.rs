@@ -1,4 +1,4 @@
-//! The convolutional sparse coding (CSC) layer of SDNet, MATH.md §2: a drop-in for
+//! The convolutional sparse coding (CSC) layer of SDNet, docs/math.md §2: a drop-in for
 //! `conv2d(x, W)` that outputs `z_T` after T FISTA steps on
 //! `min_z λ‖z‖₁ + ½‖x − A(z)‖²`, `A(z) = conv_transpose2d(z, W)`, `Aᵀ(x) = conv2d(x, W)`
 //! (same weight `W [C, M, k, k]`, same stride and padding; the transposed convolution gets
@@ -24,7 +24,7 @@
 //! SDNet's configuration (`FistaConfig::sdnet`): λ = 0.1, T = 2, non-negative prox
 //! `max(v − λs, 0)`, step 0.9/L, SDNet momentum, every atom `W[c]` renormalised to unit norm
 //! before each forward pass. (The SDNet code computes L *before* renormalising, from the
-//! weights the optimiser left; MATH.md asks for it after, which this layer does.)
+//! weights the optimiser left; docs/math.md asks for it after, which this layer does.)
 
 use autograd::{Backward, Var};
 use engine::{Conv2dParams, ConvTranspose2dParams, Element, Tensor};
@@ -270,7 +270,7 @@ fn prox_on_tape<'t, T: Element>(
         (Prox::NonNegative, None) => v.sub_scalar(tau).relu(),
         (prox, Some((l, s))) => {
             // τ = s·λ as a variable: S_τ(v) = relu(v − τ) − relu(−v − τ), whose derivative in
-            // τ is −sign(v) where |v| > τ (MATH.md §2).
+            // τ is −sign(v) where |v| > τ (docs/math.md §2).
             let t = l.reshape(&[]).mul_scalar(s);
             let up = v.sub(&t).relu();
             match prox {

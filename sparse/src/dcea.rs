@@ -1,4 +1,4 @@
-//! The deep convolutional exponential auto-encoder (DCEA) of MATH.md §4 (Tolooshams, Song,
+//! The deep convolutional exponential auto-encoder (DCEA) of docs/math.md §4 (Tolooshams, Song,
 //! Temereanca & Ba, ICML 2020), for Gaussian, Binomial and Poisson observations, tied and
 //! untied, with the authors' Poisson denoising configuration ([`DceaConfig::poisson_denoising`]).
 //!

@@ -1,4 +1,4 @@
-//! Double sparsity with a fixed DCT dictionary (MATH.md §3; Hoffer 2015, `double-sparsity-nin.txt`):
+//! Double sparsity with a fixed DCT dictionary (docs/math.md §3; Hoffer 2015, `double-sparsity-nin.txt`):
 //! a `k × k` convolution `C → F` whose filters are fixed atoms of an overcomplete DCT over the
 //! whole `C × k × k` receptive field, its bias the only trainable parameter, followed by ReLU;
 //! the trainable coefficients are the weights `W` of the 1×1 convolution after it, made sparse
@@ -141,7 +141,7 @@ pub fn dct_filters<T: Element>(c: usize, k: usize, f: usize) -> Tensor<T> {
 
 /// A fixed DCT convolution `C → F` with `k × k` filters (dilation 1, one group): the filters
 /// are [`dct_filters`], held as a constant, the bias `[F]` is the layer's only parameter, and
-/// ReLU follows (MATH.md §3). The layer keeps no parameter itself: the bias is passed to
+/// ReLU follows (docs/math.md §3). The layer keeps no parameter itself: the bias is passed to
 /// [`DctConv::forward`] like every parameter of the `sparse` crate.
 #[derive(Clone, Debug)]
 pub struct DctConv<T: Element> {

@@ -1,5 +1,5 @@
 //! FISTA (Beck & Teboulle 2009) for the lasso `min_z λ‖z‖₁ + ½‖x − A z‖²` (or with `z ≥ 0`)
-//! on a linear operator `A`, MATH.md §2. This module is the solver on plain tensors (no
+//! on a linear operator `A`, docs/math.md §2. This module is the solver on plain tensors (no
 //! tape): the CSC layer ([`crate::csc`]) records the same iterations on the tape when it is
 //! unrolled, and calls this solver when its gradient is implicit.
 //!

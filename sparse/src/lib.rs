@@ -13,10 +13,10 @@
 //! * [`dcea`]: the deep convolutional exponential auto-encoder (Gaussian, Binomial, Poisson;
 //!   tied and untied; the authors' Poisson denoising configuration) unfolded on the tape with
 //!   two fused step rules, and the three negative log-likelihoods as fused rules.
-//! * [`dct`]: double sparsity with a fixed DCT dictionary (MATH.md §3): the overcomplete DCT
+//! * [`dct`]: double sparsity with a fixed DCT dictionary (docs/math.md §3): the overcomplete DCT
 //!   atoms over the whole receptive field, the fixed DCT convolution (bias its only parameter),
 //!   the effective kernels `Φ·W`, and the paper's shrinkage post-step with zero counts.
-//! * [`scl`]: the spatial-contrasting loss (MATH.md §5), composed from tape ops and as one
+//! * [`scl`]: the spatial-contrasting loss (docs/math.md §5), composed from tape ops and as one
 //!   fused op with an analytic rule (three GEMMs), squared or plain distance, symmetric or
 //!   one-sided.
 //! * [`audit`]: the gradient audit of every rule here, appended to the built-in ops' registry

@@ -1,4 +1,4 @@
-//! The spatial-contrasting loss (MATH.md §5; Hoffer, Hubara & Ailon 2016), for anchor features
+//! The spatial-contrasting loss (docs/math.md §5; Hoffer, Hubara & Ailon 2016), for anchor features
 //! `a [N, d]` and positive features `p [N, d]` (row `i` of each comes from image `i`; any
 //! strides):
 //!
@@ -84,7 +84,7 @@ use engine::{Element, Tensor};
 /// Which distance the loss contrasts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Distance {
-    /// `‖a_i − p_j‖²` (MATH.md §5; the default).
+    /// `‖a_i − p_j‖²` (docs/math.md §5; the default).
     #[default]
     Squared,
     /// `‖a_i − p_j‖`, with the subgradient 0 where it is 0.

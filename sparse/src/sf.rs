@@ -1,4 +1,4 @@
-//! The sparse factorization layers of MATH.md §1 as tape ops: the SF op (elastic-net codes of
+//! The sparse factorization layers of docs/math.md §1 as tape ops: the SF op (elastic-net codes of
 //! each row of a batch), the CSF op (codes of every patch of an image batch, "convolutional in
 //! spirit"), and the unsupervised loss of each, all with analytic gradients.
 //!
@@ -518,7 +518,7 @@ fn record_loss<'t, T: Element>(
     Ok((d.tape().push_op(Tensor::from_vec(summed, &[images]), &[*d, *x], rule), stats))
 }
 
-/// The unsupervised loss of an SF layer, per sample (MATH.md §1):
+/// The unsupervised loss of an SF layer, per sample (docs/math.md §1):
 /// `L_u(x_n, D) = ½‖x_n − Dα*‖² + λ1‖α*‖₁ + (λ2/2)‖α*‖²` at `α* = α*(x_n, D)`, shape `[N]`.
 /// By optimality of `α*` (envelope theorem) its gradients are `∂L_u/∂x = x − Dα*` and
 /// `∂L_u/∂D = −(x − Dα*)·α*ᵀ`: no derivative of `α*` is needed.

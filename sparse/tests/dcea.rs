@@ -1,4 +1,4 @@
-//! DCEA (MATH.md §4) against PyTorch, against hand-derived values, against its own
+//! DCEA (docs/math.md §4) against PyTorch, against hand-derived values, against its own
 //! composites, by central differences, in f32 against f64, and on its configuration.
 //! The planted-dictionary recovery test is in `tests/dcea_recovery.rs`.
 

@@ -1,4 +1,4 @@
-//! Double sparsity with a fixed DCT dictionary (MATH.md §3): the atoms, their counts and
+//! Double sparsity with a fixed DCT dictionary (docs/math.md §3): the atoms, their counts and
 //! layout, the fixed convolution (no weight gradient), the effective kernels, the shrinkage
 //! post-step and the zero counts. The finite-difference audit of the layer is the `dct_conv`
 //! family of `sparse::audit` (run by `tests/tests/gradcheck_ops.rs` and `sparsegrad gradcheck`).
@@ -76,7 +76,7 @@ fn every_atom_has_unit_norm_and_the_dc_atom_is_constant() {
 
 #[test]
 fn atom_counts_of_the_worked_example_and_of_nin() {
-    // MATH.md §3: C = 3, k = 5, F = 192 → n = (5, 7, 7), 245 atoms, the first 192 kept.
+    // docs/math.md §3: C = 3, k = 5, F = 192 → n = (5, 7, 7), 245 atoms, the first 192 kept.
     //   d = 3: (27/75)^½·192 = 115.2, ∛ = 4.87 → 5;   d = 5: (125/75)^½·192 = 247.9, ∛ = 6.28 → 7
     assert_eq!(dct_factors(3, 5, 192), vec![(3, 5), (5, 7), (5, 7)]);
     let layer = DctConv::<f32>::new(3, 192, 5, Conv2dParams::new().padding(2));

@@ -1,4 +1,4 @@
-//! FISTA and the CSC layer (MATH.md §2): the adjoint identity of the convolutional operator,
+//! FISTA and the CSC layer (docs/math.md §2): the adjoint identity of the convolutional operator,
 //! FISTA against the exact LARS solution and the O(1/k²) bound, the SDNet momentum variant,
 //! the power iteration, the unrolled gradient converging to the implicit one, and the implicit
 //! gradient of the dense case against Mairal's rule. Finite-difference checks of both layer

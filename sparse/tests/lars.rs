@@ -1,4 +1,4 @@
-//! LARS-EN (MATH.md §1): KKT conditions, agreement with a plainly written coordinate-descent
+//! LARS-EN (docs/math.md §1): KKT conditions, agreement with a plainly written coordinate-descent
 //! reference, the lasso modification, the positive variant, the cap, hard inputs and
 //! determinism across thread counts.
 
@@ -74,7 +74,7 @@ fn kkt_correlations(d: &[f64], m: usize, k: usize, x: &[f64], alpha: &[f64], lam
     (0..k).map(|j| (0..m).map(|i| d[i * k + j] * r[i]).sum::<f64>() - lambda2 * alpha[j]).collect()
 }
 
-/// Worst violation of the KKT conditions of MATH.md §1 over a batch (signed problem), or of
+/// Worst violation of the KKT conditions of docs/math.md §1 over a batch (signed problem), or of
 /// the non-negative problem when `positive`, at penalty `lambda1s[n]` for sample n. Also checks
 /// that every nonzero is in the path's active set. Returns (violation, sample, atom).
 fn kkt_violation<T: Element>(

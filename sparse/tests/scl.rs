@@ -1,4 +1,4 @@
-//! The spatial-contrasting loss (MATH.md §5): the fused op `sc_loss` against the composite of
+//! The spatial-contrasting loss (docs/math.md §5): the fused op `sc_loss` against the composite of
 //! tape ops and against a naive reference written with plain loops over direct differences,
 //! hand-derived values, translation invariance, large distances, coinciding pairs, precisions
 //! and thread counts. The finite-difference audit of the rule is `sparse::audit` (`sc_loss`

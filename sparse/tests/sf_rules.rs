@@ -1,4 +1,4 @@
-//! The SF, CSF and unsupervised-loss rules (MATH.md §1) against hand-derived values, against
+//! The SF, CSF and unsupervised-loss rules (docs/math.md §1) against hand-derived values, against
 //! the same maps differentiated by a different route (engine ops on the tape, no LARS rule),
 //! across precisions and thread counts. The finite-difference audit of every rule is in
 //! `sparse::audit` (run by `tests/tests/gradcheck_sparse.rs` and `sparsegrad gradcheck`).

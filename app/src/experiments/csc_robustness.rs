@@ -1,4 +1,4 @@
-//! `sparsegrad experiment csc-robustness`: SDNet's robust inference (MATH.md §2.8). ResNet-20
+//! `sparsegrad experiment csc-robustness`: SDNet's robust inference (docs/math.md §2.8). ResNet-20
 //! and SDNet-20 (optionally SDNet-20-all) are trained on clean images, then tested on images
 //! with additive Gaussian noise σ ∈ {0, 0.02, …, 0.20} (on `[0, 1]` intensities, clipped),
 //! SDNet with the stem's λ raised at test time over {0.1, 0.2, …, 1.4} (the trained tensors
@@ -318,7 +318,7 @@ impl Experiment for CscRobustness {
         };
         report.figures.push(("accuracy_vs_sigma".into(), chart.to_svg()));
         report.notes.push(format!(
-            "Chance is {:.1} %. Paper (MATH.md §2.8, §2.10): SDNet-18 on CIFAR-10 with the best stem λ per σ loses \
+            "Chance is {:.1} %. Paper (docs/math.md §2.8, §2.10): SDNet-18 on CIFAR-10 with the best stem λ per σ loses \
              less accuracy under noise than ResNet-18; its figures are not in the workspace copy, so compare the \
              shapes, not the numbers.",
             100.0 / common::class_count(&self.dataset) as f64

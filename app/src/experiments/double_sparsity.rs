@@ -1,4 +1,4 @@
-//! `sparsegrad experiment double-sparsity`: Network in Network against DS-NiN (MATH.md §3):
+//! `sparsegrad experiment double-sparsity`: Network in Network against DS-NiN (docs/math.md §3):
 //! every k×k convolution replaced by a fixed overcomplete-DCT convolution, the following 1×1
 //! coefficient layers shrunk after every step, with the paper's `Shrink_ζ` (threshold ζ) and
 //! with the proximal form (threshold lr·ζ). Reported: trainable parameters (the claim: 0.165 of
@@ -268,7 +268,7 @@ impl Experiment for DoubleSparsity {
             tables: vec![("double_sparsity".into(), table)],
             figures,
             notes: vec![
-                "Paper (MATH.md §3.6, CIFAR-10, 10 classes, hundreds of epochs, no augmentation): NiN 966,986 params, \
+                "Paper (docs/math.md §3.6, CIFAR-10, 10 classes, hundreds of epochs, no augmentation): NiN 966,986 params, \
                  87.6 %; DS-NiN 160,010 params (ratio 0.165), 74.2 %; exact zeros at ζ = 1e-5: 25.47 / 10.43 / 44.5 %."
                     .into(),
                 format!("Chance here is {:.1} %.", 100.0 / common::class_count(&self.dataset) as f64),

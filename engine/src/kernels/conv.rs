@@ -1544,7 +1544,7 @@ mod tests {
 
     #[test]
     fn strided_conv_with_output_padding_gives_adjoint_shapes() {
-        // MATH.md §2: A(z) = conv_transpose2d(z, W) and Aᵀ(x) = conv2d(x, W) with matching
+        // docs/math.md §2: A(z) = conv_transpose2d(z, W) and Aᵀ(x) = conv2d(x, W) with matching
         // shapes when s > 1, through output_padding.
         let mut rng = Rng::new(17);
         let p = Conv2dParams::new().stride(2).padding(1);

@@ -1,4 +1,4 @@
-//! The convolutional sparse coding layer of SDNet (MATH.md §2), wrapping [`sparse::csc::csc`].
+//! The convolutional sparse coding layer of SDNet (docs/math.md §2), wrapping [`sparse::csc::csc`].
 //!
 //! `CscLayer` is a drop-in for a `k × k` convolution `in → out` (same stride, padding and
 //! output shape): its output is the code `z_T` after T FISTA steps on

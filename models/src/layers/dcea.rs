@@ -1,4 +1,4 @@
-//! The deep convolutional exponential auto-encoder (MATH.md §4, `sparse::dcea`) as a layer:
+//! The deep convolutional exponential auto-encoder (docs/math.md §4, `sparse::dcea`) as a layer:
 //! `T` unfolded proximal-gradient steps on the observations `y`, the decoder `η̂ = Wd x_T`
 //! (averaged over the stride's shifts), and the family's negative log-likelihood of `y` as
 //! the unsupervised (dictionary-learning) loss.
@@ -119,7 +119,7 @@ impl DceaLayer {
     }
 
     /// The unsupervised loss: the family's negative log-likelihood of `y` at `η̂`
-    /// (MATH.md §4's table, up to constants), averaged over every element of `y`. The
+    /// (docs/math.md §4's table, up to constants), averaged over every element of `y`. The
     /// authors' dictionary learning has no ℓ1 term (the threshold plays its part).
     pub fn unsupervised_loss<'t, T: Element>(&self, cx: &Ctx<'t, T>, y: &Var<'t, T>) -> Result<Var<'t, T>> {
         let out = self.encode(cx, y)?;

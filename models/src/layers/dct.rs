@@ -1,4 +1,4 @@
-//! The fixed overcomplete-DCT convolution of double sparsity (MATH.md §3), wrapping
+//! The fixed overcomplete-DCT convolution of double sparsity (docs/math.md §3), wrapping
 //! [`sparse::dct`], and the shrinkage post-step of the coefficients that follow it.
 //!
 //! `DctConv2d` is `conv2d(x, Φ) + b` with `Φ [F, C, k, k]` the DCT filters held as the buffer
@@ -58,7 +58,7 @@ impl<T: Element> Layer<T> for DctConv2d {
 }
 
 /// Attaches `shrink` (the paper's `Shrink::new(ζ)` or `Shrink::proximal(ζ)`) as a post-step
-/// to the weights of `coefficients`, the 1×1 convolution after a DCT convolution (MATH.md §3:
+/// to the weights of `coefficients`, the 1×1 convolution after a DCT convolution (docs/math.md §3:
 /// the coefficients `W` of `D = Φ·W` are the ones made sparse).
 ///
 /// **Panics** if `coefficients` is not a 1×1 convolution.

@@ -1,4 +1,4 @@
-//! The spatial-contrasting head (MATH.md §5; Hoffer, Hubara & Ailon 2016): two patches of
+//! The spatial-contrasting head (docs/math.md §5; Hoffer, Hubara & Ailon 2016): two patches of
 //! every image of the batch, the features of each from the same network, and the SC loss
 //! (`sparse::scl::sc_loss`) that makes the two patches of an image closer to each other than
 //! to the patches of the other images of the batch (the batch supplies the contrasting

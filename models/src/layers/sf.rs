@@ -1,11 +1,11 @@
-//! The sparse factorization layers of MATH.md §1 (`sparse-factorization-layers.txt`): [`Sf`]
+//! The sparse factorization layers of docs/math.md §1 (`sparse-factorization-layers.txt`): [`Sf`]
 //! (elastic-net codes of each row, a drop-in for a fully-connected layer *and* its ReLU) and
 //! [`Csf`] (the code of every patch, "convolutional in spirit", a drop-in for a convolution),
 //! wrapping `sparse::sf`'s ops, with their unsupervised losses for semi-supervised training.
 //!
 //! Both keep a dictionary `D [m, k]` (atoms as columns) initialised with random unit-norm
 //! atoms and projected onto the unit ball after every optimiser step (`d_j ← d_j /
-//! max(1, ‖d_j‖)`, MATH.md §1, attached as the post-step [`UnitNormAtoms`] on
+//! max(1, ‖d_j‖)`, docs/math.md §1, attached as the post-step [`UnitNormAtoms`] on
 //! `{prefix}.dictionary`).
 
 use autograd::optim::{PostStep, UnitNormAtoms};
@@ -98,7 +98,7 @@ impl Sf {
     }
 
     /// The unsupervised loss of every row, `L_u(a_n, D) = ½‖a_n − Dα*‖² + λ1‖α*‖₁ +
-    /// (λ2/2)‖α*‖²` `[N]` (MATH.md §1; envelope-theorem gradients in `a` and `D`). Learned λ
+    /// (λ2/2)‖α*‖²` `[N]` (docs/math.md §1; envelope-theorem gradients in `a` and `D`). Learned λ
     /// enter as constants at their current values (the loss would only drive them to 0).
     pub fn unsupervised_loss<'t, T: Element>(&self, cx: &Ctx<'t, T>, x: &Var<'t, T>) -> Result<Var<'t, T>> {
         self.check(&x.shape())?;

@@ -1,4 +1,4 @@
-//! The DCEA Poisson denoiser (MATH.md §4, `dcea-exponential-autoencoder.txt`; Tolooshams et
+//! The DCEA Poisson denoiser (docs/math.md §4, `dcea-exponential-autoencoder.txt`; Tolooshams et
 //! al. 2020) in the authors' configuration, `sparse::dcea::DceaConfig::poisson_denoising`:
 //! 169 filters 11×11, stride 7 with the 49 shifts, 15 unfolded ISTA steps, one-sided
 //! threshold, `ELU_peak` on the residual, the step folded in by 200 power iterations on a
@@ -13,7 +13,7 @@
 //!
 //! Options: `peak` (default 4; `b` starts at 0.1 for peaks ≥ 4, 0.01 below, as the authors),
 //! `tied` (default true), `single_bias` (default true: one `b` shared by the iterations, as
-//! MATH.md §4 states the authors' configuration; false: one per iteration, the authors'
+//! docs/math.md §4 states the authors' configuration; false: one per iteration, the authors'
 //! `single_bias: False`), and, to build small versions quickly (tests), `filters`, `kernel`,
 //! `stride`, `iters`, `fold_iters` (default 200) and `fold_image` (default 512, the side of the
 //! power iteration's input).

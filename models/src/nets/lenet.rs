@@ -3,7 +3,7 @@
 //! 431,080 parameters at C = 10. Names follow the `nn.Sequential` of
 //! `../shared/peers/networks.py` (`0.weight`, `2.weight`, `4.weight`, `7.weight`).
 //!
-//! Its sparse factorization variants ([`SparseLeNet`], MATH.md §1; the paper's Fig. 2 and
+//! Its sparse factorization variants ([`SparseLeNet`], docs/math.md §1; the paper's Fig. 2 and
 //! Sec. 4: "CSF replaces the first convolution layer; SF replaces the first linear layer and
 //! removes the ReLU; CSF+SF makes both modifications", all else equal). The dictionaries have
 //! the replaced weights' sizes and no bias, so at C = 10: `sf-lenet` 431,080 − 500 (the 4×4
@@ -49,7 +49,7 @@ pub fn build<T: Element>(cfg: &NetConfig, pb: &mut ParamBuilder<'_, T>) -> Resul
 }
 
 // ---------------------------------------------------------------------------------------------
-// The sparse factorization variants (MATH.md §1, `sparse-factorization-layers.txt`, Fig. 2)
+// The sparse factorization variants (docs/math.md §1, `sparse-factorization-layers.txt`, Fig. 2)
 
 /// Which LeNet layers a sparse variant replaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +130,7 @@ pub enum Third {
 /// Options (`NetConfig::option`): `lambda1` (default 0.1) and `lambda2` (default 0.01), the
 /// elastic-net weights of both sparse layers (the paper does not state its values; these
 /// keep a few atoms active on MNIST-scaled inputs); `learn_lambdas` (default false: λ fixed;
-/// true: the SF layer learns λ1, λ2, MATH.md §1's optional gradients; the CSF op has no λ
+/// true: the SF layer learns λ1, λ2, docs/math.md §1's optional gradients; the CSF op has no λ
 /// inputs, so its λ stay fixed); `max_active` (default none), a cap on active atoms per code;
 /// `c1`, `c2`, `hidden` (default 20, 50, 500), the widths of the three hidden layers, for
 /// reduced versions (gradient checks).

@@ -1,5 +1,5 @@
 //! Network in Network for CIFAR (Lin et al. 2013) and its double-sparsity version DS-NiN
-//! (MATH.md §3, `double-sparsity-nin.txt`).
+//! (docs/math.md §3, `double-sparsity-nin.txt`).
 //!
 //! `nin`: three mlpconv blocks — 5×5 conv 192, 1×1 160, 1×1 96, max-pool 3/2 (ceil),
 //! dropout 0.5; 5×5 conv 192, 1×1 192, 1×1 192, avg-pool 3/2 (ceil), dropout 0.5; 3×3 conv

@@ -1,4 +1,4 @@
-//! CIFAR ResNets (He et al. 2016) and their SDNet variants (MATH.md §2, `sdnet-csc-layer.txt`).
+//! CIFAR ResNets (He et al. 2016) and their SDNet variants (docs/math.md §2, `sdnet-csc-layer.txt`).
 //!
 //! * `resnet20`: conv 3×3 16, BN, ReLU; 3 stages × 3 basic blocks (16, 32, 64 channels, stride
 //!   2 at the first block of stages 2 and 3 with a 1×1 conv + BN projection shortcut);
@@ -7,7 +7,7 @@
 //!   λ = 0.1, T = 2, non-negative, 0.9/L), then BN + ReLU — `ResNet20(csc_stem=True)` of
 //!   `../shared/peers/networks.py`. Same count (the atoms replace the conv weights).
 //! * `sdnet20-all`: every 3×3 conv (stem and both convs of every block, stride-2 ones included)
-//!   a CSC layer; the 1×1 projections stay convolutions (MATH.md: "SDNet-18-all").
+//!   a CSC layer; the 1×1 projections stay convolutions (docs/math.md: "SDNet-18-all").
 //! * `resnet18`: the CIFAR ResNet-18 of the SDNet code (`Lib/models/resnet.py`): conv 3×3 64,
 //!   BN, ReLU; 4 stages × 2 basic blocks (64, 128, 256, 512); linear 512 → C. 11,173,962
 //!   parameters at C = 10.

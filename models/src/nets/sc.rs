@@ -1,4 +1,4 @@
-//! The spatial-contrasting convnet (MATH.md §5, `spatial-contrasting.txt`; Hoffer, Hubara &
+//! The spatial-contrasting convnet (docs/math.md §5, `spatial-contrasting.txt`; Hoffer, Hubara &
 //! Ailon 2016) with its classifier head, at a size practical on a CPU.
 //!
 //! The paper's networks (its appendix, numbers lost in the seed) are the deep all-3×3

@@ -1,7 +1,7 @@
 //! Networks with an unsupervised term: the SF/CSF LeNets (the reconstruction loss of their
-//! sparse layers, MATH.md §1), the DCEA (the negative log-likelihood of its observations,
-//! MATH.md §4) and the spatial-contrasting convnet (the SC loss on two patches of every
-//! image, MATH.md §5).
+//! sparse layers, docs/math.md §1), the DCEA (the negative log-likelihood of its observations,
+//! docs/math.md §4) and the spatial-contrasting convnet (the SC loss on two patches of every
+//! image, docs/math.md §5).
 //!
 //! The registry's [`super::build`] returns a `Box<dyn Layer<T>>` (the supervised forward);
 //! a training loop that also needs the unsupervised term builds the same network, with the

@@ -1,5 +1,5 @@
 //! Mairal's active-set Jacobian of the elastic net (Mairal, Bach & Ponce 2012, "Task-driven
-//! dictionary learning", Prop. 1), MATH.md §1, shared by the SF and CSF rules.
+//! dictionary learning", Prop. 1), docs/math.md §1, shared by the SF and CSF rules.
 //!
 //! For one sample with code `α*`, active set `Λ`, incoming gradient `ḡ = ∂L/∂α*`:
 //!
@@ -471,7 +471,7 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
     out
 }
 
-/// The unsupervised loss of MATH.md §1 per sample, `L_u = ½‖x − Dα*‖² + λ1‖α*‖₁ + (λ2/2)‖α*‖²`,
+/// The unsupervised loss of docs/math.md §1 per sample, `L_u = ½‖x − Dα*‖² + λ1‖α*‖₁ + (λ2/2)‖α*‖²`,
 /// and the residuals `r = x − Dα*` `[N, m]` its envelope-theorem gradients need. Same slice
 /// conventions as [`mairal_backward`].
 #[allow(clippy::too_many_arguments)]
@@ -556,7 +556,7 @@ mod tests {
     use crate::lars::{lars_en, LarsConfig};
     use engine::Rng;
 
-    /// Mairal's rule written out per sample and atom, one term at a time (MATH.md §1):
+    /// Mairal's rule written out per sample and atom, one term at a time (docs/math.md §1):
     /// `β_Λ = G_ΛΛ⁻¹·g_Λ`, `∂X_n = Σ_{j∈Λ} β_j·d_j`, `∂D[:, j] += β_j·r_n − α_j·u_n`.
     fn naive(
         paths: &[SamplePath<f64>],

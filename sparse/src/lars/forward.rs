@@ -1,4 +1,4 @@
-//! The LARS-EN homotopy (MATH.md §1): batch set-up (GEMMs, input checks, rayon over samples)
+//! The LARS-EN homotopy (docs/math.md §1): batch set-up (GEMMs, input checks, rayon over samples)
 //! and the per-sample path. See the module docs of [`crate::lars`] for the method, the hard
 //! inputs and the guarantees.
 
@@ -125,7 +125,7 @@ pub struct LarsSolution<T: Element> {
     pub paths: Vec<SamplePath<T>>,
 }
 
-/// Elastic-net codes of a batch by LARS-EN (MATH.md §1):
+/// Elastic-net codes of a batch by LARS-EN (docs/math.md §1):
 /// `α*(x_n) = argmin_α ½‖x_n − Dα‖² + λ1‖α‖₁ + (λ2/2)‖α‖²` for every row `x_n` of `x`.
 ///
 /// Shapes: `d` `[m, k]` (columns are atoms, any strides), `x` `[N, m]` (one signal per row,

@@ -1,4 +1,4 @@
-//! Elastic-net sparse coding by LARS-EN, the exact homotopy of MATH.md §1:
+//! Elastic-net sparse coding by LARS-EN, the exact homotopy of docs/math.md §1:
 //!
 //! ```text
 //! α*(x, D) = argmin_α ½‖x − Dα‖² + λ1‖α‖₁ + (λ2/2)‖α‖²      (α ≥ 0 with `positive`)
