@@ -53,6 +53,8 @@ source, app/src/experiments/<name>.rs, and how to scale it up):
   limited-supervision  LeNet vs the SF/CSF LeNets with few labels per class (MNIST)
   csc-robustness       ResNet-20 vs SDNet-20 under Gaussian noise, stem λ swept at test time
   double-sparsity      NiN vs DS-NiN: parameters, accuracy, exact zeros, effective kernels
+  dcea-denoise         DCEA Poisson denoising at peaks 1, 2, 4, tied vs untied: PSNR on 7 images
+  spatial-contrasting  SC pre-training on unlabelled images, then few labels, vs from scratch
   merge                assemble the tables and figures of an experiment from shard outputs
 
 Every finished cell is saved at once (--out/cells/), so an interrupted run resumes where it
