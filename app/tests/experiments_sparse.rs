@@ -197,3 +197,22 @@ fn dcea_default_cost() {
     eprintln!("10 steps: {} s (incl. init); with one 512×512 test image: {} s", r["train_seconds"], r["seconds"]);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Twenty SC steps and twenty fine-tuning steps of the default spatial-contrasting cell on
+/// CIFAR-100 (and its test): run with `--ignored --nocapture` to size the default budget.
+#[test]
+#[ignore]
+fn sc_default_cost() {
+    let Some(data) = data("sc_default_cost") else { return };
+    let mut e = ScExperiment::new(false);
+    e.datasets = vec!["cifar100-coarse".into()];
+    e.trials = 1;
+    e.pretrain_steps = 20;
+    e.steps = 20;
+    let out = std::env::temp_dir().join(format!("sg-sc-cost-{}", std::process::id()));
+    let c = common(&out, &data);
+    let grid = e.grid(&c);
+    let cell = grid.iter().find(|c| c.get("method") == "sc-pretrain").unwrap();
+    let r = e.run_cell(cell, &c).unwrap();
+    eprintln!("20 + 20 steps and the test: {} s", r["seconds"]);
+}

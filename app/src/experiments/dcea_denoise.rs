@@ -79,27 +79,27 @@ pub struct DceaDenoise {
 }
 
 impl DceaDenoise {
-    /// The default budget or `--quick` (seconds: 16 filters 7×7 stride 4, 5 steps, 20 training
+    /// The default budget or `--quick` (32 filters 7×7 stride 4, 5 ISTA steps, 100 training
     /// steps of batch 4, two 64×64 test crops).
     pub fn new(quick: bool) -> Self {
         let variants = vec!["tied".to_string(), "untied".to_string()];
         if quick {
-            let opts = [("filters", "16"), ("kernel", "7"), ("stride", "4"), ("iters", "5"), ("fold_iters", "20")];
+            let opts = [("filters", "32"), ("kernel", "7"), ("stride", "4"), ("iters", "5"), ("fold_iters", "20")];
             DceaDenoise {
                 peaks: vec![1.0, 2.0, 4.0],
                 variants,
-                steps: 3,
-                batch: 2,
-                crop: 16,
-                train_images: 200,
+                steps: 100,
+                batch: 4,
+                crop: 32,
+                train_images: 2000,
                 images: vec!["boat".into(), "house".into()],
-                test_crop: Some(32),
+                test_crop: Some(64),
                 net_options: opts
                     .iter()
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .chain([("fold_image".to_string(), "32".to_string())])
+                    .chain([("fold_image".to_string(), "64".to_string())])
                     .collect(),
-                shown: 32,
+                shown: 64,
                 checkpoint: None,
             }
         } else {
