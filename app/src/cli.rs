@@ -264,7 +264,7 @@ pub struct GradcheckArgs {
 
 #[derive(Args, Debug)]
 pub struct ExperimentArgs {
-    /// limited-supervision, csc-robustness, double-sparsity, or merge
+    /// limited-supervision, csc-robustness, double-sparsity, dcea-denoise, spatial-contrasting, or merge
     #[arg(value_name = "NAME")]
     pub name: String,
     /// Where the cells, tables and figures go (default: results/<NAME>)
@@ -285,6 +285,10 @@ pub struct ExperimentArgs {
     /// Print a SLURM job-array script running the grid as N shards, then the merge, and exit
     #[arg(long, value_name = "N")]
     pub emit_slurm: Option<usize>,
+    /// With dcea-denoise: evaluate this `dcea` checkpoint (same noise draws) instead of training
+    /// (default --out: results/dcea-denoise-<file stem>)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
     /// With `merge`: the experiment whose shard outputs are merged
     #[arg(long, value_name = "NAME")]
     pub experiment: Option<String>,

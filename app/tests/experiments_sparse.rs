@@ -216,3 +216,37 @@ fn sc_default_cost() {
     let r = e.run_cell(cell, &c).unwrap();
     eprintln!("20 + 20 steps and the test: {} s", r["seconds"]);
 }
+
+/// `checkpoint = Some(file)` evaluates the saved network on the same noise draws as the
+/// trained cells: the noisy baseline is identical, and the saved weights give the PSNRs the
+/// inference API gives them directly.
+#[test]
+fn dcea_denoise_evaluates_a_checkpoint() {
+    let Some(data) = data("dcea_denoise_evaluates_a_checkpoint") else { return };
+    let mut e = DceaDenoise::new(true);
+    e.peaks = vec![2.0];
+    e.variants = vec!["tied".into()];
+    e.steps = 1;
+    e.batch = 2;
+    e.test_crop = Some(32);
+    e.shown = 16;
+    let out = std::env::temp_dir().join(format!("sg-dcea-ckpt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let c = common(&out, &data);
+    let cell = &e.grid(&c)[0];
+    let trained = e.run_cell(cell, &c).unwrap();
+    // An untrained network of the same configuration, saved and evaluated.
+    let cfg = e.config(2.0, true).unwrap();
+    let model = models::nets::Model::<f32>::new(&cfg, &mut engine::Rng::new(9)).unwrap();
+    let path = out.join("dcea.safetensors");
+    sparsegrad::checkpoint::save(&path, &model, None, &Default::default()).unwrap();
+    let mut f = e.clone();
+    f.checkpoint = Some(path);
+    let evaluated = f.run_cell(cell, &c).unwrap();
+    assert_eq!(trained["noisy_psnr"], evaluated["noisy_psnr"]);
+    assert_eq!(evaluated["params"], trained["params"]);
+    assert!(evaluated["psnr"]["boat"].as_f64().unwrap().is_finite());
+    assert_ne!(trained["psnr"], evaluated["psnr"], "the checkpoint's weights were not used");
+    std::fs::remove_dir_all(&out).unwrap();
+}
