@@ -53,6 +53,8 @@ source, app/src/experiments/<name>.rs, and how to scale it up):
   limited-supervision  LeNet vs the SF/CSF LeNets with few labels per class (MNIST)
   csc-robustness       ResNet-20 vs SDNet-20 under Gaussian noise, stem λ swept at test time
   double-sparsity      NiN vs DS-NiN: parameters, accuracy, exact zeros, effective kernels
+  dcea-denoise         DCEA Poisson denoising at peaks 1, 2, 4, tied vs untied: PSNR on 7 images
+  spatial-contrasting  SC pre-training on unlabelled images, then few labels, vs from scratch
   merge                assemble the tables and figures of an experiment from shard outputs
 
 Every finished cell is saved at once (--out/cells/), so an interrupted run resumes where it
@@ -262,7 +264,7 @@ pub struct GradcheckArgs {
 
 #[derive(Args, Debug)]
 pub struct ExperimentArgs {
-    /// limited-supervision, csc-robustness, double-sparsity, or merge
+    /// limited-supervision, csc-robustness, double-sparsity, dcea-denoise, spatial-contrasting, or merge
     #[arg(value_name = "NAME")]
     pub name: String,
     /// Where the cells, tables and figures go (default: results/<NAME>)
@@ -283,6 +285,10 @@ pub struct ExperimentArgs {
     /// Print a SLURM job-array script running the grid as N shards, then the merge, and exit
     #[arg(long, value_name = "N")]
     pub emit_slurm: Option<usize>,
+    /// With dcea-denoise: evaluate this `dcea` checkpoint (same noise draws) instead of training
+    /// (default --out: results/dcea-denoise-<file stem>)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
     /// With `merge`: the experiment whose shard outputs are merged
     #[arg(long, value_name = "NAME")]
     pub experiment: Option<String>,

@@ -25,6 +25,15 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         let known = experiments::NAMES.join(", ");
         return fail("experiment", format!("unknown experiment '{name}' (known: {known}, merge)"), USAGE);
     };
+    let e: Box<dyn experiments::Experiment> = match (&a.checkpoint, name.as_str()) {
+        (None, _) => e,
+        (Some(p), "dcea-denoise") => {
+            let mut d = experiments::dcea_denoise::DceaDenoise::new(a.quick);
+            d.checkpoint = Some(p.clone());
+            Box::new(d)
+        }
+        (Some(_), _) => return fail("experiment", format!("--checkpoint is for dcea-denoise, not {name}"), USAGE),
+    };
     if !merging && !a.dirs.is_empty() {
         return fail("experiment", format!("unexpected argument '{}'", a.dirs[0].display()), USAGE);
     }
@@ -32,7 +41,12 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         Ok(s) => s.unwrap_or_default(),
         Err(msg) => return fail("experiment", msg, USAGE),
     };
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&name));
+    let default_dir = match &a.checkpoint {
+        // Cells of a checkpoint's evaluation must not mix with the trained runs' cells.
+        Some(p) => format!("{name}-{}", p.file_stem().map_or("checkpoint".into(), |s| s.to_string_lossy())),
+        None => name.clone(),
+    };
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results").join(default_dir));
     let common =
         Common { out: out.clone(), quick: a.quick, shard, seed: a.seed, data_dir: a.data_dir.clone(), quiet: false };
     if let Some(n) = a.emit_slurm {
@@ -45,6 +59,9 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         }
         if let Some(d) = &a.data_dir {
             cmd += &format!(" --data-dir {}", d.display());
+        }
+        if let Some(p) = &a.checkpoint {
+            cmd += &format!(" --checkpoint {}", p.display());
         }
         let cells = e.grid(&common).len();
         crate::out::write_str(&format!(

@@ -176,21 +176,26 @@ pub fn interrupted() -> bool {
 }
 
 /// The experiment called `name` (`limited-supervision`, `csc-robustness`,
-/// `double-sparsity`) at its default budget or `--quick`; `None` for an unknown name.
+/// `double-sparsity`, `dcea-denoise`, `spatial-contrasting`) at its default budget or `--quick`; `None` for an unknown name.
 pub fn by_name(name: &str, quick: bool) -> Option<Box<dyn Experiment>> {
     match name {
         "limited-supervision" => Some(Box::new(limited_supervision::LimitedSupervision::new(quick))),
         "csc-robustness" => Some(Box::new(csc_robustness::CscRobustness::new(quick))),
         "double-sparsity" => Some(Box::new(double_sparsity::DoubleSparsity::new(quick))),
+        "dcea-denoise" => Some(Box::new(dcea_denoise::DceaDenoise::new(quick))),
+        "spatial-contrasting" => Some(Box::new(spatial_contrasting::ScExperiment::new(quick))),
         _ => None,
     }
 }
 
 /// The names [`by_name`] knows.
-pub const NAMES: [&str; 3] = ["limited-supervision", "csc-robustness", "double-sparsity"];
+pub const NAMES: [&str; 5] =
+    ["limited-supervision", "csc-robustness", "double-sparsity", "dcea-denoise", "spatial-contrasting"];
 
 pub mod common;
 pub mod csc_robustness;
+pub mod dcea_denoise;
 pub mod double_sparsity;
 pub mod limited_supervision;
+pub mod spatial_contrasting;
 pub mod train;

@@ -33,9 +33,20 @@ pub struct Outcome {
 /// random choice derived from `spec.seed`) and returns it with its accuracy on `test`
 /// (batches of 500, eval mode).
 pub fn classify(spec: &ClassifySpec, labelled: &ImageSet, test: &ImageSet) -> Result<(Model<f32>, Outcome), String> {
-    let start = std::time::Instant::now();
     let mut rng = Rng::new(spec.seed);
-    let mut model = Model::<f32>::new(&spec.net, &mut rng)?;
+    let model = Model::<f32>::new(&spec.net, &mut rng)?;
+    classify_model(spec, model, labelled, test)
+}
+
+/// As [`classify`], from `model` as it is (e.g. pretrained) instead of a fresh initialisation
+/// (`spec.net` is not read).
+pub fn classify_model(
+    spec: &ClassifySpec,
+    mut model: Model<f32>,
+    labelled: &ImageSet,
+    test: &ImageSet,
+) -> Result<(Model<f32>, Outcome), String> {
+    let start = std::time::Instant::now();
     let mut opt: Box<dyn Optimizer<f32>> =
         if spec.adam { Box::new(Adam::new(spec.lr)) } else { Box::new(Sgd::new(spec.lr).momentum(0.9)) };
     let batch = spec.batch.min(labelled.len()).max(1);
