@@ -257,3 +257,32 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits() {
     assert!(stdout(&o).contains("  epoch = 0\n") && !stdout(&o).contains("  batch = 0\n"), "{}", stdout(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn semi_supervised_training_adds_the_unsupervised_term_of_the_networks_that_have_one() {
+    // K labels per class, the rest unlabelled with weight γ, on the embedded MNIST subset.
+    let args = [
+        "train",
+        "--model",
+        "sf-lenet",
+        "--labels-per-class",
+        "2",
+        "--unlabelled-weight",
+        "0.1",
+        "--epochs",
+        "1",
+        "--limit",
+        "20",
+        "--batch",
+        "10",
+    ];
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("final test accuracy"), "{}", stdout(&o));
+    // γ > 0 on a network without a term: a usage error naming those that have one.
+    let o = run(&["train", "--model", "lenet", "--labels-per-class", "2", "--unlabelled-weight", "0.1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    for name in ["sf-lenet", "csf-lenet", "csf-sf-lenet", "dcea", "sc-convnet"] {
+        assert!(stderr(&o).contains(name), "{name}: {}", stderr(&o));
+    }
+}

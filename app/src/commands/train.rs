@@ -230,13 +230,13 @@ impl Callback for Reporter<'_> {
 
 fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
     let mut train_set: ImageSet = split.train.clone();
+    // The unlabelled rest of the split, when the run is semi-supervised (`run` has checked
+    // that the network has an unsupervised term).
+    let mut unlabelled: Option<ImageSet> = None;
     if let Some(k) = r.labels_per_class {
         let ls = train_set.limited(k, r.seed).map_err(|e| e.to_string())?;
         if r.unlabelled_weight > 0.0 {
-            return Err(format!(
-                "--unlabelled-weight {}: network '{}' has no unsupervised loss",
-                r.unlabelled_weight, r.model
-            ));
+            unlabelled = Some(ls.unlabelled);
         }
         train_set = ls.labelled;
     }
@@ -299,7 +299,25 @@ fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
         dataset: r.dataset_tag(),
     });
     let fit_cfg = FitConfig { epochs: r.epochs, ..FitConfig::new(LoaderConfig::new(r.batch), r.seed) };
-    let fit = Fit::new(&train_set, fit_cfg).validate_on(test_set).stop_flag(stop_flag());
+    // Semi-supervised: every step adds γ × the network's unsupervised term on a batch of the
+    // unlabelled part. `Model::unsupervised` rebuilds the same network with its term; it reads
+    // the parameters of the context the fit binds to `model.store`.
+    let term_net = match &unlabelled {
+        Some(_) => Some(model.unsupervised().ok_or_else(|| no_term(r.unlabelled_weight, &r.model))??),
+        None => None,
+    };
+    let mut fit = Fit::new(&train_set, fit_cfg).validate_on(test_set).stop_flag(stop_flag());
+    if let (Some(data), Some(net)) = (&unlabelled, &term_net) {
+        if r.verbose {
+            outln!("semi-supervised: {} unlabelled images, weight {}", data.len(), r.unlabelled_weight);
+        }
+        fit = fit.semi_supervised(fit::Unsupervised {
+            data,
+            batch_size: r.batch,
+            gamma: r.unlabelled_weight,
+            term: Box::new(move |_model, cx, x| net.unsupervised_loss(cx, x)),
+        });
+    }
     let mut reporter = Reporter {
         run: r,
         train_len: train_set.len(),
@@ -341,6 +359,14 @@ fn train_run(r: &Run, split: &Split) -> Result<Outcome, String> {
     Ok(Outcome { test_acc, interrupted: false })
 }
 
+/// The usage error of `--unlabelled-weight γ > 0` on a network without an unsupervised term.
+fn no_term(gamma: f64, model: &str) -> String {
+    format!(
+        "--unlabelled-weight {gamma}: network '{model}' has no unsupervised loss (those that do: {})",
+        nets::unsupervised::NAMES.join(", ")
+    )
+}
+
 /// Runs `sparsegrad train`; returns the exit status.
 pub fn run(a: &TrainArgs) -> i32 {
     if a.model == "list" {
@@ -357,6 +383,9 @@ pub fn run(a: &TrainArgs) -> i32 {
     }
     if a.unlabelled_weight > 0.0 && a.labels_per_class.is_none() {
         return fail("train", "--unlabelled-weight needs --labels-per-class (the rest is the unlabelled part)", USAGE);
+    }
+    if a.unlabelled_weight > 0.0 && !nets::unsupervised::has_unsupervised(&a.model) {
+        return fail("train", no_term(a.unlabelled_weight, &a.model), USAGE);
     }
     if let Err(e) = set_threads(a.threads) {
         return fail("train", e, 1);

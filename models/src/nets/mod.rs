@@ -116,13 +116,37 @@ impl<T: Element> Model<T> {
         self.net.forward(cx, x)
     }
 
-    /// The output for `x` in eval mode, without gradients (buffers are not changed).
+    /// The output for `x` in eval mode, without gradients (buffers are not changed), on an
+    /// inference tape ([`autograd::try_infer`]: nothing is recorded, intermediate values are
+    /// dropped as soon as they are used). Its bits equal those of the recorded eval-mode
+    /// forward.
     pub fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        let tape = Tape::new();
-        tape.no_grad(|| {
-            let cx = self.store.bind(&tape, Mode::Eval, 0);
-            Ok(self.net.forward(&cx, &tape.constant(x.clone()))?.value())
+        autograd::try_infer(|tape: &Tape<T>| {
+            let cx = self.store.bind(tape, Mode::Eval, 0);
+            self.net.forward(&cx, &tape.constant(x.clone()))
         })
+    }
+
+    /// The network's unsupervised term, for the networks that have one
+    /// ([`unsupervised::has_unsupervised`]); `None` for the others.
+    ///
+    /// The returned network is the same network rebuilt (by
+    /// [`unsupervised::build_unsupervised`]) into a scratch store: its layers hold parameter
+    /// and buffer *indices*, which equal this model's (checked by name), so on a context bound
+    /// to `self.store` its forward and its `unsupervised_loss` read and train this model's
+    /// parameters. This keeps `Model` as it is (no second handle to the same layers).
+    pub fn unsupervised(&self) -> Option<std::result::Result<Box<dyn unsupervised::Unsupervised<T>>, String>> {
+        if !unsupervised::has_unsupervised(&self.config.name) {
+            return None;
+        }
+        let mut scratch = Store::new();
+        let built = unsupervised::build_unsupervised(&self.config, &mut scratch.builder(&mut Rng::new(0)));
+        Some(built.and_then(|net| {
+            if scratch.names() != self.store.names() || scratch.buffer_names() != self.store.buffer_names() {
+                return Err(format!("{}: the rebuilt network's parameters differ from the model's", self.config.name));
+            }
+            Ok(net)
+        }))
     }
 }
 
