@@ -41,6 +41,7 @@
 
 mod anomaly;
 pub mod audit;
+mod audit_case;
 pub mod backward;
 pub mod check;
 pub mod error;

@@ -15,10 +15,12 @@ use autograd::CheckOptions;
 use engine::Tensor;
 
 use crate::lars::{lars_en, LarsConfig};
+use crate::margin::regenerate;
 use crate::sf::{csf, csf_loss, sf, sf_loss, sf_with_lambdas, Patches};
 
-/// The smallest distance to a kink of the inputs of a coding case.
-pub const KINK_MARGIN: f64 = 1e-4;
+// The margin and the redraw loop live in the leaf `margin` (it imports no rule), so the rules'
+// cases depend on it and not on this collector: rules → margin ← audit, audit → rules.
+pub use crate::margin::KINK_MARGIN;
 
 /// How far the coding problem `(d, x)` is from a change of any active set: the minimum over
 /// the coded rows of `x` of `min_{j ∈ Λ} |α*_j|` and `min_{j ∉ Λ} (λ1 − |d_jᵀr − λ2·α*_j|)`
@@ -58,18 +60,6 @@ pub fn kink_margin(d: &Tensor<f64>, x: &Tensor<f64>, cfg: &LarsConfig) -> Result
 fn lambda_for(d: &Tensor<f64>, x: &Tensor<f64>, frac: f64) -> f64 {
     let c = x.matmul(d).contiguous().into_vec();
     frac * c.iter().fold(0.0f64, |m, v| m.max(v.abs()))
-}
-
-/// Draws inputs with `draw` until `margin_of` them is at least [`KINK_MARGIN`].
-/// **Panics** after 200 draws (the generator, not the rule, would be broken).
-pub(crate) fn regenerate<I>(op: &str, mut draw: impl FnMut() -> I, margin_of: impl Fn(&I) -> f64) -> I {
-    for _ in 0..200 {
-        let candidate = draw();
-        if margin_of(&candidate) >= KINK_MARGIN {
-            return candidate;
-        }
-    }
-    panic!("{op}: no input with a kink margin of {KINK_MARGIN} in 200 draws");
 }
 
 /// The logical value of an input (broadcast to its target).

@@ -645,7 +645,7 @@ pub(crate) fn audit_cases(out: &mut Vec<autograd::audit::AuditCase>) {
     use autograd::audit::AuditCase;
     use autograd::CheckOptions;
 
-    use crate::audit::{regenerate, KINK_MARGIN};
+    use crate::margin::{regenerate, KINK_MARGIN};
 
     struct Spec {
         x_shape: [usize; 4],

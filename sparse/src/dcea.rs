@@ -1468,7 +1468,7 @@ mod audit_cases {
     use engine::{Rng, Tensor};
 
     use super::*;
-    use crate::audit::KINK_MARGIN;
+    use crate::margin::KINK_MARGIN;
 
     /// Observations of `family` for an NLL check: reals (Gaussian), `0..=M` (Binomial, M = 5),
     /// counts (Poisson), as plain values (the NLL is smooth in `y` too).

@@ -383,7 +383,7 @@ pub(crate) fn cases(out: &mut Vec<autograd::audit::AuditCase>) {
                     None => x.value.clone(),
                 };
                 let z = full.conv2d(layer.filters(), Some(b), conv);
-                z.to_vec().iter().all(|v| v.abs() >= crate::audit::KINK_MARGIN)
+                z.to_vec().iter().all(|v| v.abs() >= crate::margin::KINK_MARGIN)
             })
             .expect("dct_conv audit: no input with pre-activations away from 0 in 200 draws");
         let factors = layer.factors.iter().map(|&(d, n)| format!("odct({d}, {n})")).collect::<Vec<_>>().join(" ⊗ ");

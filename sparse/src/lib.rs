@@ -29,6 +29,7 @@ pub mod dct;
 pub mod error;
 pub mod fista;
 pub mod lars;
+mod margin;
 pub mod scl;
 pub mod sf;
 

@@ -1,4 +1,4 @@
-//! `sparsegrad experiment dcea-denoise`: Poisson image denoising with the DCEA (MATH.md §4,
+//! `sparsegrad experiment dcea-denoise`: Poisson image denoising with the DCEA (docs/math.md §4,
 //! Tolooshams et al. 2020) at peaks 1, 2 and 4, tied against untied filter banks.
 //!
 //! Training: supervised, `mse(image, Q·exp(η̂))` with `Q = max(image)/peak` per image and
@@ -414,7 +414,7 @@ impl Experiment for DceaDenoise {
             tables: vec![("psnr".into(), table)],
             figures,
             notes: vec![
-                "Paper (MATH.md §4.8; 128×128 VOC crops, hundreds of epochs, whole 512×512 test images): its PSNR \
+                "Paper (docs/math.md §4.8; 128×128 VOC crops, hundreds of epochs, whole 512×512 test images): its PSNR \
                  table is not transcribed in the workspace; compare the trend (denoised above noisy, rising with the \
                  peak; untied at least as good as tied), not the level."
                     .into(),

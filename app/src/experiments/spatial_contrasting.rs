@@ -1,4 +1,4 @@
-//! `sparsegrad experiment spatial-contrasting`: the claim of Hoffer, Hubara & Ailon (MATH.md
+//! `sparsegrad experiment spatial-contrasting`: the claim of Hoffer, Hubara & Ailon (docs/math.md
 //! §5) — pre-training a convnet with the spatial-contrasting (SC) loss on unlabelled images,
 //! then fine-tuning it with few labels, beats the same network trained from scratch on the
 //! same labels.
@@ -292,9 +292,9 @@ impl Experiment for ScExperiment {
             tables: vec![("accuracy".into(), table)],
             figures: vec![("accuracy".into(), chart.to_svg())],
             notes: vec![
-                "Paper (MATH.md §5): SC pre-training then fine-tuning improves on the same network trained from scratch \
+                "Paper (docs/math.md §5): SC pre-training then fine-tuning improves on the same network trained from scratch \
                  with few labels (STL-10; CIFAR-10 with 4,000 labels), with little benefit on MNIST, whose patches carry \
-                 little information (MATH.md §5.5)."
+                 little information (docs/math.md §5.5)."
                     .into(),
             ],
         }

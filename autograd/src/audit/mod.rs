@@ -2,14 +2,14 @@
 //! `sparsegrad gradcheck` and by the test suite (`tests/tests/gradcheck_ops.rs`).
 //!
 //! Each [`AuditCase`] names the op it audits (the name the op records on the tape, or the
-//! [`Var`] method for composites such as `mean`), describes its input (shape and layout:
+//! [`Var`](crate::Var) method for composites such as `mean`), describes its input (shape and layout:
 //! contiguous, transposed/permuted, sliced with a step, broadcast) and runs
-//! [`check_gradients`] on it in `f64`.
+//! [`check_gradients`](crate::check_gradients) on it in `f64`.
 //!
 //! How inputs are chosen:
 //! * Shapes are drawn from a generator seeded by the op name, so every run audits the same
 //!   shapes, and adding a case for one op does not change the others.
-//! * Values keep every central difference where the op is smooth: at least [`MARGIN`] from
+//! * Values keep every central difference where the op is smooth: at least [`MARGIN`](inputs::MARGIN) from
 //!   a kink (relu, abs, sign, soft-threshold, clamp, elu), positive for `log`, `sqrt` and
 //!   non-integer powers, and pairwise distinct for max/min and max pooling (a shuffled grid),
 //!   so the selected element does not change within `±eps`.
@@ -17,7 +17,7 @@
 //!   inputs are broadcast inside the audited function from a smaller leaf, because the checker
 //!   makes aliased (stride-0) inputs contiguous.
 //!
-//! Every case uses [`CheckOptions::default()`] (eps 1e-6, atol 1e-7, rtol 1e-5). The only
+//! Every case uses [`CheckOptions::default()`](crate::CheckOptions::default) (eps 1e-6, atol 1e-7, rtol 1e-5). The only
 //! departure is `max_elements`, which samples the elements checked on the few inputs large
 //! enough to reach the engine's parallel paths (reductions over 2 × 40000 elements, a GEMM
 //! split into column blocks); it does not loosen the comparison of the elements checked.
@@ -36,67 +36,16 @@
 //!   every op recorded by any case has cases of its own on contiguous, transposed/permuted,
 //!   sliced and broadcast inputs.
 
-pub mod families;
-pub mod inputs;
 pub mod report;
 pub mod run;
 
-use std::sync::Arc;
-
-use engine::Tensor;
-
-use crate::check::{check_gradients, CheckOptions, GradReport};
-use crate::error::Result;
-use crate::tape::{Tape, Var};
+// The case type and the builders the op families use live in the leaf module `audit_case`
+// (it imports nothing from `ops` or from this module), so the op modules depend on it and
+// not on this collector: ops → audit_case ← audit, and audit → ops for collection.
+pub use crate::audit_case::{families, inputs, AuditCase, AuditFn};
 
 pub use report::{format_json, format_table, json_str};
 pub use run::{run_all, run_case, AuditResult};
-
-/// The check an [`AuditCase`] runs.
-pub type AuditFn = Arc<dyn Fn() -> Result<GradReport> + Send + Sync>;
-
-/// One audited op on one kind of input.
-#[derive(Clone)]
-pub struct AuditCase {
-    /// The op's name as recorded on the tape (`"conv2d"`, `"where"`), or the [`Var`] method
-    /// for ops built from others (`"mean"`, `"select"`).
-    pub op: &'static str,
-    /// The input: layout, shape and the op's parameters, e.g. `"transposed view [3, 4]"`.
-    pub input: String,
-    /// Runs the gradient check.
-    pub run: AuditFn,
-}
-
-impl AuditCase {
-    /// A case running an arbitrary check.
-    pub fn new(
-        op: &'static str,
-        input: impl Into<String>,
-        run: impl Fn() -> Result<GradReport> + Send + Sync + 'static,
-    ) -> AuditCase {
-        AuditCase { op, input: input.into(), run: Arc::new(run) }
-    }
-
-    /// A case running `check_gradients(f, inputs, opts)`.
-    pub fn gradcheck<F>(
-        op: &'static str,
-        input: impl Into<String>,
-        inputs: Vec<Tensor<f64>>,
-        opts: CheckOptions,
-        f: F,
-    ) -> AuditCase
-    where
-        F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64> + Send + Sync + 'static,
-    {
-        AuditCase::new(op, input, move || check_gradients(&f, &inputs, &opts))
-    }
-}
-
-impl std::fmt::Debug for AuditCase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AuditCase({}: {})", self.op, self.input)
-    }
-}
 
 /// The distinct op names of `cases`, in registry order.
 pub fn ops(cases: &[AuditCase]) -> Vec<&'static str> {

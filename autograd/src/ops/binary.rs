@@ -117,9 +117,9 @@ impl<'t, T: Element> std::ops::Neg for Var<'t, T> {
 
 /// The audit cases of this family (collected by [`crate::audit::cases`]).
 pub(crate) mod cases {
-    use crate::audit::families::*;
-    use crate::audit::inputs::*;
-    use crate::audit::AuditCase;
+    use crate::audit_case::families::*;
+    use crate::audit_case::inputs::*;
+    use crate::audit_case::AuditCase;
     use engine::Tensor;
 
     use crate::tape::Var;

@@ -46,8 +46,8 @@ impl<'t, T: Element> Var<'t, T> {
 
 /// The audit cases of this family (collected by [`crate::audit::cases`]).
 pub(crate) mod cases {
-    use crate::audit::inputs::*;
-    use crate::audit::AuditCase;
+    use crate::audit_case::inputs::*;
+    use crate::audit_case::AuditCase;
     use engine::Tensor;
 
     use crate::check::CheckOptions;

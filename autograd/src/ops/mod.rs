@@ -110,7 +110,7 @@ pub const RULES: &[&str] = &[
 ];
 
 /// Every audit case of the built-in ops, family by family.
-pub(crate) fn audit_cases(out: &mut Vec<crate::audit::AuditCase>) {
+pub(crate) fn audit_cases(out: &mut Vec<crate::audit_case::AuditCase>) {
     unary::cases::all(out);
     binary::cases::all(out);
     reduce::cases::all(out);

@@ -141,9 +141,9 @@ impl<'t, T: Element> Var<'t, T> {
 
 /// The audit cases of this family (collected by [`crate::audit::cases`]).
 pub(crate) mod cases {
-    use crate::audit::families::*;
-    use crate::audit::inputs::*;
-    use crate::audit::AuditCase;
+    use crate::audit_case::families::*;
+    use crate::audit_case::inputs::*;
+    use crate::audit_case::AuditCase;
 
     pub(crate) fn all(out: &mut Vec<AuditCase>) {
         reduction(out, "sum", Dom::Any, |x, a, k| x.sum(a, k));
