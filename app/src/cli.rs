@@ -48,14 +48,29 @@ Test a paper's claim with one command: the experiment trains and evaluates its g
 (networks × label counts × trials × λ × σ …), prints its tables and writes them as CSV and
 JSON, with SVG figures, under --out.
 
-Experiments (each documents its default budget — under 60 minutes on 2 cores — in its
-source, app/src/experiments/<name>.rs, and how to scale it up):
+Experiments and their default budgets (each under 60 minutes on 2 cores; the budget is
+written out in app/src/experiments/<name>.rs):
   limited-supervision  LeNet vs the SF/CSF LeNets with few labels per class (MNIST)
+                       4 nets × {1,5,10,50,100,all} labels × 3 trials, 300 SGD steps of 32,
+                       10,000 test images (≈ 60 min); --unlabelled-weight γ: semi-supervised;
+                       --dataset mnist-rot etc.: the MNIST variations (`data make-variations`)
   csc-robustness       ResNet-20 vs SDNet-20 under Gaussian noise, stem λ swept at test time
+                       CIFAR-100 coarse, 3,000 SGD steps of 16, σ ∈ {0,…,0.2} × λ ∈ {0.1,…,1.4}
+                       on 20 test images per class (≈ 40 min)
   double-sparsity      NiN vs DS-NiN: parameters, accuracy, exact zeros, effective kernels
+                       CIFAR-100 coarse, nin + ds-nin (Shrink, proximal), 800 Adam steps of 16
+                       (≈ 40 min)
   dcea-denoise         DCEA Poisson denoising at peaks 1, 2, 4, tied vs untied: PSNR on 7 images
+                       400 steps of 4 grayscale CIFAR-100 images per cell, 6 cells (≈ 40 min)
   spatial-contrasting  SC pre-training on unlabelled images, then few labels, vs from scratch
+                       MNIST and CIFAR-100 coarse, {10,50} labels, 3 trials, 1,000 SC steps
+                       of 64 then 400 of 32 (≈ 35 min)
   merge                assemble the tables and figures of an experiment from shard outputs
+
+To scale up: --budget X multiplies every training step count (e.g. --budget 10 on a
+workstation), --shard i/n with --emit-slurm spreads the grid over a cluster; trials, label
+counts and grids are the fields of each experiment's configuration (its source). The
+configuration of a run is kept in --out/config.txt; a run with another one refuses that --out.
 
 Every finished cell is saved at once (--out/cells/), so an interrupted run resumes where it
 stopped and a rerun recomputes nothing. --shard i/n runs every n-th cell (a deterministic
@@ -292,6 +307,20 @@ pub struct ExperimentArgs {
     /// With `merge`: the experiment whose shard outputs are merged
     #[arg(long, value_name = "NAME")]
     pub experiment: Option<String>,
+    /// Another data set than the experiment's (mnist, fashion-mnist, mnist-rot,
+    /// mnist-back-rand, mnist-back-image, mnist-rot-back-image, cifar10, cifar100,
+    /// cifar100-coarse; for dcea-denoise: the training images); adds -NAME to the default --out
+    #[arg(long, value_name = "NAME")]
+    pub dataset: Option<String>,
+    /// With limited-supervision: train the networks that have an unsupervised term on
+    /// labelled + γ × unsupervised(unlabelled rest) (LeNet stays supervised, the baseline);
+    /// adds -semi to the default --out
+    #[arg(long, value_name = "γ")]
+    pub unlabelled_weight: Option<f64>,
+    /// Multiply every training step count of the default budget by X (e.g. 4 on a
+    /// workstation, or with --shard on a cluster); adds -xX to the default --out
+    #[arg(long, value_name = "X")]
+    pub budget: Option<f64>,
     /// With `merge`: the shard output directories
     #[arg(value_name = "SHARD_DIR")]
     pub dirs: Vec<PathBuf>,

@@ -25,7 +25,7 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         let known = experiments::NAMES.join(", ");
         return fail("experiment", format!("unknown experiment '{name}' (known: {known}, merge)"), USAGE);
     };
-    let e: Box<dyn experiments::Experiment> = match (&a.checkpoint, name.as_str()) {
+    let mut e: Box<dyn experiments::Experiment> = match (&a.checkpoint, name.as_str()) {
         (None, _) => e,
         (Some(p), "dcea-denoise") => {
             let mut d = experiments::dcea_denoise::DceaDenoise::new(a.quick);
@@ -34,6 +34,11 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         }
         (Some(_), _) => return fail("experiment", format!("--checkpoint is for dcea-denoise, not {name}"), USAGE),
     };
+    let overrides =
+        experiments::Overrides { dataset: a.dataset.clone(), unlabelled_weight: a.unlabelled_weight, budget: a.budget };
+    if let Err(msg) = e.configure(&overrides) {
+        return fail("experiment", msg, USAGE);
+    }
     if !merging && !a.dirs.is_empty() {
         return fail("experiment", format!("unexpected argument '{}'", a.dirs[0].display()), USAGE);
     }
@@ -41,11 +46,20 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         Ok(s) => s.unwrap_or_default(),
         Err(msg) => return fail("experiment", msg, USAGE),
     };
-    let default_dir = match &a.checkpoint {
+    let mut default_dir = match &a.checkpoint {
         // Cells of a checkpoint's evaluation must not mix with the trained runs' cells.
         Some(p) => format!("{name}-{}", p.file_stem().map_or("checkpoint".into(), |s| s.to_string_lossy())),
         None => name.clone(),
     };
+    if let Some(d) = &a.dataset {
+        default_dir += &format!("-{d}");
+    }
+    if a.unlabelled_weight.is_some_and(|g| g > 0.0) {
+        default_dir += "-semi";
+    }
+    if let Some(x) = a.budget {
+        default_dir += &format!("-x{x}");
+    }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results").join(default_dir));
     let common =
         Common { out: out.clone(), quick: a.quick, shard, seed: a.seed, data_dir: a.data_dir.clone(), quiet: false };
@@ -62,6 +76,15 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         }
         if let Some(p) = &a.checkpoint {
             cmd += &format!(" --checkpoint {}", p.display());
+        }
+        if let Some(d) = &a.dataset {
+            cmd += &format!(" --dataset {d}");
+        }
+        if let Some(g) = a.unlabelled_weight {
+            cmd += &format!(" --unlabelled-weight {g}");
+        }
+        if let Some(x) = a.budget {
+            cmd += &format!(" --budget {x}");
         }
         let cells = e.grid(&common).len();
         crate::out::write_str(&format!(

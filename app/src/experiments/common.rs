@@ -55,9 +55,21 @@ pub fn open(name: &str, root: Option<&Path>) -> Result<(Split, String), String> 
             let split = Split { train: coarse(&s.train)?, test: coarse(&s.test)?, extra: None };
             Ok((split, format!("CIFAR-100, 20 coarse classes ({})", d.display())))
         }
-        other => {
-            Err(format!("unknown data set '{other}' (known: mnist, fashion-mnist, cifar10, cifar100, cifar100-coarse)"))
+        "mnist-rot" | "mnist-back-rand" | "mnist-back-image" | "mnist-rot-back-image" => {
+            let d = need(name)?;
+            if !d.is_dir() {
+                return Err(format!(
+                    "data set {name}: {} does not exist (`sparsegrad data make-variations --out {}` writes it)",
+                    d.display(),
+                    root.map_or(String::new(), |r| r.display().to_string())
+                ));
+            }
+            Ok((Mnist::open(&d).map_err(err)?, format!("{name} ({})", d.display())))
         }
+        other => Err(format!(
+            "unknown data set '{other}' (known: mnist, fashion-mnist, mnist-rot, mnist-back-rand, mnist-back-image, \
+             mnist-rot-back-image, cifar10, cifar100, cifar100-coarse)"
+        )),
     }
 }
 

@@ -64,7 +64,10 @@ pub struct DceaDenoise {
     pub batch: usize,
     /// Side of the training crops (≤ 32; 32 is the whole CIFAR image).
     pub crop: usize,
-    /// Training images drawn from (the first ones of the CIFAR-100 training split).
+    /// The data set whose training split gives the training crops (`cifar100`; any name
+    /// `common::open` knows, colour images turned grey).
+    pub train_dataset: String,
+    /// Training images drawn from (the first ones of the training split).
     pub train_images: usize,
     /// Test images (names of [`TEST_IMAGES`]).
     pub images: Vec<String>,
@@ -91,6 +94,7 @@ impl DceaDenoise {
                 steps: 100,
                 batch: 4,
                 crop: 32,
+                train_dataset: "cifar100".into(),
                 train_images: 2000,
                 images: vec!["boat".into(), "house".into()],
                 test_crop: Some(64),
@@ -109,6 +113,7 @@ impl DceaDenoise {
                 steps: 400,
                 batch: 4,
                 crop: 32,
+                train_dataset: "cifar100".into(),
                 train_images: 25_000,
                 images: TEST_IMAGES.map(String::from).to_vec(),
                 test_crop: None,
@@ -244,6 +249,15 @@ impl Experiment for DceaDenoise {
         "dcea-denoise"
     }
 
+    fn configure(&mut self, o: &super::Overrides) -> Result<(), String> {
+        o.reject(self.name(), &["dataset", "budget"])?;
+        if let Some(d) = &o.dataset {
+            self.train_dataset = d.clone();
+        }
+        self.steps = o.steps(self.steps);
+        Ok(())
+    }
+
     fn grid(&self, _c: &Common) -> Vec<Cell> {
         let mut cells = vec![];
         for p in &self.peaks {
@@ -277,7 +291,7 @@ impl Experiment for DceaDenoise {
                 (m, f64::NAN)
             }
             None => {
-                let (split, _) = common::open("cifar100", root.as_deref())?;
+                let (split, _) = common::open(&self.train_dataset, root.as_deref())?;
                 let seed = cell_seed(c.seed, &["dcea-denoise", cell.get("peak"), cell.get("net")]);
                 train(self, &self.config(peak, tied)?, peak, &split.train, seed)?
             }

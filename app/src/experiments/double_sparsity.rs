@@ -109,6 +109,15 @@ impl Experiment for DoubleSparsity {
         "double-sparsity"
     }
 
+    fn configure(&mut self, o: &super::Overrides) -> Result<(), String> {
+        o.reject(self.name(), &["dataset", "budget"])?;
+        if let Some(d) = &o.dataset {
+            self.dataset = d.clone();
+        }
+        self.steps = o.steps(self.steps);
+        Ok(())
+    }
+
     fn grid(&self, _c: &Common) -> Vec<Cell> {
         let mut cells = vec![];
         for v in &self.variants {

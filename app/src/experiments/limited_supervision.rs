@@ -8,10 +8,11 @@ use datasets::Dataset;
 use serde_json::{json, Value};
 
 use super::common::{self, cell_seed};
-use super::train::{classify, ClassifySpec};
+use super::train::{classify, classify_semi, ClassifySpec};
 use super::{Common, Experiment, Report};
 use crate::report::grid::{mean_std, Cell, Table};
 use crate::report::svg::{LineChart, Series};
+use models::nets::unsupervised::has_unsupervised;
 use models::nets::NetConfig;
 
 /// The grid and the budget.
@@ -28,6 +29,10 @@ pub struct LimitedSupervision {
     pub lr: f64,
     /// Test images used (the first ones of the test split).
     pub test_images: usize,
+    /// γ > 0: the networks with an unsupervised term train semi-supervised (labelled
+    /// cross-entropy + γ × their term on a batch of the unlabelled rest each step); LeNet,
+    /// which has none, stays the supervised baseline. 0: all supervised.
+    pub unlabelled_weight: f64,
 }
 
 impl LimitedSupervision {
@@ -43,6 +48,7 @@ impl LimitedSupervision {
                 batch: 16,
                 lr: 0.01,
                 test_images: 500,
+                unlabelled_weight: 0.0,
             }
         } else {
             LimitedSupervision {
@@ -54,6 +60,7 @@ impl LimitedSupervision {
                 batch: 32,
                 lr: 0.01,
                 test_images: 10_000,
+                unlabelled_weight: 0.0,
             }
         }
     }
@@ -66,6 +73,16 @@ fn k_name(k: Option<usize>) -> String {
 impl Experiment for LimitedSupervision {
     fn name(&self) -> &'static str {
         "limited-supervision"
+    }
+
+    fn configure(&mut self, o: &super::Overrides) -> Result<(), String> {
+        o.reject(self.name(), &["dataset", "unlabelled-weight", "budget"])?;
+        if let Some(d) = &o.dataset {
+            self.dataset = d.clone();
+        }
+        self.unlabelled_weight = o.unlabelled_weight.unwrap_or(0.0);
+        self.steps = o.steps(self.steps);
+        Ok(())
     }
 
     fn grid(&self, _c: &Common) -> Vec<Cell> {
@@ -90,7 +107,7 @@ impl Experiment for LimitedSupervision {
         };
         let trial: u64 = cell.get("trial").parse().map_err(|_| "bad trial".to_string())?;
         // The labelled subset depends on the trial only (every network sees the same images).
-        let (labelled, _unlabelled) = common::limit_labels(&split.train, k, c.seed.wrapping_add(trial))?;
+        let (labelled, unlabelled) = common::limit_labels(&split.train, k, c.seed.wrapping_add(trial))?;
         let test = common::first(&split.test, self.test_images);
         let net = cell.get("net");
         let spec = ClassifySpec {
@@ -101,13 +118,19 @@ impl Experiment for LimitedSupervision {
             adam: false,
             seed: cell_seed(c.seed, &[net, &trial.to_string()]),
         };
-        let (_, out) = classify(&spec, &labelled, &test)?;
+        let semi = self.unlabelled_weight > 0.0 && has_unsupervised(net) && !unlabelled.is_empty();
+        let (_, out) = if semi {
+            classify_semi(&spec, self.unlabelled_weight, &labelled, &unlabelled, &test)?
+        } else {
+            classify(&spec, &labelled, &test)?
+        };
         Ok(json!({
             "accuracy": out.accuracy,
             "final_loss": out.final_loss,
             "params": out.params,
             "labelled": labelled.len(),
             "test": test.len(),
+            "semi_supervised": semi,
             "seconds": (out.seconds * 10.0).round() / 10.0,
         }))
     }
@@ -128,8 +151,20 @@ impl Experiment for LimitedSupervision {
         cols.extend(ks.iter().map(|k| format!("{k}/class")));
         let mut table = Table {
             title: format!(
-                "limited supervision on {}: test accuracy %, mean ± std over {} trials ({} steps of batch {}, SGD lr {} momentum 0.9)",
-                self.dataset, self.trials, self.steps, self.batch, self.lr
+                "limited supervision on {}{}: test accuracy %, mean ± std over {} trials ({} steps of batch {}, SGD lr {} momentum 0.9)",
+                self.dataset,
+                if self.unlabelled_weight > 0.0 {
+                    format!(
+                        ", semi-supervised (sparse nets: + {} × their unsupervised term on the unlabelled rest; lenet supervised)",
+                        self.unlabelled_weight
+                    )
+                } else {
+                    String::new()
+                },
+                self.trials,
+                self.steps,
+                self.batch,
+                self.lr
             ),
             columns: cols,
             rows: vec![],

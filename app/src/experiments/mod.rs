@@ -31,6 +31,73 @@ pub struct Common {
     pub quiet: bool,
 }
 
+/// The command line's changes to an experiment's default configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    /// `--dataset NAME`: the data set (or the training images, for `dcea-denoise`).
+    pub dataset: Option<String>,
+    /// `--unlabelled-weight γ`: the semi-supervised term's weight (`limited-supervision`).
+    pub unlabelled_weight: Option<f64>,
+    /// `--budget X`: every training step count multiplied by `X` (at least one step).
+    pub budget: Option<f64>,
+}
+
+impl Overrides {
+    /// An error for each option given that is not in `supported` (`"dataset"`,
+    /// `"unlabelled-weight"`, `"budget"`).
+    pub fn reject(&self, name: &str, supported: &[&str]) -> Result<(), String> {
+        let given = [
+            ("dataset", self.dataset.is_some()),
+            ("unlabelled-weight", self.unlabelled_weight.is_some()),
+            ("budget", self.budget.is_some()),
+        ];
+        for (opt, set) in given {
+            if set && !supported.contains(&opt) {
+                return Err(format!("--{opt} does not apply to {name}"));
+            }
+        }
+        if let Some(x) = self.budget {
+            if !(x.is_finite() && x > 0.0) {
+                return Err(format!("--budget {x}: expected a positive factor"));
+            }
+        }
+        if let Some(g) = self.unlabelled_weight {
+            if !(g.is_finite() && g >= 0.0) {
+                return Err(format!("--unlabelled-weight {g}: expected a finite weight ≥ 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `steps × --budget`, rounded, at least 1 (`steps` without `--budget`).
+    pub fn steps(&self, steps: usize) -> usize {
+        self.budget.map_or(steps, |x| ((steps as f64 * x).round() as usize).max(1))
+    }
+}
+
+/// The file under `--out` recording the configuration its cells were computed with.
+pub const CONFIG_FILE: &str = "config.txt";
+
+/// Records `e`'s configuration in `out/config.txt`, or checks that the one there is the
+/// same: cells computed with another budget or data set must never be mixed into a table.
+pub fn check_config(e: &dyn Experiment, out: &Path) -> Result<(), String> {
+    let want = format!("{e:#?}\n");
+    let p = out.join(CONFIG_FILE);
+    match std::fs::read_to_string(&p) {
+        Ok(have) if have == want => Ok(()),
+        Ok(have) => Err(format!(
+            "{}: these cells were computed with another configuration (another budget, data set or \
+             version; use another --out):\n--- there\n{have}--- this run\n{want}",
+            p.display()
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(out).map_err(|err| format!("{}: {err}", out.display()))?;
+            grid::write_atomic(&p, want.as_bytes()).map_err(|err| format!("{}: {err}", p.display()))
+        }
+        Err(err) => Err(format!("{}: {err}", p.display())),
+    }
+}
+
 /// What an experiment's report holds: tables and figures, each with a file stem.
 #[derive(Default)]
 pub struct Report {
@@ -42,9 +109,14 @@ pub struct Report {
 }
 
 /// An experiment: its grid, how to compute one cell, and how to report finished cells.
-pub trait Experiment {
+pub trait Experiment: std::fmt::Debug {
     /// The command's name (`limited-supervision`).
     fn name(&self) -> &'static str;
+    /// Applies the command line's `--dataset`, `--unlabelled-weight` and `--budget` to the
+    /// configuration; an option the experiment has no use for is an error naming it.
+    fn configure(&mut self, o: &Overrides) -> Result<(), String> {
+        o.reject(self.name(), &[])
+    }
     /// Every cell of the grid, in a fixed order (their indices).
     fn grid(&self, common: &Common) -> Vec<Cell>;
     /// Computes one cell; returns its measured values as a JSON object.
@@ -57,6 +129,7 @@ pub trait Experiment {
 /// Runs the cells of `e` that this shard owns and has not finished, then, if this process
 /// ran the whole grid, writes and prints the report.
 pub fn run(e: &dyn Experiment, c: &Common) -> Result<(), String> {
+    check_config(e, &c.out)?;
     let cells = e.grid(c);
     let mine: Vec<&Cell> = cells.iter().filter(|cell| c.shard.owns(cell)).collect();
     let todo: Vec<&Cell> = mine
@@ -116,6 +189,11 @@ pub fn write_report(
     out: &Path,
     quiet: bool,
 ) -> Result<(), String> {
+    for d in dirs {
+        if d.join(CONFIG_FILE).is_file() {
+            check_config(e, d)?;
+        }
+    }
     let found = grid::collect(dirs, grid_cells)?;
     if found.len() < grid_cells.len() && !quiet {
         eprintln!("{}: {} of {} cells found; the tables leave the rest out", e.name(), found.len(), grid_cells.len());

@@ -151,6 +151,16 @@ impl Experiment for ScExperiment {
         "spatial-contrasting"
     }
 
+    fn configure(&mut self, o: &super::Overrides) -> Result<(), String> {
+        o.reject(self.name(), &["dataset", "budget"])?;
+        if let Some(d) = &o.dataset {
+            self.datasets = vec![d.clone()];
+        }
+        self.pretrain_steps = o.steps(self.pretrain_steps);
+        self.steps = o.steps(self.steps);
+        Ok(())
+    }
+
     fn grid(&self, _c: &Common) -> Vec<Cell> {
         let mut cells = vec![];
         for d in &self.datasets {

@@ -3,7 +3,7 @@
 use autograd::optim::{Adam, Optimizer, Sgd};
 use datasets::{Dataset, ImageSet, Loader, LoaderConfig};
 use engine::{Rng, Tensor};
-use models::fit::{Fit, FitConfig, Hooks, Progress};
+use models::fit::{Fit, FitConfig, Hooks, Progress, Unsupervised};
 use models::nets::{Model, NetConfig};
 
 /// What to train and how long.
@@ -42,8 +42,33 @@ pub fn classify(spec: &ClassifySpec, labelled: &ImageSet, test: &ImageSet) -> Re
 /// (`spec.net` is not read).
 pub fn classify_model(
     spec: &ClassifySpec,
+    model: Model<f32>,
+    labelled: &ImageSet,
+    test: &ImageSet,
+) -> Result<(Model<f32>, Outcome), String> {
+    classify_with(spec, model, labelled, None, test)
+}
+
+/// As [`classify`], semi-supervised: every step adds `gamma ×` the network's unsupervised
+/// term ([`Model::unsupervised`]) on a batch (of `spec.batch`) of `unlabelled`, as
+/// `sparsegrad train --unlabelled-weight` does. An error for a network without such a term.
+pub fn classify_semi(
+    spec: &ClassifySpec,
+    gamma: f64,
+    labelled: &ImageSet,
+    unlabelled: &ImageSet,
+    test: &ImageSet,
+) -> Result<(Model<f32>, Outcome), String> {
+    let mut rng = Rng::new(spec.seed);
+    let model = Model::<f32>::new(&spec.net, &mut rng)?;
+    classify_with(spec, model, labelled, Some((unlabelled, gamma)), test)
+}
+
+fn classify_with(
+    spec: &ClassifySpec,
     mut model: Model<f32>,
     labelled: &ImageSet,
+    unlabelled: Option<(&ImageSet, f64)>,
     test: &ImageSet,
 ) -> Result<(Model<f32>, Outcome), String> {
     let start = std::time::Instant::now();
@@ -54,9 +79,26 @@ pub fn classify_model(
     let cfg = FitConfig { epochs: usize::MAX, max_steps: Some(spec.steps as u64), ..FitConfig::new(loader, spec.seed) };
     let mut last = f64::NAN;
     let mut hooks = Hooks::new().step(|r| last = r.loss);
-    Fit::new(labelled, cfg)
-        .run(&mut model, opt.as_mut(), Progress::default(), &mut hooks)
-        .map_err(|e| e.to_string())?;
+    let term_net = match unlabelled {
+        Some(_) => Some(
+            model
+                .unsupervised()
+                .ok_or_else(|| format!("network '{}' has no unsupervised term", model.config.name))??,
+        ),
+        None => None,
+    };
+    let mut fit = Fit::new(labelled, cfg);
+    if let (Some((data, gamma)), Some(net)) = (unlabelled, &term_net) {
+        if data.len() > 0 {
+            fit = fit.semi_supervised(Unsupervised {
+                data,
+                batch_size: spec.batch.min(data.len()).max(1),
+                gamma,
+                term: Box::new(move |_model, cx, x| net.unsupervised_loss(cx, x)),
+            });
+        }
+    }
+    fit.run(&mut model, opt.as_mut(), Progress::default(), &mut hooks).map_err(|e| e.to_string())?;
     drop(hooks);
     let accuracy = accuracy(&model, test)?;
     let params = model.store.count();
