@@ -51,8 +51,8 @@ JSON, with SVG figures, under --out.
 Experiments and their default budgets (each under 60 minutes on 2 cores; the budget is
 written out in app/src/experiments/<name>.rs):
   limited-supervision  LeNet vs the SF/CSF LeNets with few labels per class (MNIST)
-                       4 nets × {1,5,10,50,100,all} labels × 3 trials, 300 SGD steps of 32,
-                       10,000 test images (≈ 60 min); --unlabelled-weight γ: semi-supervised;
+                       4 nets × {1,5,10,50,100,all} labels × 3 trials, 150 SGD steps of 32,
+                       2,000 test images (≈ 55 min); --unlabelled-weight γ: semi-supervised;
                        --dataset mnist-rot etc.: the MNIST variations (`data make-variations`)
   csc-robustness       ResNet-20 vs SDNet-20 under Gaussian noise, stem λ swept at test time
                        CIFAR-100 coarse, 3,000 SGD steps of 16, σ ∈ {0,…,0.2} × λ ∈ {0.1,…,1.4}

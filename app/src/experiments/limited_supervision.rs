@@ -36,7 +36,11 @@ pub struct LimitedSupervision {
 }
 
 impl LimitedSupervision {
-    /// The default budget (about an hour on 2 cores for the four networks) or `--quick`.
+    /// The default budget or `--quick`. The default: 4 networks × 6 label counts × 3 trials
+    /// = 72 cells of 150 SGD steps of 32 images, each scored on the first 2,000 test images.
+    /// Measured on 2 cores (Zen 4), a LeNet cell takes ≈ 3 s; the sparse networks' LARS
+    /// forwards dominate (every training and test image solves one small LARS problem per
+    /// patch), so the whole grid takes ≈ 55 min. `--budget X` scales the steps.
     pub fn new(quick: bool) -> Self {
         if quick {
             LimitedSupervision {
@@ -56,10 +60,10 @@ impl LimitedSupervision {
                 nets: ["lenet", "sf-lenet", "csf-lenet", "csf-sf-lenet"].map(String::from).to_vec(),
                 labels: vec![Some(1), Some(5), Some(10), Some(50), Some(100), None],
                 trials: 3,
-                steps: 300,
+                steps: 150,
                 batch: 32,
                 lr: 0.01,
-                test_images: 10_000,
+                test_images: 2_000,
                 unlabelled_weight: 0.0,
             }
         }
