@@ -36,6 +36,7 @@ pub fn open(name: &str, root: Option<&Path>) -> Result<(Split, String), String> 
             Some(d) => Ok((Mnist::open(&d).map_err(err)?, format!("MNIST ({})", d.display()))),
             None => Ok((embedded::mnist_subset(), "the embedded MNIST subset (1,000 + 1,000)".into())),
         },
+        "mnist-embedded" => Ok((embedded::mnist_subset(), "the embedded MNIST subset (1,000 + 1,000)".into())),
         "fashion-mnist" => {
             let d = need("fashion-mnist")?;
             Ok((FashionMnist::open(&d).map_err(err)?, format!("Fashion-MNIST ({})", d.display())))
@@ -67,7 +68,7 @@ pub fn open(name: &str, root: Option<&Path>) -> Result<(Split, String), String> 
             Ok((Mnist::open(&d).map_err(err)?, format!("{name} ({})", d.display())))
         }
         other => Err(format!(
-            "unknown data set '{other}' (known: mnist, fashion-mnist, mnist-rot, mnist-back-rand, mnist-back-image, \
+            "unknown data set '{other}' (known: mnist, mnist-embedded, fashion-mnist, mnist-rot, mnist-back-rand, mnist-back-image, \
              mnist-rot-back-image, cifar10, cifar100, cifar100-coarse)"
         )),
     }
@@ -77,7 +78,7 @@ pub fn open(name: &str, root: Option<&Path>) -> Result<(Split, String), String> 
 /// this project's machines (`train_first250_per_class.bin`: 250 training images per fine
 /// class; `test_by_class.bin`: the whole test set grouped by class), the test set normalised
 /// with the training files' statistics.
-fn open_cifar100(dir: &Path) -> Result<Split, String> {
+pub fn open_cifar100(dir: &Path) -> Result<Split, String> {
     let (train, test) = (dir.join("train_first250_per_class.bin"), dir.join("test_by_class.bin"));
     if dir.join("train.bin").is_file() || !(train.is_file() && test.is_file()) {
         return Cifar100::open(dir).map_err(|e| e.to_string());
