@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use autograd::optim::{Adam, Optimizer, Sgd};
-use datasets::{embedded, Cifar10, Cifar100, Dataset, FashionMnist, ImageSet, LoaderConfig, Mnist, Split, Svhn};
+use datasets::{embedded, Cifar10, Dataset, FashionMnist, ImageSet, LoaderConfig, Mnist, Split, Svhn};
 use engine::Rng;
 use models::fit::{
     self, Callback, EpochReport, Fit, FitConfig, Loss, Progress as FitProgress, State as FitState, StepReport,
