@@ -584,12 +584,14 @@ pub fn evaluate(
     let lo = Loader::new(data, cfg);
     let (mut sum, mut n, mut correct, mut counted) = (0.0, 0usize, 0usize, false);
     for b in lo.epoch(0) {
-        let tape = Tape::new();
-        let (l, c) = tape.no_grad(|| {
+        // An inference tape: nothing recorded, each layer's values freed as the forward
+        // goes (the same bits as a recorded forward).
+        let tape = Tape::inference();
+        let (l, c) = {
             let cx = model.store.bind(&tape, Mode::Eval, 0);
             let (l, c) = loss.apply(model, &cx, &tape.constant(b.x.clone()), &b)?;
-            Ok::<_, FitError>((l.item(), c))
-        })?;
+            (l.item(), c)
+        };
         sum += l * b.len() as f64;
         n += b.len();
         if let Some(c) = c {

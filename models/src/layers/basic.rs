@@ -134,10 +134,21 @@ impl<T: Element> Sequential<T> {
 }
 
 impl<T: Element> Layer<T> for Sequential<T> {
+    /// Each layer runs in a [`Tape::scope`](autograd::Tape::scope), and the activation
+    /// between two layers is released once the next layer has used it: on an inference tape
+    /// (or a recording one without gradients) a forward holds one layer's values at a time,
+    /// not the whole network's. With gradients nothing a rule needs is freed.
     fn forward<'t>(&self, cx: &Ctx<'t, T>, x: &Var<'t, T>) -> Result<Var<'t, T>> {
+        let tape = cx.tape();
         let mut h = *x;
-        for l in &self.layers {
-            h = l.forward(cx, &h)?;
+        for (i, l) in self.layers.iter().enumerate() {
+            let next = tape.scope(|| l.forward(cx, &h))?;
+            // `h` is ours from the second layer on (the caller owns `x`); a layer that
+            // returns its input (Dropout in eval mode) keeps it alive.
+            if i > 0 && next.id() != h.id() {
+                tape.release(&h);
+            }
+            h = next;
         }
         Ok(h)
     }

@@ -371,9 +371,13 @@ impl<'t, T: Element> Ctx<'t, T> {
     }
 
     /// The parameter `id` on the tape: a named leaf in train mode, a constant in eval mode.
+    /// A constant freed by a [`Tape::scope`] it was first bound in (an eval forward that
+    /// frees each layer's values) is bound again; a training leaf is never freed.
     pub fn param(&self, id: ParamId) -> Var<'t, T> {
         if let Some(v) = self.vars.borrow()[id.0] {
-            return v;
+            if v.is_live() {
+                return v;
+            }
         }
         let value = self.values.borrow()[id.0].clone();
         let v = match self.mode {
