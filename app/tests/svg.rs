@@ -107,3 +107,40 @@ fn image_grid_is_well_formed_and_embeds_valid_png() {
     let big = png_grey(300, 300, &vec![0.5; 90000]);
     assert!(big.len() > 90300);
 }
+
+/// The `width` attribute of the root `<svg>`.
+fn svg_width(svg: &str) -> f64 {
+    let i = svg.find("<svg ").unwrap();
+    let rest = &svg[i..];
+    let j = rest.find(" width=\"").unwrap() + 8;
+    rest[j..j + rest[j..].find('"').unwrap()].parse().unwrap()
+}
+
+#[test]
+fn a_long_title_widens_a_small_figure_instead_of_being_clipped() {
+    // A 1×1 heat map and a one-image grid with titles far wider than their plots (the
+    // `--quick` grids drew their titles off the left edge before).
+    let title = "test accuracy (%) vs noise σ and stem λ (cifar100-coarse, sdnet20, the quick grid)";
+    let h = HeatMap {
+        title: title.into(),
+        x_label: "λ".into(),
+        y_label: "σ".into(),
+        value_label: "%".into(),
+        cols: vec!["0.1".into()],
+        rows: vec!["0".into()],
+        values: vec![vec![1.0]],
+        marked: vec![],
+    };
+    let g = ImageGrid {
+        title: title.into(),
+        cols: 1,
+        scale: 1.0,
+        images: vec![GreyImage { caption: String::new(), w: 2, h: 2, pixels: normalise(&[0.0, 1.0, 2.0, 3.0]) }],
+        note: String::new(),
+    };
+    let need = title.chars().count() as f64 * 15.0 * 0.55;
+    for svg in [h.to_svg(), g.to_svg()] {
+        parse(&svg);
+        assert!(svg_width(&svg) >= need, "width {} < {need}", svg_width(&svg));
+    }
+}

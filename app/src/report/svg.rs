@@ -57,6 +57,12 @@ fn svg_open(w: f64, h: f64) -> String {
     )
 }
 
+/// A width that holds `text` at `font_px` (a generous average glyph width of 0.6 em, plus
+/// margins), so a centred title is never clipped by a narrow figure.
+pub fn text_width(text: &str, font_px: f64) -> f64 {
+    text.chars().count() as f64 * font_px * 0.6 + 24.0
+}
+
 /// "Nice" tick values covering `[lo, hi]` (about `n` of them).
 pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
@@ -254,7 +260,7 @@ impl HeatMap {
         let cell = 44.0;
         let (l, t) = (80.0, 45.0);
         let (pw, ph) = (cell * nc as f64, cell * 0.7 * nr as f64);
-        let (w, h) = (l + pw + 110.0, t + ph + 60.0);
+        let (w, h) = ((l + pw + 110.0).max(text_width(&self.title, 15.0)), t + ph + 60.0);
         let ch = ph / nr as f64;
         let finite = self.values.iter().flatten().copied().filter(|v| v.is_finite());
         let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
@@ -377,7 +383,7 @@ impl ImageGrid {
         let caption = self.images.iter().any(|i| !i.caption.is_empty());
         let (gap, caph, top) = (8.0, if caption { 16.0 } else { 0.0 }, 52.0);
         let w = (cw + gap) * cols as f64 + gap;
-        let w = w.max(360.0);
+        let w = w.max(360.0).max(text_width(&self.title, 15.0)).max(text_width(&self.note, 11.0));
         let h = top + (chh + gap + caph) * rows as f64 + gap;
         let mut s = svg_open(w, h);
         let _ = writeln!(
