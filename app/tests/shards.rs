@@ -53,7 +53,10 @@ fn three_shards_merge_to_the_single_process_report() {
     let merged = base.join("merged");
     write_report(&e, &grid, &dirs, &merged, true).unwrap();
     let (a, b) = (read(&single), read(&merged));
-    assert_eq!(a.iter().map(|x| &x.0).collect::<Vec<_>>(), ["accuracy.csv", "accuracy_vs_labels.svg", "tables.json"]);
+    assert_eq!(
+        a.iter().map(|x| &x.0).collect::<Vec<_>>(),
+        ["accuracy.csv", "accuracy_vs_labels.svg", "config.txt", "tables.json"]
+    );
     for ((na, da), (nb, db)) in a.iter().zip(&b) {
         assert_eq!(na, nb);
         assert!(da == db, "{na} differs between the single run and the merge");

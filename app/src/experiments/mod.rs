@@ -200,6 +200,8 @@ pub fn write_report(
     }
     let report = e.report(grid_cells, &found);
     std::fs::create_dir_all(out).map_err(|err| format!("{}: {err}", out.display()))?;
+    // A merged directory records the configuration of its tables too.
+    check_config(e, out)?;
     let mut json = serde_json::Map::new();
     for (stem, t) in &report.tables {
         crate::out::write_str(&format!("{}\n", t.to_text()));
