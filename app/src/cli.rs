@@ -48,20 +48,20 @@ Test a paper's claim with one command: the experiment trains and evaluates its g
 (networks × label counts × trials × λ × σ …), prints its tables and writes them as CSV and
 JSON, with SVG figures, under --out.
 
-Experiments and their default budgets (each under 60 minutes on 2 cores; the budget is
-written out in app/src/experiments/<name>.rs):
+Experiments and their default budgets, each under 60 minutes on 2 cores (the CPU time of
+each run on 2026-12-06, Zen 4; the budget is written out in app/src/experiments/<name>.rs):
   limited-supervision  LeNet vs the SF/CSF LeNets with few labels per class (MNIST)
                        4 nets × {1,5,10,50,100,all} labels × 3 trials, 150 SGD steps of 32,
-                       2,000 test images (≈ 55 min); --unlabelled-weight γ: semi-supervised;
+                       2,000 test images (4,800 CPU-s); --unlabelled-weight γ: semi-supervised;
                        --dataset mnist-rot etc.: the MNIST variations (`data make-variations`)
   csc-robustness       ResNet-20 vs SDNet-20 under Gaussian noise, stem λ swept at test time
                        CIFAR-100 coarse, 3,000 SGD steps of 16, σ ∈ {0,…,0.2} × λ ∈ {0.1,…,1.4}
-                       on 20 test images per class (≈ 40 min)
+                       on 20 test images per class (630 CPU-s)
   double-sparsity      NiN vs DS-NiN: parameters, accuracy, exact zeros, effective kernels
                        CIFAR-100 coarse, nin + ds-nin (Shrink, proximal), 800 Adam steps of 16
-                       (≈ 40 min)
+                       (470 CPU-s)
   dcea-denoise         DCEA Poisson denoising at peaks 1, 2, 4, tied vs untied: PSNR on 7 images
-                       400 steps of 4 grayscale CIFAR-100 images per cell, 6 cells (≈ 40 min)
+                       400 steps of 4 grayscale CIFAR-100 images per cell, 6 cells (4,630 CPU-s)
   spatial-contrasting  SC pre-training on unlabelled images, then few labels, vs from scratch
                        MNIST and CIFAR-100 coarse, {10,50} labels, 3 trials, 1,000 SC steps
                        of 64 then 400 of 32 (≈ 35 min)
