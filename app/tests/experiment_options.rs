@@ -105,6 +105,25 @@ fn semi_supervised_cells_add_the_unsupervised_term_and_lenet_stays_supervised() 
 }
 
 #[test]
+fn a_run_that_fails_before_its_first_cell_records_no_configuration() {
+    let out = tmp("badset");
+    let mut e = LimitedSupervision::new(true);
+    e.dataset = "mnist-spin".into();
+    let err = experiments::run(&e, &common(&out)).unwrap_err();
+    assert!(err.contains("unknown data set 'mnist-spin'"), "{err}");
+    assert!(!out.join(experiments::CONFIG_FILE).exists(), "a failed run left config.txt behind");
+    // The corrected command runs in the same --out.
+    e.dataset = "mnist".into();
+    e.trials = 1;
+    e.labels = vec![Some(1)];
+    e.steps = 1;
+    e.test_images = 10;
+    experiments::run(&e, &common(&out)).unwrap();
+    assert!(out.join(experiments::CONFIG_FILE).is_file());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn the_mnist_variations_are_data_sets_with_a_clear_error_when_missing() {
     let root = tmp("novar");
     std::fs::create_dir_all(&root).unwrap();

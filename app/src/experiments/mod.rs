@@ -78,9 +78,11 @@ impl Overrides {
 /// The file under `--out` recording the configuration its cells were computed with.
 pub const CONFIG_FILE: &str = "config.txt";
 
-/// Records `e`'s configuration in `out/config.txt`, or checks that the one there is the
-/// same: cells computed with another budget or data set must never be mixed into a table.
-pub fn check_config(e: &dyn Experiment, out: &Path) -> Result<(), String> {
+/// Checks that `out/config.txt`, if there, holds `e`'s configuration (cells computed with
+/// another budget or data set must never be mixed into a table); with `record`, writes it
+/// when missing. A run records it with its first finished cell, so a run that fails before
+/// computing anything (an unknown data set) leaves nothing that refuses the corrected one.
+pub fn check_config(e: &dyn Experiment, out: &Path, record: bool) -> Result<(), String> {
     let want = format!("{e:#?}\n");
     let p = out.join(CONFIG_FILE);
     match std::fs::read_to_string(&p) {
@@ -90,6 +92,7 @@ pub fn check_config(e: &dyn Experiment, out: &Path) -> Result<(), String> {
              version; use another --out):\n--- there\n{have}--- this run\n{want}",
             p.display()
         )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !record => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(out).map_err(|err| format!("{}: {err}", out.display()))?;
             grid::write_atomic(&p, want.as_bytes()).map_err(|err| format!("{}: {err}", p.display()))
@@ -129,7 +132,7 @@ pub trait Experiment: std::fmt::Debug {
 /// Runs the cells of `e` that this shard owns and has not finished, then, if this process
 /// ran the whole grid, writes and prints the report.
 pub fn run(e: &dyn Experiment, c: &Common) -> Result<(), String> {
-    check_config(e, &c.out)?;
+    check_config(e, &c.out, false)?;
     let cells = e.grid(c);
     let mine: Vec<&Cell> = cells.iter().filter(|cell| c.shard.owns(cell)).collect();
     let todo: Vec<&Cell> = mine
@@ -158,6 +161,9 @@ pub fn run(e: &dyn Experiment, c: &Common) -> Result<(), String> {
         }
         let result = e.run_cell(cell, c).map_err(|err| format!("cell {}: {err}", cell.id))?;
         grid::save_cell(&c.out, cell, result)?;
+        if k == 0 {
+            check_config(e, &c.out, true)?;
+        }
         if !c.quiet {
             let done = k + 1;
             let per = start.elapsed().as_secs_f64() / done as f64;
@@ -191,7 +197,7 @@ pub fn write_report(
 ) -> Result<(), String> {
     for d in dirs {
         if d.join(CONFIG_FILE).is_file() {
-            check_config(e, d)?;
+            check_config(e, d, false)?;
         }
     }
     let found = grid::collect(dirs, grid_cells)?;
@@ -201,7 +207,7 @@ pub fn write_report(
     let report = e.report(grid_cells, &found);
     std::fs::create_dir_all(out).map_err(|err| format!("{}: {err}", out.display()))?;
     // A merged directory records the configuration of its tables too.
-    check_config(e, out)?;
+    check_config(e, out, true)?;
     let mut json = serde_json::Map::new();
     for (stem, t) in &report.tables {
         crate::out::write_str(&format!("{}\n", t.to_text()));
