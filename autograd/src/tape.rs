@@ -314,6 +314,23 @@ impl<T: Element> Tape<T> {
         self.len() == 0
     }
 
+    /// The number of elements in the values the tape still holds (a view counts at its own
+    /// size): what a forward keeps alive, for checking that an inference pass frees its
+    /// intermediates ([`Tape::scope`], [`Tape::release`]).
+    ///
+    /// ```
+    /// use sparsegrad_autograd::Tape;
+    /// use engine::Tensor;
+    /// let tape = Tape::<f32>::inference();
+    /// let x = tape.constant(Tensor::zeros(&[2, 3]));
+    /// let y = tape.scope(|| x.relu().sum_all());
+    /// assert_eq!(tape.live_elements(), 6 + 1); // x and y; relu's output is gone
+    /// # let _ = y;
+    /// ```
+    pub fn live_elements(&self) -> usize {
+        self.nodes.borrow().iter().filter_map(|n| n.value.as_ref()).map(|v| v.numel()).sum()
+    }
+
     /// The shape of a node's value, `released` once a scope freed it.
     fn shape_text(n: &Node<T>) -> String {
         n.value.as_ref().map_or_else(|| "released".to_string(), |v| format!("{:?}", v.shape()))

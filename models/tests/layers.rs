@@ -4,11 +4,11 @@
 
 use autograd::check::CheckOptions;
 use autograd::optim::{Sgd, UnitNormAtoms};
-use autograd::Tape;
+use autograd::{Tape, Var};
 use engine::{Conv2dParams, ConvTranspose2dParams, Rng, Tensor};
 use sparsegrad_models::layers::{
-    check_layer, AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Layer, Linear,
-    MaxPool2d, Mode, Relu, Residual, Sequential, Store,
+    self, check_layer, AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Ctx, Dropout, Flatten, GlobalAvgPool, Layer,
+    Linear, MaxPool2d, Mode, Relu, Residual, Sequential, Store,
 };
 
 fn opts() -> CheckOptions {
@@ -219,4 +219,62 @@ fn lenet_from_the_registry_matches_the_count_and_runs() {
     let back = sparsegrad_models::nets::NetConfig::from_map(&cfg.to_map()).unwrap();
     assert_eq!(back, cfg);
     assert!(sparsegrad_models::nets::NetConfig::new("nope").unwrap_err().contains("known: lenet"));
+}
+
+/// Records how many elements the tape holds each time the forward passes it.
+#[derive(Clone, Default)]
+struct LiveProbe(std::sync::Arc<std::sync::Mutex<Vec<usize>>>);
+
+impl Layer<f32> for LiveProbe {
+    fn forward<'t>(&self, cx: &Ctx<'t, f32>, x: &Var<'t, f32>) -> layers::Result<Var<'t, f32>> {
+        self.0.lock().unwrap().push(cx.tape().live_elements());
+        Ok(*x)
+    }
+}
+
+#[test]
+fn sequential_frees_each_activation_on_an_inference_tape_and_keeps_them_for_backward() {
+    // 8 Linear(32 → 32) + ReLU layers on a batch of 16: an activation is 512 elements, a
+    // weight with its bias 1,056.
+    let (batch, width, depth) = (16, 32, 8);
+    let mut rng = Rng::new(3);
+    let mut store = Store::<f32>::new();
+    let probe = LiveProbe::default();
+    let net = {
+        let mut pb = store.builder(&mut rng);
+        let mut net = Sequential::new();
+        for i in 0..depth {
+            net.push(Linear::new(&mut pb.pp(3 * i), width, width, true));
+            net.push(Relu);
+            net.push(probe.clone());
+        }
+        net
+    };
+    let x = Tensor::<f32>::randn(&[batch, width], &mut rng);
+    let act = batch * width;
+    let weight = width * width + width;
+
+    // Inference: at every probe the tape holds the input, the current activation and at most
+    // one more (the one being released) — the same at layer 8 as at layer 1.
+    let tape = Tape::<f32>::inference();
+    let cx = store.bind(&tape, Mode::Eval, 0);
+    let xin = tape.constant(x.clone());
+    let y = net.forward(&cx, &xin).unwrap();
+    let seen = std::mem::take(&mut *probe.0.lock().unwrap());
+    assert_eq!(seen.len(), depth);
+    for (i, &n) in seen.iter().enumerate() {
+        assert!(n <= act + 2 * act + weight, "probe {i}: {n} elements live on the inference tape ({seen:?})");
+    }
+    assert_eq!(seen[depth - 1], seen[1], "the live set grows with depth: {seen:?}");
+
+    // The same forward recording gradients keeps every activation a rule needs: the live set
+    // grows by at least one activation per layer, and the backward still works.
+    let tape = Tape::<f32>::new();
+    let cx = store.bind(&tape, Mode::Train, 0);
+    let xin = tape.constant(x);
+    let yr = net.forward(&cx, &xin).unwrap();
+    let seen = std::mem::take(&mut *probe.0.lock().unwrap());
+    assert!(seen[depth - 1] >= seen[0] + (depth - 1) * act, "recording tape released values: {seen:?}");
+    assert_eq!(yr.value().to_vec(), y.value().to_vec(), "inference and recorded forwards differ");
+    tape.backward(&yr.sum_all()).unwrap();
 }
