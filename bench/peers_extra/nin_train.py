@@ -13,7 +13,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../../../shared/peers"))
 import networks  # noqa: E402
 
-networks.F = torch.nn.functional  # networks.py's FixedDct refers to F at module level
 torch.set_num_threads(1)
 opt_name, lr, steps = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 net_name = sys.argv[4] if len(sys.argv) > 4 else "nin"
