@@ -1,49 +1,11 @@
 //! Every kind of figure the program writes is well-formed XML with an `<svg>` root, a title,
 //! axis labels and (for several series) a legend; images are valid PNG data.
 
-use quick_xml::events::Event;
-use quick_xml::Reader;
 use sparsegrad::report::svg::{normalise, png_grey, GreyImage, HeatMap, ImageGrid, LineChart, Series};
 
-/// Parses `svg` fully; returns the text nodes. Panics with the position on malformed XML.
-fn parse(svg: &str) -> Vec<String> {
-    let mut r = Reader::from_str(svg);
-    let mut depth = 0i64;
-    let mut texts = vec![];
-    let mut root = None;
-    loop {
-        match r.read_event() {
-            Ok(Event::Start(e)) => {
-                if root.is_none() {
-                    root = Some(String::from_utf8_lossy(e.name().as_ref()).to_string());
-                }
-                for a in e.attributes() {
-                    a.unwrap_or_else(|err| panic!("bad attribute at {}: {err}", r.buffer_position()));
-                }
-                depth += 1;
-            }
-            Ok(Event::Empty(e)) => {
-                for a in e.attributes() {
-                    a.unwrap_or_else(|err| panic!("bad attribute at {}: {err}", r.buffer_position()));
-                }
-            }
-            Ok(Event::End(_)) => depth -= 1,
-            Ok(Event::Text(t)) => {
-                let s = t.unescape().unwrap_or_else(|err| panic!("bad text at {}: {err}", r.buffer_position()));
-                if !s.trim().is_empty() {
-                    texts.push(s.to_string());
-                }
-            }
-            Ok(Event::Eof) => break,
-            Ok(_) => {}
-            Err(e) => panic!("malformed XML at {}: {e}", r.buffer_position()),
-        }
-        assert!(depth >= 0, "an end tag without a start");
-    }
-    assert_eq!(depth, 0, "unclosed elements");
-    assert_eq!(root.as_deref(), Some("svg"));
-    texts
-}
+mod support;
+
+use support::parse;
 
 #[test]
 fn line_chart_is_well_formed_with_labels_and_legend() {

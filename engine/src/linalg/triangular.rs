@@ -1,0 +1,125 @@
+//! Triangular solves on row-major slices: the row kernels (shared with [`super::Cholesky`]) and
+//! the free solves with their checks.
+
+use crate::{Element, Error, Result};
+
+/// `b ← L⁻¹ b` for lower-triangular row-major `L` (leading dimension `ld`) with a nonzero
+/// diagonal: row dot products, contiguous.
+pub(super) fn forward_rows<T: Element>(l: &[T], ld: usize, b: &mut [T]) {
+    for i in 0..b.len() {
+        let row = &l[i * ld..i * ld + i + 1];
+        let mut s = b[i];
+        for (a, x) in row[..i].iter().zip(&b[..i]) {
+            s -= *a * *x;
+        }
+        b[i] = s / row[i];
+    }
+}
+
+/// `b ← L⁻ᵀ b` for lower-triangular row-major `L`: for i = n−1 … 0, `x_i = b_i / L_ii`, then
+/// `b_j −= L_ij·x_i` for j < i (an axpy with row i, contiguous).
+pub(super) fn backward_rows_transposed<T: Element>(l: &[T], ld: usize, b: &mut [T]) {
+    for i in (0..b.len()).rev() {
+        let row = &l[i * ld..i * ld + i + 1];
+        let xi = b[i] / row[i];
+        b[i] = xi;
+        for (bj, a) in b[..i].iter_mut().zip(&row[..i]) {
+            *bj -= *a * xi;
+        }
+    }
+}
+
+/// `b ← U⁻¹ b` for upper-triangular row-major `U` (row i holds `U[i, i..n]` at `i·ld + i..`).
+fn backward_rows<T: Element>(u: &[T], ld: usize, b: &mut [T]) {
+    let n = b.len();
+    for i in (0..n).rev() {
+        let row = &u[i * ld + i..i * ld + n];
+        let mut s = b[i];
+        for (a, x) in row[1..].iter().zip(&b[i + 1..]) {
+            s -= *a * *x;
+        }
+        b[i] = s / row[0];
+    }
+}
+
+/// `b ← U⁻ᵀ b` for upper-triangular row-major `U`: for i = 0 … n−1, `x_i = b_i / U_ii`, then
+/// `b_j −= U_ij·x_i` for j > i.
+fn forward_rows_transposed<T: Element>(u: &[T], ld: usize, b: &mut [T]) {
+    let n = b.len();
+    for i in 0..n {
+        let row = &u[i * ld + i..i * ld + n];
+        let xi = b[i] / row[0];
+        b[i] = xi;
+        for (bj, a) in b[i + 1..].iter_mut().zip(&row[1..]) {
+            *bj -= *a * xi;
+        }
+    }
+}
+
+/// Whether a triangular solve uses the matrix or its transpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trans {
+    /// Solve with the matrix as stored.
+    No,
+    /// Solve with its transpose.
+    Yes,
+}
+
+#[track_caller]
+fn check_triangular<T>(op: &str, a: &[T], ld: usize, n: usize, b: &[T]) {
+    assert!(ld >= n, "{op}: leading dimension {ld} is smaller than n = {n}");
+    let need = if n == 0 { 0 } else { (n - 1) * ld + n };
+    assert!(a.len() >= need, "{op}: the matrix slice has {} elements but n = {n}, ld = {ld} needs {need}", a.len());
+    assert_eq!(b.len(), n, "{op}: b has {} elements but the matrix is {n}×{n}", b.len());
+}
+
+fn check_diagonal<T: Element>(op: &'static str, a: &[T], ld: usize, n: usize) -> Result<()> {
+    for i in 0..n {
+        let d = a[i * ld + i];
+        if d == T::zero() || !d.is_finite() {
+            return Err(Error::Numerical {
+                op,
+                msg: format!("diagonal entry {i} is {d:e} (singular triangular matrix)"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Solves `L·x = b` (`trans = No`) or `Lᵀ·x = b` (`trans = Yes`) in place for a
+/// lower-triangular `n × n` matrix stored row-major in `l` with leading dimension `ld`
+/// (`L[i, j] = l[i·ld + j]`, j ≤ i; entries above the diagonal are not read). `O(n²)`; both
+/// variants read rows of `l` contiguously.
+///
+/// # Errors
+/// `Error::Numerical` if a diagonal entry is zero or not finite (checked before `b` is touched).
+/// **Panics** if `ld < n`, `l` is too short for `n` rows of stride `ld`, or `b.len() != n`.
+#[track_caller]
+pub fn solve_lower_triangular<T: Element>(l: &[T], ld: usize, n: usize, b: &mut [T], trans: Trans) -> Result<()> {
+    check_triangular("solve_lower_triangular", l, ld, n, b);
+    check_diagonal("solve_lower_triangular", l, ld, n)?;
+    match trans {
+        Trans::No => forward_rows(l, ld, b),
+        Trans::Yes => backward_rows_transposed(l, ld, b),
+    }
+    Ok(())
+}
+
+/// Solves `U·x = b` (`trans = No`) or `Uᵀ·x = b` (`trans = Yes`) in place for an
+/// upper-triangular `n × n` matrix stored row-major in `u` with leading dimension `ld`
+/// (`U[i, j] = u[i·ld + j]`, j ≥ i; entries below the diagonal are not read). For a Cholesky
+/// factor stored as lower `L`, use [`solve_lower_triangular`] with `Trans::Yes` for `Lᵀ·x = b`.
+///
+/// # Errors
+/// `Error::Numerical` if a diagonal entry is zero or not finite (checked before `b` is touched).
+/// **Panics** if `ld < n`, `u` is too short, or `b.len() != n`.
+#[track_caller]
+pub fn solve_upper_triangular<T: Element>(u: &[T], ld: usize, n: usize, b: &mut [T], trans: Trans) -> Result<()> {
+    check_triangular("solve_upper_triangular", u, ld, n, b);
+    check_diagonal("solve_upper_triangular", u, ld, n)?;
+    match trans {
+        Trans::No => backward_rows(u, ld, b),
+        Trans::Yes => forward_rows_transposed(u, ld, b),
+    }
+    Ok(())
+}
