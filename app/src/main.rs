@@ -1,9 +1,7 @@
 //! The `sparsegrad` program; see `sparsegrad --help`.
 
-/// Freed large tensors are kept for the next step instead of being faulted in again
-/// (`engine::alloc`; `SPARSEGRAD_ALLOC_CACHE_MB=0` turns it off).
-#[global_allocator]
-static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
+// No global allocator: the engine reuses large tensor buffers itself (`engine::recycle`), so
+// this program runs as fast as any plain program that uses the library.
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -40,6 +40,7 @@ pub mod error;
 pub mod kernels;
 pub mod layout;
 pub mod linalg;
+pub mod recycle;
 pub mod rng;
 pub mod tensor;
 
@@ -68,7 +69,9 @@ pub const PAR_CHUNK: usize = 1 << 15;
 /// From [`PAR_CHUNK`] elements on, the chunks of [`PAR_CHUNK`] are written on rayon (the page
 /// faults then run on every thread, not one); the result is the same either way.
 pub fn filled<T: Copy + Send + Sync>(n: usize, v: T) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(n);
+    // A kept buffer of this size when there is one (`recycle`: no fresh pages to fault in).
+    let mut out: Vec<T> = crate::recycle::take(n);
+    huge_pages_hint(&mut out);
     // An opaque use between allocation and fill, so that the optimiser cannot fuse the two
     // back into a zeroed allocation (LLVM folds malloc + memset(0) into calloc).
     std::hint::black_box(out.as_mut_ptr());

@@ -19,6 +19,18 @@ pub struct Tensor<T: Element> {
     layout: Layout,
 }
 
+/// The last reference to a large buffer hands it to [`crate::recycle`], so the next output of
+/// the same size reuses its pages instead of faulting in fresh ones.
+impl<T: Element> Drop for Tensor<T> {
+    fn drop(&mut self) {
+        if let Some(v) = Arc::get_mut(&mut self.storage) {
+            if v.capacity() * std::mem::size_of::<T>() >= crate::recycle::MIN_BYTES {
+                crate::recycle::give(std::mem::take(v));
+            }
+        }
+    }
+}
+
 impl<T: Element> Tensor<T> {
     // ------------------------------------------------------------------ construction
 
@@ -227,7 +239,8 @@ impl<T: Element> Tensor<T> {
     /// Consumes the tensor and returns its elements row-major (no copy when possible).
     pub fn into_vec(mut self) -> Vec<T> {
         let _ = self.make_mut();
-        match Arc::try_unwrap(self.storage) {
+        // `Tensor` has a `Drop` (it gives its buffer back, `recycle`): take the storage out.
+        match Arc::try_unwrap(std::mem::take(&mut self.storage)) {
             Ok(v) => v,
             Err(a) => a.to_vec(),
         }

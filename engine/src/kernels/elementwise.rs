@@ -26,7 +26,7 @@ use crate::{Element, Tensor, PAR_CHUNK};
 /// `fill` receives it as `MaybeUninit` and must write every element. Buffers of 32 MiB or
 /// more are advised for transparent huge pages first ([`crate::huge_pages_hint`]).
 fn fresh<T: Element>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
-    let mut out = Vec::with_capacity(n);
+    let mut out = crate::recycle::take(n);
     crate::huge_pages_hint(&mut out);
     fill(&mut out.spare_capacity_mut()[..n]);
     // SAFETY: `fill` wrote all `n` elements (every caller covers the whole slice: a map over

@@ -50,7 +50,7 @@ impl<T: Element> Tensor<T> {
         let mut shape = first.to_vec();
         shape[axis] = tensors.iter().map(|t| t.dim(axis)).sum();
         let outer: usize = shape[..axis].iter().product();
-        let mut data = Vec::with_capacity(numel(&shape));
+        let mut data = crate::recycle::take(numel(&shape));
         let parts: Vec<Tensor<T>> = tensors.iter().map(|t| t.contiguous()).collect();
         let rows: Vec<usize> = parts.iter().map(|t| t.shape()[axis..].iter().product()).collect();
         for o in 0..outer {

@@ -302,7 +302,7 @@ impl<T: Element> Tensor<T> {
         let a = a.broadcast_to(&full_a);
         let b = b.broadcast_to(&full_b);
         let nb: usize = batch.iter().product();
-        let mut out = vec![T::zero(); nb * m * n];
+        let mut out = crate::filled(nb * m * n, T::zero());
         let br = batch.len();
         let a_offs: Vec<usize> =
             crate::Layout { shape: batch.clone(), strides: a.strides()[..br].to_vec(), offset: a.offset() }

@@ -32,10 +32,9 @@ impl<T: Element> Tensor<T> {
         let n = self.dim(axis);
         let x = self.contiguous();
         let xs = x.as_slice().expect("contiguous");
-        // Zeroed by the allocator (fresh pages: no pass over the memory), advised for huge
-        // pages before the first write; `f` writes each element before reading it.
-        let mut out = vec![T::zero(); xs.len()];
-        crate::huge_pages_hint(&mut out);
+        // A kept buffer (`recycle`) or fresh pages, written once here; `f` writes each element
+        // before reading it.
+        let mut out = crate::filled(xs.len(), T::zero());
         let rows_per_piece = (PAR_CHUNK / n).max(1);
         if xs.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
             xs.par_chunks(rows_per_piece * n)

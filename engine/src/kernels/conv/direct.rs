@@ -584,7 +584,7 @@ fn correlate<T: Element>(isa: Isa, c: Corr, src: &[T], wt: impl Fn(usize, usize)
     // Every element is written exactly once by some item, so `y` starts uninitialised (the
     // length is set once all items have run).
     let len = c.n * c.od * c.oh * c.ow;
-    let mut y: Vec<T> = Vec::with_capacity(len);
+    let mut y: Vec<T> = crate::recycle::take(len);
     macro_rules! run {
         ($f:ty) => {{
             let job = NnJob::<$f> {

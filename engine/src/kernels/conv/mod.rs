@@ -313,7 +313,7 @@ fn all_finite<T: Element>(v: &[T]) -> bool {
 /// [`forward`] by im2col + GEMM.
 fn forward_gemm<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T> {
     let (o, l, og, k) = (g.o, g.l(), g.og(), g.k());
-    let mut y = vec![T::zero(); g.n * o * l];
+    let mut y = crate::filled(g.n * o * l, T::zero());
     let beta = if bias.is_some() { T::one() } else { T::zero() };
     let plan = Plan::new(g);
     for_chunks(&mut y, o * l, plan, |s, chunk, dst, split| {
@@ -583,7 +583,7 @@ impl<T: Element> Tensor<T> {
         let (rows, l) = (g.c * g.kh * g.kw, g.l());
         let x = Tensor::contiguous(self);
         let xs = slice_of(&x);
-        let mut cols = vec![T::zero(); g.n * rows * l];
+        let mut cols = crate::filled(g.n * rows * l, T::zero());
         if !cols.is_empty() {
             let whole = |n0| Block { n0, images: 1, a0: 0, a1: g.oh };
             cols.par_chunks_mut(rows * l).enumerate().for_each(|(n, dst)| im2col_into(xs, &g, &whole(n), dst));
