@@ -47,6 +47,7 @@ pub mod tensor;
 pub use element::Element;
 pub use error::{Error, Result};
 pub use kernels::conv::{Conv2dParams, ConvTranspose2dParams};
+pub use kernels::norm::BatchStats;
 pub use kernels::pool::Pool2dParams;
 pub use layout::Layout;
 pub use rng::Rng;

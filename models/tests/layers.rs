@@ -1,6 +1,6 @@
 //! The layer abstraction: names, binding, gradient checks of every built-in layer in f64
 //! (contiguous and non-contiguous inputs), BatchNorm's running statistics against values
-//! worked out by hand, pooling's ceil mode, Dropout's train/eval behaviour.
+//! worked out by hand and its fused rule against the composed formula, pooling's ceil mode, Dropout's train/eval behaviour.
 
 use autograd::check::CheckOptions;
 use autograd::optim::{Sgd, UnitNormAtoms};
@@ -104,6 +104,63 @@ fn batchnorm_gradients_in_both_modes_and_running_statistics() {
         assert!((y[c * 4] - want).abs() < 1e-12, "y {} vs {want}", y[c * 4]);
     }
     assert_eq!(store.get("bn.num_batches_tracked").unwrap().to_vec(), vec![1.0]);
+}
+
+/// The fused training rule against the composed formula the layer used before it (output,
+/// gradients of x, γ, β, running statistics after two steps), in f64 to 1e-12, on a
+/// non-contiguous input (a permuted view).
+#[test]
+fn batchnorm_fused_rule_matches_the_composed_formula() {
+    let mut rng = Rng::new(4);
+    let mut store = Store::<f64>::new();
+    let bn = BatchNorm2d::new(&mut store.builder(&mut rng).pp("bn"), 3);
+    store.set("bn.weight", Tensor::from_vec(vec![1.5, -0.5, 0.75], &[3])).unwrap();
+    store.set("bn.bias", Tensor::from_vec(vec![0.25, 1.0, -2.0], &[3])).unwrap();
+    let (mut rm, mut rv) = (Tensor::<f64>::zeros(&[3]), Tensor::<f64>::ones(&[3]));
+    let close = |what: &str, a: &Tensor<f64>, b: &Tensor<f64>| {
+        for (i, (x, y)) in a.to_vec().iter().zip(b.to_vec()).enumerate() {
+            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+        }
+    };
+    for step in 0..2 {
+        let x = Tensor::<f64>::randn(&[4, 3, 6, 5], &mut rng).add_scalar(3.0).permute(&[0, 1, 3, 2]);
+        assert!(!x.is_contiguous());
+        let cot = Tensor::<f64>::randn(x.shape(), &mut rng);
+        // Fused: the layer.
+        let tape = Tape::new();
+        let cx = store.bind(&tape, Mode::Train, 0);
+        let xv = tape.leaf(x.clone());
+        let y = bn.forward(&cx, &xv).unwrap();
+        let g = tape.backward(&y.mul(&tape.constant(cot.clone())).sum_all()).unwrap();
+        let pg = cx.grads(&g);
+        let (fy, fx) = (y.value(), g.wrt(&xv));
+        cx.finish(&mut store);
+        // Composed: (x − μ)/√(σ² + ε)·γ + β, σ² biased; running variance with σ²·m/(m − 1).
+        let tape = Tape::new();
+        let (xv, gamma, beta) = (
+            tape.leaf(x.clone()),
+            tape.leaf(store.get("bn.weight").unwrap().clone()),
+            tape.leaf(store.get("bn.bias").unwrap().clone()),
+        );
+        let mean = xv.mean(&[0, 2, 3], true);
+        let centred = xv.sub(&mean);
+        let var = centred.square().mean(&[0, 2, 3], true);
+        let y = centred
+            .div(&var.add_scalar(1e-5).sqrt())
+            .mul(&gamma.reshape(&[1, 3, 1, 1]))
+            .add(&beta.reshape(&[1, 3, 1, 1]));
+        let g = tape.backward(&y.mul(&tape.constant(cot)).sum_all()).unwrap();
+        let m = (4 * 6 * 5) as f64;
+        rm = rm.mul_scalar(0.9).add(&mean.value().reshape(&[3]).mul_scalar(0.1));
+        rv = rv.mul_scalar(0.9).add(&var.value().reshape(&[3]).mul_scalar(0.1 * m / (m - 1.0)));
+        let what = format!("step {step}");
+        close(&format!("{what} y"), &fy, &y.value());
+        close(&format!("{what} ∂x"), &fx, &g.wrt(&xv));
+        close(&format!("{what} ∂γ"), pg[0].as_ref().unwrap(), &g.wrt(&gamma));
+        close(&format!("{what} ∂β"), pg[1].as_ref().unwrap(), &g.wrt(&beta));
+        close(&format!("{what} running mean"), store.get("bn.running_mean").unwrap(), &rm);
+        close(&format!("{what} running var"), store.get("bn.running_var").unwrap(), &rv);
+    }
 }
 
 #[test]

@@ -1,11 +1,11 @@
 //! The gradient audit of every built-in op (the registry `sparsegrad gradcheck` runs), a
 //! coverage test that fails when an op is added without an audit, and checks of the fused
-//! softmax/log-softmax/cross-entropy rules against their composites.
+//! softmax/log-softmax/cross-entropy and batch-norm rules against their composites.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use autograd::{audit, Reduction, Var};
-use sparsegrad_tests::{assert_close, randn, vjp};
+use sparsegrad_tests::{assert_close, randn, uniform, vjp};
 
 #[test]
 fn every_registered_audit_passes() {
@@ -155,6 +155,41 @@ fn fused_cross_entropy_matches_its_composite() {
         let comp = vjp(|_, v| v[0].log_softmax(1).gather(1, &labels, &[n, 1]).sum_all().mul_scalar(-scale), &x, None);
         assert_close("cross_entropy forward", &fused.0.to_vec(), &comp.0.to_vec(), 1e-12);
         assert_close("cross_entropy backward", &fused.1[0].to_vec(), &comp.1[0].to_vec(), 1e-12);
+    }
+}
+
+/// The formula BatchNorm2d used before the fused rule: (x − mean)/√(mean((x − mean)²) + ε)·γ + β,
+/// statistics over every axis but 1; `v = [x, γ, β]`.
+fn composite_batch_norm<'t>(v: &[Var<'t, f64>], eps: f64) -> Var<'t, f64> {
+    let r = v[0].rank();
+    let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
+    let mut s = vec![1; r];
+    s[1] = v[0].shape()[1];
+    let mean = v[0].mean(&axes, true);
+    let centred = v[0].sub(&mean);
+    let var = centred.square().mean(&axes, true);
+    centred.div(&var.add_scalar(eps).sqrt()).mul(&v[1].reshape(&s)).add(&v[2].reshape(&s))
+}
+
+#[test]
+fn fused_batch_norm_matches_its_composite() {
+    let xs = [
+        randn(&[5, 3, 4, 6], 21),
+        randn(&[4, 3, 6, 5], 22).permute(&[0, 1, 3, 2]), // a non-contiguous view
+        randn(&[7, 4], 23).add_scalar(50.0),             // a large mean
+        randn(&[2, 5, 9], 24).slice(2, 1, 9, 2),
+    ];
+    for (k, x) in xs.into_iter().enumerate() {
+        let c = x.dim(1);
+        let inputs = [x.clone(), uniform(&[c], 0.5, 1.5, 30 + k as u64), randn(&[c], 40 + k as u64)];
+        let r = randn(x.shape(), 50 + k as u64);
+        let fused = vjp(|_, v| v[0].batch_norm(&v[1], &v[2], 1e-5).0, &inputs, Some(r.clone()));
+        let comp = vjp(|_, v| composite_batch_norm(v, 1e-5), &inputs, Some(r));
+        let what = format!("case {k} {:?}", x.shape());
+        assert_close(&format!("{what} forward"), &fused.0.to_vec(), &comp.0.to_vec(), 1e-12);
+        for (i, name) in ["x", "weight", "bias"].iter().enumerate() {
+            assert_close(&format!("{what} ∂{name}"), &fused.1[i].to_vec(), &comp.1[i].to_vec(), 1e-12);
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod binary;
 mod conv;
 mod index;
 mod matmul;
+mod norm;
 mod pool;
 mod reduce;
 mod shape;
@@ -107,6 +108,8 @@ pub const RULES: &[&str] = &[
     // pool.rs
     "max_pool2d",
     "avg_pool2d",
+    // norm.rs
+    "batch_norm",
 ];
 
 /// Every audit case of the built-in ops, family by family.
@@ -120,6 +123,7 @@ pub(crate) fn audit_cases(out: &mut Vec<crate::audit_case::AuditCase>) {
     index::cases::all(out);
     conv::cases::all(out);
     pool::cases::all(out);
+    norm::cases::all(out);
 }
 
 impl<'t, T: Element> Var<'t, T> {

@@ -25,7 +25,7 @@ use crate::{Element, Tensor, PAR_CHUNK};
 /// The buffer is not zeroed first (for a 4 MB output, zeroing cost as much as `relu` itself):
 /// `fill` receives it as `MaybeUninit` and must write every element. Buffers of 32 MiB or
 /// more are advised for transparent huge pages first ([`crate::huge_pages_hint`]).
-fn fresh<T: Element>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
+pub(crate) fn fresh<T: Element>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
     let mut out = crate::recycle::take(n);
     crate::huge_pages_hint(&mut out);
     fill(&mut out.spare_capacity_mut()[..n]);

@@ -124,7 +124,7 @@ fn reduce_generic<T: Element, A: Copy + Send + Sync>(
 /// `f(i)` for `i in 0..n`, in order: on the rayon pool when `parallel` holds and the pool has
 /// more than one thread, on the calling thread otherwise (handing work to a one-thread pool
 /// only adds two thread switches). The results are the same either way.
-fn map_range<A: Send>(n: usize, parallel: bool, f: impl Fn(usize) -> A + Sync + Send) -> Vec<A> {
+pub(crate) fn map_range<A: Send>(n: usize, parallel: bool, f: impl Fn(usize) -> A + Sync + Send) -> Vec<A> {
     if parallel && n > 1 && rayon::current_num_threads() > 1 {
         (0..n).into_par_iter().map(f).collect()
     } else {

@@ -6,10 +6,10 @@ use engine::{Element, Tensor};
 use super::{BufferId, Ctx, Error, Layer, ParamBuilder, ParamId, Result};
 
 /// Batch normalisation over `[N, C, H, W]`, per channel. Train mode normalises with the
-/// batch's mean and biased variance and updates the running statistics with `momentum`
-/// (the running variance with the unbiased batch variance, as PyTorch); eval mode uses the
-/// running statistics. Parameters `{prefix}.weight` (γ, ones) and `{prefix}.bias` (β,
-/// zeros); buffers `{prefix}.running_mean`, `{prefix}.running_var`,
+/// batch's mean and biased variance (one fused rule, [`Var::batch_norm`]) and updates the
+/// running statistics with `momentum` (the running variance with the unbiased batch variance,
+/// as PyTorch); eval mode uses the running statistics. Parameters `{prefix}.weight` (γ, ones)
+/// and `{prefix}.bias` (β, zeros); buffers `{prefix}.running_mean`, `{prefix}.running_var`,
 /// `{prefix}.num_batches_tracked` — the names of `nn.BatchNorm2d`'s `state_dict`.
 #[derive(Clone, Debug)]
 pub struct BatchNorm2d {
@@ -48,37 +48,30 @@ impl<T: Element> Layer<T> for BatchNorm2d {
         }
         let tape = cx.tape();
         let shape = [1, c, 1, 1];
-        let gamma = cx.param(self.gamma).reshape(&shape);
-        let beta = cx.param(self.beta).reshape(&shape);
-        let (mean, var) = if cx.training() {
+        if cx.training() {
             let count = s[0] * s[2] * s[3];
             if count < 2 {
                 return Err(Error::Shape(format!(
                     "BatchNorm2d({c}): training needs more than one value per channel, got input {s:?}"
                 )));
             }
-            let mean = x.mean(&[0, 2, 3], true);
-            let centred = x.sub(&mean);
-            let var = centred.square().mean(&[0, 2, 3], true);
+            // One fused rule: statistics, output and gradient in one pass each.
+            let (y, stats) = x.batch_norm(&cx.param(self.gamma), &cx.param(self.beta), self.eps);
             // Running statistics, off the tape.
             let m = self.momentum;
             let unbiased = count as f64 / (count - 1) as f64;
-            let rm = cx.buffer(self.running_mean).mul_scalar(1.0 - m).add(&mean.value().reshape(&[c]).mul_scalar(m));
-            let rv = cx
-                .buffer(self.running_var)
-                .mul_scalar(1.0 - m)
-                .add(&var.value().reshape(&[c]).mul_scalar(m * unbiased));
+            let (mean, var) = (Tensor::from_vec(stats.mean, &[c]), Tensor::from_vec(stats.var, &[c]));
+            let rm = cx.buffer(self.running_mean).mul_scalar(1.0 - m).add(&mean.mul_scalar(m));
+            let rv = cx.buffer(self.running_var).mul_scalar(1.0 - m).add(&var.mul_scalar(m * unbiased));
             cx.set_buffer(self.running_mean, rm);
             cx.set_buffer(self.running_var, rv);
             cx.set_buffer(self.batches, cx.buffer(self.batches).add_scalar(1.0));
-            let y = centred.div(&var.add_scalar(self.eps).sqrt());
-            return Ok(y.mul(&gamma).add(&beta));
-        } else {
-            (
-                tape.constant(cx.buffer(self.running_mean).reshape(&shape)),
-                tape.constant(cx.buffer(self.running_var).reshape(&shape)),
-            )
-        };
+            return Ok(y);
+        }
+        let gamma = cx.param(self.gamma).reshape(&shape);
+        let beta = cx.param(self.beta).reshape(&shape);
+        let mean = tape.constant(cx.buffer(self.running_mean).reshape(&shape));
+        let var = tape.constant(cx.buffer(self.running_var).reshape(&shape));
         let y = x.sub(&mean).div(&var.add_scalar(self.eps).sqrt());
         Ok(y.mul(&gamma).add(&beta))
     }
