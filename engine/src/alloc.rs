@@ -9,6 +9,11 @@
 //! mmap disabled, one thread, 2026-12-02), and the SC loss at N = 128 went from 0.37 to 0.31 ms
 //! per forward and backward (minima) with its two 128 KiB gradients reused.
 //!
+//! Since [`crate::recycle`] the engine reuses its own large tensor buffers, which gives a plain
+//! program the same speed (bench/README.md, "Buffer reuse inside the engine"), and the
+//! `sparsegrad` binary no longer installs this allocator. It remains for the timing examples
+//! that compare against it.
+//!
 //! A library cannot choose the allocator; a program opts in:
 //!
 //! ```ignore
