@@ -77,7 +77,11 @@ pub(crate) struct Lanes<T> {
     l: Vec<T>,
     /// `[r][k][W]`: row `Λ_q` of G.
     ga: Vec<T>,
-    /// Scalar scratch: the new factor row of an append, the removal's `v`, the final solve.
+    /// `[r][W]`: the new factor row of each joining lane, and its `‖z‖²` and `s − z·y`.
+    nrow: Vec<T>,
+    ss: [T; W],
+    ydot: [T; W],
+    /// Scalar scratch: the removal's `v`, the final solve.
     row: Vec<T>,
     work: Vec<T>,
     // The finished paths of the chunk, in the order they finished.
@@ -119,6 +123,9 @@ impl<T: Element> Lanes<T> {
             u: vec![z; r * W],
             l: vec![z; r * r * W],
             ga: vec![z; r * k * W],
+            nrow: vec![z; r * W],
+            ss: [z; W],
+            ydot: [z; W],
             row: vec![z; r + 1],
             work: vec![z; r + 1],
             done_atoms: Vec::new(),
@@ -261,16 +268,8 @@ impl<T: Element> Lanes<T> {
     /// lane's factor, then the per-sample path's bookkeeping.
     fn join(&mut self, l: usize, j: usize, sgn: T, p: &Problem<'_, T>) -> Result<Joined, Failed> {
         let (k, na, g) = (self.k, self.na[l], p.g);
-        let mut ss = T::zero();
-        for i in 0..na {
-            let mut acc = g[j * k + self.act[i * W + l]];
-            for q in 0..i {
-                acc -= self.l[self.li(i, q, l)] * self.row[q];
-            }
-            let yi = acc / self.l[self.li(i, i, l)];
-            self.row[i] = yi;
-            ss += yi * yi;
-        }
+        // The forward substitution is done (`append_rows`, all joining lanes at once).
+        let ss = self.ss[l];
         let diag = g[j * k + j];
         let d = diag - ss;
         let floor = p.floor * T::epsilon().as_f64() * diag.as_f64().max(0.0);
@@ -284,22 +283,20 @@ impl<T: Element> Lanes<T> {
             self.skipped[l].push(j);
             return Ok(Joined::Skipped);
         }
-        self.row[na] = d.sqrt();
+        let pivot = d.sqrt();
         if na + 1 > p.cap {
             return Ok(Joined::Cap);
         }
-        for q in 0..=na {
+        for q in 0..na {
             let at = self.li(na, q, l);
-            self.l[at] = self.row[q];
+            self.l[at] = self.nrow[q * W + l];
         }
+        let at = self.li(na, na, l);
+        self.l[at] = pivot;
         self.act[na * W + l] = j;
         self.sign[na * W + l] = sgn;
-        // `forward_row`: y_na = (s − Σ L[na, q]·y_q) / L[na, na].
-        let mut acc = sgn;
-        for q in 0..na {
-            acc -= self.row[q] * self.y[q * W + l];
-        }
-        self.y[na * W + l] = acc / self.row[na];
+        // `forward_row`: y_na = (s − Σ L[na, q]·y_q) / L[na, na], the sum from `append_rows`.
+        self.y[na * W + l] = self.ydot[l] / pivot;
         self.coef[na * W + l] = T::zero();
         for i in 0..k {
             self.ga[(na * k + i) * W + l] = g[j * k + i];
@@ -309,6 +306,55 @@ impl<T: Element> Lanes<T> {
         self.set_state(j, l, State::Active, p.positive);
         self.joins[l] += 1;
         Ok(Joined::Yes)
+    }
+
+    /// For every lane whose event is a join: the new factor row `L[na, 0..na]` of
+    /// `Cholesky::try_append` (the forward substitution `L·z = G[Λ, j]`, into `nrow`), its
+    /// `‖z‖²` (into `ss`) and `s − Σ z_q·y_q` (into `ydot`), vector over the lanes. Rows past
+    /// a lane's |Λ| are padding with `G = +0` there, so `z = +0` and nothing changes.
+    #[inline(always)]
+    fn append_rows(&mut self, p: &Problem<'_, T>) {
+        let (k, r, maxn) = (self.k, self.r, self.max_active());
+        let mut sign = [T::one(); W];
+        let mut any = false;
+        for (l, sg) in sign.iter_mut().enumerate() {
+            let joining = self.live[l] && self.leave[l] == NONE && self.win[l] != NO_JOIN;
+            any |= joining;
+            let (na, j) = (if joining { self.na[l] } else { 0 }, self.win[l] / 2);
+            for i in 0..maxn {
+                self.nrow[i * W + l] = if i < na { p.g[j * k + self.act[i * W + l]] } else { T::zero() };
+            }
+            if self.win[l] % 2 == 1 {
+                *sg = -T::one();
+            }
+        }
+        if !any {
+            return;
+        }
+        let mut ss = [T::zero(); W];
+        for i in 0..maxn {
+            let mut acc = load(&self.nrow, i * W);
+            for q in 0..i {
+                let (lq, zq) = (load(&self.l, (i * r + q) * W), load(&self.nrow, q * W));
+                for l in 0..W {
+                    acc[l] -= lq[l] * zq[l];
+                }
+            }
+            let d = load(&self.l, (i * r + i) * W);
+            for l in 0..W {
+                acc[l] /= d[l];
+                ss[l] += acc[l] * acc[l];
+            }
+            store(&mut self.nrow, i * W, acc);
+        }
+        for q in 0..maxn {
+            let (zq, yq) = (load(&self.nrow, q * W), load(&self.y, q * W));
+            for ((s, &z), &y) in sign.iter_mut().zip(&zq).zip(&yq) {
+                *s -= z * y;
+            }
+        }
+        self.ss = ss;
+        self.ydot = sign;
     }
 
     /// The coefficient at position `q` of lane `l`'s Λ reaches zero: the atom leaves
@@ -525,6 +571,7 @@ impl<T: Element> Lanes<T> {
             self.direction();
             self.search(p)?;
             self.step();
+            self.append_rows(p);
             for l in 0..W {
                 if !self.live[l] {
                     continue;
