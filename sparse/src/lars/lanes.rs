@@ -216,22 +216,34 @@ impl<T: Element> Lanes<T> {
     fn finish(&mut self, l: usize, hit_cap: bool, c_all: &[T], out: &mut [T]) -> Result<(), Failed> {
         let (k, s, na, lam) = (self.k, self.sample[l], self.na[l], self.lam[l]);
         let c0 = &c_all[s * k..(s + 1) * k];
+        // The factor, packed by rows, is kept first; the solve reads the packed copy.
+        let (ao, fo) = (self.done_atoms.len(), self.done_factors.len());
         for i in 0..na {
-            self.row[i] = c0[self.act[i * W + l]] - lam * self.sign[i * W + l];
+            self.done_atoms.push(self.act[i * W + l]);
+            for j in 0..=i {
+                let v = self.l[self.li(i, j, l)];
+                self.done_factors.push(v);
+            }
+        }
+        let fac = &self.done_factors[fo..];
+        let b = &mut self.row[..na];
+        for (i, bi) in b.iter_mut().enumerate() {
+            *bi = c0[self.act[i * W + l]] - lam * self.sign[i * W + l];
         }
         for i in 0..na {
-            let mut acc = self.row[i];
-            for j in 0..i {
-                acc -= self.l[self.li(i, j, l)] * self.row[j];
+            let row = &fac[i * (i + 1) / 2..][..i + 1];
+            let mut acc = b[i];
+            for (&a, &x) in row[..i].iter().zip(&b[..i]) {
+                acc -= a * x;
             }
-            self.row[i] = acc / self.l[self.li(i, i, l)];
+            b[i] = acc / row[i];
         }
         for i in (0..na).rev() {
-            let xi = self.row[i] / self.l[self.li(i, i, l)];
-            self.row[i] = xi;
-            for j in 0..i {
-                let v = self.row[j] - self.l[self.li(i, j, l)] * xi;
-                self.row[j] = v;
+            let row = &fac[i * (i + 1) / 2..][..i + 1];
+            let xi = b[i] / row[i];
+            b[i] = xi;
+            for (bj, &a) in b[..i].iter_mut().zip(&row[..i]) {
+                *bj -= a * xi;
             }
         }
         let o = &mut out[s * k..(s + 1) * k];
@@ -241,16 +253,6 @@ impl<T: Element> Lanes<T> {
                 return Err(Failed);
             }
             o[self.act[i * W + l]] = if v * sg < T::zero() { T::zero() } else { v };
-        }
-        let (ao, fo) = (self.done_atoms.len(), self.done_factors.len());
-        for i in 0..na {
-            self.done_atoms.push(self.act[i * W + l]);
-        }
-        for i in 0..na {
-            for j in 0..=i {
-                let v = self.l[self.li(i, j, l)];
-                self.done_factors.push(v);
-            }
         }
         self.done[s] = (ao, na, fo, hit_cap);
         for i in 0..na {
@@ -317,12 +319,15 @@ impl<T: Element> Lanes<T> {
         let (k, r, maxn) = (self.k, self.r, self.max_active());
         let mut sign = [T::one(); W];
         let mut any = false;
+        self.nrow[..maxn * W].fill(T::zero());
         for (l, sg) in sign.iter_mut().enumerate() {
-            let joining = self.live[l] && self.leave[l] == NONE && self.win[l] != NO_JOIN;
-            any |= joining;
-            let (na, j) = (if joining { self.na[l] } else { 0 }, self.win[l] / 2);
-            for i in 0..maxn {
-                self.nrow[i * W + l] = if i < na { p.g[j * k + self.act[i * W + l]] } else { T::zero() };
+            if !(self.live[l] && self.leave[l] == NONE && self.win[l] != NO_JOIN) {
+                continue;
+            }
+            any = true;
+            let row = &p.g[self.win[l] / 2 * k..][..k];
+            for i in 0..self.na[l] {
+                self.nrow[i * W + l] = row[self.act[i * W + l]];
             }
             if self.win[l] % 2 == 1 {
                 *sg = -T::one();
