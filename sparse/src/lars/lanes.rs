@@ -436,36 +436,34 @@ impl<T: Element> Lanes<T> {
     #[inline(always)]
     fn direction(&mut self) {
         let (k, r, maxn) = (self.k, self.r, self.max_active());
-        self.u[..maxn * W].copy_from_slice(&self.y[..maxn * W]);
-        for i in (0..maxn).rev() {
-            // Whole vectors are loaded into locals and stored back, so that the compiler sees
-            // no aliasing between the buffers and keeps each loop one vector operation.
-            let d = load(&self.l, (i * r + i) * W);
-            let mut x = load(&self.u, i * W);
+        // `x_j = (y_j − L[n−1, j]·x_{n−1} − … − L[j+1, j]·x_{j+1}) / L[j, j]`, the
+        // subtractions in the order of the row loop (which subtracts row n−1's term first), in a
+        // register. Whole vectors are loaded into locals, so that the compiler sees no aliasing
+        // between the buffers and keeps each loop one vector operation.
+        for j in (0..maxn).rev() {
+            let mut acc = load(&self.y, j * W);
+            for i in (j + 1..maxn).rev() {
+                let (lij, xi) = (load(&self.l, (i * r + j) * W), load(&self.u, i * W));
+                for l in 0..W {
+                    acc[l] -= lij[l] * xi[l];
+                }
+            }
+            let d = load(&self.l, (j * r + j) * W);
             for l in 0..W {
-                x[l] /= d[l];
+                acc[l] /= d[l];
             }
-            store(&mut self.u, i * W, x);
-            for j in 0..i {
-                let lij = load(&self.l, (i * r + j) * W);
-                let mut uj = load(&self.u, j * W);
-                for l in 0..W {
-                    uj[l] -= lij[l] * x[l];
-                }
-                store(&mut self.u, j * W, uj);
-            }
+            store(&mut self.u, j * W, acc);
         }
-        self.a.fill(T::zero());
-        for q in 0..maxn {
-            let uq = load(&self.u, q * W);
-            for i in 0..k {
-                let gr = load(&self.ga, (q * k + i) * W);
-                let mut ai = load(&self.a, i * W);
+        // `a_i = Σ_q u_q·G[Λ_q, i]` from +0, q in order, in a register.
+        for i in 0..k {
+            let mut acc = [T::zero(); W];
+            for q in 0..maxn {
+                let (uq, gr) = (load(&self.u, q * W), load(&self.ga, (q * k + i) * W));
                 for l in 0..W {
-                    ai[l] += uq[l] * gr[l];
+                    acc[l] += uq[l] * gr[l];
                 }
-                store(&mut self.a, i * W, ai);
             }
+            store(&mut self.a, i * W, acc);
         }
     }
 
