@@ -388,8 +388,9 @@ pub fn csf<'t, T: Element>(
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SmallK {
     /// Where the dictionary has at most [`SMALL_K`] atoms, [`lars_en_compact`]: the same
-    /// per-patch path with every patch's active set and factor kept in flat batch buffers
-    /// (nothing allocated per patch); the per-patch [`SamplePath`]s otherwise.
+    /// per-patch path run for 16 patches at once (one per vector lane), with every patch's
+    /// active set and factor kept in flat batch buffers (nothing allocated per patch); the
+    /// per-patch [`SamplePath`]s otherwise.
     #[default]
     Auto,
     /// Always the per-patch solver (the reference the batched one is tested against).

@@ -8,6 +8,7 @@ use engine::{Element, Tensor};
 use rayon::prelude::*;
 
 use super::kernels::{self, Isa};
+use super::lanes::{solve_chunk, Lanes};
 use crate::SparseError;
 
 /// Samples per rayon work item. Chunk boundaries depend only on N (each sample's path is
@@ -185,9 +186,10 @@ pub fn lars_en<T: Element>(d: &Tensor<T>, x: &Tensor<T>, cfg: &LarsConfig) -> Re
 /// [`lars_en`] with the paths kept in one flat [`CompactPaths`] instead of a [`SamplePath`]
 /// per sample: nothing is allocated per sample (the batch's buffers grow by amortised
 /// doubling), which is what a convolutional layer with tens of thousands of small problems
-/// (few atoms, short paths) needs. The codes and every active set and factor are the same
-/// bits as [`lars_en`]'s (the same per-sample path code runs; only where its result is
-/// written differs).
+/// (few atoms, short paths) needs. The paths run 16 samples at a time, one per vector lane
+/// (`lars::lanes`: each lane its own active set and factor, the per-sample arithmetic in
+/// each lane). The codes and every active set and factor are the same bits as [`lars_en`]'s
+/// (tested, for every instruction set).
 ///
 /// # Errors
 /// As [`lars_en`]. **Panics** as [`lars_en`].
@@ -196,6 +198,28 @@ pub fn lars_en_compact<T: Element>(
     d: &Tensor<T>,
     x: &Tensor<T>,
     cfg: &LarsConfig,
+) -> Result<(Tensor<T>, CompactPaths<T>), SparseError> {
+    compact(d, x, cfg, true)
+}
+
+/// [`lars_en_compact`] one sample at a time (the reference the lane-batched solver is tested
+/// and timed against; the same bits).
+#[doc(hidden)]
+#[track_caller]
+pub fn lars_en_compact_serial<T: Element>(
+    d: &Tensor<T>,
+    x: &Tensor<T>,
+    cfg: &LarsConfig,
+) -> Result<(Tensor<T>, CompactPaths<T>), SparseError> {
+    compact(d, x, cfg, false)
+}
+
+#[track_caller]
+fn compact<T: Element>(
+    d: &Tensor<T>,
+    x: &Tensor<T>,
+    cfg: &LarsConfig,
+    lanes: bool,
 ) -> Result<(Tensor<T>, CompactPaths<T>), SparseError> {
     const OP: &str = "lars_en";
     assert_eq!(d.rank(), 2, "lars_en: the dictionary must be a matrix [m, k], got shape {:?}", d.shape());
@@ -229,7 +253,7 @@ pub fn lars_en_compact<T: Element>(
             return Err(SparseError::NonFinite { op: OP, what: "corr", row: p / k, col: p % k, value: c[p].as_f64() });
         }
     }
-    solve_batch_compact(OP, &g, k, &c, n, cfg)
+    solve_batch_compact(OP, &g, k, &c, n, cfg, lanes)
 }
 
 /// The paths of a batch in flat buffers (see [`lars_en_compact`]): sample `n`'s active set
@@ -280,7 +304,7 @@ impl<T: Element> CompactPaths<T> {
         &self.factors[self.fac_offs[s]..self.fac_offs[s + 1]]
     }
 
-    fn empty() -> Self {
+    pub(super) fn empty() -> Self {
         CompactPaths { offs: vec![0], fac_offs: vec![0], ..Default::default() }
     }
 
@@ -301,7 +325,7 @@ impl<T: Element> CompactPaths<T> {
     }
 
     /// Appends another batch's paths.
-    fn append(&mut self, other: &CompactPaths<T>) {
+    pub(super) fn append(&mut self, other: &CompactPaths<T>) {
         let (ao, fo) = (self.atoms.len(), self.factors.len());
         self.atoms.extend_from_slice(&other.atoms);
         self.offs.extend(other.offs[1..].iter().map(|&o| o + ao));
@@ -328,7 +352,7 @@ impl<T: Element> CompactPaths<T> {
 /// call covers (its blocking along the inner dimension m depends on m only), the property the
 /// engine's column-split GEMM relies on too (`any_column_split_gives_the_same_bits`), and
 /// `gram_blocks_give_the_bits_of_the_full_product` checks here.
-fn gram<T: Element>(dm: MatRef<'_, T>, l2: T) -> Vec<T> {
+pub(super) fn gram<T: Element>(dm: MatRef<'_, T>, l2: T) -> Vec<T> {
     let k = dm.cols;
     let mut g = vec![T::zero(); k * k];
     let edges = gram_edges(k, if k >= 128 { GRAM_BLOCKS } else { 1 });
@@ -468,25 +492,25 @@ fn first_non_finite<T: Element>(t: &Tensor<T>) -> Option<(usize, usize, f64)> {
 }
 
 /// Everything a path reads that is shared by the batch.
-struct Problem<'a, T> {
+pub(crate) struct Problem<'a, T> {
     op: &'static str,
     /// `G`, `k × k` row-major, symmetric.
-    g: &'a [T],
+    pub(super) g: &'a [T],
     k: usize,
-    lambda1: T,
+    pub(super) lambda1: T,
     /// λ1 as given (reported as `lambda_reached` when the path ends at λ1).
     lambda1_f64: f64,
-    positive: bool,
-    cap: usize,
-    floor: f64,
-    max_steps: usize,
+    pub(super) positive: bool,
+    pub(super) cap: usize,
+    pub(super) floor: f64,
+    pub(super) max_steps: usize,
     /// Instruction set of the path's kernels, picked once per batch.
     level: Isa,
 }
 
 /// What an atom is doing on the current path.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     Inactive,
     Active,
     /// Numerically dependent on the active set when it tried to join; not a join candidate
@@ -626,7 +650,7 @@ fn solve_batch<T: Element>(
 }
 
 impl<'a, T: Element> Problem<'a, T> {
-    fn new(op: &'static str, g: &'a [T], k: usize, cfg: &LarsConfig) -> Self {
+    pub(super) fn new(op: &'static str, g: &'a [T], k: usize, cfg: &LarsConfig) -> Self {
         Problem {
             op,
             g,
@@ -648,13 +672,14 @@ const COMPACT_CHUNK: usize = 512;
 
 /// [`solve_batch`] writing the paths into [`CompactPaths`] (one set of buffers per work item,
 /// concatenated in order).
-fn solve_batch_compact<T: Element>(
+pub(super) fn solve_batch_compact<T: Element>(
     op: &'static str,
     g: &[T],
     k: usize,
     c: &[T],
     n: usize,
     cfg: &LarsConfig,
+    lanes: bool,
 ) -> Result<(Tensor<T>, CompactPaths<T>), SparseError> {
     let prob = Problem::new(op, g, k, cfg);
     let mut codes = vec![T::zero(); n * k];
@@ -671,9 +696,17 @@ fn solve_batch_compact<T: Element>(
         .par_chunks_mut(COMPACT_CHUNK * k)
         .enumerate()
         .map_init(
-            || Workspace::new(k, prob.cap, prob.floor),
-            |ws, (ci, out)| {
+            || (Workspace::new(k, prob.cap, prob.floor), if lanes { Some(Lanes::new(k, prob.cap)) } else { None }),
+            |(ws, lanes), (ci, out)| {
                 let rows = out.len() / k;
+                let c_chunk = &c[ci * COMPACT_CHUNK * k..(ci * COMPACT_CHUNK + rows) * k];
+                if let Some(lanes) = lanes {
+                    if let Ok(part) = solve_chunk(prob.level, lanes, &prob, c_chunk, out, rows) {
+                        return Ok(part);
+                    }
+                    // A lane failed: the per-sample path below gives the error (and rewrites
+                    // every row).
+                }
                 let mut part = CompactPaths::empty();
                 // Room for every atom active in every sample, so the buffers never move; the
                 // pages that are not written are never touched (at k = 20 and 10 active atoms,

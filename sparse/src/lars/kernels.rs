@@ -210,7 +210,7 @@ dispatched! {
 
 /// `t⁺_j` and `t⁻_j` of [`next_join`], +∞ where the atom may not join from that side.
 #[inline(always)]
-fn join_times<T: Element>(c: T, a: T, bar_plus: T, bar_minus: T, lam: T) -> (T, T) {
+pub(crate) fn join_times<T: Element>(c: T, a: T, bar_plus: T, bar_minus: T, lam: T) -> (T, T) {
     let (zero, one, inf) = (T::zero(), T::one(), T::infinity());
     let (dp, dm) = (one - a, one + a);
     let (vp, vm) = (pos(lam - c) / dp, pos(lam + c) / dm);

@@ -69,7 +69,8 @@
 //! # Determinism
 //! Samples are spread over rayon in chunks of 8 (512 for [`lars_en_compact`]) whose boundaries
 //! depend only on N; every
-//! sample's path is the same sequential code whatever thread runs it, and the GEMMs are
+//! sample's path is the same sequential arithmetic whatever thread runs it (and whichever
+//! vector lane, for [`lars_en_compact`]), and the GEMMs are
 //! bit-identical for any thread count. So the codes are bit-identical for any thread count.
 //!
 //! ```
@@ -91,9 +92,11 @@
 
 pub mod backward;
 mod forward;
+#[macro_use]
 pub(crate) mod kernels;
+mod lanes;
 
 pub use forward::{
-    lars_en, lars_en_compact, lars_en_gram, CompactPaths, LarsConfig, LarsSolution, SamplePath,
+    lars_en, lars_en_compact, lars_en_compact_serial, lars_en_gram, CompactPaths, LarsConfig, LarsSolution, SamplePath,
     DEFAULT_LARS_PIVOT_FLOOR,
 };
