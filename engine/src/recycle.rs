@@ -31,19 +31,70 @@ pub const DEFAULT_BUDGET: usize = 2 << 30;
 pub const SLOTS: usize = 256;
 
 /// A kept buffer: address, capacity in bytes, alignment.
+#[derive(Debug, PartialEq)]
 struct Block {
     ptr: usize,
     bytes: usize,
     align: usize,
 }
 
+/// The kept buffers, oldest first, and their total size.
 struct Kept {
     blocks: Vec<Block>,
     bytes: usize,
 }
 
-static KEPT: Mutex<Kept> = Mutex::new(Kept { blocks: Vec::new(), bytes: 0 });
+impl Kept {
+    const fn new() -> Self {
+        Kept { blocks: Vec::new(), bytes: 0 }
+    }
+
+    /// The newest kept block of exactly this size and alignment, removed from the pool.
+    fn take(&mut self, bytes: usize, align: usize) -> Option<Block> {
+        let i = self.blocks.iter().rposition(|b| b.bytes == bytes && b.align == align)?;
+        let b = self.blocks.remove(i);
+        self.bytes -= b.bytes;
+        Some(b)
+    }
+
+    /// Keeps `b`, first evicting the oldest blocks until it fits within `budget` bytes and
+    /// [`SLOTS`] blocks (so sizes a program stopped using make room for the ones it uses now).
+    /// Returns the blocks to free: the evicted ones, or `b` itself when it alone exceeds the
+    /// budget.
+    fn give(&mut self, b: Block, budget: usize) -> Vec<Block> {
+        if b.bytes > budget {
+            return vec![b];
+        }
+        let mut evicted = Vec::new();
+        let over = |k: &Kept| k.bytes + b.bytes > budget || k.blocks.len() >= SLOTS;
+        while over(self) && !self.blocks.is_empty() {
+            let old = self.blocks.remove(0);
+            self.bytes -= old.bytes;
+            evicted.push(old);
+        }
+        self.bytes += b.bytes;
+        self.blocks.push(b);
+        evicted
+    }
+
+    /// Evicts the oldest blocks until at most `budget` bytes are kept.
+    fn shrink(&mut self, budget: usize) -> Vec<Block> {
+        let mut evicted = Vec::new();
+        while self.bytes > budget {
+            let old = self.blocks.remove(0);
+            self.bytes -= old.bytes;
+            evicted.push(old);
+        }
+        evicted
+    }
+}
+
+static KEPT: Mutex<Kept> = Mutex::new(Kept::new());
 static BUDGET: AtomicUsize = AtomicUsize::new(DEFAULT_BUDGET);
+
+fn kept() -> std::sync::MutexGuard<'static, Kept> {
+    KEPT.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The most bytes kept for reuse.
 pub fn budget() -> usize {
@@ -53,40 +104,27 @@ pub fn budget() -> usize {
 /// Sets the most bytes kept for reuse (`0`: no reuse) and frees what no longer fits.
 pub fn set_budget(bytes: usize) {
     BUDGET.store(bytes, Ordering::Relaxed);
-    let freed = {
-        let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-        let mut freed = Vec::new();
-        while k.bytes > bytes {
-            let b = k.blocks.remove(0);
-            k.bytes -= b.bytes;
-            freed.push(b);
-        }
-        freed
-    };
-    freed.into_iter().for_each(free);
+    let evicted = kept().shrink(bytes);
+    evicted.into_iter().for_each(free);
 }
 
 /// Hands every kept buffer back to the allocator (e.g. after training, before a phase that
 /// needs the memory for something else). Reuse goes on afterwards.
 pub fn release() {
-    let blocks = {
-        let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-        k.bytes = 0;
-        std::mem::take(&mut k.blocks)
-    };
-    blocks.into_iter().for_each(free);
+    let evicted = kept().shrink(0);
+    evicted.into_iter().for_each(free);
 }
 
 /// Bytes kept for reuse now.
 pub fn kept_bytes() -> usize {
-    KEPT.lock().unwrap_or_else(|e| e.into_inner()).bytes
+    kept().bytes
 }
 
 /// Frees a kept block with the layout it was allocated with.
 fn free(b: Block) {
     let layout = std::alloc::Layout::from_size_align(b.bytes, b.align).expect("a kept block's layout");
     // SAFETY: the block came from a `Vec` whose allocation had exactly this size and
-    // alignment (`give`), and it was removed from the pool, so it is freed once.
+    // alignment (`give`), and it left the pool, so it is freed once.
     unsafe { std::alloc::dealloc(b.ptr as *mut u8, layout) };
 }
 
@@ -96,17 +134,7 @@ pub fn take<T>(n: usize) -> Vec<T> {
     let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
     let bytes = n.saturating_mul(size);
     if bytes >= MIN_BYTES && size > 0 {
-        let hit = {
-            let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-            match k.blocks.iter().rposition(|b| b.bytes == bytes && b.align == align) {
-                Some(i) => {
-                    let b = k.blocks.swap_remove(i);
-                    k.bytes -= b.bytes;
-                    Some(b)
-                }
-                None => None,
-            }
-        };
+        let hit = kept().take(bytes, align);
         if let Some(b) = hit {
             // SAFETY: the block was allocated as a `Vec` with capacity `bytes / size` of an
             // element type with this size and alignment (`give` recorded both), so it has
@@ -117,46 +145,65 @@ pub fn take<T>(n: usize) -> Vec<T> {
     Vec::with_capacity(n)
 }
 
-/// Keeps the buffer of `v` for a later [`take`] of the same size when it is large enough and
-/// fits the budget; frees it otherwise. The elements are dropped first (the engine's element
-/// types are `Copy`).
+/// Keeps the buffer of `v` for a later [`take`] of the same size when it is large enough
+/// (evicting the oldest kept buffers to stay within the budget); frees it otherwise. The
+/// elements are dropped first (the engine's element types are `Copy`).
 pub fn give<T>(mut v: Vec<T>) {
     let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
     let bytes = v.capacity().saturating_mul(size);
-    if bytes < MIN_BYTES || size == 0 {
+    let budget = budget();
+    if bytes < MIN_BYTES || size == 0 || budget == 0 {
         return;
     }
     v.clear();
-    let budget = budget();
-    let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-    if k.bytes + bytes > budget || k.blocks.len() >= SLOTS {
-        return; // `v` is freed on return, after the lock is released
-    }
     let mut v = std::mem::ManuallyDrop::new(v);
-    k.blocks.push(Block { ptr: v.as_mut_ptr() as usize, bytes, align });
-    k.bytes += bytes;
+    let b = Block { ptr: v.as_mut_ptr() as usize, bytes, align };
+    let evicted = kept().give(b, budget);
+    evicted.into_iter().for_each(free);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The pool is process-wide and tests run in parallel: each test uses its own sizes.
+    fn block(ptr: usize, bytes: usize, align: usize) -> Block {
+        Block { ptr, bytes, align }
+    }
+
+    /// The pool's policy on a local pool with made-up addresses (never freed).
     #[test]
-    fn a_freed_buffer_is_taken_by_the_next_request_of_its_size_only() {
-        let n = (MIN_BYTES / 4) + 12_345;
-        let mut v: Vec<f32> = take(n);
-        v.resize(n, 1.0);
-        let p = v.as_ptr();
-        give(v);
-        // Another size or element type does not take it.
-        let other: Vec<f32> = take(n + 1);
-        assert_ne!(other.as_ptr(), p);
-        let w: Vec<f64> = take(n / 2);
-        assert_ne!(w.as_ptr() as *const f32, p);
-        let again: Vec<f32> = take(n);
-        assert_eq!(again.as_ptr(), p, "the kept buffer is reused");
-        assert_eq!((again.len(), again.capacity()), (0, n));
+    fn a_kept_block_goes_to_a_request_of_its_size_and_alignment_only() {
+        let mut k = Kept::new();
+        assert!(k.give(block(1, 4096, 4), 1 << 20).is_empty());
+        assert!(k.give(block(2, 4096, 8), 1 << 20).is_empty());
+        assert_eq!(k.take(4100, 4), None, "another size");
+        assert_eq!(k.take(4096, 16), None, "another alignment");
+        assert_eq!(k.take(4096, 8), Some(block(2, 4096, 8)));
+        assert_eq!(k.take(4096, 4), Some(block(1, 4096, 4)));
+        assert_eq!((k.blocks.len(), k.bytes), (0, 0));
+    }
+
+    #[test]
+    fn the_oldest_blocks_make_room_within_the_budget_and_the_slots() {
+        let mut k = Kept::new();
+        for i in 0..3 {
+            assert!(k.give(block(i, 1000, 4), 3000).is_empty());
+        }
+        // A fourth block over the budget evicts the oldest.
+        assert_eq!(k.give(block(3, 1000, 4), 3000), vec![block(0, 1000, 4)]);
+        // A block larger than the whole budget is not kept.
+        assert_eq!(k.give(block(9, 5000, 4), 3000), vec![block(9, 5000, 4)]);
+        assert_eq!(k.bytes, 3000);
+        // The slot limit evicts the same way.
+        let mut k = Kept::new();
+        for i in 0..SLOTS + 2 {
+            let evicted = k.give(block(i, 1, 1), usize::MAX);
+            assert_eq!(evicted.len(), usize::from(i >= SLOTS));
+        }
+        assert_eq!(k.blocks.len(), SLOTS);
+        assert_eq!(k.blocks[0].ptr, 2, "the two oldest went first");
+        assert_eq!(k.shrink(10).len(), SLOTS - 10);
+        assert_eq!(k.bytes, 10);
     }
 
     #[test]
