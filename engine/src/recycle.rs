@@ -65,13 +65,7 @@ impl Kept {
         if b.bytes > budget {
             return vec![b];
         }
-        let mut evicted = Vec::new();
-        let over = |k: &Kept| k.bytes + b.bytes > budget || k.blocks.len() >= SLOTS;
-        while over(self) && !self.blocks.is_empty() {
-            let old = self.blocks.remove(0);
-            self.bytes -= old.bytes;
-            evicted.push(old);
-        }
+        let evicted = self.evict(budget - b.bytes, SLOTS - 1);
         self.bytes += b.bytes;
         self.blocks.push(b);
         evicted
@@ -79,12 +73,19 @@ impl Kept {
 
     /// Evicts the oldest blocks until at most `budget` bytes are kept.
     fn shrink(&mut self, budget: usize) -> Vec<Block> {
-        let mut evicted = Vec::new();
-        while self.bytes > budget {
-            let old = self.blocks.remove(0);
-            self.bytes -= old.bytes;
-            evicted.push(old);
-        }
+        self.evict(budget, SLOTS)
+    }
+
+    /// Removes the oldest blocks until at most `bytes` bytes in at most `slots` blocks remain.
+    fn evict(&mut self, bytes: usize, slots: usize) -> Vec<Block> {
+        let n = self.blocks.iter().rev().scan(0usize, |kept, b| {
+            *kept += b.bytes;
+            Some(*kept)
+        });
+        // The newest blocks that fit; the rest (the oldest) go.
+        let keep = n.take(slots).take_while(|&k| k <= bytes).count();
+        let evicted: Vec<Block> = self.blocks.drain(..self.blocks.len() - keep).collect();
+        self.bytes -= evicted.iter().map(|b| b.bytes).sum::<usize>();
         evicted
     }
 }
