@@ -16,7 +16,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use engine::{Rng, Tensor};
-use rayon::prelude::*;
 
 use crate::anomaly::unravel;
 use crate::error::{Error, Result};
@@ -240,16 +239,14 @@ pub fn check_gradients_dyn(f: &CheckedFn<'_>, inputs: &[Tensor<f64>], opts: &Che
                 elems.sort_unstable();
             }
         }
-        let numeric: Vec<f64> = elems
-            .par_iter()
-            .map(|&i| {
-                let mut plus = inputs.clone();
-                plus[k] = perturbed(x, i, opts.eps);
-                let mut minus = inputs.clone();
-                minus[k] = perturbed(x, i, -opts.eps);
-                (objective(f, &plus, r.as_deref()) - objective(f, &minus, r.as_deref())) / (2.0 * opts.eps)
-            })
-            .collect();
+        let numeric: Vec<f64> = engine::par::map(elems.len(), &|j| {
+            let i = elems[j];
+            let mut plus = inputs.clone();
+            plus[k] = perturbed(x, i, opts.eps);
+            let mut minus = inputs.clone();
+            minus[k] = perturbed(x, i, -opts.eps);
+            (objective(f, &plus, r.as_deref()) - objective(f, &minus, r.as_deref())) / (2.0 * opts.eps)
+        });
         let mut rep = InputReport {
             input: k,
             shape: x.shape().to_vec(),

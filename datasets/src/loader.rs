@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 use engine::{Layout, Rng, Tensor};
-use rayon::prelude::*;
 
 use crate::dataset::{Dataset, ImageView};
 
@@ -306,13 +305,18 @@ impl<'d, D: Dataset + ?Sized> Loader<'d, D> {
                     cb.len(),
                     indices.len()
                 );
-                x.par_chunks_mut(sample)
-                    .zip(cb.par_chunks_mut(sample))
-                    .enumerate()
-                    .with_min_len(MIN)
-                    .for_each(|(k, (xo, co))| one(k, xo, Some(co)));
+                // Groups of MIN samples per task.
+                engine::par::chunks2_mut(x, sample * MIN, cb, sample * MIN, &|g, xs, cs| {
+                    for (j, (xo, co)) in xs.chunks_mut(sample).zip(cs.chunks_mut(sample)).enumerate() {
+                        one(g * MIN + j, xo, Some(co));
+                    }
+                });
             }
-            None => x.par_chunks_mut(sample).enumerate().with_min_len(MIN).for_each(|(k, xo)| one(k, xo, None)),
+            None => engine::par::chunks_mut(x, sample * MIN, &|g, xs| {
+                for (j, xo) in xs.chunks_mut(sample).enumerate() {
+                    one(g * MIN + j, xo, None);
+                }
+            }),
         }
     }
 

@@ -40,6 +40,7 @@ pub mod error;
 pub mod kernels;
 pub mod layout;
 pub mod linalg;
+pub mod par;
 pub mod recycle;
 pub mod rng;
 pub mod tensor;
@@ -80,8 +81,7 @@ pub fn filled<T: Copy + Send + Sync>(n: usize, v: T) -> Vec<T> {
         out.resize(n, v);
         return out;
     }
-    use rayon::prelude::*;
-    out.spare_capacity_mut()[..n].par_chunks_mut(PAR_CHUNK).for_each(|c| {
+    crate::par::chunks_mut(&mut out.spare_capacity_mut()[..n], PAR_CHUNK, &|_, c| {
         c.iter_mut().for_each(|e| {
             e.write(v);
         })

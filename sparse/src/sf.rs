@@ -24,7 +24,6 @@ use crate::error::SparseError;
 use crate::lars::backward::{mairal_backward, unsupervised_backward, unsupervised_loss, ActivePaths, Wanted};
 use crate::lars::kernels::{transpose, Isa};
 use crate::lars::{lars_en, lars_en_compact, CompactPaths, LarsConfig, LarsSolution, SamplePath};
-use rayon::prelude::*;
 
 /// What the forward pass of a coding op did, handed back beside its output.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -94,7 +93,7 @@ fn swap_last<T: Element>(t: &Tensor<T>, b: usize, r: usize, c: usize) -> Tensor<
     let mut out = vec![T::zero(); b * r * c];
     if r * c > 0 {
         let level = Isa::best();
-        out.par_chunks_mut(r * c).zip(s.par_chunks(r * c)).for_each(|(o, i)| transpose(level, i, c, r, c, o, r));
+        engine::par::chunks_mut(&mut out, r * c, &|m, o| transpose(level, &s[m * r * c..][..r * c], c, r, c, o, r));
     }
     Tensor::from_vec(out, &[b, c, r])
 }

@@ -66,6 +66,7 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
 
 /// Logits of a two-layer perceptron `relu(x·W1ᵀ + b1)·W2ᵀ + b2`, with `v = [x, W1, b1, W2, b2]`
 /// of shapes `[N, D]`, `[H, D]`, `[H]`, `[C, H]`, `[C]` → `[N, C]`.
+#[inline]
 pub fn mlp<'t>(v: &[Var<'t, f64>]) -> Var<'t, f64> {
     let h = v[0].matmul(&v[1].t()).add(&v[2]).relu();
     h.matmul(&v[3].t()).add(&v[4])
@@ -81,6 +82,7 @@ pub const CNN_POOL: Pool2dParams =
 /// Logits of a small CNN: `conv2d(x, W1, b1)` ([`CNN_CONV`]) → max-pool ([`CNN_POOL`]) → relu →
 /// flatten → `·W2ᵀ + b2`, with `v = [x, W1, b1, W2, b2]` of shapes `[N, C, H, W]` (H, W even),
 /// `[F, C, 3, 3]`, `[F]`, `[K, F·H/2·W/2]`, `[K]` → `[N, K]`.
+#[inline]
 pub fn cnn<'t>(v: &[Var<'t, f64>]) -> Var<'t, f64> {
     let h = v[0].conv2d(&v[1], Some(&v[2]), CNN_CONV).max_pool2d(CNN_POOL).relu().flatten(1, 3);
     h.matmul(&v[3].t()).add(&v[4])

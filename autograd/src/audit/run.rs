@@ -3,8 +3,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use rayon::prelude::*;
-
 use super::AuditCase;
 use crate::check::GradReport;
 
@@ -53,5 +51,5 @@ pub fn run_case(case: &AuditCase) -> AuditResult {
 /// back in registry order. An empty result for `Some(name)` means no case audits `name`.
 pub fn run_all(cases: &[AuditCase], filter: Option<&str>) -> Vec<AuditResult> {
     let selected: Vec<&AuditCase> = cases.iter().filter(|c| filter.is_none_or(|op| c.op == op)).collect();
-    selected.par_iter().map(|c| run_case(c)).collect()
+    engine::par::map(selected.len(), &|i| run_case(selected[i]))
 }

@@ -14,8 +14,6 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use crate::kernels::vmath::{self, Unary};
 use crate::layout::{broadcast_shape, coalesce, walk};
 use crate::{Element, Tensor, PAR_CHUNK};
@@ -40,7 +38,7 @@ pub(crate) fn fresh<T: Element>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>
 /// pieces run on the calling thread: handing them to the pool only adds two thread switches.
 fn par_pieces<T: Element>(dst: &mut [MaybeUninit<T>], body: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send) {
     if dst.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
-        dst.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, d)| body(c * PAR_CHUNK, d));
+        crate::par::chunks_mut(dst, PAR_CHUNK, &|c, d| body(c * PAR_CHUNK, d));
     } else {
         body(0, dst);
     }

@@ -13,8 +13,6 @@
 //! how M and N are cut, and edge tiles go through the same micro-kernel), so cutting M and N
 //! only changes which task computes an element, not how.
 
-use rayon::prelude::*;
-
 use crate::kernels::simd::Isa;
 use crate::kernels::SendPtr;
 use crate::layout::broadcast_shape;
@@ -263,7 +261,8 @@ fn gemm_in_blocks<T: Element>(
     let starts: Vec<usize> = (0..n).step_by(width).collect();
     // SAFETY: offset checked by `check_c`.
     let c0 = SendPtr(unsafe { c.as_mut_ptr().add(c_offset) });
-    starts.par_iter().for_each(|&j0| {
+    crate::par::range(starts.len(), &|s| {
+        let j0 = starts[s];
         let j1 = (j0 + width).min(n);
         let bj = MatRef { offset: (b.offset as isize + j0 as isize * b.cs) as usize, cols: j1 - j0, ..b };
         // SAFETY: the blocks write disjoint column ranges j0..j1 of C, all inside the buffer
@@ -323,7 +322,7 @@ impl<T: Element> Tensor<T> {
             };
             // On one thread, stay on the caller: handing the batch to the pool only adds latency.
             if rayon::current_num_threads() > 1 {
-                out.par_chunks_mut(m * n).enumerate().for_each(one);
+                crate::par::chunks_mut(&mut out, m * n, &|i, c| one((i, c)));
             } else {
                 out.chunks_mut(m * n).enumerate().for_each(one);
             }

@@ -18,8 +18,6 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use crate::kernels::elementwise::fresh;
 use crate::kernels::reduce::map_range;
 use crate::{Element, Tensor, PAR_CHUNK};
@@ -123,7 +121,7 @@ fn fill_runs<T: Element>(runs: usize, l: usize, body: impl Fn(usize, &mut [Maybe
             }
         };
         if total >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
-            dst.par_chunks_mut(per * l).enumerate().for_each(|(p, d)| piece(p, d));
+            crate::par::chunks_mut(dst, per * l, &piece);
         } else {
             piece(0, dst);
         }

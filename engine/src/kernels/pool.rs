@@ -12,8 +12,6 @@
 //! when the input is large; each output is computed by one thread in a fixed order, so the
 //! results do not depend on the number of threads.
 
-use rayon::prelude::*;
-
 use super::conv::{dims4, valid_range};
 use crate::{Element, Tensor, PAR_CHUNK};
 
@@ -180,7 +178,10 @@ fn for_planes<U: Send>(out: &mut [U], chunk: usize, work: usize, f: impl Fn(usiz
     if out.len() / chunk <= per_task {
         out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
     } else {
-        out.par_chunks_mut(chunk).enumerate().with_min_len(per_task).for_each(|(i, c)| f(i, c));
+        // Groups of `per_task` planes per task.
+        crate::par::chunks_mut(out, chunk * per_task, &|g, planes| {
+            planes.chunks_mut(chunk).enumerate().for_each(|(k, c)| f(g * per_task + k, c))
+        });
     }
 }
 

@@ -20,8 +20,6 @@
 //! `logsumexp` over the last axis is one fused pass per row with the bits of its composed
 //! definition.
 
-use rayon::prelude::*;
-
 use crate::kernels::vmath;
 use crate::layout::{coalesce, walk, Layout};
 use crate::{Element, Tensor, PAR_CHUNK};
@@ -126,7 +124,7 @@ fn reduce_generic<T: Element, A: Copy + Send + Sync>(
 /// only adds two thread switches). The results are the same either way.
 pub(crate) fn map_range<A: Send>(n: usize, parallel: bool, f: impl Fn(usize) -> A + Sync + Send) -> Vec<A> {
     if parallel && n > 1 && rayon::current_num_threads() > 1 {
-        (0..n).into_par_iter().map(f).collect()
+        crate::par::map(n, &f)
     } else {
         (0..n).map(f).collect()
     }
@@ -263,7 +261,7 @@ fn sum_columns<T: Element>(t: &Tensor<T>, p: &Plan) -> Vec<T> {
     };
     let mut out = crate::filled(bases.len() * cols, T::zero());
     if bases.len() > 1 && out.len() * rows.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
-        out.par_chunks_mut(cols).zip(&bases).for_each(|(dst, &b)| out_row(b, dst));
+        crate::par::chunks_mut(&mut out, cols, &|i, dst| out_row(bases[i], dst));
     } else {
         out.chunks_mut(cols).zip(&bases).for_each(|(dst, &b)| out_row(b, dst));
     }
@@ -373,10 +371,10 @@ impl<T: Element> Tensor<T> {
                 let (mut vals, mut idx) = (vec![T::zero(); rows], vec![0usize; rows]);
                 let per = (PAR_CHUNK / block).max(1);
                 if rows * block >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
-                    src.par_chunks(per * block)
-                        .zip(vals.par_chunks_mut(per))
-                        .zip(idx.par_chunks_mut(per))
-                        .for_each(|((s, v), i)| vmath::extreme_rows(s, block, is_max, want_index, v, i));
+                    crate::par::chunks2_mut(&mut vals, per, &mut idx, per, &|c, v, i| {
+                        let s = &src[c * per * block..(c * per + v.len()) * block];
+                        vmath::extreme_rows(s, block, is_max, want_index, v, i)
+                    });
                 } else {
                     vmath::extreme_rows(src, block, is_max, want_index, &mut vals, &mut idx);
                 }
@@ -463,9 +461,10 @@ impl<T: Element> Tensor<T> {
                 let mut out = vec![T::zero(); xs.len() / n];
                 let rows_per_piece = (PAR_CHUNK / n).max(1);
                 if xs.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
-                    xs.par_chunks(rows_per_piece * n)
-                        .zip(out.par_chunks_mut(rows_per_piece))
-                        .for_each(|(xp, op)| vmath::logsumexp_rows(xp, n, op));
+                    crate::par::chunks_mut(&mut out, rows_per_piece, &|c, op| {
+                        let lo = c * rows_per_piece * n;
+                        vmath::logsumexp_rows(&xs[lo..lo + op.len() * n], n, op)
+                    });
                 } else {
                     vmath::logsumexp_rows(xs, n, &mut out);
                 }

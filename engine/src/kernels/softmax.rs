@@ -6,8 +6,6 @@
 //! and sum fused per row, with the same shift, the same `exp` and the same order of additions
 //! as the composed kernels, so both paths give the same bits.
 
-use rayon::prelude::*;
-
 use crate::kernels::vmath;
 use crate::{Element, Tensor, PAR_CHUNK};
 
@@ -37,9 +35,10 @@ impl<T: Element> Tensor<T> {
         let mut out = crate::filled(xs.len(), T::zero());
         let rows_per_piece = (PAR_CHUNK / n).max(1);
         if xs.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
-            xs.par_chunks(rows_per_piece * n)
-                .zip(out.par_chunks_mut(rows_per_piece * n))
-                .for_each(|(xp, op)| f(xp, op, n));
+            crate::par::chunks_mut(&mut out, rows_per_piece * n, &|c, op| {
+                let lo = c * rows_per_piece * n;
+                f(&xs[lo..lo + op.len()], op, n)
+            });
         } else {
             f(xs, &mut out, n);
         }

@@ -2,7 +2,6 @@
 //! entry: the kernels the fused rules ([`super::rules`]) share.
 
 use engine::{Element, Tensor};
-use rayon::prelude::*;
 
 use super::config::Threshold;
 
@@ -50,35 +49,31 @@ impl<T: Element> Code<T> {
     pub(super) fn of(v: &Tensor<T>, b: &[T], threshold: Threshold) -> Code<T> {
         let vc = v.contiguous();
         let (k, plane) = (b.len(), v.dim(2) * v.dim(3));
-        let nonzeros = if plane == 0 {
-            Vec::new()
-        } else {
-            vc.as_slice()
-                .expect("contiguous")
-                .par_chunks(plane)
-                .enumerate()
-                .map(|(p, vp)| {
-                    let bk = b[p % k];
-                    let mut nz = Vec::new();
-                    // A run of 16 is skipped with one branch-free test: `v − b > 0` exactly when
-                    // `v > b` (and `|v| − b > 0` when `|v| > b`), NaN included.
-                    for (r, run) in vp.chunks(16).enumerate() {
-                        let any = match threshold {
-                            Threshold::OneSided => run.iter().fold(false, |a, &e| a | (e > bk)),
-                            Threshold::TwoSided => run.iter().fold(false, |a, &e| a | (e.abs() > bk)),
-                        };
-                        if any {
-                            for (t, &e) in run.iter().enumerate() {
-                                let x = prox(e, bk, threshold).1;
-                                if x != T::zero() {
-                                    nz.push((r * 16 + t, x));
-                                }
+        let vs = vc.as_slice().expect("contiguous");
+        let nonzeros = match vs.len().checked_div(plane) {
+            None => Vec::new(),
+            Some(planes) => engine::par::map(planes, &|p| {
+                let vp = &vs[p * plane..(p + 1) * plane];
+                let bk = b[p % k];
+                let mut nz = Vec::new();
+                // A run of 16 is skipped with one branch-free test: `v − b > 0` exactly when
+                // `v > b` (and `|v| − b > 0` when `|v| > b`), NaN included.
+                for (r, run) in vp.chunks(16).enumerate() {
+                    let any = match threshold {
+                        Threshold::OneSided => run.iter().fold(false, |a, &e| a | (e > bk)),
+                        Threshold::TwoSided => run.iter().fold(false, |a, &e| a | (e.abs() > bk)),
+                    };
+                    if any {
+                        for (t, &e) in run.iter().enumerate() {
+                            let x = prox(e, bk, threshold).1;
+                            if x != T::zero() {
+                                nz.push((r * 16 + t, x));
                             }
                         }
                     }
-                    nz
-                })
-                .collect()
+                }
+                nz
+            }),
         };
         Code { shape: v.shape().to_vec(), plane, nonzeros }
     }
@@ -112,9 +107,10 @@ impl<T: Element> Code<T> {
 
     /// `out += x` for a contiguous code-shaped `out`.
     pub(super) fn add_to(&self, out: &mut [T]) {
-        if self.plane > 0 {
-            out.par_chunks_mut(self.plane).zip(&self.nonzeros).for_each(|(o, nz)| {
-                nz.iter().for_each(|&(i, x)| o[i] += x);
+        if let Some(planes) = out.len().checked_div(self.plane) {
+            let planes = planes.min(self.nonzeros.len());
+            engine::par::chunks_mut(&mut out[..planes * self.plane], self.plane, &|p, o| {
+                self.nonzeros[p].iter().for_each(|&(i, x)| o[i] += x);
             });
         }
     }
@@ -131,23 +127,21 @@ impl<T: Element> Code<T> {
             Vec::new()
         } else {
             let plane = self.plane;
-            dv.make_mut()
-                .par_chunks_mut(plane)
-                .zip(&self.nonzeros)
-                .enumerate()
-                .map(|(p, (d, nz))| {
-                    nz.iter().fold(T::zero(), |db, &(i, x)| {
-                        if let Some(gs) = gs {
-                            d[i] += gs[p * plane + i];
-                        }
-                        if x < T::zero() {
-                            db + d[i]
-                        } else {
-                            db - d[i]
-                        }
-                    })
+            let d = dv.make_mut();
+            let planes = (d.len() / plane).min(self.nonzeros.len());
+            engine::par::chunks_map_with(&mut d[..planes * plane], plane, &|| (), &|_, p, d| {
+                let nz = &self.nonzeros[p];
+                nz.iter().fold(T::zero(), |db, &(i, x)| {
+                    if let Some(gs) = gs {
+                        d[i] += gs[p * plane + i];
+                    }
+                    if x < T::zero() {
+                        db + d[i]
+                    } else {
+                        db - d[i]
+                    }
                 })
-                .collect()
+            })
         };
         let mut db = vec![T::zero(); k];
         for (p, v) in per_plane.into_iter().enumerate() {

@@ -4,7 +4,6 @@
 
 use autograd::{Backward, Var};
 use engine::{Conv2dParams, ConvTranspose2dParams, Element, Tensor};
-use rayon::prelude::*;
 
 use super::code::{prox, thresholds, Code};
 use super::config::{DceaConfig, Family, Threshold};
@@ -12,15 +11,18 @@ use super::config::{DceaConfig, Family, Threshold};
 /// `min |u|` over the entries where `eta ≠ 0` and `min |u|` over all entries, for the ELU
 /// arguments `u` of one step, in parallel.
 fn elu_margins<T: Element>(u: &[T], eta: &[T]) -> (f64, f64) {
-    u.par_chunks(1 << 15)
-        .zip(eta.par_chunks(1 << 15))
-        .map(|(u, e)| {
-            u.iter().zip(e).fold((f64::INFINITY, f64::INFINITY), |(m, all), (&u, &e)| {
-                let a = u.as_f64().abs();
-                (if e != T::zero() { m.min(a) } else { m }, all.min(a))
-            })
+    // Minima are exact, so the order the pieces are combined in does not matter.
+    const PIECE: usize = 1 << 15;
+    let len = u.len().min(eta.len());
+    engine::par::map(len.div_ceil(PIECE), &|c| {
+        let r = c * PIECE..len.min((c + 1) * PIECE);
+        u[r.clone()].iter().zip(&eta[r]).fold((f64::INFINITY, f64::INFINITY), |(m, all), (&u, &e)| {
+            let a = u.as_f64().abs();
+            (if e != T::zero() { m.min(a) } else { m }, all.min(a))
         })
-        .reduce(|| (f64::INFINITY, f64::INFINITY), |a, b| (a.0.min(b.0), a.1.min(b.1)))
+    })
+    .into_iter()
+    .fold((f64::INFINITY, f64::INFINITY), |a, b| (a.0.min(b.0), a.1.min(b.1)))
 }
 
 /// The fixed settings of one unfolded step ([`dcea_iteration`], [`dcea_decode`]).
@@ -209,7 +211,7 @@ pub fn dcea_iteration<'t, T: Element>(
     let out = c.make_mut();
     if spec.step != 1.0 {
         let alpha = T::of(spec.step);
-        out.par_chunks_mut(1 << 15).for_each(|o| o.iter_mut().for_each(|e| *e *= alpha));
+        engine::par::chunks_mut(out, 1 << 15, &|_, o| o.iter_mut().for_each(|e| *e *= alpha));
     }
     if let Some(code) = &code {
         code.add_to(out);
@@ -217,15 +219,16 @@ pub fn dcea_iteration<'t, T: Element>(
     let (threshold_margin, active) = if !trace || plane == 0 {
         (f64::INFINITY, 0)
     } else {
-        out.par_chunks(plane)
-            .enumerate()
-            .map(|(p, vp)| {
-                vp.iter().fold((f64::INFINITY, 0usize), |(m, active), &e| {
-                    let (arg, val) = prox(e, bv[p % k], spec.threshold);
-                    (m.min(arg.as_f64().abs()), active + (val != T::zero()) as usize)
-                })
+        let out = &*out;
+        engine::par::map(out.len() / plane, &|p| {
+            let vp = &out[p * plane..(p + 1) * plane];
+            vp.iter().fold((f64::INFINITY, 0usize), |(m, active), &e| {
+                let (arg, val) = prox(e, bv[p % k], spec.threshold);
+                (m.min(arg.as_f64().abs()), active + (val != T::zero()) as usize)
             })
-            .reduce(|| (f64::INFINITY, 0), |a, b| (a.0.min(b.0), a.1 + b.1))
+        })
+        .into_iter()
+        .fold((f64::INFINITY, 0), |a, b| (a.0.min(b.0), a.1 + b.1))
     };
     let inputs: Vec<Var<'t, T>> = match v {
         Some(v) => vec![*v, *y, *h, *we, *b],

@@ -41,7 +41,6 @@
 use engine::kernels::SendPtr;
 use engine::linalg::Cholesky;
 use engine::{Element, Tensor};
-use rayon::prelude::*;
 
 use super::kernels::{self, Isa};
 use super::{CompactPaths, SamplePath};
@@ -317,40 +316,37 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
 
     // β of every sample, and the λ sums (per chunk, added in chunk order).
     let chunk = chunk_len(n);
-    let parts: Vec<(Vec<T>, T, T)> = (0..n.div_ceil(chunk))
-        .into_par_iter()
-        .map(|c| {
-            let (mut betas, mut l1, mut l2) = (Vec::new(), T::zero(), T::zero());
-            let mut beta = Vec::new();
-            for s in c * chunk..((c + 1) * chunk).min(n) {
-                let active = paths.active(s);
-                if active.is_empty() {
-                    continue;
-                }
-                let (a_s, g_s) = (&alpha[s * k..(s + 1) * k], &g[s * k..(s + 1) * k]);
-                paths.solve_beta(s, a_s, g_s, &mut beta);
-                let hit_cap = paths.hit_cap(s);
-                for (&j, &b) in active.iter().zip(&beta) {
-                    let a = a_s[j];
-                    let sign = if a > T::zero() {
-                        T::one()
-                    } else if a < T::zero() {
-                        -T::one()
-                    } else {
-                        T::zero()
-                    };
-                    // A path stopped by the cap solves the problem at λ = lambda_reached, which
-                    // does not depend on λ1 locally: no λ1 gradient from that sample.
-                    if !hit_cap {
-                        l1 -= b * sign;
-                    }
-                    l2 -= b * a;
-                }
-                betas.extend_from_slice(&beta);
+    let parts: Vec<(Vec<T>, T, T)> = engine::par::map(n.div_ceil(chunk), &|c| {
+        let (mut betas, mut l1, mut l2) = (Vec::new(), T::zero(), T::zero());
+        let mut beta = Vec::new();
+        for s in c * chunk..((c + 1) * chunk).min(n) {
+            let active = paths.active(s);
+            if active.is_empty() {
+                continue;
             }
-            (betas, l1, l2)
-        })
-        .collect();
+            let (a_s, g_s) = (&alpha[s * k..(s + 1) * k], &g[s * k..(s + 1) * k]);
+            paths.solve_beta(s, a_s, g_s, &mut beta);
+            let hit_cap = paths.hit_cap(s);
+            for (&j, &b) in active.iter().zip(&beta) {
+                let a = a_s[j];
+                let sign = if a > T::zero() {
+                    T::one()
+                } else if a < T::zero() {
+                    -T::one()
+                } else {
+                    T::zero()
+                };
+                // A path stopped by the cap solves the problem at λ = lambda_reached, which
+                // does not depend on λ1 locally: no λ1 gradient from that sample.
+                if !hit_cap {
+                    l1 -= b * sign;
+                }
+                l2 -= b * a;
+            }
+            betas.extend_from_slice(&beta);
+        }
+        (betas, l1, l2)
+    });
     let mut out = MairalGrads { dictionary: None, input: None, lambda1: None, lambda2: None };
     if want.lambda1 {
         out.lambda1 = Some(parts.iter().fold(T::zero(), |acc, p| acc + p.1));
@@ -392,57 +388,57 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
     // Per tile: Dᵀ's rows (k × w) and ∂Dᵀ (k × w) as scratch reused by the tiles of a rayon
     // job; with one sample group the tile's ∂Dᵀ is final and goes straight into ∂D, otherwise
     // it is returned for the ordered sum below.
-    let partials: Vec<Option<Vec<T>>> = tiles
-        .par_iter()
-        .map_init(
-            || (Vec::new(), Vec::new(), vec![T::zero(); w], vec![T::zero(); w]),
-            |(dt, dd, u, r), &(b, q)| {
-                let (i0, i1) = (b * w, ((b + 1) * w).min(m));
-                let wb = i1 - i0;
-                let (u, r) = (&mut u[..wb], &mut r[..wb]);
-                // This tile's rows of Dᵀ: atom j's entries i0..i1 at j·wb.
-                dt.resize(k * wb, T::zero());
-                kernels::transpose(level, &d[i0 * k..], k, wb, k, dt, wb);
+    let partials: Vec<Option<Vec<T>>> = engine::par::map_with(
+        tiles.len(),
+        &|| (Vec::new(), Vec::new(), vec![T::zero(); w], vec![T::zero(); w]),
+        &|st, t| {
+            let (dt, dd, u, r) = st;
+            let (b, q) = tiles[t];
+            let (i0, i1) = (b * w, ((b + 1) * w).min(m));
+            let wb = i1 - i0;
+            let (u, r) = (&mut u[..wb], &mut r[..wb]);
+            // This tile's rows of Dᵀ: atom j's entries i0..i1 at j·wb.
+            dt.resize(k * wb, T::zero());
+            kernels::transpose(level, &d[i0 * k..], k, wb, k, dt, wb);
+            if want.dictionary {
+                dd.clear();
+                dd.resize(k * wb, T::zero());
+            }
+            for s in q * group..((q + 1) * group).min(n) {
+                let (lo, hi) = (flat.offs[s], flat.offs[s + 1]);
+                if lo == hi {
+                    continue; // zero code: u = 0, and no column of ∂D is touched
+                }
+                let (atoms, beta, alph) = (&flat.atoms[lo..hi], &flat.beta[lo..hi], &flat.alpha[lo..hi]);
+                let xs = &x[s * m + i0..s * m + i1];
                 if want.dictionary {
-                    dd.clear();
-                    dd.resize(k * wb, T::zero());
+                    kernels::gemv_pair(level, dt, wb, atoms, beta, alph, xs, u, r);
+                } else {
+                    kernels::gemv_rows(level, dt, wb, atoms, beta, u);
                 }
-                for s in q * group..((q + 1) * group).min(n) {
-                    let (lo, hi) = (flat.offs[s], flat.offs[s + 1]);
-                    if lo == hi {
-                        continue; // zero code: u = 0, and no column of ∂D is touched
-                    }
-                    let (atoms, beta, alph) = (&flat.atoms[lo..hi], &flat.beta[lo..hi], &flat.alpha[lo..hi]);
-                    let xs = &x[s * m + i0..s * m + i1];
-                    if want.dictionary {
-                        kernels::gemv_pair(level, dt, wb, atoms, beta, alph, xs, u, r);
-                    } else {
-                        kernels::gemv_rows(level, dt, wb, atoms, beta, u);
-                    }
-                    if want.input {
-                        // SAFETY: row s, columns i0..i1 of ∂X belong to this tile alone (tiles
-                        // partition rows by sample group and columns by row block), inside the
-                        // n·m buffer; nothing reads ∂X until every tile is done.
-                        unsafe { std::ptr::copy_nonoverlapping(u.as_ptr(), gx.get().add(s * m + i0), wb) };
-                    }
-                    if want.dictionary {
-                        kernels::scatter_rows(level, dd, wb, atoms, beta, alph, r, u);
-                    }
+                if want.input {
+                    // SAFETY: row s, columns i0..i1 of ∂X belong to this tile alone (tiles
+                    // partition rows by sample group and columns by row block), inside the
+                    // n·m buffer; nothing reads ∂X until every tile is done.
+                    unsafe { std::ptr::copy_nonoverlapping(u.as_ptr(), gx.get().add(s * m + i0), wb) };
                 }
-                if !want.dictionary {
-                    return None;
+                if want.dictionary {
+                    kernels::scatter_rows(level, dd, wb, atoms, beta, alph, r, u);
                 }
-                if groups > 1 {
-                    return Some(dd.clone());
-                }
-                // SAFETY: rows i0..i1 of ∂D [m, k] belong to this row block alone (one sample
-                // group), inside the m·k buffer; nothing reads ∂D until every tile is done.
-                let rows = unsafe { std::slice::from_raw_parts_mut(gd.get().add(i0 * k), wb * k) };
-                kernels::transpose(level, dd, wb, k, wb, rows, k);
-                None
-            },
-        )
-        .collect();
+            }
+            if !want.dictionary {
+                return None;
+            }
+            if groups > 1 {
+                return Some(dd.clone());
+            }
+            // SAFETY: rows i0..i1 of ∂D [m, k] belong to this row block alone (one sample
+            // group), inside the m·k buffer; nothing reads ∂D until every tile is done.
+            let rows = unsafe { std::slice::from_raw_parts_mut(gd.get().add(i0 * k), wb * k) };
+            kernels::transpose(level, dd, wb, k, wb, rows, k);
+            None
+        },
+    );
     if want.input {
         out.input = Some(Tensor::from_vec(grad_x, &[n, m]));
     }
@@ -461,7 +457,8 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
                     acc
                 })
                 .collect();
-            grad_d.par_chunks_mut(w * k).zip(sums.par_iter()).for_each(|(rows, acc)| {
+            engine::par::chunks_mut(&mut grad_d, w * k, &|i, rows| {
+                let acc = &sums[i];
                 let wb = rows.len() / k;
                 kernels::transpose(level, acc, wb, k, wb, rows, k);
             });
@@ -490,7 +487,8 @@ pub fn unsupervised_loss<T: Element, P: ActivePaths<T> + ?Sized>(
     let half = T::of(0.5);
     let mut residual = x.to_vec();
     let mut loss = vec![T::zero(); n];
-    residual.par_chunks_mut(m.max(1)).zip(loss.par_iter_mut()).enumerate().for_each(|(s, (r, l))| {
+    engine::par::chunks2_mut(&mut residual, m.max(1), &mut loss, 1, &|s, r, l| {
+        let l = &mut l[0];
         let a_s = &alpha[s * k..(s + 1) * k];
         let (mut abs, mut sq) = (T::zero(), T::zero());
         for &j in paths.active(s) {
@@ -522,25 +520,22 @@ pub fn unsupervised_backward<T: Element, P: ActivePaths<T> + ?Sized>(
     let n = paths.count();
     let gx = want_x.then(|| {
         let mut out = residual.to_vec();
-        out.par_chunks_mut(m.max(1)).zip(g.par_iter()).for_each(|(r, &gs)| r.iter_mut().for_each(|v| *v *= gs));
+        engine::par::chunks_mut(&mut out, m.max(1), &|s, r| r.iter_mut().for_each(|v| *v *= g[s]));
         Tensor::from_vec(out, &[n, m])
     });
     let gd = want_d.then(|| {
         let chunk = chunk_len(n);
-        let parts: Vec<Vec<T>> = (0..n.div_ceil(chunk))
-            .into_par_iter()
-            .map(|c| {
-                let mut gdt = vec![T::zero(); k * m];
-                for s in c * chunk..((c + 1) * chunk).min(n) {
-                    let r = &residual[s * m..(s + 1) * m];
-                    for &j in paths.active(s) {
-                        let w = -g[s] * alpha[s * k + j];
-                        gdt[j * m..(j + 1) * m].iter_mut().zip(r).for_each(|(o, &rv)| *o += w * rv);
-                    }
+        let parts: Vec<Vec<T>> = engine::par::map(n.div_ceil(chunk), &|c| {
+            let mut gdt = vec![T::zero(); k * m];
+            for s in c * chunk..((c + 1) * chunk).min(n) {
+                let r = &residual[s * m..(s + 1) * m];
+                for &j in paths.active(s) {
+                    let w = -g[s] * alpha[s * k + j];
+                    gdt[j * m..(j + 1) * m].iter_mut().zip(r).for_each(|(o, &rv)| *o += w * rv);
                 }
-                gdt
-            })
-            .collect();
+            }
+            gdt
+        });
         let mut gdt = vec![T::zero(); k * m];
         for p in &parts {
             gdt.iter_mut().zip(p).for_each(|(o, &v)| *o += v);

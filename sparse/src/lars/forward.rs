@@ -5,7 +5,6 @@
 use engine::kernels::matmul::{gemm, par_gemm, MatRef};
 use engine::linalg::Cholesky;
 use engine::{Element, Tensor};
-use rayon::prelude::*;
 
 use super::kernels::{self, Isa};
 use super::lanes::{solve_chunk, Lanes};
@@ -356,15 +355,10 @@ pub(super) fn gram<T: Element>(dm: MatRef<'_, T>, l2: T) -> Vec<T> {
     let k = dm.cols;
     let mut g = vec![T::zero(); k * k];
     let edges = gram_edges(k, if k >= 128 { GRAM_BLOCKS } else { 1 });
-    let mut blocks = Vec::with_capacity(edges.len());
-    let mut rest = &mut g[..];
-    for w in edges.windows(2) {
-        let (block, tail) = rest.split_at_mut((w[1] - w[0]) * k);
-        blocks.push((w[0], w[1], block));
-        rest = tail;
-    }
+    let starts: Vec<usize> = edges.iter().map(|&e| e * k).collect();
     let dt = dm.t();
-    blocks.into_par_iter().for_each(|(lo, hi, block)| {
+    engine::par::pieces_mut(&mut g, &starts, &|i, block| {
+        let (lo, hi) = (edges[i], edges[i + 1]);
         let a = MatRef { offset: (dt.offset as isize + lo as isize * dt.rs) as usize, rows: hi - lo, ..dt };
         let b = MatRef { cols: hi, ..dm };
         gemm(T::one(), a, b, T::zero(), block, 0, k);
@@ -618,28 +612,26 @@ fn solve_batch<T: Element>(
     let paths = if k == 0 {
         (0..n).map(|_| empty_path(cfg.lambda1)).collect()
     } else {
-        let chunks: Vec<Result<Vec<SamplePath<T>>, SparseError>> = codes
-            .par_chunks_mut(CHUNK * k)
-            .enumerate()
-            .map_init(
-                || Workspace::new(k, prob.cap, prob.floor),
-                |ws, (ci, out)| {
-                    let mut paths = Vec::with_capacity(CHUNK);
-                    for (r, row) in out.chunks_mut(k).enumerate() {
-                        let s = ci * CHUNK + r;
-                        let mut path = solve_path(&prob, ws, &c[s * k..(s + 1) * k], row, s)?;
-                        // `steps == 0`: α = 0 at once, the path of `empty_path`.
-                        if path.steps > 0 {
-                            path.active = ws.active.clone();
-                            path.chol = ws.chol.to_compact();
-                            path.skipped = ws.skipped.clone();
-                        }
-                        paths.push(path);
+        let chunks: Vec<Result<Vec<SamplePath<T>>, SparseError>> = engine::par::chunks_map_with(
+            &mut codes,
+            CHUNK * k,
+            &|| Workspace::new(k, prob.cap, prob.floor),
+            &|ws, ci, out| {
+                let mut paths = Vec::with_capacity(CHUNK);
+                for (r, row) in out.chunks_mut(k).enumerate() {
+                    let s = ci * CHUNK + r;
+                    let mut path = solve_path(&prob, ws, &c[s * k..(s + 1) * k], row, s)?;
+                    // `steps == 0`: α = 0 at once, the path of `empty_path`.
+                    if path.steps > 0 {
+                        path.active = ws.active.clone();
+                        path.chol = ws.chol.to_compact();
+                        path.skipped = ws.skipped.clone();
                     }
-                    Ok(paths)
-                },
-            )
-            .collect();
+                    paths.push(path);
+                }
+                Ok(paths)
+            },
+        );
         let mut paths = Vec::with_capacity(n);
         for chunk in chunks {
             paths.extend(chunk?);
@@ -692,39 +684,38 @@ pub(super) fn solve_batch_compact<T: Element>(
         }
         return Ok((Tensor::from_vec(codes, &[n, k]), all));
     }
-    let chunks: Vec<Result<CompactPaths<T>, SparseError>> = codes
-        .par_chunks_mut(COMPACT_CHUNK * k)
-        .enumerate()
-        .map_init(
-            || (Workspace::new(k, prob.cap, prob.floor), if lanes { Some(Lanes::new(k, prob.cap)) } else { None }),
-            |(ws, lanes), (ci, out)| {
-                let rows = out.len() / k;
-                let c_chunk = &c[ci * COMPACT_CHUNK * k..(ci * COMPACT_CHUNK + rows) * k];
-                if let Some(lanes) = lanes {
-                    if let Ok(part) = solve_chunk(prob.level, lanes, &prob, c_chunk, out, rows) {
-                        return Ok(part);
-                    }
-                    // A lane failed: the per-sample path below gives the error (and rewrites
-                    // every row).
+    let chunks: Vec<Result<CompactPaths<T>, SparseError>> = engine::par::chunks_map_with(
+        &mut codes,
+        COMPACT_CHUNK * k,
+        &|| (Workspace::new(k, prob.cap, prob.floor), if lanes { Some(Lanes::new(k, prob.cap)) } else { None }),
+        &|st, ci, out| {
+            let (ws, lanes) = st;
+            let rows = out.len() / k;
+            let c_chunk = &c[ci * COMPACT_CHUNK * k..(ci * COMPACT_CHUNK + rows) * k];
+            if let Some(lanes) = lanes {
+                if let Ok(part) = solve_chunk(prob.level, lanes, &prob, c_chunk, out, rows) {
+                    return Ok(part);
                 }
-                let mut part = CompactPaths::empty();
-                // Room for every atom active in every sample, so the buffers never move; the
-                // pages that are not written are never touched (at k = 20 and 10 active atoms,
-                // a fifth of the factors' room is used).
-                part.atoms.reserve(rows * k);
-                part.factors.reserve(rows * (k * (k + 1) / 2));
-                part.offs.reserve(rows);
-                part.fac_offs.reserve(rows);
-                part.hit_cap.reserve(rows);
-                for (r, row) in out.chunks_mut(k).enumerate() {
-                    let s = ci * COMPACT_CHUNK + r;
-                    let info = solve_path(&prob, ws, &c[s * k..(s + 1) * k], row, s)?;
-                    part.push(ws, &info);
-                }
-                Ok(part)
-            },
-        )
-        .collect();
+                // A lane failed: the per-sample path below gives the error (and rewrites
+                // every row).
+            }
+            let mut part = CompactPaths::empty();
+            // Room for every atom active in every sample, so the buffers never move; the
+            // pages that are not written are never touched (at k = 20 and 10 active atoms,
+            // a fifth of the factors' room is used).
+            part.atoms.reserve(rows * k);
+            part.factors.reserve(rows * (k * (k + 1) / 2));
+            part.offs.reserve(rows);
+            part.fac_offs.reserve(rows);
+            part.hit_cap.reserve(rows);
+            for (r, row) in out.chunks_mut(k).enumerate() {
+                let s = ci * COMPACT_CHUNK + r;
+                let info = solve_path(&prob, ws, &c[s * k..(s + 1) * k], row, s)?;
+                part.push(ws, &info);
+            }
+            Ok(part)
+        },
+    );
     let parts = chunks.into_iter().collect::<Result<Vec<_>, _>>()?;
     // One copy into buffers of the exact size.
     all.atoms.reserve_exact(parts.iter().map(|p| p.atoms.len()).sum());

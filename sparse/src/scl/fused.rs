@@ -58,9 +58,8 @@ pub(super) const SPARE_BYTES: usize = 32 << 20;
 /// A fresh buffer of `[N, d]` or `[N, N]` from glibc can be new pages, which the kernel zeroes
 /// on first touch: at N = 512, d = 256 (buffers of 0.5–1 MiB, above glibc's mmap threshold) a
 /// forward and backward took 7.1 ms with fresh buffers and 5.0 ms with these (one thread); at
-/// N = 128 the difference was within the noise. A program that installs
-/// `engine::alloc::CachingAlloc` gets the same from its allocator; this keeps it for programs
-/// that do not (a library cannot choose the allocator). Every buffer taken here is fully
+/// N = 128 the difference was within the noise. (A caching global allocator would give the
+/// same; a library cannot choose the allocator.) Every buffer taken here is fully
 /// written before it is read (`spare_buffers_change_nothing`), so left-over values never show.
 pub(super) fn buffer<T: Element>(len: usize) -> Vec<T> {
     let spare = SPARE
@@ -216,10 +215,9 @@ pub(super) fn gram<T: Element>(c: &Centred<T>, n: usize, d: usize) -> Vec<T> {
     let split = (n / 2).div_ceil(GEMM_ROWS) * GEMM_ROWS;
     if parallel(n, d) && n > GEMM_ROWS && split < n {
         let (top, bottom) = g.split_at_mut(split * n);
-        rayon::join(
-            || gemm(T::one(), a(0, split), pt, T::zero(), top, 0, n),
-            || gemm(T::one(), a(split, n - split), pt, T::zero(), bottom, 0, n),
-        );
+        engine::par::join(&mut || gemm(T::one(), a(0, split), pt, T::zero(), top, 0, n), &mut || {
+            gemm(T::one(), a(split, n - split), pt, T::zero(), bottom, 0, n)
+        });
     } else {
         gemm(T::one(), a(0, n), pt, T::zero(), &mut g, 0, n);
     }
@@ -316,8 +314,9 @@ impl<T: Element> Backward<T> for ScBackward<T> {
         };
         let (a, p) = (a.as_slice().expect("contiguous"), p.as_slice().expect("contiguous"));
         let (ga, gp) = if needed[0] && needed[1] && parallel(self.n, self.d) {
-            let (ga, gp) = rayon::join(|| self.grad_a(g, a, p), || self.grad_p(g, a, p));
-            (Some(ga), Some(gp))
+            let (mut ga, mut gp) = (None, None);
+            engine::par::join(&mut || ga = Some(self.grad_a(g, a, p)), &mut || gp = Some(self.grad_p(g, a, p)));
+            (ga, gp)
         } else {
             (needed[0].then(|| self.grad_a(g, a, p)), needed[1].then(|| self.grad_p(g, a, p)))
         };

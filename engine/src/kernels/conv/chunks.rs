@@ -1,8 +1,6 @@
 //! How the GEMM path splits a convolution into chunks ([`Plan`], [`Block`]), its scratch
 //! buffers, and the im2col / col2im of one block.
 
-use rayon::prelude::*;
-
 use super::geometry::Geom;
 use crate::kernels::matmul::{gemm, par_gemm, Backend, MatRef};
 use crate::Element;
@@ -155,7 +153,7 @@ pub(super) fn gemm_rows<T: Element>(a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut
         return par_gemm(T::one(), a, b, beta, c, 0, ldc);
     }
     let rows = rows_per_block(m, a.cols, n);
-    c.par_chunks_mut(rows * ldc).enumerate().for_each(|(i, block)| {
+    crate::par::chunks_mut(c, rows * ldc, &|i, block| {
         let height = (block.len() - n) / ldc + 1;
         gemm(T::one(), sub_rows(a, i * rows, height), b, beta, block, 0, ldc);
     });

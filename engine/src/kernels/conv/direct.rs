@@ -32,8 +32,6 @@
 
 use std::any::TypeId;
 
-use rayon::prelude::*;
-
 use super::Geom;
 use crate::kernels::simd::{HasVectors, Isa, Vector};
 use crate::kernels::SendPtr;
@@ -549,14 +547,17 @@ unsafe fn nn_item_avx2<F: HasVectors>(job: &NnJob<F>, item: (usize, usize, usize
 /// Runs every item of `job` on rayon.
 fn nn_run<F: HasVectors>(isa: Isa, job: &NnJob<F>) {
     let items = job.c.items();
-    items.par_iter().for_each_init(Scratch::new, |s, &item| match isa {
-        // SAFETY: `isa` was detected on this CPU; the items write disjoint rows of `y`.
-        #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
-        Isa::Avx512 => unsafe { nn_item_avx512(job, item, s) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { nn_item_avx2(job, item, s) },
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("direct kernels for {isa:?} are not compiled in"),
+    crate::par::range_with(items.len(), &Scratch::new, &|s, i| {
+        let item = items[i];
+        match isa {
+            // SAFETY: `isa` was detected on this CPU; the items write disjoint rows of `y`.
+            #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+            Isa::Avx512 => unsafe { nn_item_avx512(job, item, s) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { nn_item_avx2(job, item, s) },
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("direct kernels for {isa:?} are not compiled in"),
+        }
     });
 }
 
@@ -822,46 +823,44 @@ fn nt_run<F: HasVectors>(isa: Isa, job: &NtJob<F>) -> Vec<F> {
     let vectors: usize = items.iter().map(|it| job.vectors(it, lanes)).sum();
     let runs = (vectors / RUN_VECTORS).clamp(1, MAX_RUNS).min(items.len());
     let per_run = items.len().div_ceil(runs);
-    let partials: Vec<Vec<F>> = items
-        .par_chunks(per_run)
-        .map_init(Scratch::new, |s, run| {
-            let mut part = crate::filled(job.lane_sums(lanes), F::zero());
-            for &it in run {
-                match isa {
-                    // SAFETY: `isa` was detected on this CPU; `part` has the run's size.
-                    #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
-                    Isa::Avx512 => unsafe { nt_item_avx512(job, it, s, &mut part) },
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => unsafe { nt_item_avx2(job, it, s, &mut part) },
-                    #[allow(unreachable_patterns)]
-                    _ => unreachable!("direct kernels for {isa:?} are not compiled in"),
-                }
+    let partials: Vec<Vec<F>> = crate::par::map_with(items.len().div_ceil(per_run), &Scratch::new, &|s, r| {
+        let run = &items[r * per_run..items.len().min((r + 1) * per_run)];
+        let mut part = crate::filled(job.lane_sums(lanes), F::zero());
+        for &it in run {
+            match isa {
+                // SAFETY: `isa` was detected on this CPU; `part` has the run's size.
+                #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
+                Isa::Avx512 => unsafe { nt_item_avx512(job, it, s, &mut part) },
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { nt_item_avx2(job, it, s, &mut part) },
+                #[allow(unreachable_patterns)]
+                _ => unreachable!("direct kernels for {isa:?} are not compiled in"),
             }
-            // Lane sums in storage order [group][channel block][tap block][mo][nr][lanes].
-            let mut dw = vec![F::zero(); c.od * k];
-            let mut sums = part.chunks_exact(lanes);
-            for grp in 0..c.groups {
-                for ob in 0..og.div_ceil(mo_n) {
-                    for tb in 0..k.div_ceil(nr_n) {
-                        for o in ob * mo_n..(ob + 1) * mo_n {
-                            for t in tb * nr_n..(tb + 1) * nr_n {
-                                let v = sums.next().expect("a lane sum per tile element");
-                                if o < og && t < k {
-                                    dw[(grp * og + o) * k + t] = match lanes {
-                                        16 => tree_sum::<F, 16>(v),
-                                        8 => tree_sum::<F, 8>(v),
-                                        4 => tree_sum::<F, 4>(v),
-                                        _ => tree_sum::<F, 2>(v),
-                                    };
-                                }
+        }
+        // Lane sums in storage order [group][channel block][tap block][mo][nr][lanes].
+        let mut dw = vec![F::zero(); c.od * k];
+        let mut sums = part.chunks_exact(lanes);
+        for grp in 0..c.groups {
+            for ob in 0..og.div_ceil(mo_n) {
+                for tb in 0..k.div_ceil(nr_n) {
+                    for o in ob * mo_n..(ob + 1) * mo_n {
+                        for t in tb * nr_n..(tb + 1) * nr_n {
+                            let v = sums.next().expect("a lane sum per tile element");
+                            if o < og && t < k {
+                                dw[(grp * og + o) * k + t] = match lanes {
+                                    16 => tree_sum::<F, 16>(v),
+                                    8 => tree_sum::<F, 8>(v),
+                                    4 => tree_sum::<F, 4>(v),
+                                    _ => tree_sum::<F, 2>(v),
+                                };
                             }
                         }
                     }
                 }
             }
-            dw
-        })
-        .collect();
+        }
+        dw
+    });
     let mut runs = partials.into_iter();
     let mut dw = runs.next().expect("at least one run");
     for part in runs {

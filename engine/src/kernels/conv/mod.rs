@@ -48,8 +48,6 @@
 //! into at most 8 partial sums that are added in order. Every result is therefore
 //! bit-identical for any number of threads.
 
-use rayon::prelude::*;
-
 use crate::kernels::matmul::MatRef;
 use crate::{Element, Tensor};
 
@@ -263,7 +261,7 @@ fn for_chunks<T: Element>(
     }
     let size = plan.images * per_image;
     if plan.by_chunk {
-        out.par_chunks_mut(size).enumerate().for_each_init(Scratch::new, |s, (i, dst)| f(s, i, dst, false));
+        crate::par::chunks_mut_with(out, size, &Scratch::new, &|s, i, dst| f(s, i, dst, false));
     } else {
         let mut s = Scratch::new();
         out.chunks_mut(size).enumerate().for_each(|(i, dst)| f(&mut s, i, dst, true));
@@ -307,7 +305,10 @@ fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom, path: Path) -> Vec<T
 /// Whether every element of `v` is finite (no NaN, no ±∞); on rayon in chunks of
 /// [`crate::PAR_CHUNK`].
 fn all_finite<T: Element>(v: &[T]) -> bool {
-    v.par_chunks(crate::PAR_CHUNK).all(|c| c.iter().all(|e| e.is_finite()))
+    let p = crate::PAR_CHUNK;
+    crate::par::map(v.len().div_ceil(p), &|c| v[c * p..v.len().min((c + 1) * p)].iter().all(|e| e.is_finite()))
+        .into_iter()
+        .all(|ok| ok)
 }
 
 /// [`forward`] by im2col + GEMM.
@@ -400,7 +401,7 @@ fn backward_weight_gemm<T: Element>(gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
 fn sum_of_runs<T: Element>(items: usize, part: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
     let per_run = items.div_ceil(MAX_PARTIALS);
     let partials: Vec<Vec<T>> =
-        (0..items.div_ceil(per_run)).into_par_iter().map(|r| part(r * per_run..items.min((r + 1) * per_run))).collect();
+        crate::par::map(items.div_ceil(per_run), &|r| part(r * per_run..items.min((r + 1) * per_run)));
     let mut runs = partials.into_iter();
     let mut sum = runs.next().expect("at least one run");
     for p in runs {
@@ -586,7 +587,7 @@ impl<T: Element> Tensor<T> {
         let mut cols = crate::filled(g.n * rows * l, T::zero());
         if !cols.is_empty() {
             let whole = |n0| Block { n0, images: 1, a0: 0, a1: g.oh };
-            cols.par_chunks_mut(rows * l).enumerate().for_each(|(n, dst)| im2col_into(xs, &g, &whole(n), dst));
+            crate::par::chunks_mut(&mut cols, rows * l, &|n, dst| im2col_into(xs, &g, &whole(n), dst));
         }
         Tensor::from_vec(cols, &[g.n, rows, l])
     }
@@ -610,7 +611,7 @@ impl<T: Element> Tensor<T> {
         let mut dx = crate::filled(g.n * image, T::zero());
         if !dx.is_empty() {
             let one = Block { n0: 0, images: 1, a0: 0, a1: g.oh };
-            dx.par_chunks_mut(image).enumerate().for_each(|(n, dst)| col2im_add(&cs[n * rows * l..], &g, &one, dst));
+            crate::par::chunks_mut(&mut dx, image, &|n, dst| col2im_add(&cs[n * rows * l..], &g, &one, dst));
         }
         Tensor::from_vec(dx, &input_shape)
     }

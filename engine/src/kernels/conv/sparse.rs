@@ -20,8 +20,6 @@
 //! stays in cache while its input planes are read once), added in order by the GEMM path's
 //! `sum_of_runs`.
 
-use rayon::prelude::*;
-
 use super::{sum_of_runs, valid_range, Geom};
 use crate::Element;
 
@@ -55,7 +53,10 @@ pub(super) fn worthwhile<T: Element>(gy: &[T], other: &[T]) -> bool {
             return false;
         }
     }
-    nonzero += rest.par_chunks(crate::PAR_CHUNK).map(nonzeros).sum::<usize>();
+    let p = crate::PAR_CHUNK;
+    nonzero += crate::par::map(rest.len().div_ceil(p), &|c| nonzeros(&rest[c * p..rest.len().min((c + 1) * p)]))
+        .into_iter()
+        .sum::<usize>();
     nonzero <= limit && super::all_finite(other)
 }
 
@@ -111,7 +112,7 @@ pub(super) fn input_grad<T: Element>(g: &Geom, gy: &[T], w: &[T]) -> Vec<T> {
     if image == 0 || l == 0 {
         return dx;
     }
-    dx.par_chunks_mut(image).enumerate().for_each(|(n, dxn)| {
+    crate::par::chunks_mut(&mut dx, image, &|n, dxn| {
         let gyn = &gy[n * g.o * l..][..g.o * l];
         for (o, gplane) in gyn.chunks_exact(l).enumerate() {
             let grp = o / og;
@@ -187,7 +188,7 @@ pub(super) fn masked_forward<T: Element>(g: &Geom, x: &[T], w: &[T], mask: &[T])
     if l == 0 || g.o == 0 {
         return y;
     }
-    y.par_chunks_mut(g.o * l).enumerate().for_each(|(n, yn)| {
+    crate::par::chunks_mut(&mut y, g.o * l, &|n, yn| {
         for (o, yplane) in yn.chunks_exact_mut(l).enumerate() {
             let grp = o / og;
             for_nonzero(&mask[(n * g.o + o) * l..][..l], |pos, _| {

@@ -29,8 +29,6 @@
 
 use std::any::TypeId;
 
-use rayon::prelude::*;
-
 use crate::kernels::simd::{prefetch, HasVectors, Isa, Vector};
 use crate::kernels::SendPtr;
 use crate::Element;
@@ -321,7 +319,7 @@ impl<F: HasVectors> Job<F> {
         let (mr, nr) = self.shape();
         let one = |(s, sl): &(Step, Slot<F>)| self.step(*s, sl.a, sl.b, mr, nr);
         if parallel {
-            steps.par_iter().for_each(one);
+            crate::par::range(steps.len(), &|i| one(&steps[i]));
         } else {
             steps.iter().for_each(one);
         }
