@@ -66,14 +66,7 @@ fn lane_sums<T: Element, const M: usize>(a: &[T], b: &[T], f: impl Fn(T, T) -> [
     }
     let mut out = [T::zero(); M];
     for m in 0..M {
-        let mut width = LANES;
-        while width > 1 {
-            width /= 2;
-            for k in 0..width {
-                acc[m][k] += acc[m][k + width];
-            }
-        }
-        out[m] = acc[m][0];
+        out[m] = crate::kernels::vmath::fold_lanes(acc[m]);
     }
     for (&xa, &xb) in ra.iter().zip(rb) {
         let t = f(xa, xb);

@@ -143,31 +143,16 @@ pub(crate) fn sum_run<T: Element>(s: &[T]) -> T {
 }
 
 /// Sums a contiguous slice with 32 independent accumulators (a fixed order that vectorises
-/// into four independent vector additions per step, so the adds' latency does not bound the
-/// loop), combined pairwise in a fixed tree, then the remainder in order.
+/// into independent vector additions, so the adds' latency does not bound the loop), combined
+/// pairwise in a fixed tree, then the remainder in order: [`vmath::sum_imp`], compiled for
+/// the CPU's vector level from 256 elements on (the same bits on every level), inline below.
 #[inline]
 fn sum_slice<T: Element>(s: &[T]) -> T {
-    const LANES: usize = 32;
-    let mut acc = [T::zero(); LANES];
-    let chunks = s.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for k in 0..LANES {
-            acc[k] += c[k];
-        }
+    if s.len() >= 256 {
+        vmath::sum_at(crate::kernels::simd::Isa::best(), s)
+    } else {
+        vmath::sum_imp(s)
     }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for k in 0..width {
-            acc[k] += acc[k + width];
-        }
-    }
-    let mut total = acc[0];
-    for &x in rest {
-        total += x;
-    }
-    total
 }
 
 /// Storage offsets, relative to the first element, of every position of `shape`/`strides`

@@ -797,15 +797,7 @@ unsafe fn nt_item_avx2<F: HasVectors>(job: &NtJob<F>, it: NtItem, s: &mut Scratc
 /// fixed order; the halves are vector adds).
 #[inline(always)]
 fn tree_sum<F: Element, const N: usize>(v: &[F]) -> F {
-    let mut t: [F; N] = v[..N].try_into().expect("N lanes");
-    let mut len = N;
-    while len > 1 {
-        len /= 2;
-        for l in 0..len {
-            t[l] += t[l + len];
-        }
-    }
-    t[0]
+    crate::kernels::vmath::fold_lanes::<F, N>(v[..N].try_into().expect("N lanes"))
 }
 
 /// Position vectors a run should sum over per lane-sum element (at least), so that reducing
