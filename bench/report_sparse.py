@@ -1,5 +1,5 @@
 """Tables of the "sparse II" session (bench/run_sparse_benches.sh OUT): the CSC layer against
-fista_csc.py, the SC loss against sc_loss.py (ours with the benches' caching allocator and
+fista_csc.py, the SC loss against sc_loss.py (ours as a plain program; before 2026-12-06 also with the benches' caching allocator and
 without it), from criterion's estimates and the peers' JSON (the faster of the two peer
 runs). The DCEA, memory and accuracy tables are the examples' own output, appended as they are.
 
@@ -36,7 +36,7 @@ for t in (1, 2):
     imp = crit(os.path.join(O, 'criterion'), f'csc_t{t}', 'implicit_fwd_bwd', 'T200_lambda0.5')
     if imp: print(f'| implicit fwd_bwd, λ = 0.5, T = 200, CG 1e-4 | {t} | {imp:.1f} | – | – | – | – |')
 print()
-for tag, root, pname in (('with CachingAlloc (as the benches install it)', 'criterion', 'sc_loss'), ('SPARSEGRAD_ALLOC_CACHE_MB=0 (glibc alone; peers unchanged)', 'criterion-nocache', 'sc_loss')):
+for tag, root, pname in (('a plain program (no global allocator)', 'criterion', 'sc_loss'),):
     sc = peers(pname)
     print(f'{tag}:\n')
     print('| N | mode | threads | fused ms | fused, in pool ms | composed ms | literal ms | torch ms | jax ms | fused / jax | composed / fused | literal / fused |')

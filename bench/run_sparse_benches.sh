@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The "sparse II" measurement session: the CSC layer (fista_csc.py), the spatial-contrasting
-# loss (sc_loss.py; ours with the caching allocator the benches install, and without it:
-# SPARSEGRAD_ALLOC_CACHE_MB=0) and DCEA (dcea.py)
+# loss (sc_loss.py) and DCEA (dcea.py), every Rust program a plain one (no global allocator)
 # beside the sparsegrad benches and examples of the same workloads, then the tables of
 # bench/README.md ("sparse II" section) via bench/report_sparse.py.
 #
@@ -37,9 +36,6 @@ for t in 1 2; do
     RAYON_NUM_THREADS=$t CRITERION_HOME="$out/criterion" \
       cargo bench -q -p sparsegrad-bench --bench $b -- "${crit[@]}" >>"$out/bench_$b.txt" 2>&1
   done
-  log "sparsegrad: sc_loss with SPARSEGRAD_ALLOC_CACHE_MB=0 (glibc alone), RAYON_NUM_THREADS=$t"
-  SPARSEGRAD_ALLOC_CACHE_MB=0 RAYON_NUM_THREADS=$t CRITERION_HOME="$out/criterion-nocache" \
-    cargo bench -q -p sparsegrad-bench --bench sc_loss -- "${crit[@]}" >>"$out/bench_sc_loss_nocache.txt" 2>&1
 done
 log "peers again (report.py takes the faster median)"
 "$py" "$peers/sc_loss.py" --threads 1,2 >"$out/sc_loss_after.json"

@@ -9,12 +9,6 @@
 //!
 //! Groups: `csc_t{threads}`.
 
-/// As in the `sparsegrad` binary: freed large buffers are kept for the next iteration instead
-/// of being faulted in again (`engine::alloc`); `SPARSEGRAD_ALLOC_CACHE_MB=0` measures
-/// with glibc alone.
-#[global_allocator]
-static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
-
 use autograd::Tape;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use engine::{Conv2dParams, Rng, Tensor};

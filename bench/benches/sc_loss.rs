@@ -16,12 +16,6 @@
 //! (`pool.install`), where the rule's `rayon::join`s start without waking the pool from
 //! outside. Run with `RAYON_NUM_THREADS=1` and `=2`; groups are `sc_loss_f32_t{threads}`.
 
-/// As in the `sparsegrad` binary: freed large buffers are kept for the next iteration instead
-/// of being faulted in again (`engine::alloc`); `SPARSEGRAD_ALLOC_CACHE_MB=0` measures
-/// with glibc alone.
-#[global_allocator]
-static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
-
 use std::time::Instant;
 
 use autograd::{Tape, Var};

@@ -34,7 +34,6 @@
 //! assert_eq!(b.get(&[2, 2]), 2.0 * 2.0 + 5.0 * 5.0);
 //! ```
 
-pub mod alloc;
 pub mod element;
 pub mod error;
 pub mod kernels;

@@ -1,13 +1,14 @@
 //! Storage reuse inside the engine: the buffer of a large tensor that nothing references any
 //! more is kept, and the next output of exactly the same size takes it instead of asking the
-//! allocator, so a program that installs nothing runs at the speed of one with
-//! [`crate::alloc::CachingAlloc`].
+//! allocator, so a program that installs nothing runs as fast as one with a caching global
+//! allocator (the project had one, `engine::alloc::CachingAlloc`, removed once this made it
+//! redundant: `bench/README.md`, "Buffer reuse inside the engine").
 //!
 //! Why: glibc returns large freed blocks to the kernel (`munmap` above its mmap threshold,
 //! trimming the top of the heap), so a training loop that allocates the same tensors at every
 //! step has the kernel fault in and clear every page again at every step. On the CSC layer
 //! (T = 20 unrolled, batch 64) that was 3.5× the CPU time of the forward, most of it system
-//! time (`sparse/examples/csc_timing.rs` with `SPARSEGRAD_ALLOC_CACHE_MB=0`, 2026-12-06).
+//! time (`sparse/examples/csc_timing.rs --no-reuse`, 2026-12-06).
 //!
 //! How: [`Tensor`](crate::Tensor)'s `Drop` hands its buffer to [`give`] when the tensor held the
 //! last reference; the kernels' output buffers ([`crate::filled`] and the element-wise

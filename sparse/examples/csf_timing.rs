@@ -32,10 +32,6 @@ use engine::{Conv2dParams, Rng, Tensor};
 use sparsegrad_sparse::sf::{csf_with, Patches, SmallK};
 use sparsegrad_sparse::LarsConfig;
 
-/// Freed large tensors are kept for the next step, as in `sparsegrad train`.
-#[global_allocator]
-static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
-
 const LAMBDA2: f64 = 0.01;
 const LAMBDA1_FRACTION: f64 = 0.25;
 

@@ -16,18 +16,14 @@
 //!
 //! `cargo run --release -p sparsegrad-sparse --example dcea_memory -- [infer|no_grad|recorded]
 //! [threads] [--quick]` (defaults `infer`, 1 thread; `--quick`: 20 power iterations instead
-//! of 200). `SPARSEGRAD_ALLOC_CACHE_MB=0` measures without the caching allocator.
+//! of 200). A plain program: no global allocator is installed (the engine reuses large
+//! buffers itself, `engine::recycle`).
 
 use autograd::Tape;
 use engine::{Rng, Tensor};
 use sparsegrad_sparse::dcea::{
     dcea_forward, denoise, poisson_estimate, poisson_observation, poisson_scale, Dcea, DceaConfig, PowerFold,
 };
-
-/// As in `dcea_timing` (freed large tensors kept for the next step; `SPARSEGRAD_ALLOC_CACHE_MB=0`
-/// measures without).
-#[global_allocator]
-static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
 
 const SIZE: usize = 256;
 const PEAK: f64 = 4.0;

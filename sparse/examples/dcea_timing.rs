@@ -29,11 +29,6 @@ use sparsegrad_sparse::dcea::{
     Dcea, DceaConfig, PowerFold,
 };
 
-/// Freed large tensors are kept for the next step instead of being faulted in again
-/// (`engine::alloc`; `SPARSEGRAD_ALLOC_CACHE_MB=0` measures without).
-#[global_allocator]
-static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
-
 const SIZE: usize = 256;
 const PEAK: f64 = 4.0;
 

@@ -12,11 +12,6 @@
 
 use std::time::Instant;
 
-/// Freed gradient buffers are kept for the next call instead of being faulted in again
-/// (`engine::alloc`; `SPARSEGRAD_ALLOC_CACHE_MB=0` measures without).
-#[global_allocator]
-static ALLOC: engine::alloc::CachingAlloc = engine::alloc::CachingAlloc::new();
-
 use autograd::Tape;
 use engine::{Rng, Tensor};
 use sparsegrad_sparse::scl::{sc_loss, sc_loss_composed, ScConfig};
