@@ -144,6 +144,20 @@ pub fn chunks_mut_with<T: Send, S: 'static>(
     });
 }
 
+/// `[f(0, chunk_0), f(1, chunk_1), …]` over the chunks of `size` elements of `data` (the last
+/// may be shorter), in parallel: rayon's `par_chunks_mut(size).enumerate().map(..).collect()`.
+///
+/// **Panics** if `size` is 0.
+pub fn chunks_map<T: Send, A: Send>(data: &mut [T], size: usize, f: &(dyn Fn(usize, &mut [T]) -> A + Sync)) -> Vec<A> {
+    assert!(size > 0, "par::chunks_map: chunk size 0");
+    let (len, p) = (data.len(), Shared(data.as_mut_ptr()));
+    map(len.div_ceil(size), &|i| {
+        let lo = i * size;
+        // SAFETY: as in `chunks_mut`.
+        f(i, unsafe { p.slice(lo, size.min(len - lo)) })
+    })
+}
+
 /// `[f(s, 0, chunk_0), f(s, 1, chunk_1), …]` over the chunks of `size` elements of `data` (the
 /// last may be shorter), in parallel, `s` a scratch value made by `init` for each piece of
 /// work rayon hands a thread: rayon's `par_chunks_mut(size).enumerate().map_init(..).collect()`.
@@ -236,6 +250,8 @@ mod tests {
         });
         assert!(a.iter().enumerate().all(|(j, &e)| e == (j / 3).min(32) || j >= 99));
         assert!(b.iter().enumerate().all(|(j, &e)| e == j));
+        let mut d = vec![1usize; 10];
+        assert_eq!(super::chunks_map(&mut d, 4, &|i, ch| i * 10 + ch.len()), vec![4, 14, 22]);
         let mut c = vec![0usize; 50];
         super::chunks_mut_with(&mut c, 7, &|| 1usize, &|s, i, ch| ch.iter_mut().for_each(|e| *e = i + *s));
         assert!(c.iter().enumerate().all(|(j, &e)| e == j / 7 + 1));

@@ -129,7 +129,7 @@ impl<T: Element> Code<T> {
             let plane = self.plane;
             let d = dv.make_mut();
             let planes = (d.len() / plane).min(self.nonzeros.len());
-            engine::par::chunks_map_with(&mut d[..planes * plane], plane, &|| (), &|_, p, d| {
+            engine::par::chunks_map(&mut d[..planes * plane], plane, &|p, d| {
                 let nz = &self.nonzeros[p];
                 nz.iter().fold(T::zero(), |db, &(i, x)| {
                     if let Some(gs) = gs {
