@@ -1,7 +1,7 @@
 //! The updatable Cholesky factor `A = L·Lᵀ` (append a row/column, remove one) with its pivot
 //! floor, and its solves.
 
-use super::triangular::{backward_rows_transposed, forward_rows};
+use super::triangular::{backward_rows_transposed, forward_rows, forward_substitute};
 use crate::{Element, Error, Result};
 
 /// Default pivot-floor constant `c` of [`Cholesky`]: a pivot is rejected when
@@ -246,15 +246,10 @@ impl<T: Element> Cholesky<T> {
         // Rows 0..n are read, row n (beyond the factor until it succeeds) is written.
         let (done, new) = self.data.split_at_mut(n * ld);
         let y = &mut new[..n + 1];
+        y[..n].copy_from_slice(col);
+        forward_substitute(done, |i| i * ld, &mut y[..n], 0);
         let mut ss = T::zero();
-        for i in 0..n {
-            let li = &done[i * ld..i * ld + i + 1];
-            let mut s = col[i];
-            for (l, yj) in li[..i].iter().zip(&y[..i]) {
-                s -= *l * *yj;
-            }
-            let yi = s / li[i];
-            y[i] = yi;
+        for &yi in &y[..n] {
             ss += yi * yi;
         }
         let d = diag - ss;

@@ -26,4 +26,4 @@ mod tests;
 
 pub use cholesky::{Cholesky, NotPositiveDefinite, DEFAULT_PIVOT_FLOOR};
 pub use power::{power_iteration, PowerOptions, PowerResult};
-pub use triangular::{solve_lower_triangular, solve_upper_triangular, Trans};
+pub use triangular::{forward_substitute, solve_lower_triangular, solve_upper_triangular, Trans};

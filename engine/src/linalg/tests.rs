@@ -565,3 +565,57 @@ fn power_iteration_edge_cases() {
 fn power_iteration_init_length_is_checked() {
     let _ = power_iteration::<f64>(3, |_, _| {}, PowerOptions { init: Some(&[1.0, 2.0]), ..PowerOptions::default() });
 }
+
+/// The blocked forward substitution gives the bits of the plain row loop (each row's sum
+/// sequential), from any starting row, for a leading dimension and for rows packed one after
+/// another, across the block edges (8 rows) and for NaN/∞ in `L` and `b`.
+fn forward_substitute_is_the_row_loop<T: Element>(rng: &mut Rng) {
+    let plain = |l: &[T], row: &dyn Fn(usize) -> usize, b: &mut [T], start: usize| {
+        for i in start..b.len() {
+            let mut s = b[i];
+            for j in 0..i {
+                s -= l[row(i) + j] * b[j];
+            }
+            b[i] = s / l[row(i) + i];
+        }
+    };
+    for n in [0, 1, 7, 8, 9, 16, 17, 23, 40, 67] {
+        let ld = n + 3;
+        let mut l: Vec<T> = (0..ld * ld).map(|_| T::of(0.5 * rng.normal())).collect();
+        for i in 0..n {
+            l[i * ld + i] = T::of(1.0 + rng.uniform());
+        }
+        let packed: Vec<T> = (0..n).flat_map(|i| l[i * ld..i * ld + i + 1].to_vec()).collect();
+        for start in [0, 1, 5, n / 2, n] {
+            if start > n {
+                continue;
+            }
+            for poison in [false, true] {
+                let mut b: Vec<T> = (0..n).map(|_| T::of(rng.normal())).collect();
+                let mut l = l.clone();
+                if poison && n > 10 {
+                    b[3] = T::of(f64::NAN);
+                    l[9 * ld + 2] = T::of(f64::INFINITY);
+                }
+                let mut want = b.clone();
+                plain(&l, &|i| i * ld, &mut want, start);
+                let mut got = b.clone();
+                forward_substitute(&l, |i| i * ld, &mut got, start);
+                let bits = |v: &[T]| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{} n={n} start={start} poison={poison}", T::DTYPE);
+                if !poison {
+                    let mut got = b.clone();
+                    forward_substitute(&packed, |i| i * (i + 1) / 2, &mut got, start);
+                    assert_eq!(bits(&got), bits(&want), "{} packed n={n} start={start}", T::DTYPE);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn forward_substitute_has_the_bits_of_the_row_loop() {
+    let mut rng = Rng::new(11);
+    forward_substitute_is_the_row_loop::<f64>(&mut rng);
+    forward_substitute_is_the_row_loop::<f32>(&mut rng);
+}

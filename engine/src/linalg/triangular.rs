@@ -6,8 +6,49 @@ use crate::{Element, Error, Result};
 /// `b ← L⁻¹ b` for lower-triangular row-major `L` (leading dimension `ld`) with a nonzero
 /// diagonal: row dot products, contiguous.
 pub(super) fn forward_rows<T: Element>(l: &[T], ld: usize, b: &mut [T]) {
-    for i in 0..b.len() {
-        let row = &l[i * ld..i * ld + i + 1];
+    forward_substitute(l, |i| i * ld, b, 0);
+}
+
+/// Rows per block of [`forward_substitute`]: independent sums that hide the latency of the
+/// additions (one scalar chain per row).
+const FORWARD_BLOCK: usize = 8;
+
+/// Forward substitution from row `start` on: for `i = start..b.len()`,
+/// `b_i ← (b_i − Σ_{j<i} L_ij·b_j) / L_ii`, given `b_0..b_{start−1}` already solved. Row `i` of
+/// `L` starts at `l[row(i)]` (`i·ld` for a matrix with leading dimension `ld`, `i·(i+1)/2` for
+/// one packed by rows).
+///
+/// Each row's sum is the sequential one, `((b_i − L_i0·b_0) − L_i1·b_1) − …`, so the result
+/// has the bits of the plain row loop; the rows run in blocks of [`FORWARD_BLOCK`] whose sums
+/// advance together over the columns they share, so the additions of one row do not wait on
+/// each other. **Panics** if `l` is too short for a row.
+#[inline]
+pub fn forward_substitute<T: Element>(l: &[T], row: impl Fn(usize) -> usize, b: &mut [T], start: usize) {
+    const R: usize = FORWARD_BLOCK;
+    let n = b.len();
+    let mut i = start;
+    while i + R <= n {
+        let rows: [&[T]; R] = std::array::from_fn(|r| &l[row(i + r)..row(i + r) + i + r + 1]);
+        let mut s: [T; R] = std::array::from_fn(|r| b[i + r]);
+        let (done, rest) = b.split_at_mut(i);
+        let heads: [&[T]; R] = std::array::from_fn(|r| &rows[r][..i]);
+        for (j, &x) in done.iter().enumerate() {
+            for r in 0..R {
+                s[r] -= heads[r][j] * x;
+            }
+        }
+        // The triangle of the block, row by row.
+        for r in 0..R {
+            let row = rows[r];
+            for (q, &x) in rest[..r].iter().enumerate() {
+                s[r] -= row[i + q] * x;
+            }
+            rest[r] = s[r] / row[i + r];
+        }
+        i += R;
+    }
+    for i in i..n {
+        let row = &l[row(i)..row(i) + i + 1];
         let mut s = b[i];
         for (a, x) in row[..i].iter().zip(&b[..i]) {
             s -= *a * *x;

@@ -39,7 +39,7 @@
 //! every level).
 
 use engine::kernels::SendPtr;
-use engine::linalg::Cholesky;
+use engine::linalg::{forward_substitute, Cholesky};
 use engine::{Element, Tensor};
 
 use super::kernels::{self, Isa};
@@ -111,7 +111,7 @@ impl<T: Element> ActivePaths<T> for CompactPaths<T> {
         beta.extend(act.iter().map(|&j| g[j]));
         let fac = self.factor(s);
         if act.iter().all(|&j| alpha[j] != T::zero()) {
-            forward_rows_packed(fac, beta);
+            forward_substitute(fac, |i| i * (i + 1) / 2, beta, 0);
             backward_rows_transposed_packed(fac, beta);
             return;
         }
@@ -128,37 +128,12 @@ impl<T: Element> ActivePaths<T> for CompactPaths<T> {
         }
         let on_kink = |p: usize| alpha[act[p]] == T::zero();
         let mut reduced: Vec<T> = (0..na).filter(|&p| !on_kink(p)).map(|p| beta[p]).collect();
-        forward_rows(&l, na, &mut reduced);
+        forward_substitute(&l, |i| i * na, &mut reduced, 0);
         backward_rows_transposed(&l, na, &mut reduced);
         let mut it = reduced.into_iter();
         for (p, b) in beta.iter_mut().enumerate() {
             *b = if on_kink(p) { T::zero() } else { it.next().expect("one value per kept atom") };
         }
-    }
-}
-
-/// `b ← L⁻¹ b` for lower-triangular row-major `L` with leading dimension `ld` (the arithmetic
-/// of `Cholesky::solve_lower`).
-fn forward_rows<T: Element>(l: &[T], ld: usize, b: &mut [T]) {
-    for i in 0..b.len() {
-        let row = &l[i * ld..i * ld + i + 1];
-        let mut s = b[i];
-        for (a, x) in row[..i].iter().zip(&b[..i]) {
-            s -= *a * *x;
-        }
-        b[i] = s / row[i];
-    }
-}
-
-/// [`forward_rows`] on a factor packed by rows (row `i` at `i·(i + 1)/2`): the same arithmetic.
-fn forward_rows_packed<T: Element>(l: &[T], b: &mut [T]) {
-    for i in 0..b.len() {
-        let row = &l[i * (i + 1) / 2..i * (i + 1) / 2 + i + 1];
-        let mut s = b[i];
-        for (a, x) in row[..i].iter().zip(&b[..i]) {
-            s -= *a * *x;
-        }
-        b[i] = s / row[i];
     }
 }
 

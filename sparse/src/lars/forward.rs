@@ -3,7 +3,7 @@
 //! inputs and the guarantees.
 
 use engine::kernels::matmul::{gemm, par_gemm, MatRef};
-use engine::linalg::Cholesky;
+use engine::linalg::{forward_substitute, Cholesky};
 use engine::{Element, Tensor};
 
 use super::kernels::{self, Isa};
@@ -742,15 +742,13 @@ fn empty_path<T: Element>(lambda1: f64) -> SamplePath<T> {
     }
 }
 
-/// Row `i` of the forward substitution `L·y = b`: `(b_i − Σ_{l<i} L_il·y_l) / L_ii`, given
-/// `y_0..y_{i−1}` (the arithmetic of `Cholesky::solve_lower`, term for term).
-fn forward_row<T: Element>(chol: &Cholesky<T>, i: usize, y: &[T], b: T) -> T {
-    let row = chol.row(i);
-    let mut s = b;
-    for (&a, &x) in row[..i].iter().zip(&y[..i]) {
-        s -= a * x;
-    }
-    s / row[i]
+/// Rows `from..` of the forward substitution `L·y = b` in `y`, given `y_0..y_{from−1}` and
+/// `b` for the rest (the arithmetic of `Cholesky::solve_lower`, term for term).
+fn forward_from<T: Element>(chol: &Cholesky<T>, y: &mut Vec<T>, b: &[T], from: usize) {
+    y.truncate(from);
+    y.extend_from_slice(b);
+    let (l, ld) = chol.storage();
+    forward_substitute(l, |i| i * ld, y, from);
 }
 
 /// One sample's homotopy from λ = max_j |c_j| down to λ1. `c0` = `Dᵀx` (row of C), `out` =
@@ -836,11 +834,7 @@ fn solve_path<T: Element>(
                     ws.coef.remove(q);
                     ws.chol.remove(q);
                     // Rows q.. of L changed: so did y from q on.
-                    ws.y.truncate(q);
-                    for i in q..na - 1 {
-                        let v = forward_row(&ws.chol, i, &ws.y, ws.sign[i]);
-                        ws.y.push(v);
-                    }
+                    forward_from(&ws.chol, &mut ws.y, &ws.sign[q..na - 1], q);
                     ws.release_just_left(p.positive);
                     ws.set_state(j, State::Inactive, p.positive);
                     // The span of Λ shrank: skipped atoms may no longer depend on it.
@@ -869,8 +863,7 @@ fn solve_path<T: Element>(
                             }
                             ws.active.push(j);
                             ws.sign.push(s);
-                            let v = forward_row(&ws.chol, na, &ws.y, s);
-                            ws.y.push(v);
+                            forward_from(&ws.chol, &mut ws.y, &[s], na);
                             ws.coef.push(zero);
                             ws.release_just_left(p.positive);
                             ws.set_state(j, State::Active, p.positive);
