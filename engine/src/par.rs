@@ -23,23 +23,238 @@ use rayon::prelude::*;
 /// `body(i)` for every `i` in `0..n`, in parallel. One of the three functions here that
 /// instantiate rayon; every other one is a thin generic wrapper around them.
 pub fn range(n: usize, body: &(dyn Fn(usize) + Sync)) {
-    (0..n).into_par_iter().for_each(body);
+    if rayon::current_thread_index().is_some() {
+        (0..n).into_par_iter().for_each(body);
+    } else {
+        team::run(n, &|| Box::new(()), &|_, i| body(i));
+    }
 }
 
 /// `body(scratch, i)` for every `i` in `0..n`, with a scratch value made by `init` for each
-/// piece of work rayon hands a thread (rayon's `for_each_init`). The scratch is type-erased
-/// so that rayon is instantiated once; see [`range_with`] for the typed form.
+/// piece of work rayon hands a thread (rayon's `for_each_init`), or once per thread of a
+/// team (see [`team`]). The scratch is type-erased so that rayon is instantiated once; see
+/// [`range_with`] for the typed form.
 pub fn range_with_any(
     n: usize,
     init: &(dyn Fn() -> Box<dyn Any> + Sync),
     body: &(dyn Fn(&mut Box<dyn Any>, usize) + Sync),
 ) {
-    (0..n).into_par_iter().for_each_init(init, body);
+    if rayon::current_thread_index().is_some() {
+        (0..n).into_par_iter().for_each_init(init, body);
+    } else {
+        team::run(n, init, body);
+    }
 }
 
-/// Runs `a` and `b`, potentially in parallel (rayon's `join`).
+/// Runs `a` and `b`, potentially in parallel (rayon's `join` inside the pool; a team of the
+/// caller and one worker outside it).
 pub fn join(a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
-    rayon::join(a, b);
+    if rayon::current_thread_index().is_some() {
+        rayon::join(a, b);
+    } else {
+        let (a, b) = (std::sync::Mutex::new(a), std::sync::Mutex::new(b));
+        team::run(2, &|| Box::new(()), &|_, i| {
+            if i == 0 {
+                (a.lock().unwrap_or_else(|e| e.into_inner()))()
+            } else {
+                (b.lock().unwrap_or_else(|e| e.into_inner()))()
+            }
+        });
+    }
+}
+
+/// Parallel loops entered from a thread outside rayon's pool (a user's `main`), with the
+/// caller taking part.
+///
+/// rayon's own entry from outside the pool (`in_worker_cold`) queues the whole loop as one
+/// job, wakes the workers and puts the caller to sleep until they are done: every call pays
+/// two wake-ups, and the caller's core idles while the loop runs. A team instead queues
+/// `threads − 1` helper jobs and starts on the work at once. The indices are claimed in
+/// order, a few at a time, from one atomic counter by the caller and whichever helpers have
+/// started; a helper that starts after the last index was claimed returns at once. The caller
+/// waits (spinning briefly, then parked) only for indices already being run by a helper. With
+/// one thread in the pool the caller runs the loop alone, without entering rayon at all.
+///
+/// Which thread runs an index, and how many scratch values are made, never changes what an
+/// index computes (the chunking is the caller's), so results are those of rayon's path.
+///
+/// A panic in `body` (on any thread) stops further claims, waits for the indices in flight
+/// and is resumed on the caller's thread.
+mod team {
+    use std::any::Any;
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread::Thread;
+    use std::time::{Duration, Instant};
+
+    type Init<'a> = dyn Fn() -> Box<dyn Any> + Sync + 'a;
+    type Body<'a> = dyn Fn(&mut Box<dyn Any>, usize) + Sync + 'a;
+
+    /// Batches per thread: enough for the claims to balance uneven indices, few enough that
+    /// the counter is touched rarely.
+    const BATCHES_PER_THREAD: usize = 8;
+
+    struct Team {
+        n: usize,
+        grain: usize,
+        next: AtomicUsize,
+        /// Indices finished (run, or skipped after a panic).
+        done: AtomicUsize,
+        stop: AtomicBool,
+        panic: Mutex<Option<Box<dyn Any + Send>>>,
+        caller: Thread,
+    }
+
+    /// The loop's closures with their lifetime erased, for the helper jobs (`rayon::spawn`
+    /// wants `'static`).
+    #[derive(Clone, Copy)]
+    pub(super) struct Work {
+        init: &'static Init<'static>,
+        body: &'static Body<'static>,
+    }
+
+    impl Team {
+        /// Claims and runs batches until none is left. The closures are called only for an
+        /// index claimed below `n`, and the caller does not return before every such index is
+        /// counted in `done`: so they are never called after the borrow they came from ends.
+        fn share(&self, work: Work) {
+            let mut scratch: Option<Box<dyn Any>> = None;
+            loop {
+                let start = self.next.fetch_add(self.grain, Ordering::Relaxed);
+                if start >= self.n {
+                    break;
+                }
+                let end = (start + self.grain).min(self.n);
+                if !self.stop.load(Ordering::Relaxed) {
+                    let r = catch_unwind(AssertUnwindSafe(|| {
+                        let s = scratch.get_or_insert_with(|| (work.init)());
+                        for i in start..end {
+                            (work.body)(s, i);
+                        }
+                    }));
+                    if let Err(p) = r {
+                        self.stop.store(true, Ordering::Relaxed);
+                        self.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(p);
+                    }
+                }
+                if self.done.fetch_add(end - start, Ordering::AcqRel) + (end - start) == self.n {
+                    self.caller.unpark();
+                }
+            }
+        }
+    }
+
+    /// The latest team, for helpers that are still hot.
+    type Slot = Option<(Arc<Team>, Work)>;
+    static SLOT: Mutex<Slot> = Mutex::new(None);
+    /// Bumped each time a team is put in [`SLOT`].
+    static GENERATION: AtomicUsize = AtomicUsize::new(0);
+    /// Helpers waiting hot for the next team.
+    static HOT: AtomicUsize = AtomicUsize::new(0);
+    /// How long a helper stays hot after its team is done. OpenMP runtimes spin their team
+    /// between parallel regions the same way (libgomp's `GOMP_SPINCOUNT`), so that a program
+    /// alternating short serial code with parallel loops does not pay a wake-up per loop.
+    const HOT_FOR: Duration = Duration::from_micros(200);
+
+    fn slot() -> std::sync::MutexGuard<'static, Slot> {
+        SLOT.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A helper job: its share of `team`, then of every team published while it stays hot,
+    /// running other rayon work that reaches this worker meanwhile.
+    fn helper(team: Arc<Team>, work: Work) {
+        team.share(work);
+        drop(team);
+        HOT.fetch_add(1, Ordering::AcqRel);
+        let mut seen = GENERATION.load(Ordering::Acquire);
+        let mut since = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            let g = GENERATION.load(Ordering::Acquire);
+            if g != seen {
+                seen = g;
+                let next = slot().clone();
+                if let Some((team, work)) = next {
+                    HOT.fetch_sub(1, Ordering::AcqRel);
+                    team.share(work);
+                    HOT.fetch_add(1, Ordering::AcqRel);
+                    since = Instant::now();
+                }
+                continue;
+            }
+            spins += 1;
+            if spins % 64 == 0 {
+                if matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
+                    since = Instant::now();
+                } else if since.elapsed() > HOT_FOR {
+                    break;
+                }
+            }
+            std::hint::spin_loop();
+        }
+        HOT.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn run(n: usize, init: &Init<'_>, body: &Body<'_>) {
+        let threads = rayon::current_num_threads();
+        if threads <= 1 || n <= 1 {
+            if n > 0 {
+                let mut s = init();
+                for i in 0..n {
+                    body(&mut s, i);
+                }
+            }
+            return;
+        }
+        let grain = n.div_ceil(threads * BATCHES_PER_THREAD).max(1);
+        let helpers = (threads - 1).min(n.div_ceil(grain) - 1);
+        let team = Arc::new(Team {
+            n,
+            grain,
+            next: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            panic: Mutex::new(None),
+            caller: std::thread::current(),
+        });
+        // SAFETY: see `Team::share`: the erased references are used only while this call is
+        // waiting for the indices they run.
+        let work = unsafe {
+            Work {
+                init: std::mem::transmute::<&Init<'_>, &'static Init<'static>>(init),
+                body: std::mem::transmute::<&Body<'_>, &'static Body<'static>>(body),
+            }
+        };
+        // Helpers still hot from the last loop take this one from the slot; the others are
+        // queued on the pool.
+        *slot() = Some((Arc::clone(&team), work));
+        GENERATION.fetch_add(1, Ordering::Release);
+        for _ in HOT.load(Ordering::Acquire).min(helpers)..helpers {
+            let team = Arc::clone(&team);
+            rayon::spawn(move || helper(team, work));
+        }
+        team.share(work);
+        let mut spins = 0u32;
+        while team.done.load(Ordering::Acquire) < n {
+            if spins < 1 << 12 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::park();
+            }
+        }
+        {
+            let mut slot = slot();
+            if slot.as_ref().is_some_and(|(t, _)| Arc::ptr_eq(t, &team)) {
+                *slot = None;
+            }
+        }
+        let panic = team.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = panic {
+            resume_unwind(p);
+        }
+    }
 }
 
 /// `body(scratch, i)` for every `i` in `0..n` in parallel, `scratch` made by `init` for each
@@ -235,6 +450,67 @@ mod tests {
         let (mut x, mut y) = (0, 0);
         super::join(&mut || x = 1, &mut || y = 2);
         assert_eq!((x, y), (1, 2));
+    }
+
+    /// Called from outside the pool (a test thread), the loop runs as a team: every index
+    /// once, nested loops inside the body too, from several callers at once, and a panic in
+    /// a body reaches the caller after the indices in flight, leaving the next loop working.
+    #[test]
+    fn teams_cover_every_index_nest_and_pass_panics_on() {
+        assert!(rayon::current_thread_index().is_none());
+        for n in [0, 1, 2, 3, 17, 1000] {
+            let hits: Vec<AtomicUsize> = (0..n * 7).map(|_| AtomicUsize::new(0)).collect();
+            super::range(n, &|i| {
+                super::range(7, &|j| {
+                    hits[i * 7 + j].fetch_add(1, Ordering::Relaxed);
+                });
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
+            let made = AtomicUsize::new(0);
+            let sum = AtomicUsize::new(0);
+            super::range_with(
+                n,
+                &|| {
+                    made.fetch_add(1, Ordering::Relaxed);
+                    10usize
+                },
+                &|s, i| {
+                    sum.fetch_add(*s + i, Ordering::Relaxed);
+                },
+            );
+            assert_eq!(sum.load(Ordering::Relaxed), 10 * n + n * n.saturating_sub(1) / 2);
+            assert!(made.load(Ordering::Relaxed) <= rayon::current_num_threads().max(1).min(n.max(1)));
+        }
+        std::thread::scope(|sc| {
+            for t in 0..3usize {
+                sc.spawn(move || {
+                    for _ in 0..50 {
+                        let total = AtomicUsize::new(0);
+                        super::range(64, &|i| {
+                            total.fetch_add(i + t, Ordering::Relaxed);
+                        });
+                        assert_eq!(total.load(Ordering::Relaxed), 64 * 63 / 2 + 64 * t);
+                    }
+                });
+            }
+        });
+        let ran = AtomicUsize::new(0);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::range(100, &|i| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                if i == 37 {
+                    panic!("index {i} failed");
+                }
+            })
+        }));
+        let msg = caught.expect_err("the panic reaches the caller");
+        assert_eq!(msg.downcast_ref::<String>().map(String::as_str), Some("index 37 failed"));
+        assert!(ran.load(Ordering::Relaxed) <= 100);
+        let after = AtomicUsize::new(0);
+        super::range(100, &|_| {
+            after.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(after.load(Ordering::Relaxed), 100);
     }
 
     #[test]
