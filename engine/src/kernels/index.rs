@@ -1,8 +1,11 @@
 //! Indexing and assembling: pad, concat, stack, index_select / index_add, gather /
 //! scatter_add, one_hot. Integer indices are `usize` slices (the engine has float tensors only).
 
+use std::mem::MaybeUninit;
+
+use crate::kernels::elementwise::fresh;
 use crate::layout::{contiguous_strides, numel};
-use crate::{Element, Tensor};
+use crate::{Element, Tensor, PAR_CHUNK};
 
 impl<T: Element> Tensor<T> {
     /// Pads every axis `k` with `pads[k].0` values before and `pads[k].1` after, filled with
@@ -17,18 +20,62 @@ impl<T: Element> Tensor<T> {
             self.shape()
         );
         let shape: Vec<usize> = self.shape().iter().zip(pads).map(|(&d, &(a, b))| d + a + b).collect();
-        let mut out = Tensor::full(&shape, T::of(value));
-        let mut inner = out.clone();
-        for (ax, &(a, _)) in pads.iter().enumerate() {
-            inner = inner.narrow(ax, a, self.dim(ax));
+        let rank = shape.len();
+        let n = numel(&shape);
+        if rank == 0 || n == 0 {
+            return Tensor::full(&shape, T::of(value));
         }
-        let dst_offsets: Vec<usize> = inner.layout().offsets().collect();
-        let src = self.to_vec();
-        let data = out.make_mut();
-        for (o, v) in dst_offsets.into_iter().zip(src) {
-            data[o] = v;
-        }
-        out
+        // One output row (last axis) at a time: rows outside the source on a leading axis are
+        // all `value`; the others are `value`, one source row, `value`.
+        let src = self.contiguous();
+        let s = src.as_slice().expect("contiguous");
+        let fill = T::of(value);
+        let last = rank - 1;
+        let (w_out, w_in, before) = (shape[last], self.dim(last), pads[last].0);
+        let lead = &shape[..last];
+        let row_of = |mut r: usize| -> Option<usize> {
+            // The source row of output row `r`, if any: its index over the leading axes.
+            let (mut at, mut scale) = (0, 1);
+            for ax in (0..last).rev() {
+                let i = r % lead[ax];
+                r /= lead[ax];
+                let (a, d) = (pads[ax].0, self.dim(ax));
+                if i < a || i >= a + d {
+                    return None;
+                }
+                at += (i - a) * scale;
+                scale *= d;
+            }
+            Some(at)
+        };
+        let rows_per_piece = (PAR_CHUNK / w_out).max(1);
+        let write = |first_row: usize, piece: &mut [MaybeUninit<T>]| {
+            for (q, row) in piece.chunks_mut(w_out).enumerate() {
+                match row_of(first_row + q) {
+                    None => row.iter_mut().for_each(|o| {
+                        o.write(fill);
+                    }),
+                    Some(r) => {
+                        let (head, rest) = row.split_at_mut(before);
+                        let (mid, tail) = rest.split_at_mut(w_in);
+                        head.iter_mut().chain(tail.iter_mut()).for_each(|o| {
+                            o.write(fill);
+                        });
+                        for (o, &v) in mid.iter_mut().zip(&s[r * w_in..(r + 1) * w_in]) {
+                            o.write(v);
+                        }
+                    }
+                }
+            }
+        };
+        let data = fresh(n, |out| {
+            if n >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
+                crate::par::chunks_mut(out, rows_per_piece * w_out, &|c, piece| write(c * rows_per_piece, piece));
+            } else {
+                write(0, out);
+            }
+        });
+        Tensor::from_vec(data, &shape)
     }
 
     /// Joins tensors along `axis`; all other axes must agree. **Panics** otherwise or when
@@ -202,6 +249,68 @@ mod tests {
         assert_eq!(c.to_vec(), vec![1.0, 2.0, 1.0, 3.0, 3.0, 4.0, 2.0, 4.0]);
         let s = Tensor::stack(&[&x, &x], 0);
         assert_eq!(s.shape(), &[2, 2, 2]);
+    }
+
+    /// `pad` against the definition (every output position is `value` unless it maps into
+    /// the source), for strided and broadcast sources, padding on any subset of axes, rank 1
+    /// to 4, empty axes, sizes below and above the parallel threshold, 1 and 2 threads, and
+    /// −∞ / NaN as the value.
+    #[test]
+    fn pad_is_the_definition_on_any_layout() {
+        let mut rng = crate::Rng::new(5);
+        type Case = (Vec<usize>, Vec<(usize, usize)>);
+        let cases: Vec<Case> = vec![
+            (vec![5], vec![(2, 3)]),
+            (vec![3, 4], vec![(0, 0), (1, 2)]),
+            (vec![2, 3, 4], vec![(1, 0), (0, 0), (0, 1)]),
+            (vec![2, 0, 3], vec![(1, 1), (2, 0), (0, 0)]),
+            (vec![4, 16, 30, 30], vec![(0, 0), (0, 0), (1, 1), (1, 1)]),
+            (vec![3, 40, 33, 17], vec![(1, 0), (0, 2), (3, 1), (0, 0)]),
+            (vec![2, 3, 1, 1], vec![(0, 0), (0, 0), (2, 2), (2, 2)]),
+        ];
+        for (shape, pads) in cases {
+            let base = Tensor::<f32>::randn(&shape, &mut rng);
+            let rank = shape.len();
+            let mut views = vec![base.clone()];
+            if rank >= 2 {
+                // A strided view with the same shape: the transpose of a contiguous transpose.
+                views.push(base.transpose(0, rank - 1).contiguous().transpose(0, rank - 1));
+                // A broadcast view: axis 0 stretched from size 1.
+                let one = base.narrow(0, 0, shape[0].min(1));
+                if shape[0] > 0 {
+                    views.push(one.expand(&shape));
+                }
+            }
+            for x in views {
+                for value in [0.0, f64::NEG_INFINITY, f64::NAN] {
+                    for threads in [1, 2] {
+                        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                        let got = pool.install(|| x.pad(&pads, value));
+                        let out_shape: Vec<usize> = shape.iter().zip(&pads).map(|(&d, &(a, b))| d + a + b).collect();
+                        assert_eq!(got.shape(), &out_shape[..]);
+                        let xs = x.to_vec();
+                        let src_strides = contiguous_strides(&shape);
+                        let out_strides = contiguous_strides(&out_shape);
+                        let mut pos = vec![0; rank];
+                        for (f, v) in got.to_vec().into_iter().enumerate() {
+                            unravel(f, &out_shape, &out_strides, &mut pos);
+                            let inside = (0..rank).all(|k| pos[k] >= pads[k].0 && pos[k] < pads[k].0 + shape[k]);
+                            let want = if inside {
+                                let at: isize = (0..rank).map(|k| (pos[k] - pads[k].0) as isize * src_strides[k]).sum();
+                                xs[at as usize]
+                            } else {
+                                value as f32
+                            };
+                            assert_eq!(
+                                v.to_bits(),
+                                want.to_bits(),
+                                "shape {shape:?} pads {pads:?} value {value} threads {threads} at {pos:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
