@@ -245,13 +245,17 @@ const MIN_TILES: usize = 8;
 /// At least this many samples per sample group.
 const MIN_GROUP: usize = 256;
 
-/// `β` of every sample with the active sets and codes in the same flat layout: sample `n`'s
-/// atoms are `atoms[offs[n]..offs[n + 1]]`, their `β` and `α*` at the same positions.
+/// `β` of the samples of one chunk (`chunk_len`) with their active sets and codes in the same
+/// flat layout: the chunk's sample `q` has its atoms at `atoms[offs[q]..offs[q + 1]]`, their
+/// `β` and `α*` at the same positions. Built in parallel, one per chunk, and read in place
+/// (never concatenated).
 struct Flat<T> {
     atoms: Vec<usize>,
     offs: Vec<usize>,
     beta: Vec<T>,
     alpha: Vec<T>,
+    l1: T,
+    l2: T,
 }
 
 /// Mairal's gradients for a batch. `d` is the dictionary `[m, k]` row-major (atom `j` is
@@ -291,43 +295,54 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
 
     // β of every sample, and the λ sums (per chunk, added in chunk order).
     let chunk = chunk_len(n);
-    let parts: Vec<(Vec<T>, T, T)> = engine::par::map(n.div_ceil(chunk), &|c| {
-        let (mut betas, mut l1, mut l2) = (Vec::new(), T::zero(), T::zero());
+    let parts: Vec<Flat<T>> = engine::par::map(n.div_ceil(chunk), &|c| {
+        let samples = c * chunk..((c + 1) * chunk).min(n);
+        let mut f = Flat {
+            atoms: Vec::new(),
+            offs: Vec::with_capacity(samples.len() + 1),
+            beta: Vec::new(),
+            alpha: Vec::new(),
+            l1: T::zero(),
+            l2: T::zero(),
+        };
+        f.offs.push(0);
         let mut beta = Vec::new();
-        for s in c * chunk..((c + 1) * chunk).min(n) {
+        for s in samples {
             let active = paths.active(s);
-            if active.is_empty() {
-                continue;
-            }
-            let (a_s, g_s) = (&alpha[s * k..(s + 1) * k], &g[s * k..(s + 1) * k]);
-            paths.solve_beta(s, a_s, g_s, &mut beta);
-            let hit_cap = paths.hit_cap(s);
-            for (&j, &b) in active.iter().zip(&beta) {
-                let a = a_s[j];
-                let sign = if a > T::zero() {
-                    T::one()
-                } else if a < T::zero() {
-                    -T::one()
-                } else {
-                    T::zero()
-                };
-                // A path stopped by the cap solves the problem at λ = lambda_reached, which
-                // does not depend on λ1 locally: no λ1 gradient from that sample.
-                if !hit_cap {
-                    l1 -= b * sign;
+            if !active.is_empty() {
+                let (a_s, g_s) = (&alpha[s * k..(s + 1) * k], &g[s * k..(s + 1) * k]);
+                paths.solve_beta(s, a_s, g_s, &mut beta);
+                let hit_cap = paths.hit_cap(s);
+                for (&j, &b) in active.iter().zip(&beta) {
+                    let a = a_s[j];
+                    let sign = if a > T::zero() {
+                        T::one()
+                    } else if a < T::zero() {
+                        -T::one()
+                    } else {
+                        T::zero()
+                    };
+                    // A path stopped by the cap solves the problem at λ = lambda_reached,
+                    // which does not depend on λ1 locally: no λ1 gradient from that sample.
+                    if !hit_cap {
+                        f.l1 -= b * sign;
+                    }
+                    f.l2 -= b * a;
                 }
-                l2 -= b * a;
+                f.atoms.extend_from_slice(active);
+                f.alpha.extend(active.iter().map(|&j| a_s[j]));
+                f.beta.extend_from_slice(&beta);
             }
-            betas.extend_from_slice(&beta);
+            f.offs.push(f.atoms.len());
         }
-        (betas, l1, l2)
+        f
     });
     let mut out = MairalGrads { dictionary: None, input: None, lambda1: None, lambda2: None };
     if want.lambda1 {
-        out.lambda1 = Some(parts.iter().fold(T::zero(), |acc, p| acc + p.1));
+        out.lambda1 = Some(parts.iter().fold(T::zero(), |acc, p| acc + p.l1));
     }
     if want.lambda2 {
-        out.lambda2 = Some(parts.iter().fold(T::zero(), |acc, p| acc + p.2));
+        out.lambda2 = Some(parts.iter().fold(T::zero(), |acc, p| acc + p.l2));
     }
     if !(want.input || want.dictionary) {
         return out;
@@ -338,17 +353,6 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
         out.dictionary = want.dictionary.then(|| Tensor::zeros(&[m, k]));
         return out;
     }
-    let mut flat = Flat { atoms: Vec::new(), offs: Vec::with_capacity(n + 1), beta: Vec::new(), alpha: Vec::new() };
-    flat.offs.push(0);
-    for s in 0..n {
-        let active = paths.active(s);
-        flat.atoms.extend_from_slice(active);
-        flat.alpha.extend(active.iter().map(|&j| alpha[s * k + j]));
-        flat.offs.push(flat.atoms.len());
-    }
-    flat.beta = parts.into_iter().flat_map(|p| p.0).collect();
-    debug_assert_eq!(flat.beta.len(), flat.atoms.len());
-
     // Tiles: row blocks of D × sample groups, fixed by (N, m).
     let w = TILE_ROWS.min(m).max(1);
     let blocks = m.div_ceil(w);
@@ -380,7 +384,8 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
                 dd.resize(k * wb, T::zero());
             }
             for s in q * group..((q + 1) * group).min(n) {
-                let (lo, hi) = (flat.offs[s], flat.offs[s + 1]);
+                let (flat, at) = (&parts[s / chunk], s % chunk);
+                let (lo, hi) = (flat.offs[at], flat.offs[at + 1]);
                 if lo == hi {
                     continue; // zero code: u = 0, and no column of ∂D is touched
                 }

@@ -323,7 +323,40 @@ impl<T: Element> CompactPaths<T> {
         self.skipped += ws.skipped.len();
     }
 
+    /// The paths of `parts` one after the other, in buffers of the exact size; the active
+    /// sets and factors (megabytes for a CSF layer's batch) are copied in parallel.
+    pub(super) fn concat(parts: &[CompactPaths<T>]) -> Self {
+        let starts = |len: &dyn Fn(&CompactPaths<T>) -> usize| -> Vec<usize> {
+            let mut at = vec![0];
+            for p in parts {
+                at.push(at.last().copied().unwrap_or(0) + len(p));
+            }
+            at
+        };
+        let (a_at, f_at) = (starts(&|p| p.atoms.len()), starts(&|p| p.factors.len()));
+        let mut atoms = vec![0usize; *a_at.last().unwrap_or(&0)];
+        engine::par::pieces_mut(&mut atoms, &a_at, &|i, dst| dst.copy_from_slice(&parts[i].atoms));
+        let mut factors = vec![T::zero(); *f_at.last().unwrap_or(&0)];
+        engine::par::pieces_mut(&mut factors, &f_at, &|i, dst| dst.copy_from_slice(&parts[i].factors));
+        let mut all = CompactPaths { atoms, factors, ..CompactPaths::empty() };
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        all.offs.reserve_exact(n);
+        all.fac_offs.reserve_exact(n);
+        all.hit_cap.reserve_exact(n);
+        for (i, p) in parts.iter().enumerate() {
+            all.offs.extend(p.offs[1..].iter().map(|&o| o + a_at[i]));
+            all.fac_offs.extend(p.fac_offs[1..].iter().map(|&o| o + f_at[i]));
+            all.hit_cap.extend_from_slice(&p.hit_cap);
+            all.steps += p.steps;
+            all.joins += p.joins;
+            all.leaves += p.leaves;
+            all.skipped += p.skipped;
+        }
+        all
+    }
+
     /// Appends another batch's paths.
+    #[cfg(test)]
     pub(super) fn append(&mut self, other: &CompactPaths<T>) {
         let (ao, fo) = (self.atoms.len(), self.factors.len());
         self.atoms.extend_from_slice(&other.atoms);
@@ -717,16 +750,7 @@ pub(super) fn solve_batch_compact<T: Element>(
         },
     );
     let parts = chunks.into_iter().collect::<Result<Vec<_>, _>>()?;
-    // One copy into buffers of the exact size.
-    all.atoms.reserve_exact(parts.iter().map(|p| p.atoms.len()).sum());
-    all.factors.reserve_exact(parts.iter().map(|p| p.factors.len()).sum());
-    all.offs.reserve_exact(n);
-    all.fac_offs.reserve_exact(n);
-    all.hit_cap.reserve_exact(n);
-    for part in &parts {
-        all.append(part);
-    }
-    Ok((Tensor::from_vec(codes, &[n, k]), all))
+    Ok((Tensor::from_vec(codes, &[n, k]), CompactPaths::concat(&parts)))
 }
 
 fn empty_path<T: Element>(lambda1: f64) -> SamplePath<T> {
