@@ -1,9 +1,6 @@
 //! The fused op `sc_loss`: its forward pass and its analytic rule (see the module docs of
 //! [`super`]).
 
-use std::any::Any;
-use std::cell::RefCell;
-
 use autograd::{Backward, Var};
 use engine::kernels::matmul::{gemm, MatRef};
 use engine::kernels::simd::Isa;
@@ -41,70 +38,24 @@ pub(super) fn parallel(n: usize, d: usize) -> bool {
 
 // Buffers kept from call to call
 
-thread_local! {
-    /// Buffers of finished calls on this thread (`Vec<T>` of some `T`, with their sizes in
-    /// bytes), for the next call.
-    static SPARE: RefCell<Vec<(usize, Box<dyn Any>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// At most this many spare buffers per thread, of at most this many bytes in all (enough for
-/// every buffer of one call at N = 512 in `f64`).
-pub(super) const SPARE_COUNT: usize = 8;
-pub(super) const SPARE_BYTES: usize = 32 << 20;
-
-/// A buffer of `len` values to be overwritten: the smallest spare buffer of this thread that
-/// holds them (its values are left over from an earlier call), else `len` new zeros.
+/// A buffer of `len` values to be overwritten, zero-filled: the engine's kept buffer of this
+/// size when there is one ([`engine::recycle`], the pool every kernel's outputs come from),
+/// else a new allocation.
 ///
 /// A fresh buffer of `[N, d]` or `[N, N]` from glibc can be new pages, which the kernel zeroes
 /// on first touch: at N = 512, d = 256 (buffers of 0.5–1 MiB, above glibc's mmap threshold) a
-/// forward and backward took 7.1 ms with fresh buffers and 5.0 ms with these (one thread); at
-/// N = 128 the difference was within the noise. (A caching global allocator would give the
-/// same; a library cannot choose the allocator.) Every buffer taken here is fully
-/// written before it is read (`spare_buffers_change_nothing`), so left-over values never show.
+/// forward and backward took 7.1 ms with fresh buffers and 5.0 ms with kept ones (one thread).
+/// The rule's buffers go back through [`recycle`] when it is dropped. Values never depend on
+/// whether a buffer was reused (`spare_buffers_change_nothing`).
 pub(super) fn buffer<T: Element>(len: usize) -> Vec<T> {
-    let spare = SPARE
-        .try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            let (_, i) = s
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (_, b))| b.downcast_ref::<Vec<T>>().map(|v| (v.capacity(), i)))
-                .filter(|&(cap, _)| cap >= len)
-                .min()?;
-            Some(s.swap_remove(i).1)
-        })
-        .ok()
-        .flatten();
-    match spare.and_then(|b| b.downcast::<Vec<T>>().ok()) {
-        Some(mut v) => {
-            // Initialised values of an earlier call (a spare keeps its length): only the part
-            // beyond them is filled.
-            if v.len() >= len {
-                v.truncate(len);
-            } else {
-                v.resize(len, T::zero());
-            }
-            *v
-        }
-        None => vec![T::zero(); len],
-    }
+    let mut v = engine::recycle::take(len);
+    v.resize(len, T::zero());
+    v
 }
 
-/// Keeps `v` as a spare buffer of this thread, dropping the smallest spares beyond
-/// [`SPARE_COUNT`] or [`SPARE_BYTES`].
+/// Hands `v` to the engine's pool of kept buffers ([`engine::recycle::give`]).
 pub(super) fn recycle<T: Element>(v: Vec<T>) {
-    let bytes = v.capacity() * std::mem::size_of::<T>();
-    if bytes == 0 || bytes > SPARE_BYTES {
-        return;
-    }
-    let _ = SPARE.try_with(|s| {
-        let Ok(mut s) = s.try_borrow_mut() else { return };
-        s.push((bytes, Box::new(v)));
-        s.sort_by_key(|&(b, _)| std::cmp::Reverse(b));
-        while s.len() > SPARE_COUNT || s.iter().map(|&(b, _)| b).sum::<usize>() > SPARE_BYTES {
-            s.pop();
-        }
-    });
+    engine::recycle::give(v);
 }
 
 /// Centred copies of the features and their squared norms.
@@ -325,7 +276,7 @@ impl<T: Element> Backward<T> for ScBackward<T> {
 }
 
 impl<T: Element> Drop for ScBackward<T> {
-    /// The rule's buffers go back to this thread's spares (see [`buffer`]).
+    /// The rule's buffers go back to the engine's pool (see [`buffer`]).
     fn drop(&mut self) {
         let c = &mut self.centred;
         for v in [&mut c.a, &mut c.p, &mut c.at, &mut c.pt, &mut self.k, &mut self.kt] {

@@ -268,8 +268,8 @@ mod tests {
         }
     }
 
-    /// Spare buffers left by earlier calls (other values, other sizes, NaN) change no bit of the
-    /// value or the gradients: the same calls in a fresh thread (no spares) give the same bits.
+    /// Kept buffers left by earlier calls (NaN-filled) change no bit of the value or the
+    /// gradients: the same calls after the pool is emptied give the same bits.
     #[test]
     fn spare_buffers_change_nothing() {
         fn run(n: usize, d: usize, seed: u64, cfg: ScConfig) -> Vec<u64> {
@@ -285,18 +285,35 @@ mod tests {
             }
             bits
         }
-        let calls = [(40, 24, 1), (9, 5, 2), (64, 33, 3), (40, 24, 4)];
+        // Buffers of at least engine::recycle::MIN_BYTES are kept: [N, N] and [N, d] at N = 200,
+        // d = 170 in f32 (and the small calls, which keep nothing).
+        let calls = [(200, 170, 1), (9, 5, 2), (200, 170, 3), (40, 24, 4)];
         let cfgs = [ScConfig::new(), ScConfig::new().one_sided()];
-        // Poison the spares with NaN first.
-        for v in [vec![f32::NAN; 64 * 64], vec![f32::NAN; 64 * 33], vec![f32::NAN; 40 * 40]] {
-            recycle(v);
-        }
-        let warm: Vec<Vec<u64>> =
-            cfgs.iter().flat_map(|&c| calls.iter().map(move |&(n, d, s)| run(n, d, s, c))).collect();
+        const _: () = assert!(200 * 170 * 4 >= engine::recycle::MIN_BYTES);
+        let poison = || {
+            for _ in 0..3 {
+                for v in [vec![f32::NAN; 200 * 200], vec![f32::NAN; 200 * 170]] {
+                    recycle(v);
+                }
+            }
+        };
+        poison();
+        let warm: Vec<Vec<u64>> = cfgs
+            .iter()
+            .flat_map(|&c| {
+                calls.iter().map(move |&(n, d, s)| {
+                    poison();
+                    run(n, d, s, c)
+                })
+            })
+            .collect();
         let fresh: Vec<Vec<u64>> = cfgs
             .iter()
             .flat_map(|&c| {
-                calls.iter().map(move |&(n, d, s)| std::thread::spawn(move || run(n, d, s, c)).join().unwrap())
+                calls.iter().map(move |&(n, d, s)| {
+                    engine::recycle::release();
+                    run(n, d, s, c)
+                })
             })
             .collect();
         assert!(warm.iter().all(|b| b.iter().all(|&x| !f32::from_bits(x as u32).is_nan())));
