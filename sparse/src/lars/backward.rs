@@ -295,6 +295,8 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
 
     // β of every sample, and the λ sums (per chunk, added in chunk order).
     let chunk = chunk_len(n);
+    // The flat layout is read only by the ∂X / ∂D tiles.
+    let flat = want.input || want.dictionary;
     let parts: Vec<Flat<T>> = engine::par::map(n.div_ceil(chunk), &|c| {
         let samples = c * chunk..((c + 1) * chunk).min(n);
         let mut f = Flat {
@@ -329,9 +331,11 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
                     }
                     f.l2 -= b * a;
                 }
-                f.atoms.extend_from_slice(active);
-                f.alpha.extend(active.iter().map(|&j| a_s[j]));
-                f.beta.extend_from_slice(&beta);
+                if flat {
+                    f.atoms.extend_from_slice(active);
+                    f.alpha.extend(active.iter().map(|&j| a_s[j]));
+                    f.beta.extend_from_slice(&beta);
+                }
             }
             f.offs.push(f.atoms.len());
         }

@@ -354,21 +354,6 @@ impl<T: Element> CompactPaths<T> {
         }
         all
     }
-
-    /// Appends another batch's paths.
-    #[cfg(test)]
-    pub(super) fn append(&mut self, other: &CompactPaths<T>) {
-        let (ao, fo) = (self.atoms.len(), self.factors.len());
-        self.atoms.extend_from_slice(&other.atoms);
-        self.offs.extend(other.offs[1..].iter().map(|&o| o + ao));
-        self.factors.extend_from_slice(&other.factors);
-        self.fac_offs.extend(other.fac_offs[1..].iter().map(|&o| o + fo));
-        self.hit_cap.extend_from_slice(&other.hit_cap);
-        self.steps += other.steps;
-        self.joins += other.joins;
-        self.leaves += other.leaves;
-        self.skipped += other.skipped;
-    }
 }
 
 /// `G = DᵀD + λ2·I` (`k × k`, row-major) for `d` `[m, k]`, exactly symmetric.

@@ -297,7 +297,7 @@ impl<T: Element> Lanes<T> {
         self.l[at] = pivot;
         self.act[na * W + l] = j;
         self.sign[na * W + l] = sgn;
-        // `forward_row`: y_na = (s − Σ L[na, q]·y_q) / L[na, na], the sum from `append_rows`.
+        // `forward_from`: y_na = (s − Σ L[na, q]·y_q) / L[na, na], the sum from `append_rows`.
         self.y[na * W + l] = self.ydot[l] / pivot;
         self.coef[na * W + l] = T::zero();
         for i in 0..k {
@@ -697,9 +697,7 @@ mod tests {
             let a = solve_chunk(level, &mut lanes, &p, &c[..split * k], o1, split);
             let b = solve_chunk(level, &mut lanes, &p, &c[split * k..], o2, n - split);
             let (Ok(a), Ok(b)) = (a, b) else { panic!("{what} {}: a lane failed", level.name()) };
-            let mut got = CompactPaths::empty();
-            got.append(&a);
-            got.append(&b);
+            let got = CompactPaths::concat(&[a, b]);
             let at = format!("{what} {} {}", T::DTYPE, level.name());
             assert_eq!(bits(&out), bits(&codes.to_vec()), "{at}: codes");
             assert_eq!(got.offs, want.offs, "{at}: offsets");

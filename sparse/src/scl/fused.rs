@@ -36,27 +36,10 @@ pub(super) fn parallel(n: usize, d: usize) -> bool {
     rayon::current_num_threads() > 1 && n.saturating_mul(n).saturating_mul(d) >= PAR_MACS
 }
 
-// Buffers kept from call to call
-
-/// A buffer of `len` values to be overwritten, zero-filled: the engine's kept buffer of this
-/// size when there is one ([`engine::recycle`], the pool every kernel's outputs come from),
-/// else a new allocation.
-///
-/// A fresh buffer of `[N, d]` or `[N, N]` from glibc can be new pages, which the kernel zeroes
-/// on first touch: at N = 512, d = 256 (buffers of 0.5–1 MiB, above glibc's mmap threshold) a
-/// forward and backward took 7.1 ms with fresh buffers and 5.0 ms with kept ones (one thread).
-/// The rule's buffers go back through [`recycle`] when it is dropped. Values never depend on
-/// whether a buffer was reused (`spare_buffers_change_nothing`).
-pub(super) fn buffer<T: Element>(len: usize) -> Vec<T> {
-    let mut v = engine::recycle::take(len);
-    v.resize(len, T::zero());
-    v
-}
-
-/// Hands `v` to the engine's pool of kept buffers ([`engine::recycle::give`]).
-pub(super) fn recycle<T: Element>(v: Vec<T>) {
-    engine::recycle::give(v);
-}
+// Buffers: every [N, d] and [N, N] buffer comes from `engine::filled` and goes back with
+// `engine::recycle::give`, so a call reuses the previous call's buffers instead of fresh pages
+// (at N = 512, d = 256 a forward and backward took 7.1 ms with fresh buffers and 5.0 ms with
+// kept ones, one thread). Values never depend on it (`spare_buffers_change_nothing`).
 
 /// Centred copies of the features and their squared norms.
 pub(super) struct Centred<T> {
@@ -105,8 +88,8 @@ pub(super) fn centre<T: Element>(a: &[T], p: &[T], n: usize, d: usize, rows: boo
 /// order, `c = 0, 1, …`).
 #[inline(always)]
 pub(super) fn centre_one<T: Element>(x: &[T], mu: &[T], n: usize, d: usize, rows: bool) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let mut t: Vec<T> = buffer(n * d);
-    let mut c = if rows { buffer(n * d) } else { Vec::new() };
+    let mut t: Vec<T> = engine::filled(n * d, T::zero());
+    let mut c = if rows { engine::filled(n * d, T::zero()) } else { Vec::new() };
     let (r8, c8) = (n / 8 * 8, d / 8 * 8);
     let avx = avx_f32::<T>();
     for c0 in (0..c8).step_by(8) {
@@ -159,8 +142,8 @@ pub(super) fn centre_one<T: Element>(x: &[T], mu: &[T], n: usize, d: usize, rows
 /// `G = Ã·P̃ᵀ` `[N, N]`, split by rows over two rayon tasks when [`parallel`] and there are
 /// more than [`GEMM_ROWS`] rows.
 pub(super) fn gram<T: Element>(c: &Centred<T>, n: usize, d: usize) -> Vec<T> {
-    let mut g = buffer(n * n); // only written (β = 0)
-                               // Rows r0.. of Ã: a column-major view into Ãᵀ.
+    let mut g = engine::filled(n * n, T::zero()); // only written (β = 0)
+                                                  // Rows r0.. of Ã: a column-major view into Ãᵀ.
     let a = |r0: usize, rows: usize| MatRef { data: &c.at[..], offset: r0, rows, cols: d, rs: 1, cs: n as isize };
     let pt = MatRef::row_major(&c.pt, 0, d, n);
     let split = (n / 2).div_ceil(GEMM_ROWS) * GEMM_ROWS;
@@ -276,11 +259,11 @@ impl<T: Element> Backward<T> for ScBackward<T> {
 }
 
 impl<T: Element> Drop for ScBackward<T> {
-    /// The rule's buffers go back to the engine's pool (see [`buffer`]).
+    /// The rule's buffers go back to the engine's pool of kept buffers.
     fn drop(&mut self) {
         let c = &mut self.centred;
         for v in [&mut c.a, &mut c.p, &mut c.at, &mut c.pt, &mut self.k, &mut self.kt] {
-            recycle(std::mem::take(v));
+            engine::recycle::give(std::mem::take(v));
         }
     }
 }
@@ -475,16 +458,16 @@ pub(super) fn forward_impl<T: Element>(
     // Each softmax writes (adds) its term with the weight w = c/N or c/(2N).
     let c = if cfg.distance == Distance::Squared { 2.0 } else { 1.0 };
     let w = T::of(if cfg.symmetric { 0.5 * c / nf } else { c / nf });
-    let mut k = buffer(n * n);
+    let mut k = engine::filled(n * n, T::zero());
     let mut loss = row_softmax(&dist, n, &mut k, w) / nf;
     let mut scratch = Vec::new();
     if cfg.symmetric {
-        scratch = buffer(n * n);
+        scratch = engine::filled(n * n, T::zero());
         loss = 0.5 * (loss + col_softmax(&dist, n, &mut scratch, &mut k, w) / nf);
     }
     if !with_rule {
         for v in [centred.at, centred.pt, dist, k, scratch] {
-            recycle(v);
+            engine::recycle::give(v);
         }
         return (T::of(loss), None);
     }
@@ -503,7 +486,7 @@ pub(super) fn forward_impl<T: Element>(
     }
     // Kᵀ into a buffer no longer needed (fewer fresh pages per call).
     let mut kt = if cfg.symmetric {
-        recycle(dist);
+        engine::recycle::give(dist);
         scratch
     } else {
         dist

@@ -293,7 +293,7 @@ mod tests {
         let poison = || {
             for _ in 0..3 {
                 for v in [vec![f32::NAN; 200 * 200], vec![f32::NAN; 200 * 170]] {
-                    recycle(v);
+                    engine::recycle::give(v);
                 }
             }
         };
