@@ -48,6 +48,12 @@ fn every_kernel_family_at_every_level() {
         let mut lse = vec![0.0; 4];
         vmath::logsumexp_rows_at(isa, &x[..x.len() - 3], 1024, &mut lse);
         out.extend(lse);
+        for n in [100, 1000] {
+            let bases = [0, 7, 3000, 1, 2 * n];
+            let mut sums = vec![0.0; bases.len()];
+            vmath::sum_rows_at(isa, &x, &bases, n, &mut sums);
+            out.extend(sums);
+        }
         bits(&out)
     };
     let want = vmath_at(Isa::Generic);
