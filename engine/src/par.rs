@@ -150,8 +150,14 @@ mod team {
     static SLOT: Mutex<Slot> = Mutex::new(None);
     /// Bumped each time a team is put in [`SLOT`].
     static GENERATION: AtomicUsize = AtomicUsize::new(0);
-    /// Helpers waiting hot for the next team.
-    static HOT: AtomicUsize = AtomicUsize::new(0);
+    /// Helper jobs alive: queued on the pool, working on a team, or waiting hot for the next.
+    /// A caller queues new helpers only up to the number its loop can use *minus these*: a
+    /// helper still finishing the last team (or not started yet) takes the next one from the
+    /// slot. (Counting only the idle-hot ones let a caller that came back quickly queue a
+    /// second helper beside one still in its last batch: on 2 threads, 1–9 extra helpers per
+    /// second of back-to-back element-wise calls, each staying hot beside the first, so three
+    /// threads could spin on two cores.)
+    static ALIVE: AtomicUsize = AtomicUsize::new(0);
     /// How long a helper stays hot after its team is done. OpenMP runtimes spin their team
     /// between parallel regions the same way (libgomp's `GOMP_SPINCOUNT`), so that a program
     /// alternating short serial code with parallel loops does not pay a wake-up per loop.
@@ -161,26 +167,31 @@ mod team {
         SLOT.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A helper job: its share of `team`, then of every team published while it stays hot,
+    /// A helper job (counted in [`ALIVE`] by the caller that queued it): its share of `team`
+    /// (published as generation `seen`), then of every team published while it stays hot,
     /// running other rayon work that reaches this worker meanwhile.
-    fn helper(team: Arc<Team>, work: Work) {
+    fn helper(team: Arc<Team>, work: Work, mut seen: usize) {
+        #[cfg(test)]
+        census::enter();
         team.share(work);
         drop(team);
-        HOT.fetch_add(1, Ordering::AcqRel);
-        let mut seen = GENERATION.load(Ordering::Acquire);
         let mut since = Instant::now();
         let mut spins = 0u32;
-        loop {
+        let take_next = |seen: &mut usize| -> bool {
             let g = GENERATION.load(Ordering::Acquire);
-            if g != seen {
-                seen = g;
-                let next = slot().clone();
-                if let Some((team, work)) = next {
-                    HOT.fetch_sub(1, Ordering::AcqRel);
-                    team.share(work);
-                    HOT.fetch_add(1, Ordering::AcqRel);
-                    since = Instant::now();
-                }
+            if g == *seen {
+                return false;
+            }
+            *seen = g;
+            let next = slot().clone();
+            if let Some((team, work)) = next {
+                team.share(work);
+            }
+            true
+        };
+        loop {
+            if take_next(&mut seen) {
+                since = Instant::now();
                 continue;
             }
             spins += 1;
@@ -193,7 +204,13 @@ mod team {
             }
             std::hint::spin_loop();
         }
-        HOT.fetch_sub(1, Ordering::AcqRel);
+        #[cfg(test)]
+        census::leave();
+        ALIVE.fetch_sub(1, Ordering::AcqRel);
+        // A team published just before the decrement was counted on this helper: take its
+        // share before leaving (a caller that saw the decrement queued another helper, which
+        // only adds hands to that one team).
+        take_next(&mut seen);
     }
 
     pub(super) fn run(n: usize, init: &Init<'_>, body: &Body<'_>) {
@@ -229,10 +246,17 @@ mod team {
         // Helpers still hot from the last loop take this one from the slot; the others are
         // queued on the pool.
         *slot() = Some((Arc::clone(&team), work));
-        GENERATION.fetch_add(1, Ordering::Release);
-        for _ in HOT.load(Ordering::Acquire).min(helpers)..helpers {
-            let team = Arc::clone(&team);
-            rayon::spawn(move || helper(team, work));
+        let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut alive = ALIVE.load(Ordering::Acquire);
+        while alive < helpers {
+            match ALIVE.compare_exchange_weak(alive, alive + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    let team = Arc::clone(&team);
+                    rayon::spawn(move || helper(team, work, generation));
+                    alive += 1;
+                }
+                Err(now) => alive = now,
+            }
         }
         team.share(work);
         let mut spins = 0u32;
@@ -253,6 +277,21 @@ mod team {
         let panic = team.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(p) = panic {
             resume_unwind(p);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) mod census {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        /// Helpers between their start and their decrement of `ALIVE`, and the most seen.
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        pub(crate) static MOST: AtomicUsize = AtomicUsize::new(0);
+        pub(super) fn enter() {
+            let now = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
+            MOST.fetch_max(now, Ordering::AcqRel);
+        }
+        pub(super) fn leave() {
+            RUNNING.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -511,6 +550,33 @@ mod tests {
             after.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(after.load(Ordering::Relaxed), 100);
+    }
+
+    /// Back-to-back loops from several callers never keep more helpers than the pool has
+    /// threads besides the caller (a helper still in its last batch counts: counting only
+    /// the idle ones let callers queue extra helpers that then all stayed hot).
+    #[test]
+    fn helpers_never_outnumber_the_other_threads() {
+        let threads = rayon::current_num_threads();
+        if threads < 2 {
+            eprintln!("skipped: one rayon thread, no helpers");
+            return;
+        }
+        std::thread::scope(|sc| {
+            for _ in 0..2 {
+                sc.spawn(|| {
+                    for k in 0..3000 {
+                        let total = AtomicUsize::new(0);
+                        super::range(32 + k % 7, &|i| {
+                            total.fetch_add(i, Ordering::Relaxed);
+                        });
+                        assert_eq!(total.load(Ordering::Relaxed), (31 + k % 7) * (32 + k % 7) / 2);
+                    }
+                });
+            }
+        });
+        let most = super::team::census::MOST.load(Ordering::Acquire);
+        assert!(most < threads, "{most} helpers at once with {threads} threads");
     }
 
     #[test]
