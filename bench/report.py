@@ -35,8 +35,14 @@ def load_criterion(root):
         with open(os.path.join(dirpath, "estimates.json")) as f:
             e = json.load(f)
         thr = (b.get("throughput") or {}).get("Elements")
-        out[(b["group_id"], b["function_id"], b.get("value_str"))] = (e["median"]["point_estimate"], thr)
+        key = (b["group_id"], b["function_id"], b.get("value_str"))
+        out[key] = (e["median"]["point_estimate"], thr)
+        # The mean time per iteration (criterion's slope; its mean where it has no slope).
+        MEANS[key] = (e.get("slope") or e["mean"])["point_estimate"]
     return out
+
+
+MEANS = {}  # (group, function, value) -> mean ns per iteration, filled by load_criterion
 
 
 def load_json(path):
@@ -182,28 +188,39 @@ def conv_table(crit, peers):
 
 
 def throughput_table(crit, peers, bench):
+    """Throughput from the mean time per call on both sides: criterion's slope for ours, the
+    mean of single calls for the peers (their JSON's `gelem_per_s_mean`; older files without
+    it fall back to the median, and the note under the table says so)."""
     kp = kernel_peers(peers)
     print("| case | size | threads | sparsegrad Gelem/s | plain Rust loop Gelem/s | naive reference Gelem/s "
           "| numpy Gelem/s | torch Gelem/s | sparsegrad / plain loop | sparsegrad / torch |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    mark = {"median": False}
     for t in (1, 2):
         g = f"{bench}_t{t}"
         cases = sorted({(f, v) for (gg, f, v) in crit if gg == g and not f.endswith(("_plain_loop", "_naive"))},
                        key=lambda k: (k[1] != "1M", k[0]))
         for f, v in cases:
             def gel(fn):
-                x = crit.get((g, fn, v))
-                return x[1] / x[0] if x and x[1] else None
+                x, mean = crit.get((g, fn, v)), MEANS.get((g, fn, v))
+                return x[1] / mean if x and x[1] and mean else None
             s, plain, naive = gel(f), gel(f + "_plain_loop"), gel(f + "_naive")
 
             def peer(lib):
                 hit = [x for th, x in kp if th == t and x.get("bench") == bench and x["lib"] == lib
                        and x["case"] == f and x["size"] == v]
-                return hit[0]["gelem_per_s"] if hit else None
+                if not hit:
+                    return None
+                if "gelem_per_s_mean" not in hit[0]:
+                    mark["median"] = True
+                return hit[0].get("gelem_per_s_mean", hit[0]["gelem_per_s"])
             npy, tor = peer("numpy"), peer("torch")
             f2 = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
             print(f"| {f} | {v} | {t} | {f2(s)} | {f2(plain)} | {f2(naive)} | {f2(npy)} | {f2(tor)} "
                   f"| {ratio(s, plain)} | {ratio(s, tor)} |")
+    print()
+    print("Gelem/s from the mean time per call: criterion's slope for sparsegrad, the mean of single calls "
+          "for the peers" + (" (* a peer file without means: its median)" if mark["median"] else "") + ".")
 
 
 def tape_table(crit, peers):

@@ -103,12 +103,38 @@ def conv(res, t, quick):
                 record(label, case, fn, flops)
 
 
+def timeit_with_mean(fn, min_time, warmup=3, max_reps=200, min_reps=5):
+    """C.timeit's statistics plus the mean time per call, whose counterpart on our side is
+    criterion's slope (total time over iterations): medians of single calls and criterion's
+    per-batch averages are different statistics, and a tail of slow calls (a helper thread
+    preempted on a 2-vCPU VM) moves one and not the other."""
+    import time
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    dt = max(time.perf_counter() - t0, 1e-7)
+    reps = int(min(max_reps, max(min_reps, min_time / dt)))
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    n = len(ts)
+    med = ts[n // 2] if n % 2 else 0.5 * (ts[n // 2 - 1] + ts[n // 2])
+    return {"median": med, "min": ts[0], "max": ts[-1], "reps": n, "mean": sum(ts) / n}
+
+
 def time_cases(res, bench, lib, label, n, ops, args, mt):
-    """Times every `ops[case](*args)` and records its throughput in elements of n."""
+    """Times every `ops[case](*args)` and records its throughput in elements of n, from the
+    median and from the mean time per call."""
     for case, f in ops.items():
-        st = C.timeit(lambda: f(*args), min_time=mt)
+        st = timeit_with_mean(lambda: f(*args), min_time=mt)
         res["results"].append({"bench": bench, "lib": lib, "case": case, "size": label,
-                               "gelem_per_s": round(n / st["median"] / 1e9, 3), **C.ms(st)})
+                               "gelem_per_s": round(n / st["median"] / 1e9, 3),
+                               "gelem_per_s_mean": round(n / st["mean"] / 1e9, 3),
+                               "ms_mean": round(st["mean"] * 1e3, 4), **C.ms(st)})
 
 
 def elementwise(res, t, quick, libs):
