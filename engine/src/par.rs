@@ -243,8 +243,8 @@ mod team {
                 body: std::mem::transmute::<&Body<'_>, &'static Body<'static>>(body),
             }
         };
-        // Helpers still hot from the last loop take this one from the slot; the others are
-        // queued on the pool.
+        // Helpers alive (hot, finishing the last loop, or still queued) take this one from
+        // the slot; new ones are queued on the pool only up to `helpers` alive in all.
         *slot() = Some((Arc::clone(&team), work));
         let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
         let mut alive = ALIVE.load(Ordering::Acquire);
