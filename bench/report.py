@@ -23,7 +23,7 @@ import sys
 
 
 def load_criterion(root):
-    """{(group, function, value): (median_ns, throughput_elements)}"""
+    """{(group, function, value): (median_ns, throughput_elements, mean_ns)}"""
     out = {}
     if not root or not os.path.isdir(root):
         return out
@@ -35,14 +35,11 @@ def load_criterion(root):
         with open(os.path.join(dirpath, "estimates.json")) as f:
             e = json.load(f)
         thr = (b.get("throughput") or {}).get("Elements")
-        key = (b["group_id"], b["function_id"], b.get("value_str"))
-        out[key] = (e["median"]["point_estimate"], thr)
-        # The mean time per iteration (criterion's slope; its mean where it has no slope).
-        MEANS[key] = (e.get("slope") or e["mean"])["point_estimate"]
+        # The third field is the mean time per iteration (criterion's slope; its mean where
+        # it has no slope).
+        out[(b["group_id"], b["function_id"], b.get("value_str"))] = (
+            e["median"]["point_estimate"], thr, (e.get("slope") or e["mean"])["point_estimate"])
     return out
-
-
-MEANS = {}  # (group, function, value) -> mean ns per iteration, filled by load_criterion
 
 
 def load_json(path):
@@ -178,7 +175,7 @@ def conv_table(crit, peers):
         order = {"forward": 0, "backward_input": 1, "backward_weight": 2}
         keys = sorted({(f, v) for (gg, f, v) in crit if gg == g}, key=lambda k: (k[1], order.get(k[0], 3)))
         for f, v in keys:
-            ns, thr = crit[(g, f, v)]
+            ns, thr, _ = crit[(g, f, v)]
             s = ms(ns)
             hit = [x for th, x in kp if th == t and x.get("bench") == "conv" and x["shape"] == v and x["case"] == f]
             tor = hit[0]["ms_median"] if hit else None
@@ -202,8 +199,8 @@ def throughput_table(crit, peers, bench):
                        key=lambda k: (k[1] != "1M", k[0]))
         for f, v in cases:
             def gel(fn):
-                x, mean = crit.get((g, fn, v)), MEANS.get((g, fn, v))
-                return x[1] / mean if x and x[1] and mean else None
+                x = crit.get((g, fn, v))
+                return x[1] / x[2] if x and x[1] and x[2] else None
             s, plain, naive = gel(f), gel(f + "_plain_loop"), gel(f + "_naive")
 
             def peer(lib):
@@ -318,7 +315,7 @@ def csf_table(crit, peers):
         st = lars_stats(peers, t)
         g = f"csf_t{t}"
         conv = [v for (gg, f, _), v in crit.items() if gg == g and f == "conv2d_forward_backward"]
-        for (gg, f, v), (ns, _) in sorted(crit.items(), key=lambda kv: str(kv[0])):
+        for (gg, f, v), (ns, *_) in sorted(crit.items(), key=lambda kv: str(kv[0])):
             if gg != g or f != "csf_forward_backward":
                 continue
             c = ms(conv[0][0]) if conv else None

@@ -41,15 +41,21 @@ CONV_T_SHAPES = [("csc_t_64x64x32x32_64x3x3_p1", (64, 64, 32, 32), (64, 3, 3, 3)
 SIZES = [(1 << 20, "1M"), (1 << 24, "16M")]
 
 
+def call_times(fn, reps, clock):
+    """Sorted seconds of `reps` single calls of fn(), read on `clock`."""
+    ts = []
+    for _ in range(reps):
+        c0 = clock()
+        fn()
+        ts.append(clock() - c0)
+    ts.sort()
+    return ts
+
+
 def thread_cpu_ms(fn, reps):
     """Median CPU time of the calling thread per call of fn(), in ms (time.thread_time)."""
     import time
-    ts = []
-    for _ in range(reps):
-        c0 = time.thread_time()
-        fn()
-        ts.append(time.thread_time() - c0)
-    ts.sort()
+    ts = call_times(fn, reps, time.thread_time)
     return round(ts[len(ts) // 2] * 1e3, 4)
 
 
@@ -115,12 +121,7 @@ def timeit_with_mean(fn, min_time, warmup=3, max_reps=200, min_reps=5):
     fn()
     dt = max(time.perf_counter() - t0, 1e-7)
     reps = int(min(max_reps, max(min_reps, min_time / dt)))
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    ts.sort()
+    ts = call_times(fn, reps, time.perf_counter)
     n = len(ts)
     med = ts[n // 2] if n % 2 else 0.5 * (ts[n // 2 - 1] + ts[n // 2])
     return {"median": med, "min": ts[0], "max": ts[-1], "reps": n, "mean": sum(ts) / n}
