@@ -28,7 +28,14 @@ fn time(budget: Duration, mut f: impl FnMut()) -> (f64, f64, usize) {
 }
 
 fn main() {
-    let secs: f64 = std::env::args().nth(1).map_or(0.3, |s| s.parse().expect("SECONDS_PER_CASE: a number"));
+    let secs: f64 = match std::env::args().nth(1).map(|s| s.parse::<f64>()) {
+        None => 0.3,
+        Some(Ok(x)) if x.is_finite() && x > 0.0 => x,
+        Some(_) => {
+            eprintln!("usage: kernel_calls [SECONDS_PER_CASE > 0] [CASE,CASE…]");
+            std::process::exit(2);
+        }
+    };
     let budget = Duration::from_secs_f64(secs);
     let mut rng = Rng::new(1);
     let (rows, cols) = (1024, 1024);
@@ -51,6 +58,11 @@ fn main() {
         ("softmax_last_axis", Box::new(|| drop(black_box(x.softmax(1))))),
     ];
     let only: Option<Vec<String>> = std::env::args().nth(2).map(|s| s.split(',').map(String::from).collect());
+    if let Some(unknown) = only.iter().flatten().find(|c| !cases.iter().any(|(n, _)| n == c)) {
+        let names: Vec<&str> = cases.iter().map(|(n, _)| *n).collect();
+        eprintln!("kernel_calls: unknown case {unknown:?}; cases: {}", names.join(","));
+        std::process::exit(2);
+    }
     let mut out = Vec::new();
     for (name, f) in &cases {
         if only.as_ref().is_some_and(|o| !o.iter().any(|c| c == name)) {

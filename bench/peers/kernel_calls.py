@@ -26,8 +26,14 @@ def timed(f, budget):
 
 
 def main():
-    threads = int(sys.argv[1])
-    budget = float(sys.argv[2]) if len(sys.argv) > 2 else 0.3
+    try:
+        threads = int(sys.argv[1])
+        budget = float(sys.argv[2]) if len(sys.argv) > 2 else 0.3
+        if threads < 1 or not budget > 0:
+            raise ValueError
+    except (IndexError, ValueError):
+        print("usage: kernel_calls.py THREADS>=1 [SECONDS_PER_CASE>0]", file=sys.stderr)
+        sys.exit(2)
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1024, 1024, generator=g)
