@@ -1032,39 +1032,41 @@ unsafe fn sum_vectors<F: Element, V: crate::kernels::simd::Vector<F>>(s: &[F]) -
 }
 
 /// `sum_f32` / `sum_f64`: [`sum_vectors`] on the level's vectors, [`sum_imp`] on `Generic`.
-macro_rules! sum_dispatch {
-    ($name:ident, $f:ty) => {
-        fn $name(level: Isa, s: &[$f]) -> $f {
+/// `fn $name(level: Isa, args..)` for the element type `$f`: `$vec::<$f, V>` with the vector
+/// type `V` of `level` (`Z` for AVX-512, `Y` for AVX2), `$fallback` on a CPU without either.
+macro_rules! vector_dispatched {
+    ($name:ident, $f:ty: fn($($a:ident : $t:ty),*) $(-> $r:ty)? = $vec:ident | $fallback:ident) => {
+        fn $name(level: Isa, $($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
             {
                 use crate::kernels::simd::HasVectors;
                 #[cfg(sparsegrad_avx512)]
                 #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512(s: &[$f]) -> $f {
+                unsafe fn avx512($($a: $t),*) $(-> $r)? {
                     // SAFETY: this function's features are those of `Z`.
-                    unsafe { sum_vectors::<$f, <$f as HasVectors>::Z>(s) }
+                    unsafe { $vec::<$f, <$f as HasVectors>::Z>($($a),*) }
                 }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2(s: &[$f]) -> $f {
+                unsafe fn avx2($($a: $t),*) $(-> $r)? {
                     // SAFETY: this function's features are those of `Y`.
-                    unsafe { sum_vectors::<$f, <$f as HasVectors>::Y>(s) }
+                    unsafe { $vec::<$f, <$f as HasVectors>::Y>($($a),*) }
                 }
                 match level.checked() {
                     // SAFETY: `checked` panics for a level this CPU does not run.
                     #[cfg(sparsegrad_avx512)]
-                    Isa::Avx512 => return unsafe { avx512(s) },
+                    Isa::Avx512 => return unsafe { avx512($($a),*) },
                     // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2(s) },
+                    Isa::Avx2 => return unsafe { avx2($($a),*) },
                     _ => {}
                 }
             }
             let _ = level;
-            sum_imp(s)
+            $fallback($($a),*)
         }
     };
 }
-sum_dispatch!(sum_f32, f32);
-sum_dispatch!(sum_f64, f64);
+vector_dispatched!(sum_f32, f32: fn(s: &[f32]) -> f32 = sum_vectors | sum_imp);
+vector_dispatched!(sum_f64, f64: fn(s: &[f64]) -> f64 = sum_vectors | sum_imp);
 
 /// `dst[i] = 0 + Σ src[bases[i] .. bases[i] + n]`, each sum as [`sum_at`] on the same level
 /// from 256 elements on and [`sum_imp`] below (the order of `reduce::sum_slice`), with no call,
@@ -1090,41 +1092,14 @@ unsafe fn sum_rows_vectors<F: Element, V: crate::kernels::simd::Vector<F>>(
 
 /// `sum_rows_f32` / `sum_rows_f64`: [`sum_rows_vectors`] on the level's vectors, the same
 /// sums through [`sum_imp`] on `Generic`.
-macro_rules! sum_rows_dispatch {
-    ($name:ident, $f:ty) => {
-        fn $name(level: Isa, src: &[$f], bases: &[usize], n: usize, dst: &mut [$f]) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                use crate::kernels::simd::HasVectors;
-                #[cfg(sparsegrad_avx512)]
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512(src: &[$f], bases: &[usize], n: usize, dst: &mut [$f]) {
-                    // SAFETY: this function's features are those of `Z`.
-                    unsafe { sum_rows_vectors::<$f, <$f as HasVectors>::Z>(src, bases, n, dst) }
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2(src: &[$f], bases: &[usize], n: usize, dst: &mut [$f]) {
-                    // SAFETY: this function's features are those of `Y`.
-                    unsafe { sum_rows_vectors::<$f, <$f as HasVectors>::Y>(src, bases, n, dst) }
-                }
-                match level.checked() {
-                    // SAFETY: `checked` panics for a level this CPU does not run.
-                    #[cfg(sparsegrad_avx512)]
-                    Isa::Avx512 => return unsafe { avx512(src, bases, n, dst) },
-                    // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2(src, bases, n, dst) },
-                    _ => {}
-                }
-            }
-            let _ = level;
-            for (d, &b) in dst.iter_mut().zip(bases) {
-                *d = 0.0 + sum_imp(&src[b..b + n]);
-            }
-        }
-    };
+/// [`sum_rows_vectors`] on a CPU without vectors: each row by [`sum_imp`].
+fn sum_rows_scalar<F: Element>(src: &[F], bases: &[usize], n: usize, dst: &mut [F]) {
+    for (d, &b) in dst.iter_mut().zip(bases) {
+        *d = F::zero() + sum_imp(&src[b..b + n]);
+    }
 }
-sum_rows_dispatch!(sum_rows_f32, f32);
-sum_rows_dispatch!(sum_rows_f64, f64);
+vector_dispatched!(sum_rows_f32, f32: fn(src: &[f32], bases: &[usize], n: usize, dst: &mut [f32]) = sum_rows_vectors | sum_rows_scalar);
+vector_dispatched!(sum_rows_f64, f64: fn(src: &[f64], bases: &[usize], n: usize, dst: &mut [f64]) = sum_rows_vectors | sum_rows_scalar);
 
 /// Row sums on the given level: `dst[i]` is `0 + ` the sum of the `n` elements of `src` from
 /// `bases[i]`, in `reduce::sum_slice`'s order (so the bits of `Tensor::sum` over one
