@@ -1,7 +1,10 @@
 //! The updatable Cholesky factor `A = L·Lᵀ` (append a row/column, remove one) with its pivot
 //! floor, and its solves.
 
-use super::triangular::{backward_rows_transposed, forward_rows, forward_substitute};
+use super::triangular::{
+    backward_rows_transposed, forward_rows, forward_substitute, forward_substitute_mirror, MIRROR_PAD,
+};
+use crate::kernels::simd::Isa;
 use crate::{Element, Error, Result};
 
 /// Default pivot-floor constant `c` of [`Cholesky`]: a pivot is rejected when
@@ -84,6 +87,11 @@ pub struct Cholesky<T> {
     work: Vec<T>,
     /// The pivot-floor constant `c`.
     floor: f64,
+    /// With [`set_column_mirror`](Cholesky::set_column_mirror): `L`'s columns, `L[i, j]` at
+    /// `j·mld + i`; empty otherwise.
+    mirror: Vec<T>,
+    /// Leading dimension of `mirror` (`cap` + the kernel's padding), 0 without it.
+    mld: usize,
 }
 
 impl<T: Element> Default for Cholesky<T> {
@@ -100,7 +108,15 @@ impl<T: Element> Cholesky<T> {
 
     /// An empty factor with room for `cap` rows before any allocation.
     pub fn with_capacity(cap: usize) -> Self {
-        Cholesky { data: vec![T::zero(); cap * cap], n: 0, cap, work: vec![T::zero(); cap], floor: DEFAULT_PIVOT_FLOOR }
+        Cholesky {
+            data: vec![T::zero(); cap * cap],
+            n: 0,
+            cap,
+            work: vec![T::zero(); cap],
+            floor: DEFAULT_PIVOT_FLOOR,
+            mirror: Vec::new(),
+            mld: 0,
+        }
     }
 
     /// The factor of a full symmetric `n × n` matrix `a` (row-major, `a.len() == n²`). Only
@@ -141,6 +157,35 @@ impl<T: Element> Cholesky<T> {
     /// The pivot-floor constant `c`.
     pub fn pivot_floor(&self) -> f64 {
         self.floor
+    }
+
+    /// Keeps a second copy of `L` by columns, so that [`append`](Cholesky::append)'s forward
+    /// substitution runs in vectors across rows (same bits: each row's sum stays sequential).
+    /// Worth it for factors of more than a few dozen rows grown one row at a time (LARS on a
+    /// dense active set: 4–5× faster appends at 400 rows in f32); it doubles the memory and
+    /// adds a copy of the changed rows to every [`remove`](Cholesky::remove).
+    pub fn set_column_mirror(&mut self, on: bool) {
+        if on {
+            self.mld = self.cap + MIRROR_PAD;
+            self.mirror = vec![T::zero(); self.cap * self.mld];
+            self.mirror_rows(0);
+        } else {
+            self.mld = 0;
+            self.mirror = Vec::new();
+        }
+    }
+
+    /// Copies rows `from..n` of `L` into the column mirror (if kept).
+    fn mirror_rows(&mut self, from: usize) {
+        if self.mld == 0 {
+            return;
+        }
+        let (ld, mld) = (self.cap, self.mld);
+        for p in from..self.n {
+            for (c, &v) in self.data[p * ld..p * ld + p + 1].iter().enumerate() {
+                self.mirror[c * mld + p] = v;
+            }
+        }
     }
 
     /// Dimension `n` of the factored matrix.
@@ -218,6 +263,9 @@ impl<T: Element> Cholesky<T> {
         self.data = data;
         self.cap = cap;
         self.work = vec![T::zero(); cap];
+        if self.mld != 0 {
+            self.set_column_mirror(true);
+        }
     }
 
     /// Adds one row and column to `A`: `A ← [[A, col], [colᵀ, diag]]` with `col = A[n, 0..n]`,
@@ -247,7 +295,11 @@ impl<T: Element> Cholesky<T> {
         let (done, new) = self.data.split_at_mut(n * ld);
         let y = &mut new[..n + 1];
         y[..n].copy_from_slice(col);
-        forward_substitute(done, |i| i * ld, &mut y[..n], 0);
+        if self.mld != 0 {
+            forward_substitute_mirror(Isa::best(), done, ld, &self.mirror, self.mld, &mut y[..n]);
+        } else {
+            forward_substitute(done, |i| i * ld, &mut y[..n], 0);
+        }
         let mut ss = T::zero();
         for &yi in &y[..n] {
             ss += yi * yi;
@@ -260,6 +312,7 @@ impl<T: Element> Cholesky<T> {
         }
         y[n] = d.sqrt();
         self.n = n + 1;
+        self.mirror_rows(n);
         Ok(())
     }
 
@@ -301,6 +354,7 @@ impl<T: Element> Cholesky<T> {
             }
         }
         self.n = m;
+        self.mirror_rows(i);
     }
 
     /// Solves `L·y = b` in place (`b ← L⁻¹·b`). **Panics** if `b.len() != dim()`.

@@ -1,6 +1,7 @@
 //! Triangular solves on row-major slices: the row kernels (shared with [`super::Cholesky`]) and
 //! the free solves with their checks.
 
+use crate::kernels::simd::Isa;
 use crate::{Element, Error, Result};
 
 /// `b ← L⁻¹ b` for lower-triangular row-major `L` (leading dimension `ld`) with a nonzero
@@ -54,6 +55,99 @@ pub fn forward_substitute<T: Element>(l: &[T], row: impl Fn(usize) -> usize, b: 
             s -= *a * *x;
         }
         b[i] = s / row[i];
+    }
+}
+
+/// Rows per vector block of [`forward_substitute_mirror`] (one AVX-512 register of `f32`).
+const MIRROR_BLOCK: usize = 16;
+/// Blocks whose sums advance together (independent chains that hide the additions' latency).
+const MIRROR_BLOCKS: usize = 4;
+/// Rows of one group of [`forward_substitute_mirror`]: a mirror row must have this many
+/// readable entries past its last column in use.
+pub(crate) const MIRROR_PAD: usize = MIRROR_BLOCK * MIRROR_BLOCKS;
+
+/// [`forward_substitute`] from row 0 with the columns of `L` at hand: `ut[j·ldm + i] = L[i, j]`
+/// (the mirror of `L`, row `j` of `Lᵀ` contiguous), `L`'s rows at `l[i·ld..]` for the
+/// diagonal blocks. Same bits: each row's sum is the sequential one; the vectors run across
+/// rows (16 at a time, 4 such blocks together), so the sums no longer wait on each other or on
+/// a horizontal reduction. Every mirror row read needs [`MIRROR_PAD`] entries past column
+/// `b.len()` (their values, whatever they are, only reach sums of rows past the end).
+/// **Panics** if `l` or `ut` is too short.
+#[track_caller]
+pub(crate) fn forward_substitute_mirror<T: Element>(level: Isa, l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) {
+    let n = b.len();
+    assert!(n == 0 || (n - 1) * ld + n <= l.len(), "forward_substitute_mirror: L is too short");
+    assert!(n == 0 || (n - 1) * ldm + n + MIRROR_PAD <= ut.len(), "forward_substitute_mirror: the mirror is too short");
+    assert!(ldm >= n + MIRROR_PAD, "forward_substitute_mirror: the mirror's rows are too short");
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[cfg(sparsegrad_avx512)]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512<T: Element>(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) {
+            mirror_imp(l, ld, ut, ldm, b)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<T: Element>(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) {
+            mirror_imp(l, ld, ut, ldm, b)
+        }
+        match level.checked() {
+            // SAFETY: `checked` panics for a level this CPU does not run.
+            #[cfg(sparsegrad_avx512)]
+            Isa::Avx512 => return unsafe { avx512(l, ld, ut, ldm, b) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { avx2(l, ld, ut, ldm, b) },
+            _ => {}
+        }
+    }
+    let _ = level;
+    mirror_imp(l, ld, ut, ldm, b)
+}
+
+#[inline(always)]
+fn mirror_imp<T: Element>(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) {
+    const B: usize = MIRROR_BLOCK;
+    const G: usize = MIRROR_BLOCKS;
+    let n = b.len();
+    let mut i = 0;
+    while i < n {
+        let rows = (n - i).min(B * G);
+        let mut s = [[T::zero(); B]; G];
+        for r in 0..rows {
+            s[r / B][r % B] = b[i + r];
+        }
+        // Columns 0..i (solved before this group), in order, for all the group's rows.
+        for (j, &x) in b[..i].iter().enumerate() {
+            let col: &[T; B * G] = ut[j * ldm + i..j * ldm + i + B * G].try_into().expect("a group of columns");
+            for g in 0..G {
+                for t in 0..B {
+                    s[g][t] -= col[g * B + t] * x;
+                }
+            }
+        }
+        // The group's own columns, block by block: a block's rows are finished row by row
+        // (its triangle), then its columns go into the sums of the later blocks.
+        for g in 0..rows.div_ceil(B) {
+            let r0 = g * B;
+            for t in 0..B.min(rows - r0) {
+                let r = i + r0 + t;
+                let row = &l[r * ld + i + r0..r * ld + r + 1];
+                let mut acc = s[g][t];
+                for (q, &a) in row[..t].iter().enumerate() {
+                    acc -= a * b[i + r0 + q];
+                }
+                b[r] = acc / row[t];
+            }
+            for j in i + r0..(i + r0 + B).min(i + rows) {
+                let x = b[j];
+                let col: &[T; B * G] = ut[j * ldm + i..j * ldm + i + B * G].try_into().expect("a group of columns");
+                for (h, sh) in s.iter_mut().enumerate().skip(g + 1) {
+                    for t in 0..B {
+                        sh[t] -= col[h * B + t] * x;
+                    }
+                }
+            }
+        }
+        i += rows;
     }
 }
 
