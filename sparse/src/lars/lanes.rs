@@ -454,8 +454,27 @@ impl<T: Element> Lanes<T> {
             }
             store(&mut self.u, j * W, acc);
         }
-        // `a_i = Σ_q u_q·G[Λ_q, i]` from +0, q in order, in a register.
-        for i in 0..k {
+        // `a_i = Σ_q u_q·G[Λ_q, i]` from +0, q in order, in a register; four atoms at a time,
+        // so that four independent sums hide the latency of the additions (each atom's sum is
+        // still the sequential one).
+        let mut i = 0;
+        while i + 4 <= k {
+            let mut acc = [[T::zero(); W]; 4];
+            for q in 0..maxn {
+                let uq = load(&self.u, q * W);
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let gr = load(&self.ga, (q * k + i + t) * W);
+                    for l in 0..W {
+                        acc[l] += uq[l] * gr[l];
+                    }
+                }
+            }
+            for (t, acc) in acc.into_iter().enumerate() {
+                store(&mut self.a, (i + t) * W, acc);
+            }
+            i += 4;
+        }
+        for i in i..k {
             let mut acc = [T::zero(); W];
             for q in 0..maxn {
                 let (uq, gr) = (load(&self.u, q * W), load(&self.ga, (q * k + i) * W));
