@@ -161,11 +161,12 @@ impl<T: Element> Cholesky<T> {
 
     /// Keeps a second copy of `L` by columns, so that [`append`](Cholesky::append)'s forward
     /// substitution runs in vectors across rows (same bits: each row's sum stays sequential).
-    /// Worth it for factors of more than a few dozen rows grown one row at a time: in the SF
-    /// layer's LARS paths (f32, up to ~440 rows) the appends took 1.9× less time (perf: 37% →
-    /// 26% of the `sf-lenet` step); what remains is mostly the chain of divisions of the
-    /// diagonal blocks. It doubles the memory and adds a copy of the changed rows to every
-    /// [`remove`](Cholesky::remove).
+    /// Measured in the SF layer's LARS paths (f32, up to ~440 rows; `networks_step sf-lenet`,
+    /// quiet 2-vCPU Zen 4, 2026-12-07): the appends took 1.4× less time (perf: 36% → 26% of the
+    /// step; what remains is mostly the chain of divisions of the diagonal blocks), but the
+    /// second copy crowds the Gram matrix out of the 1 MiB L2, so its reads got slower and the
+    /// whole step gained only 2% on 1 thread and 5% on 2. It doubles the memory and adds a copy
+    /// of the changed rows to every [`remove`](Cholesky::remove).
     pub fn set_column_mirror(&mut self, on: bool) {
         if on {
             self.mld = self.cap + MIRROR_PAD;
