@@ -709,3 +709,42 @@ fn ds_nin_shrinks_the_coefficients_after_each_dct_conv() {
     let nin = Model::<f32>::new(&NetConfig::new("nin").unwrap().option("zeta", 1e-3), &mut Rng::new(0)).unwrap();
     assert!(nin.store.post_steps().is_empty());
 }
+
+/// `init = kaiming` gives every trained conv weight `N(0, 2/fan_in)` and a zero bias (the
+/// sample std within 5% of √(2/fan_in) on the 30,720-weight 1×1 layer and the 14,400-weight
+/// first conv), leaves `ds-nin`'s fixed DCT filters alone, keeps the parameter names and
+/// count, and the default (`pytorch`) is unchanged by the option's existence.
+#[test]
+fn nin_kaiming_init_has_the_he_scale_and_zero_biases() {
+    let std = |t: &Tensor<f32>| {
+        let v = t.to_vec();
+        let m = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        (v.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+    };
+    let base = Model::<f32>::new(&NetConfig::new("nin").unwrap(), &mut Rng::new(0)).unwrap();
+    let same = Model::<f32>::new(&NetConfig::new("nin").unwrap().option("init", "pytorch"), &mut Rng::new(0)).unwrap();
+    let he = Model::<f32>::new(&NetConfig::new("nin").unwrap().option("init", "kaiming"), &mut Rng::new(0)).unwrap();
+    assert_eq!(base.store.names(), he.store.names());
+    for ((n, a), (_, b)) in base.store.params().zip(same.store.params()) {
+        assert_eq!(a.to_vec(), b.to_vec(), "{n}");
+    }
+    for (name, fan_in) in [("0.weight", 3 * 25), ("2.weight", 192), ("8.weight", 96 * 25), ("20.weight", 192)] {
+        let w = he.store.get(name).unwrap();
+        let (got, want) = (std(w), (2.0 / fan_in as f64).sqrt());
+        if w.numel() >= 10_000 {
+            assert!((got / want - 1.0).abs() < 0.05, "{name}: std {got} for √(2/{fan_in}) = {want}");
+        }
+        // PyTorch's default bound 1/√fan_in gives std 1/√(3·fan_in): √6 smaller.
+        let d = std(base.store.get(name).unwrap());
+        assert!(got > 2.0 * d, "{name}: kaiming std {got} vs default {d}");
+    }
+    for (n, b) in he.store.params().filter(|(n, _)| n.ends_with(".bias")) {
+        assert!(b.to_vec().iter().all(|&v| v == 0.0), "{n}");
+    }
+    let ds = Model::<f32>::new(&NetConfig::new("ds-nin").unwrap().option("init", "kaiming"), &mut Rng::new(0)).unwrap();
+    let ds0 = Model::<f32>::new(&NetConfig::new("ds-nin").unwrap(), &mut Rng::new(0)).unwrap();
+    assert_eq!(ds.store.get("0.phi").unwrap().to_vec(), ds0.store.get("0.phi").unwrap().to_vec());
+    assert!(std(ds.store.get("2.weight").unwrap()) > 2.0 * std(ds0.store.get("2.weight").unwrap()));
+    let bad = NetConfig::new("nin").unwrap().option("init", "xavier");
+    assert!(Model::<f32>::new(&bad, &mut Rng::new(0)).err().unwrap().contains("init must be pytorch or kaiming"));
+}

@@ -334,6 +334,15 @@ impl<'a, T: Element> ParamBuilder<'a, T> {
         BufferId(self.store.buffers.len() - 1)
     }
 
+    /// Replaces the initial value of the parameter `id` (another initialisation scheme for a
+    /// layer built with its default). **Panics** if the shape differs.
+    #[track_caller]
+    pub fn reinit(&mut self, id: ParamId, value: Tensor<T>) {
+        let (name, old) = &mut self.store.params[id.0];
+        assert_eq!(old.shape(), value.shape(), "ParamBuilder::reinit: '{name}' has shape {:?}", old.shape());
+        *old = value.contiguous();
+    }
+
     /// Attaches a post-step (run after every optimiser step) to the parameter `id`.
     pub fn post_step(&mut self, id: ParamId, hook: impl PostStep<T> + 'static) {
         self.store.post.push((id.0, Box::new(hook)));

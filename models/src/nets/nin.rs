@@ -10,7 +10,11 @@
 //! ([`DctConv2d`]: filters a buffer, bias trained): 160,010 trainable parameters at C = 10.
 //! The option `zeta` (default 0: off) attaches the paper's shrinkage `Shrink(ζ)` to the 1×1
 //! convolution after every DCT conv (the coefficients `2.weight`, `10.weight`, `18.weight`);
-//! `shrink = proximal` uses the threshold `lr·ζ` instead of `ζ`.
+//! `shrink = proximal` uses the threshold `lr·ζ` instead of `ζ`. The option `init`
+//! (`pytorch`, the default: `nn.Conv2d`'s; or `kaiming`: every trained conv weight
+//! `N(0, 2/fan_in)` and its bias 0) picks the initialisation: from PyTorch's default the
+//! nine ReLU layers before the global pooling shrink the signal until the network predicts
+//! uniform outputs, where it stays for hundreds of steps (docs/RESULTS.md §4).
 //!
 //! Names are the indices of the `nn.Sequential` of `../shared/peers/networks.py`
 //! (`0.weight` or `0.phi`, `0.bias`, `2.weight`, …, `20.bias`).
@@ -61,6 +65,11 @@ pub fn build<T: Element>(cfg: &NetConfig, pb: &mut ParamBuilder<'_, T>) -> Resul
     if !(zeta >= 0.0 && zeta.is_finite()) {
         return Err(format!("{}: zeta must be finite and ≥ 0, got {zeta}", cfg.name));
     }
+    let kaiming = match cfg.get("init", "pytorch".to_string())?.as_str() {
+        "pytorch" => false,
+        "kaiming" => true,
+        s => return Err(format!("{}: init must be pytorch or kaiming, got '{s}'", cfg.name)),
+    };
     let mut net = Sequential::<T>::new();
     // A k×k conv (or its DCT replacement) at index `i`.
     let kxk = |pb: &mut ParamBuilder<'_, T>, i: usize, cin: usize, f: usize, k: usize, pad: usize| {
@@ -68,12 +77,24 @@ pub fn build<T: Element>(cfg: &NetConfig, pb: &mut ParamBuilder<'_, T>) -> Resul
         if ds {
             Box::new(DctConv2d::new(&mut pb.pp(i), cin, f, k, conv)) as Box<dyn Layer<T>>
         } else {
-            Box::new(Conv2d::new(&mut pb.pp(i), cin, f, k, conv, true))
+            let mut pb = pb.pp(i);
+            let conv = Conv2d::new(&mut pb, cin, f, k, conv, true);
+            if kaiming {
+                conv.init_kaiming(&mut pb);
+            }
+            Box::new(conv)
         }
     };
     // A 1×1 conv at index `i`; `coefficients`: it follows a k×k conv (shrunk in ds-nin).
     let one = |pb: &mut ParamBuilder<'_, T>, i: usize, cin: usize, f: usize, coefficients: bool| {
-        let conv = Conv2d::new(&mut pb.pp(i), cin, f, 1, Conv2dParams::new(), true);
+        let conv = {
+            let mut pb = pb.pp(i);
+            let conv = Conv2d::new(&mut pb, cin, f, 1, Conv2dParams::new(), true);
+            if kaiming {
+                conv.init_kaiming(&mut pb);
+            }
+            conv
+        };
         if ds && coefficients && zeta > 0.0 {
             shrink_coefficients(pb, &conv, shrink);
         }
