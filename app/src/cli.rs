@@ -49,7 +49,7 @@ Test a paper's claim with one command: the experiment trains and evaluates its g
 JSON, with SVG figures, under --out.
 
 Experiments and their default budgets, each under 60 minutes on 2 cores (the CPU time of
-each run on 2026-12-06, Zen 4; the budget is written out in app/src/experiments/<name>.rs):
+each run on 2026-12-06/07, Zen 4; the budget is written out in app/src/experiments/<name>.rs):
   limited-supervision  LeNet vs the SF/CSF LeNets with few labels per class (MNIST)
                        4 nets × {1,5,10,50,100,all} labels × 3 trials, 150 SGD steps of 32,
                        2,000 test images (4,800 CPU-s); --unlabelled-weight γ: semi-supervised;
@@ -58,8 +58,8 @@ each run on 2026-12-06, Zen 4; the budget is written out in app/src/experiments/
                        CIFAR-100 coarse, 3,000 SGD steps of 16, σ ∈ {0,…,0.2} × λ ∈ {0.1,…,1.4}
                        on 20 test images per class (630 CPU-s)
   double-sparsity      NiN vs DS-NiN: parameters, accuracy, exact zeros, effective kernels
-                       CIFAR-100 coarse, nin + ds-nin (Shrink, proximal), 800 Adam steps of 16
-                       (470 CPU-s)
+                       CIFAR-100 coarse, nin + ds-nin (Shrink, proximal), Kaiming init, 3,000
+                       Adam steps (lr 1e-4) of 16 (2,306 CPU-s, 23 min on 2 quiet cores)
   dcea-denoise         DCEA Poisson denoising at peaks 1, 2, 4, tied vs untied: PSNR on 7 images
                        400 steps of 4 grayscale CIFAR-100 images per cell, 6 cells (4,630 CPU-s)
   spatial-contrasting  SC pre-training on unlabelled images, then few labels, vs from scratch
