@@ -56,7 +56,7 @@ each run on 2026-12-06/07, Zen 4; the budget is written out in app/src/experimen
                        --dataset mnist-rot etc.: the MNIST variations (`data make-variations`)
   csc-robustness       ResNet-20 vs SDNet-20 under Gaussian noise, stem λ swept at test time
                        CIFAR-100 coarse, 3,000 SGD steps of 16, σ ∈ {0,…,0.2} × λ ∈ {0.1,…,1.4}
-                       on 20 test images per class (630 CPU-s)
+                       on 20 test images per class (563 CPU-s, 6 min on 2 quiet cores)
   double-sparsity      NiN vs DS-NiN: parameters, accuracy, exact zeros, effective kernels
                        CIFAR-100 coarse, nin + ds-nin (Shrink, proximal), Kaiming init, 3,000
                        Adam steps (lr 1e-4) of 16 (2,306 CPU-s, 23 min on 2 quiet cores)
@@ -64,7 +64,7 @@ each run on 2026-12-06/07, Zen 4; the budget is written out in app/src/experimen
                        400 steps of 4 grayscale CIFAR-100 images per cell, 6 cells (4,630 CPU-s)
   spatial-contrasting  SC pre-training on unlabelled images, then few labels, vs from scratch
                        MNIST and CIFAR-100 coarse, {10,50} labels, 3 trials, 1,000 SC steps
-                       of 64 then 400 of 32 (≈ 35 min)
+                       of 64 then 400 of 32 (1,779 CPU-s, 18 min on 2 quiet cores)
   merge                assemble the tables and figures of an experiment from shard outputs
 
 To scale up: --budget X multiplies every training step count (e.g. --budget 10 on a
