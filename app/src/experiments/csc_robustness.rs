@@ -10,7 +10,8 @@
 //! on the same (stratified) test subset with the same noise draws for every network and λ,
 //! and stores the accuracy matrix (rows σ, columns λ; one column for ResNet).
 //!
-//! **Default budget** (≈ 40 min on 2 shared cores, 2 cells; see [`CscRobustness::new`]):
+//! **Default budget** (5 min 45 s on 2 quiet cores on 2026-12-07, 563 CPU-s; the estimate below,
+//! made on shared cores, was ≈ 40 min; 2 cells; see [`CscRobustness::new`]):
 //! CIFAR-100 with its 20 coarse classes (`dataset`; the fine 100 classes are `cifar100`),
 //! 1 trial, 3,000 steps of batch 16 with SGD (lr 0.05, momentum 0.9) on all 25,000 training
 //! images here (≈ 2 epochs), the sweep on 20 test images per class (400). Measured on the
