@@ -340,6 +340,61 @@ impl HasVectors for f32 {}
 #[cfg(not(target_arch = "x86_64"))]
 impl HasVectors for f64 {}
 
+/// `fn $name(level: Isa, args..)` running the `#[inline(always)]` function `$imp` compiled
+/// for `level` (the engine's one dispatch frame). `$name<T>`: a function generic over the
+/// element type, running `$imp::<T>`.
+macro_rules! dispatched {
+    ($name:ident: fn($($a:ident : $t:ty),*) $(-> $r:ty)? = $imp:expr) => {
+        fn $name(level: Isa, $($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($a: $t),*) $(-> $r)? {
+                    $imp($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($a: $t),*) $(-> $r)? {
+                    $imp($($a),*)
+                }
+                match level.checked() {
+                    // SAFETY: `checked` panics for a level this CPU does not run.
+                    Isa::Avx512 => return unsafe { avx512($($a),*) },
+                    // SAFETY: as above.
+                    Isa::Avx2 => return unsafe { avx2($($a),*) },
+                    Isa::Generic => {}
+                }
+            }
+            let _ = level;
+            $imp($($a),*)
+        }
+    };
+    ($name:ident<T>: fn($($a:ident : $t:ty),*) $(-> $r:ty)? = $imp:ident) => {
+        fn $name<T: Element>(level: Isa, $($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512<T: Element>($($a: $t),*) $(-> $r)? {
+                    $imp::<T>($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2<T: Element>($($a: $t),*) $(-> $r)? {
+                    $imp::<T>($($a),*)
+                }
+                match level.checked() {
+                    // SAFETY: `checked` panics for a level this CPU does not run.
+                    Isa::Avx512 => return unsafe { avx512::<T>($($a),*) },
+                    // SAFETY: as above.
+                    Isa::Avx2 => return unsafe { avx2::<T>($($a),*) },
+                    Isa::Generic => {}
+                }
+            }
+            let _ = level;
+            $imp::<T>($($a),*)
+        }
+    };
+}
+pub(crate) use dispatched;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,39 +86,8 @@
 use std::any::TypeId;
 use std::mem::MaybeUninit;
 
-use crate::kernels::simd::Isa;
+use crate::kernels::simd::{dispatched, Isa};
 use crate::{Element, PAR_CHUNK};
-
-// ============================================================================ dispatch
-
-/// `fn $name(level: Isa, args..)` running the `#[inline(always)]` function `$imp` compiled
-/// for `level`.
-macro_rules! dispatched {
-    ($name:ident: fn($($a:ident : $t:ty),*) $(-> $r:ty)? = $imp:expr) => {
-        fn $name(level: Isa, $($a: $t),*) $(-> $r)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512($($a: $t),*) $(-> $r)? {
-                    $imp($($a),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($a: $t),*) $(-> $r)? {
-                    $imp($($a),*)
-                }
-                match level.checked() {
-                    // SAFETY: `checked` panics for a level this CPU does not run.
-                    Isa::Avx512 => return unsafe { avx512($($a),*) },
-                    // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2($($a),*) },
-                    Isa::Generic => {}
-                }
-            }
-            let _ = level;
-            $imp($($a),*)
-        }
-    };
-}
 
 // ============================================================================ public API
 

@@ -566,19 +566,21 @@ fn power_iteration_init_length_is_checked() {
     let _ = power_iteration::<f64>(3, |_, _| {}, PowerOptions { init: Some(&[1.0, 2.0]), ..PowerOptions::default() });
 }
 
+/// The reference forward substitution: rows `start..` of `L·y = b`, each row's sum sequential.
+fn row_loop<T: Element>(l: &[T], row: &dyn Fn(usize) -> usize, b: &mut [T], start: usize) {
+    for i in start..b.len() {
+        let mut s = b[i];
+        for j in 0..i {
+            s -= l[row(i) + j] * b[j];
+        }
+        b[i] = s / l[row(i) + i];
+    }
+}
+
 /// The blocked forward substitution gives the bits of the plain row loop (each row's sum
 /// sequential), from any starting row, for a leading dimension and for rows packed one after
 /// another, across the block edges (8 rows) and for NaN/∞ in `L` and `b`.
 fn forward_substitute_is_the_row_loop<T: Element>(rng: &mut Rng) {
-    let plain = |l: &[T], row: &dyn Fn(usize) -> usize, b: &mut [T], start: usize| {
-        for i in start..b.len() {
-            let mut s = b[i];
-            for j in 0..i {
-                s -= l[row(i) + j] * b[j];
-            }
-            b[i] = s / l[row(i) + i];
-        }
-    };
     for n in [0, 1, 7, 8, 9, 16, 17, 23, 40, 67] {
         let ld = n + 3;
         let mut l: Vec<T> = (0..ld * ld).map(|_| T::of(0.5 * rng.normal())).collect();
@@ -598,7 +600,7 @@ fn forward_substitute_is_the_row_loop<T: Element>(rng: &mut Rng) {
                     l[9 * ld + 2] = T::of(f64::INFINITY);
                 }
                 let mut want = b.clone();
-                plain(&l, &|i| i * ld, &mut want, start);
+                row_loop(&l, &|i| i * ld, &mut want, start);
                 let mut got = b.clone();
                 forward_substitute(&l, |i| i * ld, &mut got, start);
                 let bits = |v: &[T]| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>();
@@ -652,13 +654,7 @@ fn forward_substitute_mirror_has_the_bits_of_the_row_loop() {
                     b[40] = T::of(f64::NEG_INFINITY);
                 }
                 let mut want = b.clone();
-                for i in 0..n {
-                    let mut s = want[i];
-                    for j in 0..i {
-                        s -= l[i * ld + j] * want[j];
-                    }
-                    want[i] = s / l[i * ld + i];
-                }
+                row_loop(&l, &|i| i * ld, &mut want, 0);
                 let bits = |v: &[T]| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>();
                 for level in Isa::available() {
                     let mut got = b.clone();

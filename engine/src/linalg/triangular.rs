@@ -1,7 +1,7 @@
 //! Triangular solves on row-major slices: the row kernels (shared with [`super::Cholesky`]) and
 //! the free solves with their checks.
 
-use crate::kernels::simd::Isa;
+use crate::kernels::simd::{dispatched, Isa};
 use crate::{Element, Error, Result};
 
 /// `b ← L⁻¹ b` for lower-triangular row-major `L` (leading dimension `ld`) with a nonzero
@@ -79,29 +79,10 @@ pub(crate) fn forward_substitute_mirror<T: Element>(level: Isa, l: &[T], ld: usi
     assert!(n == 0 || (n - 1) * ld + n <= l.len(), "forward_substitute_mirror: L is too short");
     assert!(n == 0 || (n - 1) * ldm + n + MIRROR_PAD <= ut.len(), "forward_substitute_mirror: the mirror is too short");
     assert!(ldm >= n + MIRROR_PAD, "forward_substitute_mirror: the mirror's rows are too short");
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[cfg(sparsegrad_avx512)]
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn avx512<T: Element>(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) {
-            mirror_imp(l, ld, ut, ldm, b)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<T: Element>(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) {
-            mirror_imp(l, ld, ut, ldm, b)
-        }
-        match level.checked() {
-            // SAFETY: `checked` panics for a level this CPU does not run.
-            #[cfg(sparsegrad_avx512)]
-            Isa::Avx512 => return unsafe { avx512(l, ld, ut, ldm, b) },
-            // SAFETY: as above.
-            Isa::Avx2 => return unsafe { avx2(l, ld, ut, ldm, b) },
-            _ => {}
-        }
-    }
-    let _ = level;
-    mirror_imp(l, ld, ut, ldm, b)
+    mirror_at(level, l, ld, ut, ldm, b)
 }
+
+dispatched!(mirror_at<T>: fn(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) = mirror_imp);
 
 #[inline(always)]
 fn mirror_imp<T: Element>(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) {

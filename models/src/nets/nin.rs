@@ -71,30 +71,27 @@ pub fn build<T: Element>(cfg: &NetConfig, pb: &mut ParamBuilder<'_, T>) -> Resul
         s => return Err(format!("{}: init must be pytorch or kaiming, got '{s}'", cfg.name)),
     };
     let mut net = Sequential::<T>::new();
+    // A trained convolution at index `i`, initialised as `init` says.
+    let trained = |pb: &mut ParamBuilder<'_, T>, i: usize, cin: usize, f: usize, k: usize, geometry: Conv2dParams| {
+        let mut pb = pb.pp(i);
+        let conv = Conv2d::new(&mut pb, cin, f, k, geometry, true);
+        if kaiming {
+            conv.init_kaiming(&mut pb);
+        }
+        conv
+    };
     // A k×k conv (or its DCT replacement) at index `i`.
     let kxk = |pb: &mut ParamBuilder<'_, T>, i: usize, cin: usize, f: usize, k: usize, pad: usize| {
         let conv = Conv2dParams::new().padding(pad);
         if ds {
             Box::new(DctConv2d::new(&mut pb.pp(i), cin, f, k, conv)) as Box<dyn Layer<T>>
         } else {
-            let mut pb = pb.pp(i);
-            let conv = Conv2d::new(&mut pb, cin, f, k, conv, true);
-            if kaiming {
-                conv.init_kaiming(&mut pb);
-            }
-            Box::new(conv)
+            Box::new(trained(pb, i, cin, f, k, conv))
         }
     };
     // A 1×1 conv at index `i`; `coefficients`: it follows a k×k conv (shrunk in ds-nin).
     let one = |pb: &mut ParamBuilder<'_, T>, i: usize, cin: usize, f: usize, coefficients: bool| {
-        let conv = {
-            let mut pb = pb.pp(i);
-            let conv = Conv2d::new(&mut pb, cin, f, 1, Conv2dParams::new(), true);
-            if kaiming {
-                conv.init_kaiming(&mut pb);
-            }
-            conv
-        };
+        let conv = trained(pb, i, cin, f, 1, Conv2dParams::new());
         if ds && coefficients && zeta > 0.0 {
             shrink_coefficients(pb, &conv, shrink);
         }
