@@ -340,60 +340,92 @@ impl HasVectors for f32 {}
 #[cfg(not(target_arch = "x86_64"))]
 impl HasVectors for f64 {}
 
-/// `fn $name(level: Isa, args..)` running the `#[inline(always)]` function `$imp` compiled
-/// for `level` (the engine's one dispatch frame). `$name<T>`: a function generic over the
-/// element type, running `$imp::<T>`.
+/// The one dispatch frame of every SIMD kernel family (the engine's and `sparse`'s):
+///
+/// ```text
+/// engine::dispatched! { /// docs
+///     pub(crate) fn name<T>(a: A, b: B) -> R = imp }      // imp::<T>, generic over T: Element
+/// engine::dispatched!(fn name_f32(a: A) -> R = imp::<f32>);  // any expression that can be called
+/// ```
+///
+/// defines `fn name(level: Isa, a: A, b: B) -> R`, which runs the `#[inline(always)]` function
+/// `imp` compiled for `level`: inside a function with `#[target_feature(enable =
+/// "avx512f,avx2,fma")]` for [`Isa::Avx512`], `"avx2,fma"` for [`Isa::Avx2`], and as plain
+/// code for [`Isa::Generic`]. `level` passes [`Isa::checked`] first, so a level this CPU lacks
+/// is a panic, never an illegal instruction. The AVX-512 build exists only where the calling
+/// crate has the cfg `sparsegrad_avx512` (its build script `include!`s `engine/avx512_cfg.rs`,
+/// as `engine`'s and `sparse`'s do): compilers older than Rust 1.89 do not know the AVX-512
+/// target features, and [`Isa::available`] never reports `Avx512` without the cfg.
+///
+/// The features only widen what the compiler may emit: Rust never contracts `a·b + c` into a
+/// fused multiply-add on its own, so a kernel whose arithmetic is written out gives the same
+/// bits on every level (each family's tests force every level of [`Isa::available`] and compare
+/// bits).
+#[macro_export]
 macro_rules! dispatched {
-    ($name:ident: fn($($a:ident : $t:ty),*) $(-> $r:ty)? = $imp:expr) => {
-        fn $name(level: Isa, $($a: $t),*) $(-> $r)? {
+    ($(#[$m:meta])* $vis:vis fn $name:ident<$T:ident>($($a:ident : $t:ty),* $(,)?) $(-> $r:ty)? = $imp:ident) => {
+        $(#[$m])*
+        #[inline]
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name<$T: $crate::Element>(level: $crate::kernels::simd::Isa, $($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
             {
+                #[cfg(sparsegrad_avx512)]
                 #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512<$T: $crate::Element>($($a: $t),*) $(-> $r)? {
+                    $imp::<$T>($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2<$T: $crate::Element>($($a: $t),*) $(-> $r)? {
+                    $imp::<$T>($($a),*)
+                }
+                match level.checked() {
+                    // SAFETY: `checked` panics for a level this CPU does not run.
+                    #[cfg(sparsegrad_avx512)]
+                    $crate::kernels::simd::Isa::Avx512 => return unsafe { avx512::<$T>($($a),*) },
+                    // SAFETY: as above.
+                    $crate::kernels::simd::Isa::Avx2 => return unsafe { avx2::<$T>($($a),*) },
+                    _ => {}
+                }
+            }
+            let _ = level;
+            $imp::<$T>($($a),*)
+        }
+    };
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident : $t:ty),* $(,)?) $(-> $r:ty)? = $imp:expr) => {
+        $(#[$m])*
+        #[inline]
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name(level: $crate::kernels::simd::Isa, $($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[cfg(sparsegrad_avx512)]
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx512($($a: $t),*) $(-> $r)? {
                     $imp($($a),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($a: $t),*) $(-> $r)? {
                     $imp($($a),*)
                 }
                 match level.checked() {
                     // SAFETY: `checked` panics for a level this CPU does not run.
-                    Isa::Avx512 => return unsafe { avx512($($a),*) },
+                    #[cfg(sparsegrad_avx512)]
+                    $crate::kernels::simd::Isa::Avx512 => return unsafe { avx512($($a),*) },
                     // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2($($a),*) },
-                    Isa::Generic => {}
+                    $crate::kernels::simd::Isa::Avx2 => return unsafe { avx2($($a),*) },
+                    _ => {}
                 }
             }
             let _ = level;
             $imp($($a),*)
         }
     };
-    ($name:ident<T>: fn($($a:ident : $t:ty),*) $(-> $r:ty)? = $imp:ident) => {
-        fn $name<T: Element>(level: Isa, $($a: $t),*) $(-> $r)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512<T: Element>($($a: $t),*) $(-> $r)? {
-                    $imp::<T>($($a),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2<T: Element>($($a: $t),*) $(-> $r)? {
-                    $imp::<T>($($a),*)
-                }
-                match level.checked() {
-                    // SAFETY: `checked` panics for a level this CPU does not run.
-                    Isa::Avx512 => return unsafe { avx512::<T>($($a),*) },
-                    // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2::<T>($($a),*) },
-                    Isa::Generic => {}
-                }
-            }
-            let _ = level;
-            $imp::<T>($($a),*)
-        }
-    };
 }
-pub(crate) use dispatched;
 
 #[cfg(test)]
 mod tests {

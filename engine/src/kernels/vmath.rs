@@ -86,7 +86,8 @@
 use std::any::TypeId;
 use std::mem::MaybeUninit;
 
-use crate::kernels::simd::{dispatched, Isa};
+use crate::dispatched;
+use crate::kernels::simd::Isa;
 use crate::{Element, PAR_CHUNK};
 
 // ============================================================================ public API
@@ -316,8 +317,8 @@ fn map_imp<T: Vm>(f: Unary, src: &[T], dst: &mut [MaybeUninit<T>]) {
     }
 }
 
-dispatched!(map_f32: fn(f: Unary, src: &[f32], dst: &mut [MaybeUninit<f32>]) = map_imp::<f32>);
-dispatched!(map_f64: fn(f: Unary, src: &[f64], dst: &mut [MaybeUninit<f64>]) = map_imp::<f64>);
+dispatched!(fn map_f32(f: Unary, src: &[f32], dst: &mut [MaybeUninit<f32>]) = map_imp::<f32>);
+dispatched!(fn map_f64(f: Unary, src: &[f64], dst: &mut [MaybeUninit<f64>]) = map_imp::<f64>);
 
 // ============================================================================ scalar definitions
 
@@ -934,18 +935,18 @@ fn extreme_rows_imp<T: Vm, const MAX: bool>(src: &[T], n: usize, want_index: boo
     }
 }
 
-dispatched!(max_rows_f32: fn(src: &[f32], n: usize, want_index: bool, vals: &mut [f32], idx: &mut [usize]) = extreme_rows_imp::<f32, true>);
-dispatched!(max_rows_f64: fn(src: &[f64], n: usize, want_index: bool, vals: &mut [f64], idx: &mut [usize]) = extreme_rows_imp::<f64, true>);
-dispatched!(min_rows_f32: fn(src: &[f32], n: usize, want_index: bool, vals: &mut [f32], idx: &mut [usize]) = extreme_rows_imp::<f32, false>);
-dispatched!(min_rows_f64: fn(src: &[f64], n: usize, want_index: bool, vals: &mut [f64], idx: &mut [usize]) = extreme_rows_imp::<f64, false>);
-dispatched!(max_f32: fn(s: &[f32], want_index: bool) -> (f32, usize) = extreme_imp::<f32, true>);
-dispatched!(max_f64: fn(s: &[f64], want_index: bool) -> (f64, usize) = extreme_imp::<f64, true>);
-dispatched!(min_f32: fn(s: &[f32], want_index: bool) -> (f32, usize) = extreme_imp::<f32, false>);
-dispatched!(min_f64: fn(s: &[f64], want_index: bool) -> (f64, usize) = extreme_imp::<f64, false>);
-dispatched!(softmax_rows_f32: fn(src: &[f32], dst: &mut [f32], n: usize, log: bool) = softmax_rows_imp::<f32>);
-dispatched!(softmax_rows_f64: fn(src: &[f64], dst: &mut [f64], n: usize, log: bool) = softmax_rows_imp::<f64>);
-dispatched!(logsumexp_rows_f32: fn(src: &[f32], n: usize, dst: &mut [f32]) = logsumexp_rows_imp::<f32>);
-dispatched!(logsumexp_rows_f64: fn(src: &[f64], n: usize, dst: &mut [f64]) = logsumexp_rows_imp::<f64>);
+dispatched!(fn max_rows_f32(src: &[f32], n: usize, want_index: bool, vals: &mut [f32], idx: &mut [usize]) = extreme_rows_imp::<f32, true>);
+dispatched!(fn max_rows_f64(src: &[f64], n: usize, want_index: bool, vals: &mut [f64], idx: &mut [usize]) = extreme_rows_imp::<f64, true>);
+dispatched!(fn min_rows_f32(src: &[f32], n: usize, want_index: bool, vals: &mut [f32], idx: &mut [usize]) = extreme_rows_imp::<f32, false>);
+dispatched!(fn min_rows_f64(src: &[f64], n: usize, want_index: bool, vals: &mut [f64], idx: &mut [usize]) = extreme_rows_imp::<f64, false>);
+dispatched!(fn max_f32(s: &[f32], want_index: bool) -> (f32, usize) = extreme_imp::<f32, true>);
+dispatched!(fn max_f64(s: &[f64], want_index: bool) -> (f64, usize) = extreme_imp::<f64, true>);
+dispatched!(fn min_f32(s: &[f32], want_index: bool) -> (f32, usize) = extreme_imp::<f32, false>);
+dispatched!(fn min_f64(s: &[f64], want_index: bool) -> (f64, usize) = extreme_imp::<f64, false>);
+dispatched!(fn softmax_rows_f32(src: &[f32], dst: &mut [f32], n: usize, log: bool) = softmax_rows_imp::<f32>);
+dispatched!(fn softmax_rows_f64(src: &[f64], dst: &mut [f64], n: usize, log: bool) = softmax_rows_imp::<f64>);
+dispatched!(fn logsumexp_rows_f32(src: &[f32], n: usize, dst: &mut [f32]) = logsumexp_rows_imp::<f32>);
+dispatched!(fn logsumexp_rows_f64(src: &[f64], n: usize, dst: &mut [f64]) = logsumexp_rows_imp::<f64>);
 
 /// The sum of `s` in the order of `reduce::sum_slice` (32 accumulators, lane `k` adding
 /// elements `k, k + 32, …`; the lanes added in a fixed tree; then the tail in order), so every

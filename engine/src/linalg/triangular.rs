@@ -1,7 +1,8 @@
 //! Triangular solves on row-major slices: the row kernels (shared with [`super::Cholesky`]) and
 //! the free solves with their checks.
 
-use crate::kernels::simd::{dispatched, Isa};
+use crate::dispatched;
+use crate::kernels::simd::Isa;
 use crate::{Element, Error, Result};
 
 /// `b ← L⁻¹ b` for lower-triangular row-major `L` (leading dimension `ld`) with a nonzero
@@ -82,7 +83,7 @@ pub(crate) fn forward_substitute_mirror<T: Element>(level: Isa, l: &[T], ld: usi
     mirror_at(level, l, ld, ut, ldm, b)
 }
 
-dispatched!(mirror_at<T>: fn(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) = mirror_imp);
+dispatched!(fn mirror_at<T>(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) = mirror_imp);
 
 #[inline(always)]
 fn mirror_imp<T: Element>(l: &[T], ld: usize, ut: &[T], ldm: usize, b: &mut [T]) {

@@ -26,7 +26,7 @@
 //!
 //! # Dispatch
 //! The engine's one dispatch enum [`Isa`] (`engine::kernels::simd`, which every SIMD kernel
-//! family dispatches on) and a `dispatched!` macro generic over the element type: each kernel
+//! family dispatches on) and its one dispatch frame, [`engine::dispatched!`]: each kernel
 //! is compiled for AVX-512F (+AVX2, FMA), for AVX2 + FMA and with no target features;
 //! [`Isa::best`] (detected once) is read once per batch, and tests pass each level of
 //! [`Isa::available`]. The crate is built
@@ -38,47 +38,13 @@ use engine::Element;
 // The engine's instruction-set levels (the one enum every SIMD kernel dispatches on).
 pub(crate) use engine::kernels::simd::Isa;
 
-/// `pub(crate) fn $name<T: Element>(level: Isa, args..)` running the `#[inline(always)]`
-/// generic function `$imp` compiled for `level`.
-macro_rules! dispatched {
-    ($(#[$doc:meta])* fn $name:ident($($a:ident : $t:ty),*) $(-> $r:ty)? = $imp:ident) => {
-        $(#[$doc])*
-        #[inline]
-        #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $name<T: Element>(level: Isa, $($a: $t),*) $(-> $r)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx512<T: Element>($($a: $t),*) $(-> $r)? {
-                    $imp::<T>($($a),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2<T: Element>($($a: $t),*) $(-> $r)? {
-                    $imp::<T>($($a),*)
-                }
-                match level.checked() {
-                    // SAFETY: `checked` panics for a level this CPU does not run.
-                    Isa::Avx512 => return unsafe { avx512::<T>($($a),*) },
-                    // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2::<T>($($a),*) },
-                    Isa::Generic => {}
-                }
-            }
-            let _ = level;
-            $imp::<T>($($a),*)
-        }
-    };
-}
-
 // ============================================================================ a = G_{:,Λ}·u
 
-dispatched! {
+engine::dispatched! {
     /// `out[i] = Σ_q u[q]·g[rows[q]·ld + i]` for `i < out.len()`, summed in the order of
     /// `rows` from 0 (the bits of `out.fill(0); for q { out[i] += u[q]·row_q[i] }`).
     /// **Panics** if `u` is shorter than `rows` or a row reaches past `g`.
-    fn gemv_rows(g: &[T], ld: usize, rows: &[usize], u: &[T], out: &mut [T]) = gemv_rows_imp
+    pub(crate) fn gemv_rows<T>(g: &[T], ld: usize, rows: &[usize], u: &[T], out: &mut [T]) = gemv_rows_imp
 }
 
 #[inline(always)]
@@ -108,12 +74,12 @@ fn gemv_rows_imp<T: Element>(g: &[T], ld: usize, rows: &[usize], u: &[T], out: &
     }
 }
 
-dispatched! {
+engine::dispatched! {
     /// `u[i] = Σ_q b[q]·g[rows[q]·ld + i]` and `r[i] = x[i] − Σ_q a[q]·g[rows[q]·ld + i]` for
     /// `i < u.len()`, both sums in the order of `rows` from 0 (the bits of two [`gemv_rows`]
     /// and a subtraction), reading each row once: Mairal's `u = D_Λ·β`, `r = x − D_Λ·α` on a
     /// tile of the backward. **Panics** if the lengths disagree or a row reaches past `g`.
-    fn gemv_pair(g: &[T], ld: usize, rows: &[usize], b: &[T], a: &[T], x: &[T], u: &mut [T], r: &mut [T])
+    pub(crate) fn gemv_pair<T>(g: &[T], ld: usize, rows: &[usize], b: &[T], a: &[T], x: &[T], u: &mut [T], r: &mut [T])
         = gemv_pair_imp
 }
 
@@ -181,7 +147,7 @@ pub(crate) fn pos<T: Element>(v: T) -> T {
 /// Code of "no join" in [`next_join`]'s result.
 pub(crate) const NO_JOIN: usize = usize::MAX;
 
-dispatched! {
+engine::dispatched! {
     /// The first join event along the current direction, if one comes before `gamma`.
     ///
     /// Atom `j` reaches `c_j = +λ` after `t⁺_j = pos(λ − c_j) / (1 − a_j)` when
@@ -204,7 +170,7 @@ dispatched! {
     /// `|γ·a| > 2·(λ + |c|)` the left side exceeds λ by far; so the margin κ covers the rounding.
     /// For γ < 0 no atom qualifies and the filter's extra passes find none.
     /// **Panics** if the slices' lengths differ.
-    fn next_join(c: &[T], a: &[T], bar_plus: &[T], bar_minus: &[T], lam: T, gamma: T, signed: bool) -> (T, usize)
+    pub(crate) fn next_join<T>(c: &[T], a: &[T], bar_plus: &[T], bar_minus: &[T], lam: T, gamma: T, signed: bool) -> (T, usize)
         = next_join_imp
 }
 
@@ -333,12 +299,12 @@ fn block_min<T: Element>(
 
 // ============================================================================ u = L⁻ᵀ·y
 
-dispatched! {
+engine::dispatched! {
     /// `b ← L⁻ᵀ·b` for the lower-triangular `L` stored row-major with leading dimension `ld`
     /// (`L[i, j] = l[i·ld + j]`, `j ≤ i < b.len()`): for i = n−1 … 0, `x_i = b_i / L_ii`, then
     /// `b_j −= L_ij·x_i` for j < i (the arithmetic of `Cholesky::solve_upper`).
     /// **Panics** if `l` is too short for `b.len()` rows.
-    fn solve_lt(l: &[T], ld: usize, b: &mut [T]) = solve_lt_imp
+    pub(crate) fn solve_lt<T>(l: &[T], ld: usize, b: &mut [T]) = solve_lt_imp
 }
 
 #[inline(always)]
@@ -367,12 +333,12 @@ fn solve_lt_imp<T: Element>(l: &[T], ld: usize, b: &mut [T]) {
 
 // ============================================================================ ∂Dᵀ rows
 
-dispatched! {
+engine::dispatched! {
     /// For q = 0, 1, …: `y[rows[q]·w + i] += b[q]·r[i] − a[q]·u[i]` for `i < w` (each
     /// element as `y + (b·r − a·u)`), the per-sample update of Mairal's `∂Dᵀ` on one tile.
     /// **Panics** if `r` or `u` is not `w` long, `b` or `a` is shorter than `rows`, or a row
     /// reaches past `y`.
-    fn scatter_rows(y: &mut [T], w: usize, rows: &[usize], b: &[T], a: &[T], r: &[T], u: &[T]) = scatter_rows_imp
+    pub(crate) fn scatter_rows<T>(y: &mut [T], w: usize, rows: &[usize], b: &[T], a: &[T], r: &[T], u: &[T]) = scatter_rows_imp
 }
 
 #[inline(always)]
@@ -509,9 +475,9 @@ unsafe fn transpose_f32_avx2(src: *const f32, src_ld: usize, rows: usize, cols: 
 
 // ============================================================================ c −= γ·a
 
-dispatched! {
+engine::dispatched! {
     /// `y[i] −= s·x[i]`. **Panics** if the lengths differ.
-    fn sub_scaled(s: T, x: &[T], y: &mut [T]) = sub_scaled_imp
+    pub(crate) fn sub_scaled<T>(s: T, x: &[T], y: &mut [T]) = sub_scaled_imp
 }
 
 #[inline(always)]

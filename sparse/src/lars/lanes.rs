@@ -31,7 +31,6 @@
 use engine::Element;
 
 use super::forward::{CompactPaths, Problem, State};
-use super::kernels::Isa;
 use super::kernels::{join_times, NO_JOIN};
 
 /// Samples per group of lanes: 16 f32 lanes are one AVX-512 register.
@@ -657,11 +656,11 @@ enum Joined {
     Cap,
 }
 
-dispatched! {
+engine::dispatched! {
     /// The paths of a chunk of `n` samples by [`Lanes`] (`Lanes::run`), its vector loops
     /// compiled for `level` (the scalar per-lane steps are shared). `Err` if a lane failed:
     /// the caller then runs the chunk on the per-sample path, which returns the error.
-    fn solve_chunk(lanes: &mut Lanes<T>, p: &Problem<'_, T>, c_all: &[T], out: &mut [T], n: usize)
+    pub(super) fn solve_chunk<T>(lanes: &mut Lanes<T>, p: &Problem<'_, T>, c_all: &[T], out: &mut [T], n: usize)
         -> Result<CompactPaths<T>, Failed> = run_imp
 }
 
@@ -679,6 +678,7 @@ fn run_imp<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::super::forward::{gram, solve_batch_compact};
+    use super::super::kernels::Isa;
     use super::*;
     use crate::lars::{lars_en, lars_en_compact, LarsConfig};
     use engine::kernels::matmul::MatRef;

@@ -92,7 +92,6 @@
 
 pub mod backward;
 mod forward;
-#[macro_use]
 pub(crate) mod kernels;
 mod lanes;
 

@@ -382,8 +382,9 @@ pub(super) fn col_softmax<T: Element>(dist: &[T], n: usize, e: &mut [T], k: &mut
 /// Forward pass: the loss, and the rule when `with_rule` (else `None`: the softmaxes are
 /// computed for the value alone).
 ///
-/// Multiversioned: on a CPU with AVX-512F (AVX2) the same code ([`forward_impl`] and every
-/// helper it inlines) is compiled for AVX-512F (AVX2), which widens its vector loops. All versions
+/// Multiversioned by the engine's one dispatch frame ([`engine::dispatched!`]): on a CPU with
+/// AVX-512F (AVX2) the same code ([`forward_impl`] and every helper it inlines) is compiled for
+/// AVX-512F + AVX2 + FMA (AVX2 + FMA), which widens its vector loops. All versions
 /// compute the same operations in the same order (Rust never contracts `a·b + c` into a fused
 /// multiply-add), so they give the same bits (checked by a test).
 pub(super) fn forward<T: Element>(
@@ -395,48 +396,11 @@ pub(super) fn forward<T: Element>(
     forward_at(Isa::best(), a, p, cfg, with_rule)
 }
 
-/// [`forward`] compiled for `isa` (tests pass each level of [`Isa::available`]).
-pub(super) fn forward_at<T: Element>(
-    isa: Isa,
-    a: &Tensor<T>,
-    p: &Tensor<T>,
-    cfg: ScConfig,
-    with_rule: bool,
-) -> (T, Option<ScBackward<T>>) {
-    match isa.checked() {
-        // SAFETY: `checked` panics for a level this CPU does not run; AVX-512 implies AVX-512F.
-        #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
-        Isa::Avx512 => unsafe { forward_avx512(a, p, cfg, with_rule) },
-        // SAFETY: as above; the AVX2 level has AVX2.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { forward_avx2(a, p, cfg, with_rule) },
-        _ => forward_impl(a, p, cfg, with_rule),
-    }
+engine::dispatched! {
+    /// [`forward`] compiled for `level` (tests pass each level of [`Isa::available`]).
+    pub(super) fn forward_at<T>(a: &Tensor<T>, p: &Tensor<T>, cfg: ScConfig, with_rule: bool) -> (T, Option<ScBackward<T>>)
+        = forward_impl
 }
-
-/// `$name`: [`forward_impl`] compiled with the target feature `$feature`.
-macro_rules! forward_build {
-    ($name:ident, $feature:literal, $($cfg:tt)*) => {
-        /// [`forward_impl`] compiled for the target feature named in its attribute.
-        ///
-        /// # Safety
-        /// The CPU has that feature.
-        #[cfg($($cfg)*)]
-        #[target_feature(enable = $feature)]
-        unsafe fn $name<T: Element>(
-            a: &Tensor<T>,
-            p: &Tensor<T>,
-            cfg: ScConfig,
-            with_rule: bool,
-        ) -> (T, Option<ScBackward<T>>) {
-            forward_impl(a, p, cfg, with_rule)
-        }
-    };
-}
-
-// AVX-512F only when the compiler has it (`build.rs`).
-forward_build!(forward_avx512, "avx512f", all(target_arch = "x86_64", sparsegrad_avx512));
-forward_build!(forward_avx2, "avx2", target_arch = "x86_64");
 
 /// The forward pass (see [`forward`]).
 #[inline(always)]
