@@ -1418,6 +1418,28 @@ mod tests {
         check64("exp", Unary::Exp, f64::exp, (-750.0, 750.0), &[OVER64, SUB64, ZERO64, 0.0, HALF_LN2]);
     }
 
+    /// The neighbours of a finite, nonzero float (`next_up` / `next_down` are stable only from
+    /// Rust 1.86; the workspace's minimum is 1.85).
+    trait Ulp: Sized {
+        fn ulp_up(self) -> Self;
+        fn ulp_down(self) -> Self;
+    }
+    macro_rules! ulp {
+        ($f:ty) => {
+            impl Ulp for $f {
+                fn ulp_up(self) -> $f {
+                    assert!(self.is_finite() && self != 0.0, "ulp_up({self})");
+                    <$f>::from_bits(if self > 0.0 { self.to_bits() + 1 } else { self.to_bits() - 1 })
+                }
+                fn ulp_down(self) -> $f {
+                    -(-self).ulp_up()
+                }
+            }
+        };
+    }
+    ulp!(f32);
+    ulp!(f64);
+
     #[test]
     fn exp_special_values_and_thresholds() {
         for (x, want) in [(0.0, 1.0), (-0.0, 1.0), (f32::INFINITY, f32::INFINITY), (f32::NEG_INFINITY, 0.0)] {
@@ -1429,16 +1451,16 @@ mod tests {
         // Overflow at exactly libm's threshold: the largest input with a finite result is the
         // same, and its result is within 1 ulp.
         let last32 = f32::from_bits(0x42b1_7217); // 88.72283
-        assert!(f32::exp(last32).is_finite() && f32::exp(last32.next_up()).is_infinite());
-        assert!(e32(Unary::Exp, last32).is_finite() && e32(Unary::Exp, last32.next_up()).is_infinite());
+        assert!(f32::exp(last32).is_finite() && f32::exp(last32.ulp_up()).is_infinite());
+        assert!(e32(Unary::Exp, last32).is_finite() && e32(Unary::Exp, last32.ulp_up()).is_infinite());
         let last64 = OVER64;
-        assert!(f64::exp(last64).is_finite() && f64::exp(last64.next_up()).is_infinite());
-        assert!(e64(Unary::Exp, last64).is_finite() && e64(Unary::Exp, last64.next_up()).is_infinite());
+        assert!(f64::exp(last64).is_finite() && f64::exp(last64.ulp_up()).is_infinite());
+        assert!(e64(Unary::Exp, last64).is_finite() && e64(Unary::Exp, last64.ulp_up()).is_infinite());
         // Subnormal results, then 0, at the same inputs as libm (checked over dense sweeps).
         let first_zero32 = |f: &dyn Fn(f32) -> f32| {
             let mut x = -80.0f32;
             while f(x) != 0.0 {
-                x = x.next_down();
+                x = x.ulp_down();
             }
             x
         };
@@ -1450,7 +1472,7 @@ mod tests {
         let mut x = ZERO64 + 1e-9;
         for _ in 0..4096 {
             assert_eq!(e64(Unary::Exp, x) == 0.0, f64::exp(x) == 0.0, "f64 underflow to 0 at {x:e}");
-            x = x.next_down();
+            x = x.ulp_down();
         }
         // Subnormal inputs: e^x rounds to 1.
         assert_eq!(e32(Unary::Exp, 1e-45), 1.0);
@@ -1466,7 +1488,7 @@ mod tests {
         assert_eq!(e64(Unary::Expm1, f64::NEG_INFINITY), -1.0);
         assert_eq!(e32(Unary::Expm1, f32::INFINITY), f32::INFINITY);
         assert_eq!(e64(Unary::Expm1, 5e-324), 5e-324);
-        assert!(e64(Unary::Expm1, OVER64).is_finite() && e64(Unary::Expm1, OVER64.next_up()).is_infinite());
+        assert!(e64(Unary::Expm1, OVER64).is_finite() && e64(Unary::Expm1, OVER64.ulp_up()).is_infinite());
         assert!(e64(Unary::Expm1, f64::NAN).is_nan());
     }
 

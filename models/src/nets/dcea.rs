@@ -79,4 +79,8 @@ impl<T: Element> Unsupervised<T> for DceaNet {
     fn unsupervised_loss<'t>(&self, cx: &Ctx<'t, T>, x: &Var<'t, T>) -> Result<Var<'t, T>> {
         self.dcea.unsupervised_loss(cx, x)
     }
+
+    fn into_layer(self: Box<Self>) -> Box<dyn Layer<T>> {
+        self
+    }
 }

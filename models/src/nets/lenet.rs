@@ -248,4 +248,8 @@ impl<T: Element> Unsupervised<T> for SparseLeNet {
         }
         Ok(self.forward_with_unsupervised(cx, x, true)?.1.expect("an SF variant"))
     }
+
+    fn into_layer(self: Box<Self>) -> Box<dyn Layer<T>> {
+        self
+    }
 }

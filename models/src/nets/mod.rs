@@ -172,7 +172,7 @@ pub fn build<T: Element>(
         }
         // The sparse-coding networks; unsupervised::build_unsupervised has their extra term.
         "sf-lenet" | "csf-lenet" | "csf-sf-lenet" | "dcea" | "sc-convnet" => {
-            unsupervised::build_unsupervised(config, pb)?
+            unsupervised::build_unsupervised(config, pb)?.into_layer()
         }
         other => return Err(find(other).err().unwrap_or_else(|| format!("network '{other}' has no builder"))),
     })

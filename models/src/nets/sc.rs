@@ -105,4 +105,8 @@ impl<T: Element> Unsupervised<T> for ScConvNet<T> {
     fn unsupervised_loss<'t>(&self, cx: &Ctx<'t, T>, x: &Var<'t, T>) -> Result<Var<'t, T>> {
         self.head.loss(cx, &self.features, x)
     }
+
+    fn into_layer(self: Box<Self>) -> Box<dyn Layer<T>> {
+        self
+    }
 }

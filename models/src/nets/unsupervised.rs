@@ -34,6 +34,10 @@ pub trait Unsupervised<T: Element>: Layer<T> {
     /// The network's unsupervised term for the batch `x` (labelled or not), a scalar: what a
     /// training loop adds, times a weight, to the supervised loss (or minimises alone).
     fn unsupervised_loss<'t>(&self, cx: &Ctx<'t, T>, x: &Var<'t, T>) -> Result<Var<'t, T>>;
+    /// The same network as a plain layer (`{ self }` in every implementation: turning a
+    /// `Box<dyn Unsupervised>` into a `Box<dyn Layer>` directly is trait upcasting, stable only
+    /// from Rust 1.86, and the workspace's minimum is 1.85).
+    fn into_layer(self: Box<Self>) -> Box<dyn Layer<T>>;
 }
 
 /// The names [`build_unsupervised`] builds.
