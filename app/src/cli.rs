@@ -68,9 +68,10 @@ each run on 2026-12-06/07, Zen 4; the budget is written out in app/src/experimen
   merge                assemble the tables and figures of an experiment from shard outputs
 
 To scale up: --budget X multiplies every training step count (e.g. --budget 10 on a
-workstation), --shard i/n with --emit-slurm spreads the grid over a cluster; trials, label
-counts and grids are the fields of each experiment's configuration (its source). The
-configuration of a run is kept in --out/config.txt; a run with another one refuses that --out.
+workstation), --set FIELD=VALUE changes any field of the configuration (--set trials=5,
+--set labels=1,5,all, --set lr=1e-3; a wrong FIELD lists them all with their values), and
+--shard i/n with --emit-slurm spreads the grid over a cluster. The configuration of a run is
+kept in --out/config.txt; a run with another one refuses that --out.
 
 Every finished cell is saved at once (--out/cells/), so an interrupted run resumes where it
 stopped and a rerun recomputes nothing. --shard i/n runs every n-th cell (a deterministic
@@ -321,6 +322,11 @@ pub struct ExperimentArgs {
     /// workstation, or with --shard on a cluster); adds -xX to the default --out
     #[arg(long, value_name = "X")]
     pub budget: Option<f64>,
+    /// Change one field of the experiment's configuration, e.g. --set trials=5, --set
+    /// labels=1,10,all, --set lr=3e-4 (repeatable; an unknown FIELD lists every field with its
+    /// value); --budget then scales the step counts; adds -FIELDVALUE to the default --out
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
     /// With `merge`: the shard output directories
     #[arg(value_name = "SHARD_DIR")]
     pub dirs: Vec<PathBuf>,

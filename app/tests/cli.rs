@@ -63,12 +63,23 @@ fn usage_errors_exit_2() {
         &["data", "info", "--bogus"],
         &["gradcheck", "--op", "no_such_op"],
         &["eval"],
+        &["experiment", "limited-supervision", "--quick", "--set", "bogus=1"],
+        &["experiment", "limited-supervision", "--quick", "--set", "trials=0"],
+        &["experiment", "double-sparsity", "--quick", "--set", "steps"],
     ] {
         let o = run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains("error"), "{args:?}: {}", stderr(&o));
         assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
     }
+    let o = run(&["experiment", "limited-supervision", "--quick", "--set", "bogus=1"]);
+    assert!(stderr(&o).contains("its fields (current values): dataset=mnist nets=lenet labels=1,10"), "{}", stderr(&o));
+    // --set goes into the scripts of a cluster run, and changes the grid.
+    let o = run(&["experiment", "limited-supervision", "--quick", "--set", "trials=1", "--emit-slurm", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("# 2 cells in the grid"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("--set 'trials=1'"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("limited-supervision-trials1"), "{}", stdout(&o));
     let o = run(&["trian"]);
     assert!(stderr(&o).contains("a similar subcommand exists: 'train'"), "{}", stderr(&o));
     let o = run(&["train", "--epoch", "3"]);
@@ -285,4 +296,57 @@ fn semi_supervised_training_adds_the_unsupervised_term_of_the_networks_that_have
     for name in ["sf-lenet", "csf-lenet", "csf-sf-lenet", "dcea", "sc-convnet"] {
         assert!(stderr(&o).contains(name), "{name}: {}", stderr(&o));
     }
+}
+
+/// The script `--emit-slurm` prints, run by bash with a stand-in `sbatch` (it runs each array
+/// task, then the merge, in order): the merged tables equal those of one process with the same
+/// options, byte for byte. The merge must get the shards' options (`--quick`, `--set`,
+/// `--budget`): it rebuilds the grid from them and refuses cells of another configuration.
+#[test]
+fn the_emitted_slurm_script_runs_its_shards_and_merges_them() {
+    let base = std::env::temp_dir().join(format!("sg-slurm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let bin = base.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("sparsegrad")).unwrap();
+    let sbatch = r#"#!/bin/bash
+array=""; wrap=""
+for a in "$@"; do case "$a" in --array=*) array=${a#--array=};; --wrap=*) wrap=${a#--wrap=};; esac; done
+if [[ -n "$array" ]]; then
+  for ((i=${array%-*}; i<=${array#*-}; i++)); do SLURM_ARRAY_TASK_ID=$i bash -c "$wrap" >&2 || exit 1; done
+  echo 42
+else
+  bash -c "$wrap" >&2
+fi
+"#;
+    let fake = bin.join("sbatch");
+    std::fs::write(&fake, sbatch).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let options = ["--quick", "--set", "trials=1", "--set", "test_images=100", "--budget", "0.2"];
+    let cluster = base.join("cluster");
+    let mut args = vec!["experiment", "limited-supervision"];
+    args.extend(options);
+    let out = cluster.to_str().unwrap();
+    args.extend(["--out", out, "--emit-slurm", "2"]);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let script = base.join("job.sh");
+    std::fs::write(&script, stdout(&o)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let o = Command::new("bash").arg(&script).env("PATH", path).current_dir(&base).output().unwrap();
+    assert!(o.status.success(), "the script failed:\n{}", stderr(&o));
+    assert!(stdout(&o).contains("submitted array 42 (2 shards)"), "{}", stdout(&o));
+    let single = base.join("single");
+    let mut args = vec!["experiment", "limited-supervision"];
+    args.extend(options);
+    args.extend(["--out", single.to_str().unwrap()]);
+    // From the same directory as the script: the data found (or the embedded subset) is the same.
+    let o = Command::new(BIN).args(&args).current_dir(&base).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for file in ["accuracy.csv", "tables.json", "config.txt"] {
+        let a = std::fs::read(single.join(file)).unwrap();
+        let b = std::fs::read(cluster.join("merged").join(file)).unwrap_or_else(|e| panic!("merged/{file}: {e}"));
+        assert!(a == b, "{file} differs between one process and the SLURM shards' merge");
+    }
+    std::fs::remove_dir_all(&base).unwrap();
 }

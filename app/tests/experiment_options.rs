@@ -1,4 +1,4 @@
-//! The experiment command's `--dataset`, `--unlabelled-weight` and `--budget`, and the
+//! The experiment command's `--dataset`, `--unlabelled-weight`, `--budget` and `--set`, and the
 //! `config.txt` guard that keeps cells of different configurations apart.
 
 use std::path::Path;
@@ -50,6 +50,77 @@ fn overrides_apply_and_unknown_ones_are_refused() {
         let before = format!("{e:?}");
         e.configure(&Overrides { budget: Some(2.0), ..Overrides::default() }).unwrap();
         assert_ne!(format!("{e:?}"), before, "{name}: --budget changed nothing");
+    }
+}
+
+fn sets(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn set_changes_fields_before_the_budget_scales_them() {
+    let mut e = LimitedSupervision::new(true);
+    let list = sets(&["trials=5", "labels=1, 10,all", "lr=3e-4", "nets=lenet,sf-lenet", "steps=30"]);
+    experiments::apply_sets(&mut e, &list).unwrap();
+    e.configure(&Overrides { budget: Some(2.0), ..Overrides::default() }).unwrap();
+    assert_eq!((e.trials, e.lr, e.steps), (5, 3e-4, 60));
+    assert_eq!(e.labels, vec![Some(1), Some(10), None]);
+    assert_eq!(e.nets, ["lenet", "sf-lenet"]);
+    assert_eq!(e.grid(&common(Path::new("unused"))).len(), 2 * 3 * 5);
+}
+
+#[test]
+fn set_refuses_bad_values_and_unknown_fields_by_name() {
+    for (set, says) in [
+        ("trials=0", "--set trials=0: '0' is not a count ≥ 1"),
+        ("trials=-2", "is not a count"),
+        ("lr=nan", "--set lr=nan: 'nan' is not a finite number"),
+        ("lr=1e999", "not a finite number"),
+        ("labels=", "--set labels=: an empty list"),
+        ("labels=1,,5", "'' is not a count"),
+        ("labels=1,many", "'many' is not a count ≥ 1 (or 'all')"),
+        ("dataset= ", "an empty name"),
+        ("trials", "--set trials: expected FIELD=VALUE"),
+        (
+            "bogus=1",
+            "--set bogus=…: limited-supervision has no field 'bogus'; its fields (current values): dataset=mnist",
+        ),
+    ] {
+        let mut e = LimitedSupervision::new(true);
+        let before = format!("{e:?}");
+        let err = experiments::apply_sets(&mut e, &sets(&[set])).unwrap_err();
+        assert!(err.contains(says), "{set}: {err}");
+        assert_eq!(format!("{e:?}"), before, "{set}: a refused --set changed the configuration");
+    }
+    let err = experiments::by_name("double-sparsity", true).unwrap().set("adam", "yes").unwrap_err();
+    assert!(err.contains("'yes' is neither true nor false"), "{err}");
+    let err = experiments::by_name("dcea-denoise", true).unwrap().set("net_options", "filters=8").unwrap_err();
+    assert!(err.contains("'filters=8' is not key:value"), "{err}");
+}
+
+/// Every field an experiment lists (in the error for an unknown one) is settable, and setting
+/// it to the value shown there changes nothing: the shown syntax is the parsed one.
+#[test]
+fn every_listed_field_round_trips_through_set() {
+    for quick in [true, false] {
+        for name in experiments::NAMES {
+            let mut e = experiments::by_name(name, quick).unwrap();
+            let before = format!("{e:?}");
+            let err = e.set("no_such_field", "1").unwrap_err();
+            let (_, listed) = err.split_once("(current values): ").unwrap_or_else(|| panic!("{name}: {err}"));
+            let fields: Vec<&str> = listed.split(' ').collect();
+            assert!(fields.len() >= 8, "{name}: {listed}");
+            for f in fields {
+                let (field, value) = f.split_once('=').unwrap();
+                if value.is_empty() {
+                    continue; // an empty list (dcea's net_options by default) cannot be set
+                }
+                e.set(field, value).unwrap_or_else(|err| panic!("{name}: {f}: {err}"));
+                assert_eq!(format!("{e:?}"), before, "{name}: --set {f} changed the configuration");
+            }
+            e.set("trials", "7").or_else(|_| e.set("steps", "7")).unwrap();
+            assert_ne!(format!("{e:?}"), before, "{name}: a --set changed nothing");
+        }
     }
 }
 

@@ -34,6 +34,9 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         }
         (Some(_), _) => return fail("experiment", format!("--checkpoint is for dcea-denoise, not {name}"), USAGE),
     };
+    if let Err(msg) = experiments::apply_sets(e.as_mut(), &a.set) {
+        return fail("experiment", msg, USAGE);
+    }
     let overrides =
         experiments::Overrides { dataset: a.dataset.clone(), unlabelled_weight: a.unlabelled_weight, budget: a.budget };
     if let Err(msg) = e.configure(&overrides) {
@@ -60,6 +63,14 @@ pub fn run(a: &ExperimentArgs) -> i32 {
     if let Some(x) = a.budget {
         default_dir += &format!("-x{x}");
     }
+    for set in &a.set {
+        let tag: String = set
+            .chars()
+            .filter(|&c| c != '=')
+            .map(|c| if c.is_ascii_alphanumeric() || ".-".contains(c) { c } else { '_' })
+            .collect();
+        default_dir += &format!("-{tag}");
+    }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results").join(default_dir));
     let common =
         Common { out: out.clone(), quick: a.quick, shard, seed: a.seed, data_dir: a.data_dir.clone(), quiet: false };
@@ -67,7 +78,8 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         if n == 0 {
             return fail("experiment", "--emit-slurm needs at least 1 shard", USAGE);
         }
-        let mut cmd = format!("sparsegrad experiment {name} --seed {}", a.seed);
+        // The options of every shard and of the merge.
+        let mut cmd = format!(" --seed {}", a.seed);
         if a.quick {
             cmd += " --quick";
         }
@@ -85,6 +97,9 @@ pub fn run(a: &ExperimentArgs) -> i32 {
         }
         if let Some(x) = a.budget {
             cmd += &format!(" --budget {x}");
+        }
+        for set in &a.set {
+            cmd += &format!(" --set '{set}'");
         }
         let cells = e.grid(&common).len();
         crate::out::write_str(&format!(

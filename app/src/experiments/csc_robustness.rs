@@ -131,6 +131,10 @@ impl Experiment for CscRobustness {
         Ok(())
     }
 
+    fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
+        super::set_fields!(self, field, value; dataset, nets, trials, train_per_class, steps, batch, lr, test_per_class, sigmas, lambdas, lambda_train)
+    }
+
     fn grid(&self, _c: &Common) -> Vec<Cell> {
         let mut cells = vec![];
         for net in &self.nets {

@@ -258,6 +258,10 @@ impl Experiment for DceaDenoise {
         Ok(())
     }
 
+    fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
+        super::set_fields!(self, field, value; peaks, variants, steps, batch, crop, train_dataset, train_images, images, test_crop, net_options, shown)
+    }
+
     fn grid(&self, _c: &Common) -> Vec<Cell> {
         let mut cells = vec![];
         for p in &self.peaks {

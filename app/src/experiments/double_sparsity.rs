@@ -126,6 +126,10 @@ impl Experiment for DoubleSparsity {
         Ok(())
     }
 
+    fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
+        super::set_fields!(self, field, value; dataset, variants, zeta, trials, train_per_class, steps, batch, lr, adam, test_per_class, kernels_shown, init)
+    }
+
     fn grid(&self, _c: &Common) -> Vec<Cell> {
         let mut cells = vec![];
         for v in &self.variants {

@@ -90,6 +90,10 @@ impl Experiment for LimitedSupervision {
         Ok(())
     }
 
+    fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
+        super::set_fields!(self, field, value; dataset, nets, labels, trials, steps, batch, lr, test_images)
+    }
+
     fn grid(&self, _c: &Common) -> Vec<Cell> {
         let mut cells = vec![];
         for net in &self.nets {

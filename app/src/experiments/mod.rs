@@ -75,6 +75,133 @@ impl Overrides {
     }
 }
 
+/// A configuration field that `--set FIELD=VALUE` can change: parsed from the command line's
+/// text and shown in the same syntax. Counts are ≥ 1, reals finite, lists comma-separated and
+/// never empty; an optional count is a number or `all` (`none`).
+pub trait FieldValue: Sized {
+    fn parse_field(text: &str) -> Result<Self, String>;
+    fn show(&self) -> String;
+}
+
+impl FieldValue for usize {
+    fn parse_field(text: &str) -> Result<Self, String> {
+        match text.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!("'{text}' is not a count ≥ 1")),
+        }
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl FieldValue for f64 {
+    fn parse_field(text: &str) -> Result<Self, String> {
+        match text.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(x),
+            _ => Err(format!("'{text}' is not a finite number")),
+        }
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl FieldValue for bool {
+    fn parse_field(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("'{text}' is neither true nor false")),
+        }
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl FieldValue for String {
+    fn parse_field(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err("an empty name".into());
+        }
+        Ok(t.to_string())
+    }
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+/// `all` or `none` is `None` (the whole split, the whole image); otherwise a count.
+impl FieldValue for Option<usize> {
+    fn parse_field(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "all" | "none" => Ok(None),
+            t => usize::parse_field(t).map(Some).map_err(|e| format!("{e} (or 'all')")),
+        }
+    }
+    fn show(&self) -> String {
+        self.map_or("all".into(), |n| n.to_string())
+    }
+}
+
+/// `key:value` (a network option).
+impl FieldValue for (String, String) {
+    fn parse_field(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim().into(), v.trim().into())),
+            _ => Err(format!("'{text}' is not key:value")),
+        }
+    }
+    fn show(&self) -> String {
+        format!("{}:{}", self.0, self.1)
+    }
+}
+
+impl<T: FieldValue> FieldValue for Vec<T> {
+    fn parse_field(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err("an empty list".into());
+        }
+        text.split(',').map(T::parse_field).collect()
+    }
+    fn show(&self) -> String {
+        self.iter().map(T::show).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// `Experiment::set` for the listed fields of `$e`: parses `$value` into the field named
+/// `$field`; an unknown name is an error listing every field with its current value.
+macro_rules! set_fields {
+    ($e:ident, $field:expr, $value:expr; $($name:ident),+ $(,)?) => {{
+        use $crate::experiments::FieldValue;
+        match $field {
+            $(stringify!($name) => {
+                $e.$name = FieldValue::parse_field($value)
+                    .map_err(|err| format!("--set {}={}: {err}", stringify!($name), $value))?;
+                Ok(())
+            })+
+            other => {
+                let fields = [$(format!("{}={}", stringify!($name), $e.$name.show())),+];
+                Err(format!("--set {other}=…: {} has no field '{other}'; its fields (current values): {}", $e.name(), fields.join(" ")))
+            }
+        }
+    }};
+}
+pub(crate) use set_fields;
+
+/// Splits each `FIELD=VALUE` of `--set` and applies it to `e` in order.
+pub fn apply_sets(e: &mut dyn Experiment, sets: &[String]) -> Result<(), String> {
+    for s in sets {
+        let Some((field, value)) = s.split_once('=') else {
+            return Err(format!("--set {s}: expected FIELD=VALUE (e.g. --set trials=5)"));
+        };
+        e.set(field.trim(), value)?;
+    }
+    Ok(())
+}
+
 /// The file under `--out` recording the configuration its cells were computed with.
 pub const CONFIG_FILE: &str = "config.txt";
 
@@ -120,6 +247,10 @@ pub trait Experiment: std::fmt::Debug {
     fn configure(&mut self, o: &Overrides) -> Result<(), String> {
         o.reject(self.name(), &[])
     }
+    /// `--set FIELD=VALUE`: changes one field of the configuration (before [`configure`](Self::configure),
+    /// so `--budget` scales a step count set this way). An unknown field is an error that lists
+    /// the experiment's fields with their values.
+    fn set(&mut self, field: &str, value: &str) -> Result<(), String>;
     /// Every cell of the grid, in a fixed order (their indices).
     fn grid(&self, common: &Common) -> Vec<Cell>;
     /// Computes one cell; returns its measured values as a JSON object.

@@ -161,6 +161,10 @@ impl Experiment for ScExperiment {
         Ok(())
     }
 
+    fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
+        super::set_fields!(self, field, value; datasets, labels, trials, width, pretrain_steps, pretrain_batch, unlabelled, steps, batch, lr, test_images)
+    }
+
     fn grid(&self, _c: &Common) -> Vec<Cell> {
         let mut cells = vec![];
         for d in &self.datasets {

@@ -256,10 +256,12 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// A SLURM job-array script: one task per shard running `command --shard $i/n --out
-/// OUT/shard-$i`, then the merge as a job that depends on the array
-/// (`sbatch --dependency=afterok`).
-pub fn slurm_script(experiment: &str, command: &str, shards: usize, out: &str, minutes: usize) -> String {
+/// A SLURM job-array script: one task per shard running `sparsegrad experiment EXPERIMENT
+/// OPTIONS --shard $i/n --out OUT/shard-$i`, then the merge (`sparsegrad experiment merge
+/// --experiment EXPERIMENT OPTIONS`) as a job that depends on the array (`sbatch
+/// --dependency=afterok`). The merge gets the same `options` (budget, `--set`, data set …):
+/// it rebuilds the grid from them, and refuses shards computed with another configuration.
+pub fn slurm_script(experiment: &str, options: &str, shards: usize, out: &str, minutes: usize) -> String {
     let n = shards.max(1);
     format!(
         "#!/bin/bash\n\
@@ -269,9 +271,9 @@ pub fn slurm_script(experiment: &str, command: &str, shards: usize, out: &str, m
          OUT={out}\n\
          mkdir -p \"$OUT\"\n\
          array=$(sbatch --parsable --job-name=sg-{experiment} --array=0-{last} --cpus-per-task=2 \\\n\
-         \x20   --time={minutes} --output=\"$OUT/slurm-%A_%a.log\" --wrap=\"{command} --shard \\$SLURM_ARRAY_TASK_ID/{n} --out $OUT/shard-\\$SLURM_ARRAY_TASK_ID\")\n\
+         \x20   --time={minutes} --output=\"$OUT/slurm-%A_%a.log\" --wrap=\"sparsegrad experiment {experiment}{options} --shard \\$SLURM_ARRAY_TASK_ID/{n} --out $OUT/shard-\\$SLURM_ARRAY_TASK_ID\")\n\
          sbatch --job-name=sg-{experiment}-merge --dependency=afterok:$array --time=10 \\\n\
-         \x20   --output=\"$OUT/slurm-merge-%j.log\" --wrap=\"sparsegrad experiment merge --experiment {experiment} --out $OUT/merged $OUT/shard-*\"\n\
+         \x20   --output=\"$OUT/slurm-merge-%j.log\" --wrap=\"sparsegrad experiment merge --experiment {experiment}{options} --out $OUT/merged $OUT/shard-*\"\n\
          echo \"submitted array $array ({n} shards) and its merge; results in $OUT/merged\"\n",
         last = n - 1
     )
