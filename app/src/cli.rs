@@ -61,7 +61,8 @@ each run on 2026-12-06/07, Zen 4; the budget is written out in app/src/experimen
                        CIFAR-100 coarse, nin + ds-nin (Shrink, proximal), Kaiming init, 3,000
                        Adam steps (lr 1e-4) of 16 (2,306 CPU-s, 23 min on 2 quiet cores)
   dcea-denoise         DCEA Poisson denoising at peaks 1, 2, 4, tied vs untied: PSNR on 7 images
-                       400 steps of 4 grayscale CIFAR-100 images per cell, 6 cells (4,630 CPU-s)
+                       400 steps of 4 grayscale CIFAR-100 images per cell, 6 cells (4,604 CPU-s,
+                       46 min on 2 quiet cores)
   spatial-contrasting  SC pre-training on unlabelled images, then few labels, vs from scratch
                        MNIST and CIFAR-100 coarse, {10,50} labels, 3 trials, 1,000 SC steps
                        of 64 then 400 of 32 (1,779 CPU-s, 18 min on 2 quiet cores)

@@ -16,14 +16,16 @@
 //! "noisy" baseline row, whose estimate is `Q·y`) sees the same noisy image. PSNR as the authors:
 //! `20·log10(max(image)) − 10·log10(mse)` ([`psnr`]).
 //!
-//! One cell per (peak, tied/untied). **Default budget** (≈ 40 min on 2 cores, see
+//! One cell per (peak, tied/untied). **Default budget** (46 min 25 s on 2 quiet cores,
+//! measured 2026-12-07 with the default `--threads`; cells 190–784 s; see
 //! [`DceaDenoise::new`]): the authors' network (169 filters 11×11, stride 7 with the 49 shifts,
 //! 15 ISTA steps), 400 steps of batch 4 per cell, tested on the whole images. Measured on the
 //! 2 shared cores (`tests/experiments_sparse.rs`, `dcea_default_cost`): ≈ 0.7 s per step of 4
 //! (≈ 3 s for the 200-iteration power fold at initialisation) and ≈ 16 s per 512×512 test
-//! image, so ≈ 280 s of training + ≤ 110 s of testing per cell, ≈ 40 min for the 6 cells.
-//! This is a tiny fraction of the authors' training (hundreds of epochs on VOC): expect the
-//! trained networks well below the paper's PSNRs. To scale up raise `steps` (and `batch`);
+//! image, so ≈ 280 s of training + ≤ 110 s of testing per cell (an estimate; the measured
+//! cells took 190–784 s, the peak-1 ones longest). This is a tiny fraction of the authors'
+//! training (hundreds of epochs on VOC): expect the trained networks well below the paper's
+//! PSNRs. To scale up raise `steps` (and `batch`; `--budget X` or `--set steps=N`);
 //! `test_crop = Some(side)` tests on centre crops. `checkpoint = Some(file)` evaluates a saved
 //! `dcea` model (`sparsegrad train` checkpoint) on the same noise draws instead of training.
 
