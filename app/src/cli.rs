@@ -52,8 +52,9 @@ Experiments and their default budgets, each under 60 minutes on 2 cores (the CPU
 each run on 2026-12-06/07, Zen 4; the budget is written out in app/src/experiments/<name>.rs):
   limited-supervision  LeNet vs the SF/CSF LeNets with few labels per class (MNIST)
                        4 nets × {1,5,10,50,100,all} labels × 3 trials, 150 SGD steps of 32,
-                       2,000 test images (4,800 CPU-s); --unlabelled-weight γ: semi-supervised;
-                       --dataset mnist-rot etc.: the MNIST variations (`data make-variations`)
+                       2,000 test images (2,681 CPU-s, 24 min on 2 quiet cores);
+                       --unlabelled-weight γ: semi-supervised; --dataset mnist-rot etc.: the
+                       MNIST variations (`data make-variations`)
   csc-robustness       ResNet-20 vs SDNet-20 under Gaussian noise, stem λ swept at test time
                        CIFAR-100 coarse, 3,000 SGD steps of 16, σ ∈ {0,…,0.2} × λ ∈ {0.1,…,1.4}
                        on 20 test images per class (563 CPU-s, 6 min on 2 quiet cores)

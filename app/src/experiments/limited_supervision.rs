@@ -40,8 +40,8 @@ impl LimitedSupervision {
     /// = 72 cells of 150 SGD steps of 32 images, each scored on the first 2,000 test images.
     /// Measured on 2 cores (Zen 4), a LeNet cell takes ≈ 3 s; the sparse networks' LARS
     /// forwards dominate (every training and test image solves one small LARS problem per
-    /// patch): the grid took 4,787 CPU-s on 2026-12-06 (≈ 40–45 min on 2 cores). `--budget X`
-    /// scales the steps.
+    /// patch): the grid took 24 min 23 s on 2 quiet cores on 2026-12-07 (2,681 CPU-s).
+    /// `--budget X` scales the steps.
     pub fn new(quick: bool) -> Self {
         if quick {
             LimitedSupervision {
