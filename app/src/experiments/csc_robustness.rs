@@ -311,7 +311,11 @@ impl Experiment for CscRobustness {
             }
             report.tables.push((format!("sweep_{net}"), table));
             let heat = HeatMap {
-                title: format!("{net}: test accuracy (%) vs noise σ and stem λ ({})", self.dataset),
+                title: format!(
+                    "{net}: test accuracy (%) vs noise σ and stem λ ({}, {})",
+                    self.dataset,
+                    if self.trials == 1 { "one trial".to_string() } else { format!("mean of {} trials", self.trials) }
+                ),
                 x_label: "stem λ at test time".into(),
                 y_label: "noise σ".into(),
                 value_label: "accuracy %".into(),
