@@ -17,7 +17,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: usize| -> usize {
         args.get(i).map_or(default, |s| {
-            s.parse().unwrap_or_else(|_| {
+            s.parse().ok().filter(|&v| v > 0).unwrap_or_else(|| {
                 eprintln!("usage: lars_paths [SAMPLES] [ATOMS] [DIM] [REPS] (positive integers), got '{s}'");
                 std::process::exit(2)
             })
