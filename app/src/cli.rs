@@ -326,7 +326,8 @@ pub struct ExperimentArgs {
     pub budget: Option<f64>,
     /// Change one field of the experiment's configuration, e.g. --set trials=5, --set
     /// labels=1,10,all, --set lr=3e-4 (repeatable; an unknown FIELD lists every field with its
-    /// value); --budget then scales the step counts; adds -FIELDVALUE to the default --out
+    /// value; counts are ≥ 1, reals ≥ 0, a learning rate or a peak above 0); --budget then
+    /// scales the step counts; adds -FIELDVALUE to the default --out
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub set: Vec<String>,
     /// With `merge`: the shard output directories

@@ -76,6 +76,9 @@ fn set_refuses_bad_values_and_unknown_fields_by_name() {
         ("trials=-2", "is not a count"),
         ("lr=nan", "--set lr=nan: 'nan' is not a finite number"),
         ("lr=1e999", "not a finite number"),
+        ("lr=-0.01", "--set lr=-0.01: '-0.01' is not a finite number ≥ 0"),
+        ("lr=0", "--set lr=0: must be above 0"),
+        ("lr=-0", "--set lr=-0: must be above 0"),
         ("labels=", "--set labels=: an empty list"),
         ("labels=1,,5", "'' is not a count"),
         ("labels=1,many", "'many' is not a count ≥ 1 (or 'all')"),
@@ -92,6 +95,16 @@ fn set_refuses_bad_values_and_unknown_fields_by_name() {
         assert!(err.contains(says), "{set}: {err}");
         assert_eq!(format!("{e:?}"), before, "{set}: a refused --set changed the configuration");
     }
+    // Per experiment: the fields that must be above 0 refuse 0; a noise level or a λ may be 0.
+    let err = experiments::by_name("dcea-denoise", true).unwrap().set("peaks", "1,0,4").unwrap_err();
+    assert!(err.contains("--set peaks=1,0,4: must be above 0"), "{err}");
+    let err = experiments::by_name("csc-robustness", true).unwrap().set("lambda_train", "0").unwrap_err();
+    assert!(err.contains("must be above 0"), "{err}");
+    let err = experiments::by_name("csc-robustness", true).unwrap().set("sigmas", "0,-0.1").unwrap_err();
+    assert!(err.contains("'-0.1' is not a finite number ≥ 0"), "{err}");
+    let mut csc = experiments::by_name("csc-robustness", true).unwrap();
+    csc.set("sigmas", "0,0.1").unwrap();
+    csc.set("lambdas", "0,0.5").unwrap();
     let err = experiments::by_name("double-sparsity", true).unwrap().set("adam", "yes").unwrap_err();
     assert!(err.contains("'yes' is neither true nor false"), "{err}");
     let err = experiments::by_name("dcea-denoise", true).unwrap().set("net_options", "filters=8").unwrap_err();

@@ -132,7 +132,7 @@ impl Experiment for CscRobustness {
     }
 
     fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
-        super::set_fields!(self, field, value; dataset, nets, trials, train_per_class, steps, batch, lr, test_per_class, sigmas, lambdas, lambda_train)
+        super::set_fields!(self, field, value; dataset, nets, trials, train_per_class, steps, batch, lr, test_per_class, sigmas, lambdas, lambda_train; positive: lr, lambda_train)
     }
 
     fn grid(&self, _c: &Common) -> Vec<Cell> {

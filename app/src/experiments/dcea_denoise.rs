@@ -261,7 +261,7 @@ impl Experiment for DceaDenoise {
     }
 
     fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
-        super::set_fields!(self, field, value; peaks, variants, steps, batch, crop, train_dataset, train_images, images, test_crop, net_options, shown)
+        super::set_fields!(self, field, value; peaks, variants, steps, batch, crop, train_dataset, train_images, images, test_crop, net_options, shown; positive: peaks)
     }
 
     fn grid(&self, _c: &Common) -> Vec<Cell> {

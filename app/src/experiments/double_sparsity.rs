@@ -127,7 +127,7 @@ impl Experiment for DoubleSparsity {
     }
 
     fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
-        super::set_fields!(self, field, value; dataset, variants, zeta, trials, train_per_class, steps, batch, lr, adam, test_per_class, kernels_shown, init)
+        super::set_fields!(self, field, value; dataset, variants, zeta, trials, train_per_class, steps, batch, lr, adam, test_per_class, kernels_shown, init; positive: lr)
     }
 
     fn grid(&self, _c: &Common) -> Vec<Cell> {

@@ -91,7 +91,7 @@ impl Experiment for LimitedSupervision {
     }
 
     fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
-        super::set_fields!(self, field, value; dataset, nets, labels, trials, steps, batch, lr, test_images)
+        super::set_fields!(self, field, value; dataset, nets, labels, trials, steps, batch, lr, test_images; positive: lr)
     }
 
     fn grid(&self, _c: &Common) -> Vec<Cell> {

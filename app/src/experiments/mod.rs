@@ -81,6 +81,11 @@ impl Overrides {
 pub trait FieldValue: Sized {
     fn parse_field(text: &str) -> Result<Self, String>;
     fn show(&self) -> String;
+    /// Whether every number in the value is above 0 (checked for the fields an experiment
+    /// lists as `positive` in [`set_fields!`]: a learning rate, a Poisson peak).
+    fn positive(&self) -> bool {
+        true
+    }
 }
 
 impl FieldValue for usize {
@@ -95,15 +100,20 @@ impl FieldValue for usize {
     }
 }
 
+/// Every real field of the experiments is a rate, a weight, a noise level, a threshold or a
+/// peak: finite and not negative (`-0` is read as 0).
 impl FieldValue for f64 {
     fn parse_field(text: &str) -> Result<Self, String> {
         match text.trim().parse::<f64>() {
-            Ok(x) if x.is_finite() => Ok(x),
-            _ => Err(format!("'{text}' is not a finite number")),
+            Ok(x) if x.is_finite() && x >= 0.0 => Ok(x + 0.0),
+            _ => Err(format!("'{text}' is not a finite number ≥ 0")),
         }
     }
     fn show(&self) -> String {
         self.to_string()
+    }
+    fn positive(&self) -> bool {
+        *self > 0.0
     }
 }
 
@@ -169,17 +179,26 @@ impl<T: FieldValue> FieldValue for Vec<T> {
     fn show(&self) -> String {
         self.iter().map(T::show).collect::<Vec<_>>().join(",")
     }
+    fn positive(&self) -> bool {
+        self.iter().all(T::positive)
+    }
 }
 
 /// `Experiment::set` for the listed fields of `$e`: parses `$value` into the field named
-/// `$field`; an unknown name is an error listing every field with its current value.
+/// `$field`; an unknown name is an error listing every field with its current value. Fields
+/// listed after `positive:` refuse 0 as well (a learning rate, a peak).
 macro_rules! set_fields {
-    ($e:ident, $field:expr, $value:expr; $($name:ident),+ $(,)?) => {{
+    ($e:ident, $field:expr, $value:expr; $($name:ident),+ $(,)? $(; positive: $($pos:ident),+)?) => {{
         use $crate::experiments::FieldValue;
+        let positive: &[&str] = &[$($(stringify!($pos)),+)?];
         match $field {
             $(stringify!($name) => {
-                $e.$name = FieldValue::parse_field($value)
+                let v = FieldValue::parse_field($value)
                     .map_err(|err| format!("--set {}={}: {err}", stringify!($name), $value))?;
+                if positive.contains(&stringify!($name)) && !FieldValue::positive(&v) {
+                    return Err(format!("--set {}={}: must be above 0", stringify!($name), $value));
+                }
+                $e.$name = v;
                 Ok(())
             })+
             other => {

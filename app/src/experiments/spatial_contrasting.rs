@@ -162,7 +162,7 @@ impl Experiment for ScExperiment {
     }
 
     fn set(&mut self, field: &str, value: &str) -> Result<(), String> {
-        super::set_fields!(self, field, value; datasets, labels, trials, width, pretrain_steps, pretrain_batch, unlabelled, steps, batch, lr, test_images)
+        super::set_fields!(self, field, value; datasets, labels, trials, width, pretrain_steps, pretrain_batch, unlabelled, steps, batch, lr, test_images; positive: lr)
     }
 
     fn grid(&self, _c: &Common) -> Vec<Cell> {
