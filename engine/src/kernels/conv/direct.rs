@@ -178,6 +178,26 @@ pub(super) fn worthwhile(g: &Geom, isa: Isa) -> bool {
     2 * rows * c.ow >= computed
 }
 
+/// Whether the direct input gradient is expected to beat GEMM + col2im as well: besides
+/// [`worthwhile`], at least half of its multiply-adds must meet a real element of `gy`. It
+/// correlates `gy` padded by the kernel's extent, so a small unpadded ("valid") convolution
+/// multiplies mostly padding: LeNet's second convolution (8×8 outputs, 5×5 kernel) computes
+/// 192 positions × 1,250 taps per channel for 64 × 25 × 50 real products, a third of them, and
+/// took 7.5–9.8 ms against 3.8–5.3 ms by GEMM (Zen 3, one core, 2026-12-07).
+pub(super) fn input_grad_worthwhile(g: &Geom, isa: Isa) -> bool {
+    if !worthwhile(g, isa) {
+        return false;
+    }
+    let c = Corr::input_grad(g);
+    let rows = c.rows_per_item();
+    let items = c.oh.div_ceil(rows);
+    let positions = items * (rows * c.pitch()).next_multiple_of(isa.lanes::<f32>());
+    // Per image and input channel: computed = positions × taps, real = the forward's products.
+    let computed = positions * c.k();
+    let real = g.oh * g.ow * g.og() * g.kh * g.kw;
+    2 * real >= computed
+}
+
 /// A 64-byte aligned scratch buffer, grown on demand.
 struct Buf<F> {
     v: Vec<F>,
@@ -948,6 +968,21 @@ mod tests {
         // (3, 4) in its second form (16 registers) and (6, 2) in its first ran at full speed.
         assert!(nn_tile_fits(3, 4, 16) && !sources_fit(3, 4, 16));
         assert!(sources_fit(6, 2, 16));
+    }
+
+    /// The input gradient goes to GEMM where the padded correlation would be mostly padding.
+    #[test]
+    fn the_input_gradient_of_a_small_valid_convolution_takes_gemm() {
+        let geom =
+            |x: [usize; 4], w: [usize; 4], pad: usize| Geom::conv("test", x, w, Conv2dParams::new().padding(pad));
+        for isa in Isa::available().into_iter().filter(|&i| i != Isa::Generic) {
+            // LeNet's second convolution: a third of the direct kernel's products are real.
+            let lenet2 = geom([64, 20, 12, 12], [50, 20, 5, 5], 0);
+            assert!(worthwhile(&lenet2, isa) && !input_grad_worthwhile(&lenet2, isa), "{}", isa.name());
+            // LeNet's first (64% real) and a padded 3×3 convolution (94%) stay direct.
+            assert!(input_grad_worthwhile(&geom([64, 1, 28, 28], [20, 1, 5, 5], 0), isa));
+            assert!(input_grad_worthwhile(&geom([64, 64, 32, 32], [64, 64, 3, 3], 1), isa));
+        }
     }
 
     /// Every tile of every level this CPU runs gives the bits of the tile the cost model picks,

@@ -283,7 +283,8 @@ fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom, path: Path) -> Vec<T>
     }
     // The direct kernel correlates the zero-padded `gy` with the whole kernel, so a non-finite
     // weight would meet the padding (`0·NaN`): such weights take the GEMM path.
-    match path.direct(g).filter(|_| all_finite(w)) {
+    let auto = path == Path::Auto;
+    match path.direct(g).filter(|&isa| all_finite(w) && (!auto || direct::input_grad_worthwhile(g, isa))) {
         Some(isa) => direct::input_grad(isa, g, gy, w),
         None => backward_input_gemm(gy, w, g),
     }
