@@ -178,16 +178,13 @@ pub(super) fn worthwhile(g: &Geom, isa: Isa) -> bool {
     2 * rows * c.ow >= computed
 }
 
-/// Whether the direct input gradient is expected to beat GEMM + col2im as well: besides
-/// [`worthwhile`], at least half of its multiply-adds must meet a real element of `gy`. It
+/// Whether the direct input gradient of a geometry [`worthwhile`] accepts is expected to beat
+/// GEMM + col2im as well: at least half of its multiply-adds must meet a real element of `gy`. It
 /// correlates `gy` padded by the kernel's extent, so a small unpadded ("valid") convolution
 /// multiplies mostly padding: LeNet's second convolution (8×8 outputs, 5×5 kernel) computes
 /// 192 positions × 1,250 taps per channel for 64 × 25 × 50 real products, a third of them, and
 /// took 7.5–9.8 ms against 3.8–5.3 ms by GEMM (Zen 3, one core, 2026-12-07).
 pub(super) fn input_grad_worthwhile(g: &Geom, isa: Isa) -> bool {
-    if !worthwhile(g, isa) {
-        return false;
-    }
     let c = Corr::input_grad(g);
     let rows = c.rows_per_item();
     let items = c.oh.div_ceil(rows);
@@ -418,19 +415,20 @@ const fn sources_fit(mo: usize, nq: usize, registers: usize) -> bool {
     mo * nq + nq + 2 <= registers
 }
 
+/// Whether every tile of `table` fits `registers` ([`nn_tile_fits`]).
+const fn all_fit(table: &[(usize, usize, f64)], registers: usize) -> bool {
+    let mut i = 0;
+    while i < table.len() {
+        if !nn_tile_fits(table[i].0, table[i].1, registers) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 // Every tile of both tables fits, checked when the crate compiles.
-const _: () = {
-    let mut i = 0;
-    while i < NN_TILES_512.len() {
-        assert!(nn_tile_fits(NN_TILES_512[i].0, NN_TILES_512[i].1, 32));
-        i += 1;
-    }
-    let mut i = 0;
-    while i < NN_TILES_256.len() {
-        assert!(nn_tile_fits(NN_TILES_256[i].0, NN_TILES_256[i].1, 16));
-        i += 1;
-    }
-};
+const _: () = assert!(all_fit(&NN_TILES_512, 32) && all_fit(&NN_TILES_256, 16));
 /// Weight-gradient tiles `(MO, NR, relative speed)` (registers `MO·NR + MO + 1`).
 const NT_TILES_512: [(usize, usize, f64); 6] =
     [(6, 3, 1.0), (3, 9, 0.97), (5, 5, 0.95), (4, 5, 0.95), (2, 9, 0.8), (1, 9, 0.5)];
@@ -440,14 +438,19 @@ const NT_TILES_256: [(usize, usize, f64); 5] = [(3, 3, 1.0), (2, 5, 1.0), (4, 2,
 /// per `MO` multiply-adds instead of per `MO·NQ`).
 const TAIL_COST: usize = 3;
 
-/// The forward tile with the least work for `og` channels and items of `nvq` position
-/// vectors: `⌈og/MO⌉·MO / speed · (full tiles·NQ + TAIL_COST·tail vectors)`.
-fn nn_tile_shape(isa: Isa, og: usize, nvq: usize) -> (usize, usize) {
-    let tiles: &[(usize, usize, f64)] = match isa {
+/// The forward tiles of `isa`.
+fn nn_tiles(isa: Isa) -> &'static [(usize, usize, f64)] {
+    match isa {
         Isa::Avx512 => &NN_TILES_512,
         Isa::Avx2 => &NN_TILES_256,
         Isa::Generic => unreachable!("direct kernels need vectors"),
-    };
+    }
+}
+
+/// The forward tile with the least work for `og` channels and items of `nvq` position
+/// vectors: `⌈og/MO⌉·MO / speed · (full tiles·NQ + TAIL_COST·tail vectors)`.
+fn nn_tile_shape(isa: Isa, og: usize, nvq: usize) -> (usize, usize) {
+    let tiles = nn_tiles(isa);
     let cost = |&(mo, nq, speed): &(usize, usize, f64)| {
         let vectors = nvq / nq * nq + TAIL_COST * (nvq % nq);
         og.next_multiple_of(mo) as f64 / speed * vectors as f64
@@ -684,16 +687,20 @@ pub(super) fn forward<T: Element>(isa: Isa, g: &Geom, x: &[T], w: &[T], bias: Op
 
 /// `conv2d_backward_input` of a geometry [`applies`] accepts; `gy` and `w` contiguous.
 pub(super) fn input_grad<T: Element>(isa: Isa, g: &Geom, gy: &[T], w: &[T]) -> Vec<T> {
-    let (cg, og, kk) = (g.cg(), g.og(), g.kh * g.kw);
-    let (kh, kw) = (g.kh, g.kw);
-    // Output channel `ch` (an input channel of the convolution, group `ch / cg`), tap `t` =
-    // (o', i', j') over the group's convolution outputs o': W[grp·og + o', ch − grp·cg, kh−1−i', kw−1−j'].
-    let wt = |ch: usize, t: usize| {
+    correlate(isa, Corr::input_grad(g), gy, flipped(g, w), None)
+}
+
+/// The input gradient's weights: for output channel `ch` (an input channel of the convolution,
+/// group `ch / cg`) and tap `t` = (o', i', j') over the group's convolution outputs o',
+/// `W[grp·og + o', ch − grp·cg, kh−1−i', kw−1−j']`.
+fn flipped<'a, T: Element>(g: &Geom, w: &'a [T]) -> impl Fn(usize, usize) -> T + 'a {
+    let (cg, og, kh, kw) = (g.cg(), g.og(), g.kh, g.kw);
+    let kk = kh * kw;
+    move |ch: usize, t: usize| {
         let (grp, o, ij) = (ch / cg, t / kk, t % kk);
         let (i, j) = (kh - 1 - ij / kw, kw - 1 - ij % kw);
         w[((grp * og + o) * cg + ch - grp * cg) * kk + i * kw + j]
-    };
-    correlate(isa, Corr::input_grad(g), gy, wt, None)
+    }
 }
 
 // ------------------------------------------------------------------------------ weight gradient
@@ -979,6 +986,7 @@ mod tests {
             // LeNet's second convolution: a third of the direct kernel's products are real.
             let lenet2 = geom([64, 20, 12, 12], [50, 20, 5, 5], 0);
             assert!(worthwhile(&lenet2, isa) && !input_grad_worthwhile(&lenet2, isa), "{}", isa.name());
+            assert!(worthwhile(&geom([64, 1, 28, 28], [20, 1, 5, 5], 0), isa));
             // LeNet's first (64% real) and a padded 3×3 convolution (94%) stay direct.
             assert!(input_grad_worthwhile(&geom([64, 1, 28, 28], [20, 1, 5, 5], 0), isa));
             assert!(input_grad_worthwhile(&geom([64, 64, 32, 32], [64, 64, 3, 3], 1), isa));
@@ -1004,20 +1012,11 @@ mod tests {
                 let b = Tensor::<T>::randn(&[ws[0]], rng).to_vec();
                 let gy = Tensor::<T>::randn(&g.y_shape(), rng).to_vec();
                 let k = g.k();
-                let (cg, og, kk, kh, kw) = (g.cg(), g.og(), g.kh * g.kw, g.kh, g.kw);
-                let wt_in = |ch: usize, t: usize| {
-                    let (grp, o, ij) = (ch / cg, t / kk, t % kk);
-                    w[((grp * og + o) * cg + ch - grp * cg) * kk + (kh - 1 - ij / kw) * kw + kw - 1 - ij % kw]
-                };
                 for isa in Isa::available().into_iter().filter(|&i| i != Isa::Generic) {
                     let picked: [Vec<T>; 2] = [forward(isa, &g, &x, &w, Some(&b)), input_grad(isa, &g, &gy, &w)];
-                    let table: &[(usize, usize, f64)] = match isa {
-                        Isa::Avx512 => &NN_TILES_512,
-                        _ => &NN_TILES_256,
-                    };
-                    for &(mo, nq, _) in table {
+                    for &(mo, nq, _) in nn_tiles(isa) {
                         let fwd = correlate_tiled(isa, (mo, nq), Corr::forward(&g), &x, |o, t| w[o * k + t], Some(&b));
-                        let inp = correlate_tiled(isa, (mo, nq), Corr::input_grad(&g), &gy, wt_in, None);
+                        let inp = correlate_tiled(isa, (mo, nq), Corr::input_grad(&g), &gy, flipped(&g, &w), None);
                         for (what, got, want) in [("forward", fwd, &picked[0]), ("input gradient", inp, &picked[1])] {
                             let same = bytemuck::cast_slice::<T, u8>(&got) == bytemuck::cast_slice::<T, u8>(want);
                             assert!(same, "{what} of {xs:?} * {ws:?}, tile {mo}×{nq} at {}", isa.name());

@@ -91,6 +91,12 @@ impl Path {
         }
     }
 
+    /// [`Path::direct`] for the input gradient: the automatic choice also skips the direct
+    /// kernel where most of its products would meet padding ([`direct::input_grad_worthwhile`]).
+    fn direct_input_grad(self, g: &Geom) -> Option<Isa> {
+        self.direct(g).filter(|&isa| self != Path::Auto || direct::input_grad_worthwhile(g, isa))
+    }
+
     /// Whether an adjoint with output gradient `gy` runs on the sparse kernels; `other` is
     /// the operand its nonzeros multiply (the weight, or the input).
     fn sparse<T: Element>(self, gy: &[T], other: &[T]) -> bool {
@@ -283,8 +289,7 @@ fn backward_input<T: Element>(gy: &[T], w: &[T], g: &Geom, path: Path) -> Vec<T>
     }
     // The direct kernel correlates the zero-padded `gy` with the whole kernel, so a non-finite
     // weight would meet the padding (`0·NaN`): such weights take the GEMM path.
-    let auto = path == Path::Auto;
-    match path.direct(g).filter(|&isa| all_finite(w) && (!auto || direct::input_grad_worthwhile(g, isa))) {
+    match path.direct_input_grad(g).filter(|_| all_finite(w)) {
         Some(isa) => direct::input_grad(isa, g, gy, w),
         None => backward_input_gemm(gy, w, g),
     }
