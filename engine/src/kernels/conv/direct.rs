@@ -12,7 +12,13 @@
 //!
 //! Consecutive `q` read consecutive elements for every tap `t`, so a vector of output
 //! positions is one unaligned load per tap. Positions with `b ≥ OW` are computed too and
-//! dropped (the lanes wasted are `(P − OW)/P`). Three kernels are built on this:
+//! dropped (the lanes wasted are `(P − OW)/P`), and a vector that straddles a row end is
+//! stored in pieces. Where `OW` is a multiple of the vector width the **row layout** is
+//! taken instead when it costs less ([`Tiling`]): every vector holds `LANES` positions of one
+//! row (a tile takes consecutive vectors of a row, or stacks rows when a row is one vector),
+//! nothing is wasted and tiles are stored from the registers straight to the output. On a
+//! Zen 3 core the CSC layer's 3 → 64 convolution went from 7.1 to 3.8 ms and LeNet's second
+//! from 4.5 to 2.5 ms (best of 3 alternated runs, 2026-12-07). Three kernels are built on this:
 //!
 //! * **forward** (`nn_tile`): a tile of `MO` output channels × `NQ` vectors of positions is
 //!   accumulated in registers over all taps — each output element is `init[o]` plus its taps in
@@ -223,22 +229,21 @@ struct Scratch<F> {
     grad: Buf<F>,
     tile: Buf<F>,
     offs: Vec<usize>,
-    pieces: Vec<Piece>,
+    runs: Vec<Run>,
 }
 
-/// Where lanes `lo..hi` of the tile's position vector at `at` go: to `y_plane + y + lane`
-/// (`y` may be negative: the lane-0 address of a masked store).
+/// A run of real output positions in a tile: `len` consecutive positions from the tile's
+/// offset `at`, which go to `y_plane + y ..` (one output row, columns `b < ow`).
 #[derive(Clone, Copy, Debug)]
-struct Piece {
+struct Run {
     at: usize,
-    lo: usize,
-    hi: usize,
-    y: isize,
+    len: usize,
+    y: usize,
 }
 
 impl<F: Element> Scratch<F> {
     fn new() -> Self {
-        Scratch { src: Buf::new(), grad: Buf::new(), tile: Buf::new(), offs: Vec::new(), pieces: Vec::new() }
+        Scratch { src: Buf::new(), grad: Buf::new(), tile: Buf::new(), offs: Vec::new(), runs: Vec::new() }
     }
 }
 
@@ -285,20 +290,23 @@ fn tap_offsets(offs: &mut Vec<usize>, c: &Corr, cstride: usize, len: usize) {
 
 // ------------------------------------------------------------------------------ tile kernels
 
-/// `MO` output channels × `NQ` vectors of positions starting at `x` (a group's buffer, offset to
-/// the tile's first position): `out[mo·ld + v] = init[mo] + Σ_t w[t·MO + mo] · x[offs[t] + v]`,
-/// taps in order, one fused multiply-add each.
+/// `MO` output channels × `NQ` vectors of positions, vector `nq` starting at `x + nq·xs` (a
+/// group's buffer, offset to the tile's first position; `xs` is one vector, or one buffer row
+/// when the tile stacks rows): `out[mo·ld + nq·LANES + l] = init[mo] + Σ_t w[t·MO + mo] ·
+/// x[offs[t] + nq·xs + l]`, taps in order, one fused multiply-add each.
 ///
 /// Registers: `MO·NQ` sums, plus a tap's `NQ` source vectors and two broadcast weights when
 /// they fit (`MO·NQ + NQ + 2` registers), otherwise its `MO` broadcast weights and one source
 /// vector ([`nn_tile_fits`]).
 ///
 /// # Safety
-/// `x + offs[t] .. + NQ·LANES` readable for every tap, `w` holds `offs.len()·MO` values, `init`
-/// `MO`, `out` rows `mo·ld .. mo·ld + NQ·LANES` writable; the vector's instruction set enabled.
+/// `x + offs[t] + nq·xs .. + LANES` readable for every tap and vector, `w` holds `offs.len()·MO`
+/// values, `init` `MO`, `out` rows `mo·ld .. mo·ld + NQ·LANES` writable; the vector's
+/// instruction set enabled.
 #[inline(always)]
 unsafe fn nn_tile<F: Copy, S: Vector<F>, const MO: usize, const NQ: usize>(
     x: *const F,
+    xs: usize,
     offs: &[usize],
     w: *const F,
     init: *const F,
@@ -315,7 +323,7 @@ unsafe fn nn_tile<F: Copy, S: Vector<F>, const MO: usize, const NQ: usize>(
         if sources_fit(MO, NQ, S::REGISTERS) {
             let mut xv = [S::zero(); NQ];
             for (nq, v) in xv.iter_mut().enumerate() {
-                *v = S::load(xp.add(nq * S::LANES));
+                *v = S::load(xp.add(nq * xs));
             }
             for (mo, row) in acc.iter_mut().enumerate() {
                 let wv = S::splat(*w.add(mo));
@@ -329,7 +337,7 @@ unsafe fn nn_tile<F: Copy, S: Vector<F>, const MO: usize, const NQ: usize>(
                 *v = S::splat(*w.add(mo));
             }
             for nq in 0..NQ {
-                let xv = S::load(xp.add(nq * S::LANES));
+                let xv = S::load(xp.add(nq * xs));
                 for (row, &wm) in acc.iter_mut().zip(&wv) {
                     row[nq] = S::fma(wm, xv, row[nq]);
                 }
@@ -447,16 +455,43 @@ fn nn_tiles(isa: Isa) -> &'static [(usize, usize, f64)] {
     }
 }
 
-/// The forward tile with the least work for `og` channels and items of `nvq` position
-/// vectors: `⌈og/MO⌉·MO / speed · (full tiles·NQ + TAIL_COST·tail vectors)`.
-fn nn_tile_shape(isa: Isa, og: usize, nvq: usize) -> (usize, usize) {
-    let tiles = nn_tiles(isa);
-    let cost = |&(mo, nq, speed): &(usize, usize, f64)| {
-        let vectors = nvq / nq * nq + TAIL_COST * (nvq % nq);
-        og.next_multiple_of(mo) as f64 / speed * vectors as f64
-    };
-    let best = tiles.iter().min_by(|a, b| cost(a).total_cmp(&cost(b))).expect("a tile");
-    (best.0, best.1)
+/// A forward tile `mo × nq` and the layout of its position vectors: the flattened layout
+/// (`rows = false`, vectors run across row ends and compute the padding columns too; results go
+/// through the tile buffer, run by run) or the row layout (`rows = true`, only where `ow` is a
+/// multiple of the vector width: vectors hold the positions of one row each, stored straight
+/// to `y`; [`nn_by_rows`]). Every output element gets the same taps in the same order in both.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tiling {
+    mo: usize,
+    nq: usize,
+    rows: bool,
+}
+
+/// The forward tiling with the least work for `c` at `lanes` lanes: over both layouts and
+/// every tile, `⌈og/MO⌉·MO / speed · (vectors in full tiles + TAIL_COST · single vectors)` per
+/// item, the row layout preferred on a tie (it stores no padding columns and no partial
+/// vectors).
+fn nn_tiling(isa: Isa, c: &Corr, lanes: usize) -> Tiling {
+    let (og, rows) = (c.og(), c.rows_per_item());
+    let nvq = (rows * c.pitch()).div_ceil(lanes);
+    let vectors = |units: usize, nq: usize| units / nq * nq + TAIL_COST * (units % nq);
+    let mut best = (f64::INFINITY, Tiling { mo: 1, nq: 1, rows: false });
+    for &(mo, nq, speed) in nn_tiles(isa) {
+        let per_vector = og.next_multiple_of(mo) as f64 / speed;
+        if c.ow % lanes == 0 {
+            let vpr = c.ow / lanes;
+            let v = if vpr == 1 { vectors(rows, nq) } else { rows * vectors(vpr, nq) };
+            let cost = per_vector * v as f64;
+            if cost <= best.0 {
+                best = (cost, Tiling { mo, nq, rows: true });
+            }
+        }
+        let cost = per_vector * vectors(nvq, nq) as f64;
+        if cost < best.0 {
+            best = (cost, Tiling { mo, nq, rows: false });
+        }
+    }
+    best.1
 }
 
 /// The weight-gradient tile with the least padded work `⌈og/MO⌉·MO · ⌈k/NR⌉·NR / speed`.
@@ -485,6 +520,8 @@ struct NnJob<'a, F> {
     init: &'a [F],
     mo: usize,
     nq: usize,
+    /// Row layout ([`Tiling::rows`]).
+    rows: bool,
     y: SendPtr<F>,
 }
 
@@ -499,7 +536,7 @@ unsafe fn nn_item<F: Element, S: Vector<F>>(job: &NnJob<F>, (n, a0, a1): (usize,
     let (rows, p) = (a1 - a0 + c.ext(), c.pitch());
     let plane = rows * p;
     let image = c.cs * c.hs * c.ws;
-    let Scratch { src, tile, offs, pieces, .. } = s;
+    let Scratch { src, tile, offs, runs, .. } = s;
     let xb = src.get(c.buffer_len(a1 - a0, S::LANES));
     fill_planes(xb, plane, &job.src[n * image..][..image], c, a0, rows);
     xb[c.cs * plane..].fill(F::zero());
@@ -507,7 +544,8 @@ unsafe fn nn_item<F: Element, S: Vector<F>>(job: &NnJob<F>, (n, a0, a1): (usize,
     macro_rules! tiles {
         ($($mo:literal, $nq:literal);*) => {
             match (job.mo, job.nq) {
-                $(($mo, $nq) => nn_rows::<F, S, $mo, $nq>(job, xb, n, (a0, a1), tile, offs, pieces),)*
+                $(($mo, $nq) if job.rows => nn_by_rows::<F, S, $mo, $nq>(job, xb, n, (a0, a1), tile, offs),
+                  ($mo, $nq) => nn_flat::<F, S, $mo, $nq>(job, xb, n, (a0, a1), tile, offs, runs),)*
                 other => unreachable!("no forward tile {other:?}"),
             }
         };
@@ -518,19 +556,18 @@ unsafe fn nn_item<F: Element, S: Vector<F>>(job: &NnJob<F>, (n, a0, a1): (usize,
     }
 }
 
-/// The tiles of one forward-type item: full tiles of `NQ` vectors, then single vectors up to
-/// the last position; each tile's real positions are stored to `y` vector by vector, lanes
-/// that straddle a row end or the padding columns with masked stores.
+/// The tiles of one forward-type item in the flattened layout: full tiles of `NQ` vectors, then single vectors up to
+/// the last position; each tile's real positions are stored to `y` run by run ([`store_runs`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn nn_rows<F: Element, S: Vector<F>, const MO: usize, const NQ: usize>(
+unsafe fn nn_flat<F: Element, S: Vector<F>, const MO: usize, const NQ: usize>(
     job: &NnJob<F>,
     xb: &[F],
     n: usize,
     (a0, a1): (usize, usize),
     tile: &mut Buf<F>,
     offs: &[usize],
-    pieces: &mut Vec<Piece>,
+    runs: &mut Vec<Run>,
 ) {
     let c = &job.c;
     let (v, p, k, og) = (S::LANES, c.pitch(), c.k(), c.og());
@@ -544,22 +581,18 @@ unsafe fn nn_rows<F: Element, S: Vector<F>, const MO: usize, const NQ: usize>(
     let mut q0 = 0;
     while q0 < qr {
         let width = if q0 + tq <= qr { tq } else { v };
-        // The real positions of each vector: runs within one row with b < ow.
-        pieces.clear();
-        for at in (0..width).step_by(v) {
-            let (start, end) = (q0 + at, (q0 + at + v).min(q));
-            let mut pos = start;
-            while pos < end {
-                let (a, b) = (pos / p, pos % p);
-                let row_end = (pos - b + p).min(end);
-                if b < c.ow {
-                    let e = row_end.min(pos - b + c.ow);
-                    let lo = pos - start;
-                    let y_at = ((a0 + a) * c.ow + b) as isize - lo as isize;
-                    pieces.push(Piece { at, lo, hi: e - start, y: y_at });
-                }
-                pos = row_end;
+        // The real positions of the tile: runs within one row with b < ow.
+        runs.clear();
+        let mut pos = q0;
+        let end = (q0 + width).min(q);
+        while pos < end {
+            let (a, b) = (pos / p, pos % p);
+            let row_end = (pos - b + p).min(end);
+            if b < c.ow {
+                let e = row_end.min(pos - b + c.ow);
+                runs.push(Run { at: pos - q0, len: e - pos, y: (a0 + a) * c.ow + b });
             }
+            pos = row_end;
         }
         for grp in 0..c.groups {
             let xg = xb.as_ptr().add(grp * c.cg() * plane + q0);
@@ -567,25 +600,139 @@ unsafe fn nn_rows<F: Element, S: Vector<F>, const MO: usize, const NQ: usize>(
                 let blk = grp * nob + ob;
                 let (w, init) = (job.w.as_ptr().add(blk * k * MO), job.init.as_ptr().add(blk * MO));
                 if width == tq {
-                    nn_tile::<F, S, MO, NQ>(xg, offs, w, init, tile, tq);
+                    nn_tile::<F, S, MO, NQ>(xg, v, offs, w, init, tile, tq);
                 } else {
-                    nn_tile::<F, S, MO, 1>(xg, offs, w, init, tile, tq);
+                    nn_tile::<F, S, MO, 1>(xg, v, offs, w, init, tile, tq);
                 }
                 for mo in 0..MO.min(og - ob * MO) {
                     let yo = y.add((n * c.od + grp * og + ob * MO + mo) * c.oh * c.ow);
-                    for pc in pieces.iter() {
-                        let val = S::load(tile.add(mo * tq + pc.at));
-                        let dst = yo.wrapping_offset(pc.y);
-                        if pc.lo == 0 && pc.hi == v {
-                            val.store(dst);
-                        } else {
-                            val.store_lanes(dst, pc.lo, pc.hi);
-                        }
-                    }
+                    store_runs::<F, S>(tile.add(mo * tq), runs, yo);
                 }
             }
         }
         q0 += width;
+    }
+}
+
+/// The tiles of one forward-type item in the row layout (`ow` a multiple of the vector width,
+/// so every vector holds real positions only): with one vector per output row a tile stacks
+/// `NQ` rows, otherwise it takes `NQ` consecutive vectors of one row; single-vector tiles finish
+/// what is left. A tile's `NQ` vectors are consecutive in `y` either way ([`nn_row_tile`]).
+#[inline(always)]
+unsafe fn nn_by_rows<F: Element, S: Vector<F>, const MO: usize, const NQ: usize>(
+    job: &NnJob<F>,
+    xb: &[F],
+    n: usize,
+    (a0, a1): (usize, usize),
+    tile: &mut Buf<F>,
+    offs: &[usize],
+) {
+    let c = &job.c;
+    let (v, p) = (S::LANES, c.pitch());
+    let (rows, vpr) = (a1 - a0, c.ow / v);
+    let item = RowItem { x: xb.as_ptr(), plane: (rows + c.ext()) * p, n, tile: tile.get(MO * NQ * v).as_mut_ptr() };
+    let offs = &offs[..job.c.k()];
+    // No closures here: a closure would not inherit the caller's target features.
+    if vpr == 1 {
+        // Tiles of NQ rows; a source vector's stride is one buffer row.
+        let mut r = 0;
+        while r + NQ <= rows {
+            nn_row_tile::<F, S, MO, NQ>(job, &item, offs, p, r * p, (a0 + r) * c.ow);
+            r += NQ;
+        }
+        for r in r..rows {
+            nn_row_tile::<F, S, MO, 1>(job, &item, offs, p, r * p, (a0 + r) * c.ow);
+        }
+    } else {
+        for r in 0..rows {
+            let mut j = 0;
+            while j + NQ <= vpr {
+                nn_row_tile::<F, S, MO, NQ>(job, &item, offs, v, r * p + j * v, (a0 + r) * c.ow + j * v);
+                j += NQ;
+            }
+            for j in j..vpr {
+                nn_row_tile::<F, S, MO, 1>(job, &item, offs, v, r * p + j * v, (a0 + r) * c.ow + j * v);
+            }
+        }
+    }
+}
+
+/// What [`nn_row_tile`] needs of its item: the source buffer, the size of one channel's
+/// planes in it, the image, and the tile buffer (`MO·NQ·LANES` elements).
+struct RowItem<F> {
+    x: *const F,
+    plane: usize,
+    n: usize,
+    tile: *mut F,
+}
+
+/// One row-layout tile of `NQ` vectors, every group and channel block: source vector `nq` at
+/// `src + nq·xs` in a group's buffer, results at `dst + nq·LANES` in each output plane. Full
+/// channel blocks are stored from the registers straight to `y`, a partial last block through
+/// the tile buffer.
+///
+/// # Safety
+/// As for [`nn_item`]; the tile lies within the item's rows.
+#[inline(always)]
+unsafe fn nn_row_tile<F: Element, S: Vector<F>, const MO: usize, const NQ: usize>(
+    job: &NnJob<F>,
+    item: &RowItem<F>,
+    offs: &[usize],
+    xs: usize,
+    src: usize,
+    dst: usize,
+) {
+    let c = &job.c;
+    let (v, k, og, ld) = (S::LANES, c.k(), c.og(), c.oh * c.ow);
+    let (nob, tq) = (og.div_ceil(MO), NQ * v);
+    let y = job.y.get();
+    for grp in 0..c.groups {
+        let xg = item.x.add(grp * c.cg() * item.plane + src);
+        for ob in 0..nob {
+            let blk = grp * nob + ob;
+            let (w, init) = (job.w.as_ptr().add(blk * k * MO), job.init.as_ptr().add(blk * MO));
+            let real = MO.min(og - ob * MO);
+            let yb = y.add((item.n * c.od + grp * og + ob * MO) * ld + dst);
+            if real == MO {
+                nn_tile::<F, S, MO, NQ>(xg, xs, offs, w, init, yb, ld);
+            } else {
+                nn_tile::<F, S, MO, NQ>(xg, xs, offs, w, init, item.tile, tq);
+                for mo in 0..real {
+                    for j in 0..NQ {
+                        S::load(item.tile.add(mo * tq + j * v)).store(yb.add(mo * ld + j * v));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies the runs of one tile row `t` (a channel's positions) to the output plane `yo`. A run
+/// of at least one vector is stored whole vectors at a time, its last vector ending at the
+/// run's end (overlapping the one before it, with the same values); a shorter run lane by lane
+/// ([`Vector::store_lanes`]) from the vectors of `t` that hold it.
+///
+/// # Safety
+/// `t` readable up to the vector holding the last run's end, `yo + run.y .. + run.len`
+/// writable for every run; the vector's instruction set enabled.
+#[inline(always)]
+unsafe fn store_runs<F: Copy, S: Vector<F>>(t: *const F, runs: &[Run], yo: *mut F) {
+    let v = S::LANES;
+    for r in runs {
+        let (src, dst) = (t.add(r.at), yo.add(r.y));
+        if r.len >= v {
+            let mut k = 0;
+            while k + v < r.len {
+                S::load(src.add(k)).store(dst.add(k));
+                k += v;
+            }
+            S::load(src.add(r.len - v)).store(dst.add(r.len - v));
+        } else {
+            for first in (r.at / v * v..r.at + r.len).step_by(v) {
+                let (lo, hi) = (r.at.max(first) - first, (r.at + r.len).min(first + v) - first);
+                S::load(t.add(first)).store_lanes(dst.wrapping_offset(first as isize - r.at as isize), lo, hi);
+            }
+        }
     }
 }
 
@@ -621,19 +768,21 @@ fn nn_run<F: HasVectors>(isa: Isa, job: &NnJob<F>) {
 /// The correlation `c` of `src` with weights `wt(o, t)` (`t` the tap `(c, i, j)` of o's group)
 /// plus `init[o]`, as a fresh `[n, od, oh, ow]` buffer.
 fn correlate<T: Element>(isa: Isa, c: Corr, src: &[T], wt: impl Fn(usize, usize) -> T, init: Option<&[T]>) -> Vec<T> {
-    let nvq = (c.rows_per_item() * c.pitch()).div_ceil(isa.lanes::<T>());
-    correlate_tiled(isa, nn_tile_shape(isa, c.og(), nvq), c, src, wt, init)
+    correlate_tiled(isa, nn_tiling(isa, &c, isa.lanes::<T>()), c, src, wt, init)
 }
 
-/// [`correlate`] with the forward tile `(mo, nq)`, one of `isa`'s table.
+/// [`correlate`] with the forward tiling `t` (a tile of `isa`'s table; the row layout only
+/// where `c.ow` is a multiple of the vector width).
 fn correlate_tiled<T: Element>(
     isa: Isa,
-    (mo, nq): (usize, usize),
+    t: Tiling,
     c: Corr,
     src: &[T],
     wt: impl Fn(usize, usize) -> T,
     init: Option<&[T]>,
 ) -> Vec<T> {
+    assert!(!t.rows || c.ow % isa.lanes::<T>() == 0, "the row layout needs whole vectors per row");
+    let (mo, nq) = (t.mo, t.nq);
     let (og, k) = (c.og(), c.k());
     let nob = og.div_ceil(mo);
     let mut w = vec![T::zero(); c.groups * nob * k * mo];
@@ -663,6 +812,7 @@ fn correlate_tiled<T: Element>(
                 init: cast(&iv),
                 mo,
                 nq,
+                rows: t.rows,
                 y: SendPtr(y.as_mut_ptr().cast::<$f>()),
             };
             nn_run(isa, &job)
@@ -674,7 +824,7 @@ fn correlate_tiled<T: Element>(
         run!(f64)
     }
     // SAFETY: the items cover every (image, channel, row, column) of y once (`Corr::items`
-    // tiles the rows of every image, `nn_rows` every position of a row block and every channel).
+    // tiles the rows of every image, `nn_flat` every position of a row block and every channel).
     unsafe { y.set_len(len) };
     y
 }
@@ -998,11 +1148,17 @@ mod tests {
     /// partial last one, groups, row blocks, and a tail of single position vectors.
     #[test]
     fn every_forward_tile_gives_the_same_bits() {
-        fn check<T: Element>(rng: &mut Rng) {
-            let shapes: [([usize; 4], [usize; 4], usize, usize); 3] = [
+        fn check<T: Element>(rng: &mut Rng) -> usize {
+            let mut tried = 0;
+            // The last three have rows of whole vectors (row layout): 8 and 16 columns, one
+            // or more vectors per row depending on the level and the type.
+            let shapes: [([usize; 4], [usize; 4], usize, usize); 6] = [
                 ([3, 6, 9, 11], [14, 3, 3, 3], 1, 2),
                 ([2, 4, 7, 7], [7, 4, 5, 5], 2, 1),
                 ([1, 1, 12, 10], [5, 1, 3, 2], 0, 1),
+                ([2, 3, 8, 8], [7, 3, 3, 3], 1, 1),
+                ([2, 4, 5, 16], [6, 2, 3, 3], 1, 2),
+                ([1, 2, 11, 18], [13, 2, 3, 3], 0, 1),
             ];
             for (xs, ws, pad, groups) in shapes {
                 let p = Conv2dParams::new().padding(pad).groups(groups);
@@ -1014,19 +1170,33 @@ mod tests {
                 let k = g.k();
                 for isa in Isa::available().into_iter().filter(|&i| i != Isa::Generic) {
                     let picked: [Vec<T>; 2] = [forward(isa, &g, &x, &w, Some(&b)), input_grad(isa, &g, &gy, &w)];
+                    let lanes = isa.lanes::<T>();
                     for &(mo, nq, _) in nn_tiles(isa) {
-                        let fwd = correlate_tiled(isa, (mo, nq), Corr::forward(&g), &x, |o, t| w[o * k + t], Some(&b));
-                        let inp = correlate_tiled(isa, (mo, nq), Corr::input_grad(&g), &gy, flipped(&g, &w), None);
-                        for (what, got, want) in [("forward", fwd, &picked[0]), ("input gradient", inp, &picked[1])] {
-                            let same = bytemuck::cast_slice::<T, u8>(&got) == bytemuck::cast_slice::<T, u8>(want);
-                            assert!(same, "{what} of {xs:?} * {ws:?}, tile {mo}×{nq} at {}", isa.name());
+                        for rows in [false, true] {
+                            let t = Tiling { mo, nq, rows };
+                            let (cf, ci) = (Corr::forward(&g), Corr::input_grad(&g));
+                            let fwd = (!rows || cf.ow % lanes == 0)
+                                .then(|| correlate_tiled(isa, t, cf, &x, |o, t| w[o * k + t], Some(&b)));
+                            let inp = (!rows || ci.ow % lanes == 0)
+                                .then(|| correlate_tiled(isa, t, ci, &gy, flipped(&g, &w), None));
+                            for (what, got, want) in [("forward", fwd, &picked[0]), ("input gradient", inp, &picked[1])]
+                            {
+                                let Some(got) = got else { continue };
+                                tried += 1;
+                                let same = bytemuck::cast_slice::<T, u8>(&got) == bytemuck::cast_slice::<T, u8>(want);
+                                assert!(same, "{what} of {xs:?} * {ws:?}, {t:?} at {}", isa.name());
+                            }
                         }
                     }
                 }
             }
+            tried
         }
         let mut rng = Rng::new(11);
-        check::<f32>(&mut rng);
-        check::<f64>(&mut rng);
+        let tried = check::<f32>(&mut rng) + check::<f64>(&mut rng);
+        // Both layouts ran on every level with vectors: 2 × 6 flattened per tile and shape,
+        // and the row layout wherever the width allows it.
+        let flat: usize = Isa::with_vectors().iter().map(|&isa| 2 * 6 * 2 * nn_tiles(isa).len()).sum();
+        assert!(tried > flat || Isa::with_vectors().is_empty(), "{tried} tilings tried, {flat} of them flattened");
     }
 }
