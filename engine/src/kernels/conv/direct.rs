@@ -494,13 +494,18 @@ fn nn_tiling(isa: Isa, c: &Corr, lanes: usize) -> Tiling {
     best.1
 }
 
-/// The weight-gradient tile with the least padded work `⌈og/MO⌉·MO · ⌈k/NR⌉·NR / speed`.
-fn nt_tile_shape(isa: Isa, og: usize, k: usize) -> (usize, usize) {
-    let tiles: &[(usize, usize, f64)] = match isa {
+/// The weight-gradient tiles of `isa`.
+fn nt_tiles(isa: Isa) -> &'static [(usize, usize, f64)] {
+    match isa {
         Isa::Avx512 => &NT_TILES_512,
         Isa::Avx2 => &NT_TILES_256,
         Isa::Generic => unreachable!("direct kernels need vectors"),
-    };
+    }
+}
+
+/// The weight-gradient tile with the least padded work `⌈og/MO⌉·MO · ⌈k/NR⌉·NR / speed`.
+fn nt_tile_shape(isa: Isa, og: usize, k: usize) -> (usize, usize) {
+    let tiles = nt_tiles(isa);
     let cost =
         |&(mo, nr, speed): &(usize, usize, f64)| (og.next_multiple_of(mo) * k.next_multiple_of(nr)) as f64 / speed;
     let best = tiles.iter().min_by(|a, b| cost(a).total_cmp(&cost(b))).expect("a tile");
@@ -556,8 +561,9 @@ unsafe fn nn_item<F: Element, S: Vector<F>>(job: &NnJob<F>, (n, a0, a1): (usize,
     }
 }
 
-/// The tiles of one forward-type item in the flattened layout: full tiles of `NQ` vectors, then single vectors up to
-/// the last position; each tile's real positions are stored to `y` run by run ([`store_runs`]).
+/// The tiles of one forward-type item in the flattened layout: full tiles of `NQ` vectors,
+/// then single vectors up to the last position; each tile's real positions are stored to `y`
+/// run by run ([`store_runs`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn nn_flat<F: Element, S: Vector<F>, const MO: usize, const NQ: usize>(
@@ -824,7 +830,8 @@ fn correlate_tiled<T: Element>(
         run!(f64)
     }
     // SAFETY: the items cover every (image, channel, row, column) of y once (`Corr::items`
-    // tiles the rows of every image, `nn_flat` every position of a row block and every channel).
+    // tiles the rows of every image, `nn_flat` or `nn_by_rows` every position of a row block and every
+    // channel).
     unsafe { y.set_len(len) };
     y
 }
@@ -862,6 +869,9 @@ struct NtJob<'a, F> {
     gy: &'a [F],
     mo: usize,
     nr: usize,
+    /// Row layout: `ow` is a multiple of the vector width, and the tiles read `gy` in place,
+    /// vector by vector of each output row ([`nt_tile_rows`]).
+    rows: bool,
 }
 
 /// A weight-gradient work item: output rows `a0..a1` of images `n0 .. n0 + imgs` (several
@@ -883,6 +893,9 @@ impl<F> NtJob<'_, F> {
     /// Position vectors an item sums over (see [`nt_item`]).
     fn vectors(&self, it: &NtItem, lanes: usize) -> usize {
         let c = &self.c;
+        if self.rows {
+            return it.imgs * (it.a1 - it.a0) * c.ow / lanes;
+        }
         let (is, q) = ((it.a1 - it.a0 + c.ext()) * c.pitch(), (it.a1 - it.a0) * c.pitch());
         ((it.imgs - 1) * is + q).div_ceil(lanes)
     }
@@ -934,6 +947,23 @@ unsafe fn nt_item<F: Element, S: Vector<F>>(job: &NtJob<F>, it: NtItem, s: &mut 
         fill_planes(&mut xb[m * is..], cstride, &job.x[(it.n0 + m) * image..][..image], c, it.a0, rows);
     }
     xb[c.cs * cstride..].fill(F::zero());
+    if job.rows {
+        tap_offsets(offs, c, cstride, c.k().next_multiple_of(job.nr));
+        let dims = NtRowDims { cstride, is, rows: it.a1 - it.a0, first: (it.n0 * c.od * c.oh + it.a0) * c.ow };
+        macro_rules! tiles {
+            ($($mo:literal, $nr:literal);*) => {
+                match (job.mo, job.nr) {
+                    $(($mo, $nr) => nt_blocks_rows::<F, S, $mo, $nr>(job, xb, dims, it.imgs, offs, part),)*
+                    other => unreachable!("no weight-gradient tile {other:?}"),
+                }
+            };
+        }
+        match S::LANES * std::mem::size_of::<F>() {
+            64 => tiles!(6, 3; 3, 9; 5, 5; 4, 5; 2, 9; 1, 9),
+            _ => tiles!(3, 3; 2, 5; 4, 2; 2, 4; 1, 5),
+        }
+        return;
+    }
     let ogp = og.next_multiple_of(job.mo);
     let gr = nv * v;
     let gw = grad.get(job.grad_rows() * gr);
@@ -999,6 +1029,102 @@ unsafe fn nt_blocks<F: Element, S: Vector<F>, const MO: usize, const NR: usize>(
                 let at = ((grp * nob + ob) * ntb + tb) * MO * NR * S::LANES;
                 nt_tile::<F, S, MO, NR>(&rows, xg, &offs[tb * NR..][..NR], d.nv, part.as_mut_ptr().add(at));
             }
+        }
+    }
+}
+
+/// Where a row-layout item's data lie: the source's channel stride and image stride (as in
+/// [`nt_item`]), its output rows per image, and the offset in `gy`'s planes of its first row.
+#[derive(Clone, Copy)]
+struct NtRowDims {
+    cstride: usize,
+    is: usize,
+    rows: usize,
+    first: usize,
+}
+
+/// Every (group, channel block, tap block) tile of one row-layout item, the gradient rows read
+/// from `gy` in place; the padding channels of a last partial block read the block's first
+/// channel again and taps past `k` read offset 0 (both land in lane sums that are dropped).
+#[inline(always)]
+unsafe fn nt_blocks_rows<F: Element, S: Vector<F>, const MO: usize, const NR: usize>(
+    job: &NtJob<F>,
+    xb: &[F],
+    d: NtRowDims,
+    imgs: usize,
+    offs: &[usize],
+    part: &mut [F],
+) {
+    let c = &job.c;
+    let (og, plane) = (c.og(), c.oh * c.ow);
+    let (nob, ntb) = (og.div_ceil(MO), c.k().div_ceil(NR));
+    let geom = NtRowGeom { imgs, gimg: c.od * plane, is: d.is, rows: d.rows, ow: c.ow, pitch: c.pitch() };
+    for grp in 0..c.groups {
+        let xg = xb.as_ptr().add(grp * c.cg() * d.cstride);
+        for ob in 0..nob {
+            let mut g = [job.gy.as_ptr(); MO];
+            for (mo, r) in g.iter_mut().enumerate() {
+                let o = if ob * MO + mo < og { ob * MO + mo } else { ob * MO };
+                *r = job.gy.as_ptr().add(d.first + (grp * og + o) * plane);
+            }
+            for tb in 0..ntb {
+                let at = ((grp * nob + ob) * ntb + tb) * MO * NR * S::LANES;
+                nt_tile_rows::<F, S, MO, NR>(&g, xg, &offs[tb * NR..][..NR], geom, part.as_mut_ptr().add(at));
+            }
+        }
+    }
+}
+
+/// The loop of a row-layout weight-gradient tile: `imgs` images (gradient planes `gimg` apart,
+/// source images `is` apart), `rows` output rows of `ow` positions each (source rows `pitch`
+/// apart).
+#[derive(Clone, Copy)]
+struct NtRowGeom {
+    imgs: usize,
+    gimg: usize,
+    is: usize,
+    rows: usize,
+    ow: usize,
+    pitch: usize,
+}
+
+/// [`nt_tile`] in the row layout: `part[(mo·NR + nr)·LANES + l] += Σ g[mo][m·gimg + a·ow + b]
+/// · x[offs[nr] + m·is + a·pitch + b]` over images `m`, rows `a` and the columns `b ≡ l` (mod
+/// LANES), in that order.
+///
+/// # Safety
+/// Every address above readable, `part .. + MO·NR·LANES` readable and writable; the vector's
+/// instruction set enabled.
+#[inline(always)]
+unsafe fn nt_tile_rows<F: Copy, S: Vector<F>, const MO: usize, const NR: usize>(
+    g: &[*const F; MO],
+    x: *const F,
+    offs: &[usize],
+    d: NtRowGeom,
+    part: *mut F,
+) {
+    let mut acc = [[S::zero(); NR]; MO];
+    for m in 0..d.imgs {
+        for a in 0..d.rows {
+            let (qg, qx) = (m * d.gimg + a * d.ow, m * d.is + a * d.pitch);
+            for b in (0..d.ow).step_by(S::LANES) {
+                let mut gv = [S::zero(); MO];
+                for (gm, &row) in gv.iter_mut().zip(g) {
+                    *gm = S::load(row.add(qg + b));
+                }
+                for (nr, &off) in offs.iter().enumerate() {
+                    let xv = S::load(x.add(off + qx + b));
+                    for (row, &gm) in acc.iter_mut().zip(&gv) {
+                        row[nr] = S::fma(gm, xv, row[nr]);
+                    }
+                }
+            }
+        }
+    }
+    for (mo, row) in acc.iter().enumerate() {
+        for (nr, &a) in row.iter().enumerate() {
+            let p = part.add((mo * NR + nr) * S::LANES);
+            S::add(S::load(p), a).store(p);
         }
     }
 }
@@ -1088,13 +1214,28 @@ fn nt_run<F: HasVectors>(isa: Isa, job: &NtJob<F>) -> Vec<F> {
 pub(super) fn weight_grad<T: Element>(isa: Isa, g: &Geom, gy: &[T], x: &[T]) -> Option<Vec<T>> {
     let c = Corr::forward(g);
     let (mo, nr) = nt_tile_shape(isa, c.og(), c.k());
-    let probe = NtJob::<T> { c, x, gy, mo, nr };
+    let rows = c.ow % isa.lanes::<T>() == 0;
+    weight_grad_tiled(isa, (mo, nr, rows), g, gy, x)
+}
+
+/// [`weight_grad`] with the tile `(mo, nr)` of `isa`'s table, in the row layout or not (the
+/// row layout only where `ow` is a multiple of the vector width).
+fn weight_grad_tiled<T: Element>(
+    isa: Isa,
+    (mo, nr, rows): (usize, usize, bool),
+    g: &Geom,
+    gy: &[T],
+    x: &[T],
+) -> Option<Vec<T>> {
+    let c = Corr::forward(g);
+    assert!(!rows || c.ow % isa.lanes::<T>() == 0, "the row layout needs whole vectors per row");
+    let probe = NtJob::<T> { c, x, gy, mo, nr, rows };
     if probe.lane_sums(isa.lanes::<T>()) * std::mem::size_of::<T>() > MAX_LANE_SUMS {
         return None;
     }
     macro_rules! run {
         ($f:ty) => {{
-            let job = NtJob::<$f> { c, x: cast(x), gy: cast(gy), mo, nr };
+            let job = NtJob::<$f> { c, x: cast(x), gy: cast(gy), mo, nr, rows };
             let dw = nt_run(isa, &job);
             cast::<$f, T>(&dw).to_vec()
         }};
@@ -1141,6 +1282,47 @@ mod tests {
             assert!(input_grad_worthwhile(&geom([64, 1, 28, 28], [20, 1, 5, 5], 0), isa));
             assert!(input_grad_worthwhile(&geom([64, 64, 32, 32], [64, 64, 3, 3], 1), isa));
         }
+    }
+
+    /// Every weight-gradient tile of every level this CPU runs, in both layouts, matches the
+    /// naive sum (f64): several images per item and row blocks, groups, partial channel and
+    /// tap blocks, rows of one and of several vectors.
+    #[test]
+    fn every_weight_gradient_tile_matches_naive() {
+        let shapes: [([usize; 4], [usize; 4], usize, usize); 4] = [
+            ([5, 4, 9, 16], [6, 2, 3, 3], 1, 2),
+            ([3, 3, 8, 8], [7, 3, 3, 3], 1, 1),
+            ([2, 2, 12, 20], [5, 2, 5, 5], 0, 1),
+            ([3, 6, 9, 11], [14, 3, 3, 3], 1, 2),
+        ];
+        let mut rng = Rng::new(23);
+        let mut rows_tried = 0;
+        for (xs, ws, pad, groups) in shapes {
+            let p = Conv2dParams::new().padding(pad).groups(groups);
+            let g = Geom::conv("test", xs, ws, p);
+            let x = Tensor::<f64>::randn(&xs, &mut rng);
+            let gy = Tensor::<f64>::randn(&g.y_shape(), &mut rng);
+            let want = crate::kernels::conv::naive::conv2d_backward_weight(&gy, &x, [ws[2], ws[3]], p).to_vec();
+            for isa in Isa::with_vectors() {
+                for &(mo, nr, _) in nt_tiles(isa) {
+                    for rows in [false, true] {
+                        if rows && g.ow % isa.lanes::<f64>() != 0 {
+                            continue;
+                        }
+                        rows_tried += usize::from(rows);
+                        let got = weight_grad_tiled(isa, (mo, nr, rows), &g, &gy.to_vec(), &x.to_vec()).expect("small");
+                        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                                "{xs:?} * {ws:?}, tile {mo}×{nr}, rows {rows} at {}: element {i}: {a} against {b}",
+                                isa.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(rows_tried > 0 || Isa::with_vectors().is_empty(), "the row layout never ran");
     }
 
     /// Every tile of every level this CPU runs gives the bits of the tile the cost model picks,
