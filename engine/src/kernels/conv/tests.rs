@@ -523,9 +523,11 @@ fn sparse_output_gradients_take_the_sparse_kernels_and_match_naive() {
 
 #[test]
 fn sparse_path_is_chosen_by_density_and_finiteness() {
-    // A short gy (counted serially) and a long one (its tail counted on rayon), with the
-    // extra nonzero in the head and in the tail; a NaN far into a long other operand.
-    for n in [64 * sparse::MAX_DENSITY_INV, sparse::HEAD + 3 * crate::PAR_CHUNK + 64] {
+    // A short gy (counted serially), a long one (its tail counted on rayon) and one long
+    // enough that its serial head is 2/32 of it, with the extra nonzero in the head and in the
+    // tail; a NaN far into a long other operand.
+    let long = 40 * sparse::HEAD + 3 * crate::PAR_CHUNK;
+    for n in [64 * sparse::MAX_DENSITY_INV, sparse::HEAD + 3 * crate::PAR_CHUNK + 64, long] {
         let mut gy = vec![0.0f64; n];
         assert!(sparse::worthwhile(&gy, &[1.0, 2.0]), "all zeros");
         for v in gy.iter_mut().step_by(sparse::MAX_DENSITY_INV) {
