@@ -1214,8 +1214,14 @@ fn nt_run<F: HasVectors>(isa: Isa, job: &NtJob<F>) -> Vec<F> {
 pub(super) fn weight_grad<T: Element>(isa: Isa, g: &Geom, gy: &[T], x: &[T]) -> Option<Vec<T>> {
     let c = Corr::forward(g);
     let (mo, nr) = nt_tile_shape(isa, c.og(), c.k());
-    let rows = c.ow % isa.lanes::<T>() == 0;
-    weight_grad_tiled(isa, (mo, nr, rows), g, gy, x)
+    weight_grad_tiled(isa, (mo, nr, weight_grad_by_rows::<T>(g, isa)), g, gy, x)
+}
+
+/// Whether [`weight_grad`] takes the row layout for `g` (`ow` a multiple of the vector
+/// width). It then multiplies the input only by real entries of `gy`, as GEMM does, so a
+/// non-finite input needs no detour through GEMM.
+pub(super) fn weight_grad_by_rows<T: Element>(g: &Geom, isa: Isa) -> bool {
+    Corr::forward(g).ow % isa.lanes::<T>() == 0
 }
 
 /// [`weight_grad`] with the tile `(mo, nr)` of `isa`'s table, in the row layout or not (the

@@ -300,10 +300,11 @@ fn backward_weight<T: Element>(gy: &[T], x: &[T], g: &Geom, path: Path) -> Vec<T
     if path.sparse(gy, x) {
         return sparse::weight_grad(g, gy, x);
     }
-    // The direct kernel also multiplies the input by the zeros of the lanes past the output
-    // width (`0·NaN`): a non-finite input takes the GEMM path.
+    // The direct kernel's flattened layout also multiplies the input by the zeros of the lanes
+    // past the output width (`0·NaN`): a non-finite input takes the GEMM path. Its row layout
+    // multiplies real entries of `gy` only, as GEMM does, and skips the scan.
     path.direct(g)
-        .filter(|_| all_finite(x))
+        .filter(|&isa| direct::weight_grad_by_rows::<T>(g, isa) || all_finite(x))
         .and_then(|isa| direct::weight_grad(isa, g, gy, x))
         .unwrap_or_else(|| backward_weight_gemm(gy, x, g))
 }

@@ -602,8 +602,9 @@ fn every_path_propagates_nan_and_inf_like_gemm() {
     // matches the definition (the naive loops, which skip the padding): a non-finite
     // weight reaches only the positions its tap touches.
     let mut rng = Rng::new(26);
-    let geometries: [Case; 5] = [
+    let geometries: [Case; 6] = [
         (2, 3, 7, 6, 4, 3, 3, [1, 1], [1, 1], [1, 1], 1), // stride 1, padded: direct kernels
+        (2, 3, 5, 8, 4, 3, 3, [1, 1], [1, 1], [1, 1], 1), // 8 columns: the direct row layouts
         (2, 4, 9, 8, 6, 2, 3, [1, 1], [2, 1], [3, 2], 2), // dilated, groups, direct
         (2, 3, 9, 9, 4, 3, 3, [2, 2], [1, 1], [1, 1], 1), // stride 2
         (2, 3, 5, 6, 4, 2, 3, [1, 1], [3, 2], [1, 1], 1), // padding beyond the kernel
