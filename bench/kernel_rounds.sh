@@ -10,7 +10,7 @@ rounds=${1:-5}
 out=${2:-target/kernel_rounds.jsonl}
 py=${PEERS_VENV:-$HOME/.cache/sparsegrad-peers}/bin/python
 cd "$(dirname "$0")/.."
-cargo build --release -q -p sparsegrad-bench --example kernel_calls
+cargo build --release -q -p sparsegrad-bench --features timing --example kernel_calls
 : > "$out"
 for r in $(seq "$rounds"); do
   for t in 1 2; do

@@ -25,7 +25,7 @@ fi
 log() { echo "[$(date -u +%H:%M:%S) load $(cut -d' ' -f1 /proc/loadavg)] $*" | tee -a "$out/log.txt"; }
 cd "$root"
 log "session start; $(uname -srm); $(nproc) CPUs; commit $(git rev-parse --short HEAD)"
-cargo build --release -p sparsegrad-sparse --examples 2>>"$out/log.txt"
+cargo build --release -p sparsegrad-sparse --features timing --examples 2>>"$out/log.txt"
 cargo bench -q -p sparsegrad-bench --bench csc --bench sc_loss --no-run 2>>"$out/log.txt"
 log "peers: fista_csc.py, sc_loss.py"
 "$py" "$peers/fista_csc.py" --threads 1,2 >"$out/fista_csc.json"

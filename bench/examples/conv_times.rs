@@ -4,7 +4,7 @@
 //! and the median CPU time of the 1-thread calls (`CLOCK_THREAD_CPUTIME_ID`, which does not
 //! count time spent waiting for a CPU: the figure to compare kernel variants with
 //! when the machine is busy). Checks that both pools give the same bits.
-//! `cargo run --profile bench -p sparsegrad-bench --example conv_times -- [reps] [filter]`
+//! `cargo run --profile bench -p sparsegrad-bench --features timing --example conv_times -- [reps] [filter]`
 
 use std::time::Instant;
 

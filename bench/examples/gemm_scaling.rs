@@ -4,7 +4,7 @@
 //! 2-thread time, from the best and from the median calls), the median CPU time of the
 //! process per call (both threads of the 2-thread pool: equal to the 1-thread figure when no
 //! work is duplicated and no thread waits), and checks that both pools give the same bits.
-//! `cargo run --profile bench -p sparsegrad-bench --example gemm_scaling -- [reps] [n ...]`
+//! `cargo run --profile bench -p sparsegrad-bench --features timing --example gemm_scaling -- [reps] [n ...]`
 
 use std::time::Instant;
 

@@ -2,7 +2,7 @@
 //! CPU has AVX2/AVX-512) against one raw `matrixmultiply::sgemm` call, for A row-major and
 //! for A a transposed view, calls alternated so that drifts of a shared machine hit both.
 //! Prints per n the median and best wall time of each and the ratio of medians.
-//! `cargo run --profile bench -p sparsegrad-bench --example gemm_sizes -- [reps] [n ...]`
+//! `cargo run --profile bench -p sparsegrad-bench --features timing --example gemm_sizes -- [reps] [n ...]`
 
 use std::time::Instant;
 

@@ -5,7 +5,7 @@
 //! λ1 = 0.1, λ2 = 0.01; `64 500 800` is the SF layer of `sf-lenet` (the lanes are meant for
 //! small dictionaries only: `SmallK::Auto` sends that one to the per-sample path).
 //!
-//! Run: `RAYON_NUM_THREADS=1 cargo run --release -p sparsegrad-bench --example lars_paths --
+//! Run: `RAYON_NUM_THREADS=1 cargo run --release -p sparsegrad-bench --features timing --example lars_paths --
 //! [SAMPLES] [ATOMS] [DIM] [REPS]`. Prints the milliseconds of each repetition.
 
 use std::time::Instant;

@@ -1,5 +1,5 @@
 //! Runs LeNet training steps in a loop for profiling (`perf record`, callgrind), printing the
-//! time of each phase: `cargo run --release -p sparsegrad-bench --example lenet_profile -- [batch] [steps]`.
+//! time of each phase: `cargo run --release -p sparsegrad-bench --features timing --example lenet_profile -- [batch] [steps]`.
 
 use std::time::Instant;
 

@@ -2,7 +2,7 @@
 //! `matrixmultiply::sgemm` call (one thread, preallocated output) on the same data, alternated
 //! call by call so that drifts of a shared machine hit both alike. Prints, per n, the median of
 //! the per-pair ratios and its interquartile range.
-//! `RAYON_NUM_THREADS=1 cargo run --profile bench -p sparsegrad-bench --example matmul_ratio -- [pairs]`
+//! `RAYON_NUM_THREADS=1 cargo run --profile bench -p sparsegrad-bench --features timing --example matmul_ratio -- [pairs]`
 
 use std::time::Instant;
 

@@ -2,7 +2,7 @@
 //! papers' networks on random data: the workload of `../shared/peers/networks.py`, timed the
 //! way a user's program calls the library (from the main thread, no special allocator).
 //!
-//! Run: `cargo run --release -p sparsegrad-bench --example networks_step -- [NETS] [BATCH] [SECONDS]`
+//! Run: `cargo run --release -p sparsegrad-bench --features timing --example networks_step -- [NETS] [BATCH] [SECONDS]`
 //! (`RAYON_NUM_THREADS=1` or `2` for the thread count; NETS comma-separated, default
 //! `lenet,resnet20,sdnet20,nin,ds-nin`). Prints one JSON line per network: ms per step
 //! (median, min, max after 2 warm-up steps), images/s, parameter count.

@@ -8,7 +8,7 @@
 //! ∂x of `⟨R, z⟩` for a fixed random R, and the time of one forward + backward in f32.
 //!
 //! ```text
-//! cargo run --release -p sparsegrad-sparse --example csc_accuracy
+//! cargo run --release -p sparsegrad-sparse --features timing --example csc_accuracy
 //! ```
 
 use std::time::Instant;

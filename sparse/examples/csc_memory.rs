@@ -4,8 +4,8 @@
 //! `../shared/peers/fista_csc.py`, differentiated with respect to x and W.
 //!
 //! ```text
-//! cargo run --release -p sparsegrad-sparse --example csc_memory            # every configuration
-//! cargo run --release -p sparsegrad-sparse --example csc_memory -- unrolled 5 [lambda]
+//! cargo run --release -p sparsegrad-sparse --features timing --example csc_memory            # every configuration
+//! cargo run --release -p sparsegrad-sparse --features timing --example csc_memory -- unrolled 5 [lambda]
 //! ```
 //! Without arguments it runs each configuration in a fresh child process (peak RSS is per
 //! process: `VmHWM` from `/proc/self/status`) and prints one table row per run; a backward

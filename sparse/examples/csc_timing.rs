@@ -4,7 +4,7 @@
 //! `½‖A(z_T) − x‖² + λ‖z_T‖₁` with respect to x and W. Median wall time per call over `reps`
 //! calls after a warm-up, with the median CPU time of the process per call.
 //!
-//! `cargo run --release -p sparsegrad-sparse --example csc_timing -- [T] [reps] [threads]
+//! `cargo run --release -p sparsegrad-sparse --features timing --example csc_timing -- [T] [reps] [threads]
 //! [--no-reuse]` (defaults 20, 5, rayon's default). The calls are made from the main thread,
 //! as a user's program makes them; `threads` sizes rayon's global pool (`build_global`).
 //!

@@ -22,7 +22,7 @@
 //! ([`SmallK::Off`]), interleaved in the same rounds, so before/after is measured in one run.
 //! With `--only=csf1` (or `csf2`) only that CSF forward+backward runs, for `perf record`.
 //!
-//! `cargo run --release -p sparsegrad-sparse --example csf_timing -- [rounds] [--per-patch]
+//! `cargo run --release -p sparsegrad-sparse --features timing --example csf_timing -- [rounds] [--per-patch]
 //! [--only=csf1|csf2]` (default 15 rounds; `RAYON_NUM_THREADS=1` for one thread).
 
 use std::time::Instant;

@@ -14,7 +14,7 @@
 //! forward; the resident memory before the forward (weights, observation, the program) is
 //! printed beside it. The output's sum checks that the modes compute the same thing.
 //!
-//! `cargo run --release -p sparsegrad-sparse --example dcea_memory -- [infer|no_grad|recorded]
+//! `cargo run --release -p sparsegrad-sparse --features timing --example dcea_memory -- [infer|no_grad|recorded]
 //! [threads] [--quick]` (defaults `infer`, 1 thread; `--quick`: 20 power iterations instead
 //! of 200). A plain program: no global allocator is installed (the engine reuses large
 //! buffers itself, `engine::recycle`).

@@ -13,7 +13,7 @@
 //! `reps` runs after one warm-up, for each thread count, the median CPU time of the process
 //! per run (steadier on a shared machine) and the peak resident memory after each mode.
 //!
-//! `cargo run --release -p sparsegrad-sparse --example dcea_timing -- [reps] [threads,…] [--quick]
+//! `cargo run --release -p sparsegrad-sparse --features timing --example dcea_timing -- [reps] [threads,…] [--quick]
 //! [--modes=fwd,composite,fwd_bwd]` (defaults 3, `1,2`, `fwd,fwd_bwd`; `--quick`: 20 power
 //! iterations instead of 200).
 

@@ -2,7 +2,7 @@
 //! (`perf record`, `valgrind --tool=callgrind`) and for timing by CPU time, which other jobs on
 //! a shared machine disturb less than wall-clock time.
 //!
-//! `cargo run --release -p sparsegrad-sparse --example lars_profile -- PIECE DICT L2 [REPS]`
+//! `cargo run --release -p sparsegrad-sparse --features timing --example lars_profile -- PIECE DICT L2 [REPS]`
 //! with PIECE one of `whole` (`lars_en`), `path` (`lars_en_gram`, G and C given), `gram`
 //! (`G = DᵀD + λ2·I` as `lars_en` builds it: `lars_en` on an empty batch), `backward` (the SF
 //! op's rule alone: `backward_with` a random cotangent, D and X leaves, graph retained),

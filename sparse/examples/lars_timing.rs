@@ -10,7 +10,7 @@
 //! the batch (evaluated in f64 against the f64 problem). Median of `REPS` runs (default 7, or
 //! the first argument).
 //!
-//! `cargo run --release -p sparsegrad-sparse --example lars_timing [reps]`
+//! `cargo run --release -p sparsegrad-sparse --features timing --example lars_timing [reps]`
 //! (`RAYON_NUM_THREADS=1` for one thread).
 
 use std::time::Instant;

@@ -3,7 +3,7 @@
 //! symmetric, value alone and value with both gradients, and prints the median and the minimum
 //! over single calls (the minimum is what a call costs when nothing else takes the core).
 //!
-//! `cargo run --release -p sparsegrad-sparse --example sc_timing -- [N] [calls] [filter]`
+//! `cargo run --release -p sparsegrad-sparse --features timing --example sc_timing -- [N] [calls] [filter]`
 //! (default 128, 400; `filter` keeps the rows whose label contains it, e.g. `"fused fwd+bwd"`);
 //! the thread count is rayon's (`RAYON_NUM_THREADS`). The calls are made from the main thread,
 //! or from a thread of the rayon pool when the environment variable `IN_POOL` is set (the
