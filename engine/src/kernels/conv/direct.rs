@@ -352,50 +352,6 @@ unsafe fn nn_tile<F: Copy, S: Vector<F>, const MO: usize, const NQ: usize>(
     }
 }
 
-/// `MO` gradient rows × `NR` taps over `nv` vectors of positions:
-/// `part[(mo·NR + nr)·LANES + l] += Σ_v g[mo][v·LANES + l] · x[offs[nr] + v·LANES + l]`,
-/// positions in order.
-///
-/// Registers: `MO·NR` sums, the `MO` gradient vectors of a position vector and one source
-/// vector (every tile of the tables fits).
-///
-/// # Safety
-/// Every address above readable, `part .. + MO·NR·LANES` readable and writable; the vector's
-/// instruction set enabled.
-#[inline(always)]
-unsafe fn nt_tile<F: Copy, S: Vector<F>, const MO: usize, const NR: usize>(
-    g: &[*const F; MO],
-    x: *const F,
-    offs: &[usize],
-    nv: usize,
-    part: *mut F,
-) {
-    let mut acc = [[S::zero(); NR]; MO];
-    let mut xp = [x; NR];
-    for (p, &off) in xp.iter_mut().zip(offs) {
-        *p = x.add(off);
-    }
-    for v in 0..nv {
-        let q = v * S::LANES;
-        let mut gv = [S::zero(); MO];
-        for (gm, &row) in gv.iter_mut().zip(g) {
-            *gm = S::load(row.add(q));
-        }
-        for (nr, &xr) in xp.iter().enumerate() {
-            let xv = S::load(xr.add(q));
-            for (row, &gm) in acc.iter_mut().zip(&gv) {
-                row[nr] = S::fma(gm, xv, row[nr]);
-            }
-        }
-    }
-    for (mo, row) in acc.iter().enumerate() {
-        for (nr, &a) in row.iter().enumerate() {
-            let p = part.add((mo * NR + nr) * S::LANES);
-            S::add(S::load(p), a).store(p);
-        }
-    }
-}
-
 // ------------------------------------------------------------------------------ tile shapes
 
 /// Forward tiles `(MO, NQ, relative speed)` per instruction set: every one fits the registers
@@ -870,7 +826,7 @@ struct NtJob<'a, F> {
     mo: usize,
     nr: usize,
     /// Row layout: `ow` is a multiple of the vector width, and the tiles read `gy` in place,
-    /// vector by vector of each output row ([`nt_tile_rows`]).
+    /// vector by vector of each output row ([`nt_tile`]).
     rows: bool,
 }
 
@@ -947,45 +903,39 @@ unsafe fn nt_item<F: Element, S: Vector<F>>(job: &NtJob<F>, it: NtItem, s: &mut 
         fill_planes(&mut xb[m * is..], cstride, &job.x[(it.n0 + m) * image..][..image], c, it.a0, rows);
     }
     xb[c.cs * cstride..].fill(F::zero());
-    if job.rows {
-        tap_offsets(offs, c, cstride, c.k().next_multiple_of(job.nr));
-        let dims = NtRowDims { cstride, is, rows: it.a1 - it.a0, first: (it.n0 * c.od * c.oh + it.a0) * c.ow };
-        macro_rules! tiles {
-            ($($mo:literal, $nr:literal);*) => {
-                match (job.mo, job.nr) {
-                    $(($mo, $nr) => nt_blocks_rows::<F, S, $mo, $nr>(job, xb, dims, it.imgs, offs, part),)*
-                    other => unreachable!("no weight-gradient tile {other:?}"),
+    tap_offsets(offs, c, cstride, c.k().next_multiple_of(job.nr));
+    let (src, geom) = if job.rows {
+        // Gradient rows read from `gy` in place: channel `o` of group `grp` of the item's first
+        // image at `first + (grp·og + o)·plane`, its images `od·plane` apart.
+        let plane = c.oh * c.ow;
+        let first = (it.n0 * c.od * c.oh + it.a0) * c.ow;
+        let src = NtSrc { g: job.gy.as_ptr().add(first), gstride: og, ostride: plane, cstride };
+        (src, NtRowGeom { imgs: it.imgs, gimg: c.od * plane, is, rows: it.a1 - it.a0, ow: c.ow, pitch: p })
+    } else {
+        let ogp = og.next_multiple_of(job.mo);
+        let gr = nv * v;
+        let gw = grad.get(job.grad_rows() * gr);
+        for (r, row) in gw.chunks_exact_mut(gr).enumerate() {
+            row.fill(F::zero());
+            let (grp, o) = (r / ogp, r % ogp);
+            if o >= og {
+                continue;
+            }
+            for m in 0..it.imgs {
+                let src = &job.gy[((it.n0 + m) * c.od + grp * og + o) * c.oh * c.ow..][..c.oh * c.ow];
+                for (a, seg) in row[m * is..][..q].chunks_exact_mut(p).enumerate() {
+                    seg[..c.ow].copy_from_slice(&src[(it.a0 + a) * c.ow..][..c.ow]);
                 }
-            };
-        }
-        match S::LANES * std::mem::size_of::<F>() {
-            64 => tiles!(6, 3; 3, 9; 5, 5; 4, 5; 2, 9; 1, 9),
-            _ => tiles!(3, 3; 2, 5; 4, 2; 2, 4; 1, 5),
-        }
-        return;
-    }
-    let ogp = og.next_multiple_of(job.mo);
-    let gr = nv * v;
-    let gw = grad.get(job.grad_rows() * gr);
-    for (r, row) in gw.chunks_exact_mut(gr).enumerate() {
-        row.fill(F::zero());
-        let (grp, o) = (r / ogp, r % ogp);
-        if o >= og {
-            continue;
-        }
-        for m in 0..it.imgs {
-            let src = &job.gy[((it.n0 + m) * c.od + grp * og + o) * c.oh * c.ow..][..c.oh * c.ow];
-            for (a, seg) in row[m * is..][..q].chunks_exact_mut(p).enumerate() {
-                seg[..c.ow].copy_from_slice(&src[(it.a0 + a) * c.ow..][..c.ow]);
             }
         }
-    }
-    tap_offsets(offs, c, cstride, c.k().next_multiple_of(job.nr));
-    let dims = NtDims { cstride, gr, nv };
+        // One "row" of `nv` vectors running through all the item's positions.
+        let src = NtSrc { g: gw.as_ptr(), gstride: ogp, ostride: gr, cstride };
+        (src, NtRowGeom { imgs: 1, gimg: 0, is: 0, rows: 1, ow: gr, pitch: 0 })
+    };
     macro_rules! tiles {
         ($($mo:literal, $nr:literal);*) => {
             match (job.mo, job.nr) {
-                $(($mo, $nr) => nt_blocks::<F, S, $mo, $nr>(job, xb, gw, dims, offs, part),)*
+                $(($mo, $nr) => nt_blocks::<F, S, $mo, $nr>(job, xb, src, geom, offs, part),)*
                 other => unreachable!("no weight-gradient tile {other:?}"),
             }
         };
@@ -996,88 +946,51 @@ unsafe fn nt_item<F: Element, S: Vector<F>>(job: &NtJob<F>, it: NtItem, s: &mut 
     }
 }
 
-/// The layout of an item's buffers: the source's channel stride, the length of a gradient
-/// row, and the position vectors summed.
+/// Where an item's gradient rows and source planes lie: channel `o` of group `grp` at
+/// `g + (grp·gstride + o)·ostride`, the source's channels `cstride` apart.
 #[derive(Clone, Copy)]
-struct NtDims {
+struct NtSrc<F> {
+    g: *const F,
+    gstride: usize,
+    ostride: usize,
     cstride: usize,
-    gr: usize,
-    nv: usize,
 }
 
-/// Every (group, channel block, tap block) tile of one item; padding rows are zero and taps
-/// past `k` read offset 0; both land in lane sums that are dropped.
+/// Every (group, channel block, tap block) tile of one item. The padding channels of a last
+/// partial block read the block's first channel again and taps past `k` read offset 0; both
+/// land in lane sums that are dropped.
 #[inline(always)]
 unsafe fn nt_blocks<F: Element, S: Vector<F>, const MO: usize, const NR: usize>(
     job: &NtJob<F>,
     xb: &[F],
-    gw: &[F],
-    d: NtDims,
+    src: NtSrc<F>,
+    geom: NtRowGeom,
     offs: &[usize],
     part: &mut [F],
 ) {
     let c = &job.c;
-    let (nob, ntb) = (c.og().div_ceil(MO), c.k().div_ceil(NR));
-    for grp in 0..c.groups {
-        let xg = xb.as_ptr().add(grp * c.cg() * d.cstride);
-        for ob in 0..nob {
-            let mut rows = [gw.as_ptr(); MO];
-            for (mo, r) in rows.iter_mut().enumerate() {
-                *r = gw.as_ptr().add(((grp * nob + ob) * MO + mo) * d.gr);
-            }
-            for tb in 0..ntb {
-                let at = ((grp * nob + ob) * ntb + tb) * MO * NR * S::LANES;
-                nt_tile::<F, S, MO, NR>(&rows, xg, &offs[tb * NR..][..NR], d.nv, part.as_mut_ptr().add(at));
-            }
-        }
-    }
-}
-
-/// Where a row-layout item's data lie: the source's channel stride and image stride (as in
-/// [`nt_item`]), its output rows per image, and the offset in `gy`'s planes of its first row.
-#[derive(Clone, Copy)]
-struct NtRowDims {
-    cstride: usize,
-    is: usize,
-    rows: usize,
-    first: usize,
-}
-
-/// Every (group, channel block, tap block) tile of one row-layout item, the gradient rows read
-/// from `gy` in place; the padding channels of a last partial block read the block's first
-/// channel again and taps past `k` read offset 0 (both land in lane sums that are dropped).
-#[inline(always)]
-unsafe fn nt_blocks_rows<F: Element, S: Vector<F>, const MO: usize, const NR: usize>(
-    job: &NtJob<F>,
-    xb: &[F],
-    d: NtRowDims,
-    imgs: usize,
-    offs: &[usize],
-    part: &mut [F],
-) {
-    let c = &job.c;
-    let (og, plane) = (c.og(), c.oh * c.ow);
+    let og = c.og();
     let (nob, ntb) = (og.div_ceil(MO), c.k().div_ceil(NR));
-    let geom = NtRowGeom { imgs, gimg: c.od * plane, is: d.is, rows: d.rows, ow: c.ow, pitch: c.pitch() };
     for grp in 0..c.groups {
-        let xg = xb.as_ptr().add(grp * c.cg() * d.cstride);
+        let xg = xb.as_ptr().add(grp * c.cg() * src.cstride);
         for ob in 0..nob {
-            let mut g = [job.gy.as_ptr(); MO];
+            let mut g = [src.g; MO];
             for (mo, r) in g.iter_mut().enumerate() {
                 let o = if ob * MO + mo < og { ob * MO + mo } else { ob * MO };
-                *r = job.gy.as_ptr().add(d.first + (grp * og + o) * plane);
+                *r = src.g.add((grp * src.gstride + o) * src.ostride);
             }
             for tb in 0..ntb {
                 let at = ((grp * nob + ob) * ntb + tb) * MO * NR * S::LANES;
-                nt_tile_rows::<F, S, MO, NR>(&g, xg, &offs[tb * NR..][..NR], geom, part.as_mut_ptr().add(at));
+                nt_tile::<F, S, MO, NR>(&g, xg, &offs[tb * NR..][..NR], geom, part.as_mut_ptr().add(at));
             }
         }
     }
 }
 
-/// The loop of a row-layout weight-gradient tile: `imgs` images (gradient planes `gimg` apart,
-/// source images `is` apart), `rows` output rows of `ow` positions each (source rows `pitch`
-/// apart).
+/// The loop of a weight-gradient tile: `imgs` images (gradient planes `gimg` apart, source
+/// images `is` apart), `rows` rows of `ow` positions each (source rows `pitch` apart). The row
+/// layout walks `gy`'s output rows; the flattened layout is one row of `nv·LANES` positions
+/// running through the item's padded planes.
 #[derive(Clone, Copy)]
 struct NtRowGeom {
     imgs: usize,
@@ -1088,15 +1001,18 @@ struct NtRowGeom {
     pitch: usize,
 }
 
-/// [`nt_tile`] in the row layout: `part[(mo·NR + nr)·LANES + l] += Σ g[mo][m·gimg + a·ow + b]
+/// `MO` gradient rows × `NR` taps: `part[(mo·NR + nr)·LANES + l] += Σ g[mo][m·gimg + a·ow + b]
 /// · x[offs[nr] + m·is + a·pitch + b]` over images `m`, rows `a` and the columns `b ≡ l` (mod
 /// LANES), in that order.
+///
+/// Registers: `MO·NR` sums, the `MO` gradient vectors of a position vector and one source
+/// vector (every tile of the tables fits).
 ///
 /// # Safety
 /// Every address above readable, `part .. + MO·NR·LANES` readable and writable; the vector's
 /// instruction set enabled.
 #[inline(always)]
-unsafe fn nt_tile_rows<F: Copy, S: Vector<F>, const MO: usize, const NR: usize>(
+unsafe fn nt_tile<F: Copy, S: Vector<F>, const MO: usize, const NR: usize>(
     g: &[*const F; MO],
     x: *const F,
     offs: &[usize],
