@@ -777,13 +777,13 @@ fn correlate_tiled<T: Element>(
                 rows: t.rows,
                 y: SendPtr(y.as_mut_ptr().cast::<$f>()),
             };
-            nn_run(isa, &job)
+            job
         }};
     }
     if TypeId::of::<T>() == TypeId::of::<f32>() {
-        run!(f32)
+        nn_run_f32(isa, &run!(f32))
     } else {
-        run!(f64)
+        nn_run_f64(isa, &run!(f64))
     }
     // SAFETY: the items cover every (image, channel, row, column) of y once (`Corr::items`
     // tiles the rows of every image, `nn_flat` or `nn_by_rows` every position of a row block and every
@@ -1156,13 +1156,37 @@ fn weight_grad_tiled<T: Element>(
         return None;
     }
     macro_rules! run {
-        ($f:ty) => {{
+        ($f:ty, $run:ident) => {{
             let job = NtJob::<$f> { c, x: cast(x), gy: cast(gy), mo, nr, rows };
-            let dw = nt_run(isa, &job);
+            let dw = $run(isa, &job);
             cast::<$f, T>(&dw).to_vec()
         }};
     }
-    Some(if TypeId::of::<T>() == TypeId::of::<f32>() { run!(f32) } else { run!(f64) })
+    Some(if TypeId::of::<T>() == TypeId::of::<f32>() { run!(f32, nt_run_f32) } else { run!(f64, nt_run_f64) })
+}
+
+// The runs of each element type are plain functions, not generic ones, so that the tile
+// kernels are compiled once, here, at the engine's optimisation level, and called from every
+// other crate (a generic chain is compiled again in each crate that instantiates it, at that
+// crate's level: the gradient audit's cases build at opt-level 0).
+#[inline(never)]
+fn nn_run_f32(isa: Isa, job: &NnJob<f32>) {
+    nn_run(isa, job)
+}
+
+#[inline(never)]
+fn nn_run_f64(isa: Isa, job: &NnJob<f64>) {
+    nn_run(isa, job)
+}
+
+#[inline(never)]
+fn nt_run_f32(isa: Isa, job: &NtJob<f32>) -> Vec<f32> {
+    nt_run(isa, job)
+}
+
+#[inline(never)]
+fn nt_run_f64(isa: Isa, job: &NtJob<f64>) -> Vec<f64> {
+    nt_run(isa, job)
 }
 
 /// `s` seen as a slice of `F`, which must be the same type as `T`.

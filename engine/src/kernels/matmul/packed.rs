@@ -97,22 +97,40 @@ pub(crate) unsafe fn gemm<T: Element>(
                 c: SendPtr(c.cast()),
                 ldc,
             };
-            let parallel = job.splits(parallel);
-            if parallel && rayon::current_thread_index().is_none() {
-                // Called from outside the pool: enter it once for the whole product rather
-                // than once per parallel region (each entry wakes the pool from the caller's
-                // side; n = 512 on 2 threads: 1.77× → 1.88× the 1-thread throughput).
-                rayon::scope(|_| job.run(true))
-            } else {
-                job.run(parallel)
-            }
+            job
         }};
     }
     if TypeId::of::<T>() == TypeId::of::<f32>() {
-        run!(f32)
+        run_f32(run!(f32), parallel)
     } else {
         assert_eq!(TypeId::of::<T>(), TypeId::of::<f64>(), "packed gemm: f32 or f64");
-        run!(f64)
+        run_f64(run!(f64), parallel)
+    }
+}
+
+// The two element types' products are plain functions, not generic ones, so that the kernels
+// are compiled once, here, at the engine's optimisation level, and called from every other
+// crate (a generic chain would be compiled again in each crate that multiplies, and at that
+// crate's level: the gradient audit's cases build at opt-level 0).
+#[inline(never)]
+fn run_f32(job: Job<f32>, parallel: bool) {
+    run_job(job, parallel)
+}
+
+#[inline(never)]
+fn run_f64(job: Job<f64>, parallel: bool) {
+    run_job(job, parallel)
+}
+
+fn run_job<F: HasVectors>(job: Job<F>, parallel: bool) {
+    let parallel = job.splits(parallel);
+    if parallel && rayon::current_thread_index().is_none() {
+        // Called from outside the pool: enter it once for the whole product rather than once
+        // per parallel region (each entry wakes the pool from the caller's side; n = 512 on 2
+        // threads: 1.77× → 1.88× the 1-thread throughput).
+        rayon::scope(|_| job.run(true))
+    } else {
+        job.run(parallel)
     }
 }
 
