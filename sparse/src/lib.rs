@@ -29,7 +29,6 @@ pub mod dct;
 pub mod error;
 pub mod fista;
 pub mod lars;
-mod margin;
 pub mod scl;
 pub mod sf;
 

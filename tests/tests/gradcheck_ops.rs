@@ -9,7 +9,7 @@ use sparsegrad_tests::{assert_close, randn, uniform, vjp};
 
 #[test]
 fn every_registered_audit_passes() {
-    let cases = sparse::audit::registry();
+    let cases = sparsegrad_audit::registry();
     let results = audit::run_all(&cases, None);
     assert_eq!(results.len(), cases.len());
     let failed: Vec<_> = results.iter().filter(|r| !r.passed()).cloned().collect();
@@ -24,7 +24,7 @@ fn every_registered_audit_passes() {
 
 #[test]
 fn filter_selects_one_op_and_json_parses() {
-    let cases = audit::cases();
+    let cases = sparsegrad_audit::builtin();
     let results = audit::run_all(&cases, Some("softmax"));
     assert!(!results.is_empty());
     assert!(results.iter().all(|r| r.op == "softmax"));
@@ -79,7 +79,7 @@ fn recorded_by_cases(results: &[audit::AuditResult]) -> BTreeMap<String, Vec<Str
 
 #[test]
 fn every_recorded_op_is_a_declared_rule_with_cases_of_its_own() {
-    let cases = sparse::audit::registry();
+    let cases = sparsegrad_audit::registry();
     let results = audit::run_all(&cases, None);
     let recorded = recorded_by_cases(&results);
     // The declared rule names are exactly what the cases record: a rule nobody audits, or an
@@ -109,7 +109,7 @@ fn every_recorded_op_is_a_declared_rule_with_cases_of_its_own() {
 
 #[test]
 fn every_op_is_audited_on_contiguous_permuted_sliced_and_broadcast_inputs() {
-    let cases = sparse::audit::registry();
+    let cases = sparsegrad_audit::registry();
     let mut gaps = Vec::new();
     for op in audit::ops(&cases) {
         let inputs: Vec<&str> = cases.iter().filter(|c| c.op == op).map(|c| c.input.as_str()).collect();
@@ -120,6 +120,17 @@ fn every_op_is_audited_on_contiguous_permuted_sliced_and_broadcast_inputs() {
         }
     }
     assert!(gaps.is_empty(), "layouts missing from the audit:\n{}", gaps.join("\n"));
+}
+
+/// The DCEA family keeps every case it was written with (a case dropped from the registry
+/// would still let the tests above pass): the three NLLs on six inputs each, the three encoder
+/// rules and the whole model.
+#[test]
+fn the_dcea_family_keeps_its_cases() {
+    let cases = sparsegrad_audit::sparse_rules();
+    let count = |ops: &[&str]| cases.iter().filter(|c| ops.contains(&c.op)).count();
+    assert_eq!(count(&["gaussian_nll", "binomial_nll", "poisson_nll"]), 3 * 6);
+    assert_eq!(count(&["dcea", "dcea_iteration", "dcea_decode", "dcea_threshold"]), 6 + 7 + 4 + 4);
 }
 
 // --------------------------------------------------------------------------------------------

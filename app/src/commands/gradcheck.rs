@@ -9,7 +9,7 @@ use crate::{out, outln};
 /// Every registered audit case: the built-in ops of `autograd`, then the sparse-coding rules
 /// of `sparse` (SF, CSF and their losses, CSC, FISTA, DCT, DCEA, NLL, SC, …).
 pub fn registry() -> Vec<AuditCase> {
-    sparse::audit::registry()
+    sparsegrad_audit::registry()
 }
 
 /// The help's list of audited ops, generated from [`registry`], then the exit statuses.

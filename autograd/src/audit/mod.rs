@@ -26,11 +26,10 @@
 //! * [`run`] runs cases in parallel (a panic or an error is a failed case, never a stop);
 //!   [`report`] prints them as a table or JSON.
 //! * [`inputs`] builds the inputs (kink margins, value domains, views, broadcast) and
-//!   [`families`] the usual case families (one input in several layouts, several inputs);
-//!   both are public so the `sparse` crate builds its cases from the same pieces.
-//! * Each op family's cases live next to that family (`ops/<family>.rs`, `mod cases`);
-//!   [`cases`] collects the built-in ones. Another crate appends its own:
-//!   `let mut all = audit::cases(); all.extend(sparse::audit::cases());`.
+//!   [`families`] the usual case families (one input in several layouts, several inputs).
+//! * The cases themselves live in the `sparsegrad-audit` crate (`audit/`: one file per op
+//!   family and per sparse rule; `sparsegrad_audit::registry()` is the whole list), so that
+//!   the libraries do not compile a thousand `f64` closures that no training run calls.
 //! * Every report records the names of the ops its tape recorded
 //!   ([`GradReport::recorded`](crate::GradReport)), so a test can check the registry itself:
 //!   every op recorded by any case has cases of its own on contiguous, transposed/permuted,
@@ -56,11 +55,4 @@ pub fn ops(cases: &[AuditCase]) -> Vec<&'static str> {
         }
     }
     names
-}
-
-/// Every audit case of the built-in ops of this crate, family by family.
-pub fn cases() -> Vec<AuditCase> {
-    let mut out = Vec::new();
-    crate::ops::audit_cases(&mut out);
-    out
 }

@@ -112,20 +112,6 @@ pub const RULES: &[&str] = &[
     "batch_norm",
 ];
 
-/// Every audit case of the built-in ops, family by family.
-pub(crate) fn audit_cases(out: &mut Vec<crate::audit_case::AuditCase>) {
-    unary::cases::all(out);
-    binary::cases::all(out);
-    reduce::cases::all(out);
-    shape::cases::all(out);
-    matmul::cases::all(out);
-    softmax::cases::all(out);
-    index::cases::all(out);
-    conv::cases::all(out);
-    pool::cases::all(out);
-    norm::cases::all(out);
-}
-
 impl<'t, T: Element> Var<'t, T> {
     /// Records `y = f(x)` with the rule `∂L/∂x = df(g, x, y)`.
     pub fn unary(

@@ -65,7 +65,6 @@
 //! Dependencies point one way: `config` ← `fold` ← `params`, `config` ← `code` ← `rules` ←
 //! `forward` ← `denoise`; `audit` reads them all.
 
-mod audit;
 mod code;
 mod config;
 mod denoise;
@@ -75,13 +74,12 @@ mod nll;
 mod params;
 mod rules;
 
-pub(crate) use audit::cases;
 pub use config::{DceaConfig, Family, PowerFold, Threshold};
 pub use denoise::{denoise, jittered_observations, poisson_estimate, poisson_observation, poisson_scale, psnr};
 pub use fold::power_estimate;
 pub use forward::{
     dcea_forward, dcea_forward_composite, dcea_forward_traced, shift_batch, shift_mean, DceaOutput, DceaStats,
 };
-pub use nll::nll;
+pub use nll::{nll, nll_name};
 pub use params::{Dcea, DceaParams};
 pub use rules::{dcea_decode, dcea_iteration, dcea_threshold, IterationStats, StepSpec};

@@ -46,7 +46,8 @@ impl<T: Element> Backward<T> for NllBackward {
     }
 }
 
-pub(super) fn nll_name(f: Family) -> &'static str {
+/// The name the NLL of family `f` records on the tape.
+pub fn nll_name(f: Family) -> &'static str {
     match f {
         Family::Gaussian => "gaussian_nll",
         Family::Binomial { .. } => "binomial_nll",

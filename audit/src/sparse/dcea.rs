@@ -1,4 +1,4 @@
-//! The gradient audit of this module's rules (collected by [`crate::audit::cases`]).
+//! The audit cases of the DCEA rules (`sparse::dcea`).
 
 use std::sync::Arc;
 
@@ -7,16 +7,14 @@ use autograd::audit::AuditCase;
 use autograd::{Reduction, Tape, Var};
 use engine::{Conv2dParams, ConvTranspose2dParams, Rng, Tensor};
 
-use super::code::prox;
-use super::nll::nll_name;
-use super::*;
-use crate::margin::KINK_MARGIN;
+use sparse::audit::KINK_MARGIN;
+use sparse::dcea::*;
 
 /// The audit cases of this module: the three NLL rules on every layout and both reductions,
 /// `dcea_iteration`, `dcea_decode` and `dcea_threshold` on every layout, and the whole
 /// unfolded DCEA (encoder,
 /// decoder, shifts, loss; labelled `dcea`) for every family, tied and untied, all on inputs
-/// whose every kink argument is at least [`crate::audit::KINK_MARGIN`] away (regenerated
+/// whose every kink argument is at least [`sparse::audit::KINK_MARGIN`] away (regenerated
 /// otherwise).
 pub(crate) fn cases(out: &mut Vec<autograd::audit::AuditCase>) {
     nll_cases(out);
@@ -69,13 +67,22 @@ fn nll_cases(out: &mut Vec<AuditCase>) {
     }
 }
 
+/// The threshold's argument for entry `v` of a filter with threshold `b`: `v − b` (one-sided)
+/// or `|v| − b` (two-sided); the code is zero where it is not positive.
+fn threshold_arg(v: f64, b: f64, threshold: Threshold) -> f64 {
+    match threshold {
+        Threshold::OneSided => v - b,
+        Threshold::TwoSided => v.abs() - b,
+    }
+}
+
 /// `min |arg|` over the threshold's arguments (`v − b`, or `|v| − b`) of codes `v`.
 fn prox_margin(v: &Tensor<f64>, b: &Tensor<f64>, threshold: Threshold) -> f64 {
     let (bv, plane) = (b.to_vec(), v.dim(2) * v.dim(3));
     v.to_vec()
         .iter()
         .enumerate()
-        .fold(f64::INFINITY, |m, (i, &e)| m.min(prox(e, bv[(i / plane) % bv.len()], threshold).0.abs()))
+        .fold(f64::INFINITY, |m, (i, &e)| m.min(threshold_arg(e, bv[(i / plane) % bv.len()], threshold).abs()))
 }
 
 /// Thresholds `b` `[k]` in `[0.1, 0.6)`.
