@@ -20,6 +20,7 @@ use std::mem::MaybeUninit;
 
 use crate::kernels::elementwise::fresh;
 use crate::kernels::reduce::map_range;
+use crate::kernels::simd::Isa;
 use crate::{Element, Tensor, PAR_CHUNK};
 
 /// Interleaved accumulators per sum (a fixed order that vectorises).
@@ -48,54 +49,247 @@ fn geometry<T: Element>(x: &Tensor<T>, op: &str) -> (usize, usize, usize) {
     (s[0], s[1], s[2..].iter().product())
 }
 
-/// `Σ_i f(a_i, b_i)` for `M` sums at once over two slices of equal length, with [`LANES`]
-/// interleaved accumulators per sum combined in a fixed tree, then the remainder in order.
+/// Which sums a pass over a channel's runs takes (`a`, `b` two runs of equal length, `μ` the
+/// channel's mean): `[Σa, 0]`, `[Σ(a − μ)², 0]`, or `[Σa, Σa·(b − μ)]` (the backward: `a = g`,
+/// `b = x`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Sums {
+    Plain,
+    Centred,
+    Backward,
+}
+
+/// The per-element terms of `kind`.
 #[inline(always)]
-fn lane_sums<T: Element, const M: usize>(a: &[T], b: &[T], f: impl Fn(T, T) -> [T; M]) -> [T; M] {
+fn terms<T: Element>(kind: Sums, a: T, b: T, mu: T) -> [T; 2] {
+    match kind {
+        Sums::Plain => [a, T::zero()],
+        Sums::Centred => {
+            let d = a - mu;
+            [d * d, T::zero()]
+        }
+        Sums::Backward => [a, a * (b - mu)],
+    }
+}
+
+/// The sums of `kind` over two runs of equal length, with [`LANES`] interleaved accumulators
+/// per sum combined in a fixed tree (`vmath::fold_lanes`), then the remainder in order.
+#[inline(always)]
+fn lane_sums<T: Element>(kind: Sums, a: &[T], b: &[T], mu: T) -> [T; 2] {
     debug_assert_eq!(a.len(), b.len());
-    let mut acc = [[T::zero(); LANES]; M];
+    let mut acc = [[T::zero(); LANES]; 2];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (xa, xb) in ca.zip(cb) {
         for k in 0..LANES {
-            let t = f(xa[k], xb[k]);
-            for m in 0..M {
-                acc[m][k] += t[m];
-            }
+            let t = terms(kind, xa[k], xb[k], mu);
+            acc[0][k] += t[0];
+            acc[1][k] += t[1];
         }
     }
-    let mut out = [T::zero(); M];
-    for m in 0..M {
-        out[m] = crate::kernels::vmath::fold_lanes(acc[m]);
-    }
+    finish(kind, acc, ra, rb, mu)
+}
+
+/// Folds the lanes and adds the remainder's terms in order.
+#[inline(always)]
+fn finish<T: Element>(kind: Sums, acc: [[T; LANES]; 2], ra: &[T], rb: &[T], mu: T) -> [T; 2] {
+    let mut out = [crate::kernels::vmath::fold_lanes(acc[0]), crate::kernels::vmath::fold_lanes(acc[1])];
     for (&xa, &xb) in ra.iter().zip(rb) {
-        let t = f(xa, xb);
-        for m in 0..M {
-            out[m] += t[m];
-        }
+        let t = terms(kind, xa, xb, mu);
+        out[0] += t[0];
+        out[1] += t[1];
     }
     out
 }
 
-/// For every channel, `Σ_n lane_sums(run_a, run_b, f)` over its `N` runs in order, the
-/// channels in parallel when the tensor has at least `2·PAR_CHUNK` elements.
-fn channel_sums<T: Element, const M: usize>(
-    (n, c, l): (usize, usize, usize),
-    a: &[T],
-    b: &[T],
-    f: impl Fn(usize, T, T) -> [T; M] + Sync + Send,
-) -> Vec<[T; M]> {
-    map_range(c, n * c * l >= 2 * PAR_CHUNK, |ch| {
-        let mut total = [T::zero(); M];
+/// [`lane_sums`] with the [`LANES`] accumulators held in `LANES / V::LANES` vectors (lane `k`
+/// is lane `k mod V::LANES` of vector `k / V::LANES`): the same additions, products and
+/// subtractions (as additions of `−μ`, the same IEEE result) in the same order, no fused
+/// multiply-add, so the same bits on every level. Without it LLVM kept the interleaved sums in
+/// scalar SSE operations and shuffles: the backward's two sums took 12% of a ResNet-20 step on
+/// one Xeon core (2026-12-07).
+///
+/// # Safety
+/// `V`'s instruction set must be available.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn lane_sums_vectors<F: Element, V: crate::kernels::simd::Vector<F>>(
+    kind: Sums,
+    a: &[F],
+    b: &[F],
+    mu: F,
+) -> [F; 2] {
+    let per = LANES / V::LANES;
+    let whole = a.len().min(b.len()) / LANES * LANES;
+    // SAFETY (whole body): the caller guarantees the instruction set; every load reads
+    // `V::LANES` values inside a whole chunk of `LANES`, every store writes inside `lanes`.
+    unsafe {
+        let (mut s0, mut s1) = ([V::zero(); LANES], [V::zero(); LANES]);
+        let neg = V::splat(-mu);
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut c = 0;
+        match kind {
+            Sums::Plain => {
+                while c < whole {
+                    for (v, s) in s0[..per].iter_mut().enumerate() {
+                        *s = V::add(*s, V::load(pa.add(c + v * V::LANES)));
+                    }
+                    c += LANES;
+                }
+            }
+            Sums::Centred => {
+                while c < whole {
+                    for (v, s) in s0[..per].iter_mut().enumerate() {
+                        let d = V::add(V::load(pa.add(c + v * V::LANES)), neg);
+                        *s = V::add(*s, V::mul(d, d));
+                    }
+                    c += LANES;
+                }
+            }
+            Sums::Backward => {
+                while c < whole {
+                    for v in 0..per {
+                        let g = V::load(pa.add(c + v * V::LANES));
+                        let d = V::add(V::load(pb.add(c + v * V::LANES)), neg);
+                        s0[v] = V::add(s0[v], g);
+                        s1[v] = V::add(s1[v], V::mul(g, d));
+                    }
+                    c += LANES;
+                }
+            }
+        }
+        let mut acc = [[F::zero(); LANES]; 2];
+        for v in 0..per {
+            s0[v].store(acc[0].as_mut_ptr().add(v * V::LANES));
+            s1[v].store(acc[1].as_mut_ptr().add(v * V::LANES));
+        }
+        finish(kind, acc, &a[whole..], &b[whole..], mu)
+    }
+}
+
+crate::kernels::vmath::vector_dispatched!(lane_sums_f32, f32: fn(kind: Sums, a: &[f32], b: &[f32], mu: f32) -> [f32; 2] = lane_sums_vectors | lane_sums);
+crate::kernels::vmath::vector_dispatched!(lane_sums_f64, f64: fn(kind: Sums, a: &[f64], b: &[f64], mu: f64) -> [f64; 2] = lane_sums_vectors | lane_sums);
+
+/// [`lane_sums`] on `level`'s vectors (tests force each level).
+fn lane_sums_at<T: Element>(level: Isa, kind: Sums, a: &[T], b: &[T], mu: T) -> [T; 2] {
+    use crate::kernels::vmath::same;
+    if let (Some(a), Some(b), Some(mu)) = (same::<T, f32>(a), same::<T, f32>(b), same::<T, f32>(&[mu])) {
+        let r = lane_sums_f32(level, kind, a, b, mu[0]);
+        [T::of(r[0] as f64), T::of(r[1] as f64)]
+    } else if let (Some(a), Some(b), Some(mu)) = (same::<T, f64>(a), same::<T, f64>(b), same::<T, f64>(&[mu])) {
+        let r = lane_sums_f64(level, kind, a, b, mu[0]);
+        [T::of(r[0]), T::of(r[1])]
+    } else {
+        unreachable!("Element is implemented for f32 and f64 only")
+    }
+}
+
+/// For every channel, the sums of `kind` over its `N` runs (`a`, `b` `[N, C, L]`, `mean` the
+/// channels' means for the centred kinds), each run's sums added in order `i = 0..N` from +0,
+/// the channels in blocks, in parallel when the tensor has at least `2·PAR_CHUNK` elements.
+///
+/// A block's channels are summed run by run in memory order (image `i`, then the block's
+/// channels), so a task streams through contiguous memory rather than jumping `C·L` elements
+/// from one run of a channel to the next. Each channel still adds its runs in the order
+/// `i = 0..N`, so neither the blocks nor the thread count change its bits.
+fn channel_sums<T: Element>((n, c, l): (usize, usize, usize), kind: Sums, a: &[T], b: &[T], mean: &[T]) -> Vec<[T; 2]> {
+    let level = Isa::best();
+    let parallel = n * c * l >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1;
+    let blocks = if parallel { c.min(rayon::current_num_threads()) } else { 1 }.max(1);
+    let per = c.div_ceil(blocks).max(1);
+    let parts = map_range(c.div_ceil(per), parallel, |bk| {
+        let chans = bk * per..c.min((bk + 1) * per);
+        let mut total = vec![[T::zero(); 2]; chans.len()];
         for i in 0..n {
-            let at = (i * c + ch) * l;
-            let part = lane_sums(&a[at..at + l], &b[at..at + l], |x, y| f(ch, x, y));
-            for m in 0..M {
-                total[m] += part[m];
+            for (t, ch) in total.iter_mut().zip(chans.clone()) {
+                let at = (i * c + ch) * l;
+                let mu = if kind == Sums::Plain { T::zero() } else { mean[ch] };
+                let part = lane_sums_at(level, kind, &a[at..at + l], &b[at..at + l], mu);
+                t[0] += part[0];
+                t[1] += part[1];
             }
         }
         total
-    })
+    });
+    parts.concat()
+}
+
+/// One run of an output pass: `dst = (x − c[0])·c[1] + c[2]` (the forward, `c = [μ, γr, β]`),
+/// or `dst = c[0]·((g − c[1]) − (x − c[3])·c[2])` (the input gradient, `c = [γr, ḡ, k, μ]`).
+#[inline(always)]
+fn run_out<T: Element>(backward: bool, dst: &mut [MaybeUninit<T>], g: &[T], x: &[T], c: [T; 4]) {
+    if backward {
+        let [a, gm, k, mu] = c;
+        for ((d, &gv), &xv) in dst.iter_mut().zip(g).zip(x) {
+            d.write(a * (gv - gm - (xv - mu) * k));
+        }
+    } else {
+        let [mu, s, b, _] = c;
+        for (d, &v) in dst.iter_mut().zip(x) {
+            d.write((v - mu) * s + b);
+        }
+    }
+}
+
+/// [`run_out`] on vectors `V`: the same operations in the same order, each `p − q` as
+/// `p + (−q)` and `(x − μ)·k` subtracted as `(x − μ)·(−k)` added (IEEE gives the same results:
+/// rounding is symmetric in sign), no fused multiply-add; the tail as [`run_out`].
+///
+/// # Safety
+/// `V`'s instruction set must be available.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn run_out_vectors<F: Element, V: crate::kernels::simd::Vector<F>>(
+    backward: bool,
+    dst: &mut [MaybeUninit<F>],
+    g: &[F],
+    x: &[F],
+    c: [F; 4],
+) {
+    let len = if backward { dst.len().min(g.len()).min(x.len()) } else { dst.len().min(x.len()) };
+    let whole = len / V::LANES * V::LANES;
+    // SAFETY (whole body): the caller guarantees the instruction set; every load and store
+    // covers `V::LANES` elements below `whole`, inside all three slices.
+    unsafe {
+        let (px, pd) = (x.as_ptr(), dst.as_mut_ptr().cast::<F>());
+        if backward {
+            let [a, gm, k, mu] = c;
+            let (va, vgm, vk, vmu) = (V::splat(a), V::splat(-gm), V::splat(-k), V::splat(-mu));
+            let pg = g.as_ptr();
+            for i in (0..whole).step_by(V::LANES) {
+                let t = V::add(V::load(pg.add(i)), vgm);
+                let p = V::mul(V::add(V::load(px.add(i)), vmu), vk);
+                V::mul(va, V::add(t, p)).store(pd.add(i));
+            }
+        } else {
+            let [mu, s, b, _] = c;
+            let (vmu, vs, vb) = (V::splat(-mu), V::splat(s), V::splat(b));
+            for i in (0..whole).step_by(V::LANES) {
+                V::add(V::mul(V::add(V::load(px.add(i)), vmu), vs), vb).store(pd.add(i));
+            }
+        }
+        let gt = if backward { &g[whole..] } else { g };
+        run_out(backward, &mut dst[whole..len], gt, &x[whole..], c);
+    }
+}
+
+crate::kernels::vmath::vector_dispatched!(run_out_f32, f32: fn(backward: bool, dst: &mut [MaybeUninit<f32>], g: &[f32], x: &[f32], c: [f32; 4]) = run_out_vectors | run_out);
+crate::kernels::vmath::vector_dispatched!(run_out_f64, f64: fn(backward: bool, dst: &mut [MaybeUninit<f64>], g: &[f64], x: &[f64], c: [f64; 4]) = run_out_vectors | run_out);
+
+/// [`run_out`] on `level`'s vectors (tests force each level).
+fn run_out_at<T: Element>(level: Isa, backward: bool, dst: &mut [MaybeUninit<T>], g: &[T], x: &[T], c: [T; 4]) {
+    use crate::kernels::vmath::same;
+    if let (Some(g), Some(x), Some(cv)) = (same::<T, f32>(g), same::<T, f32>(x), same::<T, f32>(&c)) {
+        // SAFETY: T is f32 (checked just above), so the cast keeps the type.
+        let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]) };
+        run_out_f32(level, backward, dst, g, x, cv.try_into().expect("4 coefficients"))
+    } else if let (Some(g), Some(x), Some(cv)) = (same::<T, f64>(g), same::<T, f64>(x), same::<T, f64>(&c)) {
+        // SAFETY: T is f64 (checked just above).
+        let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f64>]) };
+        run_out_f64(level, backward, dst, g, x, cv.try_into().expect("4 coefficients"))
+    } else {
+        unreachable!("Element is implemented for f32 and f64 only")
+    }
 }
 
 /// A fresh row-major buffer of `runs·l` elements, run `r` (elements `r·l..(r + 1)·l`) written
@@ -145,23 +339,15 @@ impl<T: Element> Tensor<T> {
         let xc = self.contiguous();
         let x = xc.as_slice().expect("contiguous");
         let inv_m = T::one() / T::of(count as f64);
-        let mean: Vec<T> = channel_sums(geo, x, x, |_, v, _| [v]).into_iter().map(|[s]| s * inv_m).collect();
-        let var: Vec<T> = channel_sums(geo, x, x, |ch, v, _| {
-            let d = v - mean[ch];
-            [d * d]
-        })
-        .into_iter()
-        .map(|[s]| s * inv_m)
-        .collect();
+        let mean: Vec<T> = channel_sums(geo, Sums::Plain, x, x, &[]).into_iter().map(|[s, _]| s * inv_m).collect();
+        let var: Vec<T> = channel_sums(geo, Sums::Centred, x, x, &mean).into_iter().map(|[s, _]| s * inv_m).collect();
         let inv_std: Vec<T> = var.iter().map(|&v| T::one() / (v + T::of(eps)).sqrt()).collect();
         let (w, b) = (weight.to_vec(), bias.to_vec());
         let scale: Vec<T> = w.iter().zip(&inv_std).map(|(&w, &r)| w * r).collect();
+        let level = Isa::best();
         let y = fill_runs(n * c, l, |r, dst| {
             let ch = r % c;
-            let (mu, s, b) = (mean[ch], scale[ch], b[ch]);
-            for (d, &v) in dst.iter_mut().zip(&x[r * l..(r + 1) * l]) {
-                d.write((v - mu) * s + b);
-            }
+            run_out_at(level, false, dst, &[], &x[r * l..(r + 1) * l], [mean[ch], scale[ch], b[ch], T::zero()]);
         });
         (Tensor::from_vec(y, self.shape()), BatchStats { mean, var, inv_std, count })
     }
@@ -189,7 +375,7 @@ impl<T: Element> Tensor<T> {
         let (x, gs) = (xc.as_slice().expect("contiguous"), gc.as_slice().expect("contiguous"));
         let (mean, inv_std) = (&stats.mean, &stats.inv_std);
         // Σg and Σg·(x − μ) per channel, in one pass.
-        let sums = channel_sums(geo, gs, x, |ch, gv, xv| [gv, gv * (xv - mean[ch])]);
+        let sums = channel_sums(geo, Sums::Backward, gs, x, mean);
         let db: Vec<T> = sums.iter().map(|s| s[0]).collect();
         let dw: Vec<T> = sums.iter().zip(inv_std).map(|(s, &r)| s[1] * r).collect();
         let dx = want_x.then(|| {
@@ -199,12 +385,10 @@ impl<T: Element> Tensor<T> {
             let coef: Vec<[T; 4]> = (0..c)
                 .map(|ch| [w[ch] * inv_std[ch], db[ch] * inv_m, inv_std[ch] * dw[ch] * inv_m, mean[ch]])
                 .collect();
+            let level = Isa::best();
             let v = fill_runs(n * c, l, |r, dst| {
-                let [a, gm, k, mu] = coef[r % c];
                 let span = r * l..(r + 1) * l;
-                for ((d, &gv), &xv) in dst.iter_mut().zip(&gs[span.clone()]).zip(&x[span]) {
-                    d.write(a * (gv - gm - (xv - mu) * k));
-                }
+                run_out_at(level, true, dst, &gs[span.clone()], &x[span], coef[r % c]);
             });
             Tensor::from_vec(v, self.shape())
         });
@@ -276,6 +460,71 @@ mod tests {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
         }
+    }
+
+    /// Every level's vector sums give the scalar loop's bits, for every kind, on runs around
+    /// multiples of the lanes, with values of mixed magnitudes (so a changed order of additions
+    /// would show) and a mean that cancels most of them.
+    #[test]
+    fn channel_sums_give_the_same_bits_on_every_level() {
+        fn check<T: Element>(rng: &mut Rng) -> usize {
+            let mut compared = 0;
+            for len in [0, 1, 15, 16, 17, 31, 32, 33, 100, 1024, 1031] {
+                let mag = |rng: &mut Rng| (rng.normal() * 4.0).exp() * rng.normal();
+                let a: Vec<T> = (0..len).map(|_| T::of(mag(rng))).collect();
+                let b: Vec<T> = (0..len).map(|_| T::of(3.0 + mag(rng))).collect();
+                for kind in [Sums::Plain, Sums::Centred, Sums::Backward] {
+                    let want = lane_sums(kind, &a, &b, T::of(3.0));
+                    for level in Isa::available() {
+                        let got = lane_sums_at(level, kind, &a, &b, T::of(3.0));
+                        let bits = |v: [T; 2]| v.map(|x| x.as_f64().to_bits());
+                        assert_eq!(bits(got), bits(want), "{} {kind:?} len {len} on {}", T::DTYPE, level.name());
+                        compared += 1;
+                    }
+                }
+            }
+            compared
+        }
+        let mut rng = Rng::new(3);
+        let n = check::<f32>(&mut rng) + check::<f64>(&mut rng);
+        assert!(n >= 2 * 11 * 3 * 2, "compared {n}: no vector level ran");
+    }
+
+    /// Every level's output passes give the scalar loop's bits, forward and backward, on runs
+    /// around multiples of the vector widths.
+    #[test]
+    fn output_passes_give_the_same_bits_on_every_level() {
+        fn check<T: Element>(rng: &mut Rng) -> usize {
+            let mut compared = 0;
+            for len in [0, 1, 3, 4, 7, 8, 15, 16, 17, 33, 1000] {
+                let g: Vec<T> = (0..len).map(|_| T::of(rng.normal() * 3.0)).collect();
+                let x: Vec<T> = (0..len).map(|_| T::of(rng.normal() * 7.0 + 1.0)).collect();
+                let c = [0.7, -0.3, 1.9, 1.1].map(|v| T::of(v + rng.normal() * 0.1));
+                for backward in [false, true] {
+                    let mut want = vec![MaybeUninit::new(T::zero()); len];
+                    run_out(backward, &mut want, &g, &x, c);
+                    for level in Isa::available() {
+                        let mut got = vec![MaybeUninit::new(T::zero()); len];
+                        run_out_at(level, backward, &mut got, &g, &x, c);
+                        // SAFETY: both buffers were initialised.
+                        let bits = |v: &[MaybeUninit<T>]| {
+                            v.iter().map(|e| unsafe { e.assume_init() }.as_f64().to_bits()).collect::<Vec<_>>()
+                        };
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want),
+                            "{} backward {backward} len {len} on {}",
+                            T::DTYPE,
+                            level.name()
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+            compared
+        }
+        let mut rng = Rng::new(5);
+        assert!(check::<f32>(&mut rng) + check::<f64>(&mut rng) >= 2 * 11 * 2 * 2);
     }
 
     /// Fused against composed, forward and backward, in f64, on shapes below and above the

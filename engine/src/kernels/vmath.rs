@@ -187,7 +187,7 @@ pub(crate) fn map_uninit_at<T: Element>(level: Isa, f: Unary, src: &[T], dst: &m
 
 /// `s` as a slice of `U` when `T` is `U`.
 #[inline(always)]
-fn same<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
+pub(crate) fn same<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
     // SAFETY: `T` and `U` are the same type.
     (TypeId::of::<T>() == TypeId::of::<U>()).then(|| unsafe { &*(s as *const [T] as *const [U]) })
 }
@@ -1035,6 +1035,8 @@ macro_rules! vector_dispatched {
         }
     };
 }
+pub(crate) use vector_dispatched;
+
 vector_dispatched!(sum_f32, f32: fn(s: &[f32]) -> f32 = sum_vectors | sum_imp);
 vector_dispatched!(sum_f64, f64: fn(s: &[f64]) -> f64 = sum_vectors | sum_imp);
 
