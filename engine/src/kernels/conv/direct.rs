@@ -37,6 +37,7 @@
 //! and input-gradient results do not depend on the split at all.
 
 use std::any::TypeId;
+use std::ops::Range;
 
 use super::Geom;
 use crate::kernels::simd::{HasVectors, Isa, Vector};
@@ -884,7 +885,13 @@ const NT_ITEM_BYTES: usize = 256 << 10;
 /// # Safety
 /// The vector's instruction set enabled; `part` holds [`NtJob::lane_sums`] elements.
 #[inline(always)]
-unsafe fn nt_item<F: Element, S: Vector<F>>(job: &NtJob<F>, it: NtItem, s: &mut Scratch<F>, part: &mut [F]) {
+unsafe fn nt_item<F: Element, S: Vector<F>>(
+    job: &NtJob<F>,
+    it: NtItem,
+    obs: Range<usize>,
+    s: &mut Scratch<F>,
+    part: &mut [F],
+) {
     let c = &job.c;
     let (v, p, og) = (S::LANES, c.pitch(), c.og());
     let (rows, q) = (it.a1 - it.a0 + c.ext(), (it.a1 - it.a0) * p);
@@ -918,7 +925,7 @@ unsafe fn nt_item<F: Element, S: Vector<F>>(job: &NtJob<F>, it: NtItem, s: &mut 
         for (r, row) in gw.chunks_exact_mut(gr).enumerate() {
             row.fill(F::zero());
             let (grp, o) = (r / ogp, r % ogp);
-            if o >= og {
+            if o >= og || !obs.contains(&(o / job.mo)) {
                 continue;
             }
             for m in 0..it.imgs {
@@ -935,7 +942,7 @@ unsafe fn nt_item<F: Element, S: Vector<F>>(job: &NtJob<F>, it: NtItem, s: &mut 
     macro_rules! tiles {
         ($($mo:literal, $nr:literal);*) => {
             match (job.mo, job.nr) {
-                $(($mo, $nr) => nt_blocks::<F, S, $mo, $nr>(job, xb, src, geom, offs, part),)*
+                $(($mo, $nr) => nt_blocks::<F, S, $mo, $nr>(job, xb, src, geom, offs, obs.clone(), part),)*
                 other => unreachable!("no weight-gradient tile {other:?}"),
             }
         };
@@ -956,7 +963,7 @@ struct NtSrc<F> {
     cstride: usize,
 }
 
-/// Every (group, channel block, tap block) tile of one item. The padding channels of a last
+/// Every (group, channel block in `obs`, tap block) tile of one item. The padding channels of a last
 /// partial block read the block's first channel again and taps past `k` read offset 0; both
 /// land in lane sums that are dropped.
 #[inline(always)]
@@ -966,6 +973,7 @@ unsafe fn nt_blocks<F: Element, S: Vector<F>, const MO: usize, const NR: usize>(
     src: NtSrc<F>,
     geom: NtRowGeom,
     offs: &[usize],
+    obs: Range<usize>,
     part: &mut [F],
 ) {
     let c = &job.c;
@@ -973,7 +981,7 @@ unsafe fn nt_blocks<F: Element, S: Vector<F>, const MO: usize, const NR: usize>(
     let (nob, ntb) = (og.div_ceil(MO), c.k().div_ceil(NR));
     for grp in 0..c.groups {
         let xg = xb.as_ptr().add(grp * c.cg() * src.cstride);
-        for ob in 0..nob {
+        for ob in obs.clone() {
             let mut g = [src.g; MO];
             for (mo, r) in g.iter_mut().enumerate() {
                 let o = if ob * MO + mo < og { ob * MO + mo } else { ob * MO };
@@ -1047,14 +1055,26 @@ unsafe fn nt_tile<F: Copy, S: Vector<F>, const MO: usize, const NR: usize>(
 
 #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn nt_item_avx512<F: HasVectors>(job: &NtJob<F>, it: NtItem, s: &mut Scratch<F>, part: &mut [F]) {
-    nt_item::<F, F::Z>(job, it, s, part)
+unsafe fn nt_item_avx512<F: HasVectors>(
+    job: &NtJob<F>,
+    it: NtItem,
+    obs: Range<usize>,
+    s: &mut Scratch<F>,
+    part: &mut [F],
+) {
+    nt_item::<F, F::Z>(job, it, obs, s, part)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn nt_item_avx2<F: HasVectors>(job: &NtJob<F>, it: NtItem, s: &mut Scratch<F>, part: &mut [F]) {
-    nt_item::<F, F::Y>(job, it, s, part)
+unsafe fn nt_item_avx2<F: HasVectors>(
+    job: &NtJob<F>,
+    it: NtItem,
+    obs: Range<usize>,
+    s: &mut Scratch<F>,
+    part: &mut [F],
+) {
+    nt_item::<F, F::Y>(job, it, obs, s, part)
 }
 
 /// Sums the `N` lanes of `v` by halves: `v[l] + v[l + N/2]` for `l < N/2`, repeatedly (a
@@ -1075,34 +1095,46 @@ fn nt_run<F: HasVectors>(isa: Isa, job: &NtJob<F>) -> Vec<F> {
     let c = &job.c;
     let (lanes, og, k) = (isa.lanes::<F>(), c.og(), c.k());
     let (mo_n, nr_n) = (job.mo, job.nr);
+    let (nob, ntb) = (og.div_ceil(mo_n), k.div_ceil(nr_n));
     let items = job.items();
     let vectors: usize = items.iter().map(|it| job.vectors(it, lanes)).sum();
     let runs = (vectors / RUN_VECTORS).clamp(1, MAX_RUNS).min(items.len());
     let per_run = items.len().div_ceil(runs);
-    let partials: Vec<Vec<F>> = crate::par::map_with(items.len().div_ceil(per_run), &Scratch::new, &|s, r| {
+    let runs = items.len().div_ceil(per_run);
+    // With fewer runs than threads, each run's channel blocks are split between tasks too (an
+    // 8×8 layer of 64 channels at batch 64 is one run: ResNet-20's last stage computed its
+    // weight gradients on one of two threads). A tile's lane sums are the same whichever task
+    // computes them, so this split, unlike the runs, may follow the thread count.
+    let threads = rayon::current_num_threads().max(1);
+    let per_split = if runs < threads { nob.div_ceil(threads.div_ceil(runs)) } else { nob }.max(1);
+    let splits = nob.div_ceil(per_split).max(1);
+    let partials: Vec<Vec<F>> = crate::par::map_with(runs * splits, &Scratch::new, &|s, task| {
+        let (r, sp) = (task / splits, task % splits);
+        let obs = sp * per_split..nob.min((sp + 1) * per_split);
         let run = &items[r * per_run..items.len().min((r + 1) * per_run)];
         let mut part = crate::filled(job.lane_sums(lanes), F::zero());
         for &it in run {
             match isa {
                 // SAFETY: `isa` was detected on this CPU; `part` has the run's size.
                 #[cfg(all(target_arch = "x86_64", sparsegrad_avx512))]
-                Isa::Avx512 => unsafe { nt_item_avx512(job, it, s, &mut part) },
+                Isa::Avx512 => unsafe { nt_item_avx512(job, it, obs.clone(), s, &mut part) },
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => unsafe { nt_item_avx2(job, it, s, &mut part) },
+                Isa::Avx2 => unsafe { nt_item_avx2(job, it, obs.clone(), s, &mut part) },
                 #[allow(unreachable_patterns)]
                 _ => unreachable!("direct kernels for {isa:?} are not compiled in"),
             }
         }
-        // Lane sums in storage order [group][channel block][tap block][mo][nr][lanes].
+        // Lane sums in storage order [group][channel block][tap block][mo][nr][lanes]; this
+        // task's channel blocks only (the rest of `dw` stays zero).
         let mut dw = vec![F::zero(); c.od * k];
-        let mut sums = part.chunks_exact(lanes);
         for grp in 0..c.groups {
-            for ob in 0..og.div_ceil(mo_n) {
-                for tb in 0..k.div_ceil(nr_n) {
-                    for o in ob * mo_n..(ob + 1) * mo_n {
-                        for t in tb * nr_n..(tb + 1) * nr_n {
-                            let v = sums.next().expect("a lane sum per tile element");
+            for ob in obs.clone() {
+                for tb in 0..ntb {
+                    let tile = &part[((grp * nob + ob) * ntb + tb) * mo_n * nr_n * lanes..][..mo_n * nr_n * lanes];
+                    for (i, o) in (ob * mo_n..(ob + 1) * mo_n).enumerate() {
+                        for (j, t) in (tb * nr_n..(tb + 1) * nr_n).enumerate() {
                             if o < og && t < k {
+                                let v = &tile[(i * nr_n + j) * lanes..][..lanes];
                                 dw[(grp * og + o) * k + t] = match lanes {
                                     16 => tree_sum::<F, 16>(v),
                                     8 => tree_sum::<F, 8>(v),
@@ -1117,12 +1149,28 @@ fn nt_run<F: HasVectors>(isa: Isa, job: &NtJob<F>) -> Vec<F> {
         }
         dw
     });
-    let mut runs = partials.into_iter();
-    let mut dw = runs.next().expect("at least one run");
-    for part in runs {
-        dw.iter_mut().zip(&part).for_each(|(d, &v)| *d += v);
+    // Each run's splits hold disjoint channels: copied together, then the runs added in order.
+    let mut tasks = partials.into_iter();
+    let mut dw: Option<Vec<F>> = None;
+    for _ in 0..runs {
+        let mut run = tasks.next().expect("a task per split");
+        for sp in 1..splits {
+            let part = tasks.next().expect("a task per split");
+            let (o0, o1) = ((sp * per_split * mo_n).min(og), ((sp + 1) * per_split * mo_n).min(og));
+            for grp in 0..c.groups {
+                let span = (grp * og + o0) * k..(grp * og + o1) * k;
+                run[span.clone()].copy_from_slice(&part[span]);
+            }
+        }
+        dw = Some(match dw {
+            None => run,
+            Some(mut d) => {
+                d.iter_mut().zip(&run).for_each(|(d, &v)| *d += v);
+                d
+            }
+        });
     }
-    dw
+    dw.expect("at least one run")
 }
 
 /// `conv2d_backward_weight` of a geometry [`supports`] accepts (`gy`, `x` contiguous), or

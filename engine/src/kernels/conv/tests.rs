@@ -332,6 +332,9 @@ fn weight_gradient_is_bit_identical_for_any_thread_count() {
     let configs = configs.into_iter().chain([
         ([37, 1, 28, 28], [20, 1, 5, 5], Conv2dParams::new()), // LeNet's first layer
         ([5, 3, 21, 19], [17, 3, 3, 3], Conv2dParams::new().padding(1)), // row blocks
+        // One run (ResNet-20's last stage): its channel blocks split between the threads.
+        ([64, 64, 8, 8], [64, 64, 3, 3], Conv2dParams::new().padding(1)),
+        ([6, 8, 8, 8], [26, 4, 3, 3], Conv2dParams::new().padding(1).groups(2)),
     ]);
     for ((xs, ws, p), path) in configs.flat_map(|c| Path::all().into_iter().map(move |path| (c, path))) {
         let x = Tensor::<f32>::randn(&xs, &mut rng);
