@@ -67,22 +67,13 @@ fn nll_cases(out: &mut Vec<AuditCase>) {
     }
 }
 
-/// The threshold's argument for entry `v` of a filter with threshold `b`: `v − b` (one-sided)
-/// or `|v| − b` (two-sided); the code is zero where it is not positive.
-fn threshold_arg(v: f64, b: f64, threshold: Threshold) -> f64 {
-    match threshold {
-        Threshold::OneSided => v - b,
-        Threshold::TwoSided => v.abs() - b,
-    }
-}
-
 /// `min |arg|` over the threshold's arguments (`v − b`, or `|v| − b`) of codes `v`.
 fn prox_margin(v: &Tensor<f64>, b: &Tensor<f64>, threshold: Threshold) -> f64 {
     let (bv, plane) = (b.to_vec(), v.dim(2) * v.dim(3));
     v.to_vec()
         .iter()
         .enumerate()
-        .fold(f64::INFINITY, |m, (i, &e)| m.min(threshold_arg(e, bv[(i / plane) % bv.len()], threshold).abs()))
+        .fold(f64::INFINITY, |m, (i, &e)| m.min(prox(e, bv[(i / plane) % bv.len()], threshold).0.abs()))
 }
 
 /// Thresholds `b` `[k]` in `[0.1, 0.6)`.

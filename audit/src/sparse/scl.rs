@@ -1,6 +1,6 @@
 //! The audit cases of the spatial-contrasting loss (`sparse::scl`).
 
-use sparse::scl::{sc_loss, Distance, ScConfig};
+use sparse::scl::{sc_loss, sq_diff, Distance, ScConfig};
 
 /// The gradient audit of `sc_loss` (collected by [`crate::audit::cases`]): anchors and
 /// positives in every layout (contiguous, transposed, sliced, and broadcast `[N, 1] → [N, d]`:
@@ -56,9 +56,4 @@ pub(crate) fn cases(out: &mut Vec<autograd::audit::AuditCase>) {
             sc_loss(&bcast(&v[0], &ta), &bcast(&v[1], &tp), cfg)
         }));
     }
-}
-
-/// `Σ (x_i − y_i)²`, for the distance between a pair when a case checks its margin.
-fn sq_diff(x: &[f64], y: &[f64]) -> f64 {
-    x.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum()
 }

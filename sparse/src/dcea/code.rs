@@ -5,9 +5,10 @@ use engine::{Element, Tensor};
 
 use super::config::Threshold;
 
-/// `P_b(v)` of one entry of filter `bk`, with the threshold's argument (`v − b`, or `|v| − b`).
+/// `P_b(v)` of one entry of filter `bk`, with the threshold's argument (`v − b`, or `|v| − b`):
+/// `(argument, code)`. The gradient audit keeps its inputs away from a zero argument.
 #[inline]
-pub(super) fn prox<T: Element>(v: T, bk: T, threshold: Threshold) -> (T, T) {
+pub fn prox<T: Element>(v: T, bk: T, threshold: Threshold) -> (T, T) {
     match threshold {
         Threshold::OneSided => {
             let up = v - bk;

@@ -74,6 +74,7 @@ mod nll;
 mod params;
 mod rules;
 
+pub use code::prox;
 pub use config::{DceaConfig, Family, PowerFold, Threshold};
 pub use denoise::{denoise, jittered_observations, poisson_estimate, poisson_observation, poisson_scale, psnr};
 pub use fold::power_estimate;

@@ -53,7 +53,7 @@ pub(super) fn sum<T: Element>(x: &[T]) -> T {
 
 /// ‖x − y‖², from the differences themselves.
 #[inline(always)]
-pub(super) fn sq_diff<T: Element>(x: &[T], y: &[T]) -> T {
+pub fn sq_diff<T: Element>(x: &[T], y: &[T]) -> T {
     reduce2(x, y, |u, v| (u - v) * (u - v))
 }
 

@@ -79,6 +79,7 @@ mod kernels;
 
 pub use composed::{pairwise_sq_dist, sc_loss_composed};
 pub use fused::{sc_loss, sc_loss_value};
+pub use kernels::sq_diff;
 
 /// Which distance the loss contrasts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

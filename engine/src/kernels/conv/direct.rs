@@ -899,7 +899,8 @@ unsafe fn nt_item<F: Element, S: Vector<F>>(
     let Scratch { src, grad, offs, .. } = s;
     // The images of the item one after the other at stride `is` inside every channel: source
     // planes [cs][imgs][rows][p], gradient rows [groups][og padded to mo][imgs][is] (pitch p,
-    // zeros at b ≥ ow, in the rows below an image's outputs and in the padding rows). One
+    // zeros at b ≥ ow and in the rows below an image's outputs; the padding channels' rows are
+    // not read). One
     // position index then runs through all images: x[c·cs_stride + m·is + q + off_ij] pairs
     // with g[o][m·is + q], and the buffers' slack is zero.
     let is = plane;
@@ -923,11 +924,13 @@ unsafe fn nt_item<F: Element, S: Vector<F>>(
         let gr = nv * v;
         let gw = grad.get(job.grad_rows() * gr);
         for (r, row) in gw.chunks_exact_mut(gr).enumerate() {
-            row.fill(F::zero());
+            // Rows of the padding channels and of other tasks' channel blocks are never read
+            // (`nt_blocks` points a partial block's padding at its first channel).
             let (grp, o) = (r / ogp, r % ogp);
             if o >= og || !obs.contains(&(o / job.mo)) {
                 continue;
             }
+            row.fill(F::zero());
             for m in 0..it.imgs {
                 let src = &job.gy[((it.n0 + m) * c.od + grp * og + o) * c.oh * c.ow..][..c.oh * c.ow];
                 for (a, seg) in row[m * is..][..q].chunks_exact_mut(p).enumerate() {
