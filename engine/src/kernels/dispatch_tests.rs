@@ -42,9 +42,12 @@ fn every_kernel_family_at_every_level() {
         }
         let (m, i) = vmath::extreme_at(isa, &x, true, true);
         out.extend([m, i as f64]);
-        let mut sm = vec![0.0; x.len() - 3];
-        vmath::softmax_rows_at(isa, &x[..x.len() - 3], &mut sm, 1024, false);
-        out.extend(sm);
+        for log in [false, true] {
+            let mut sm = vec![MaybeUninit::uninit(); x.len() - 3];
+            vmath::softmax_rows_at(isa, &x[..x.len() - 3], &mut sm, 1024, log);
+            // SAFETY: `softmax_rows_at` writes every element of `sm`.
+            out.extend(sm.into_iter().map(|v| unsafe { v.assume_init() }));
+        }
         let mut lse = vec![0.0; 4];
         vmath::logsumexp_rows_at(isa, &x[..x.len() - 3], 1024, &mut lse);
         out.extend(lse);

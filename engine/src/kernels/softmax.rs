@@ -6,6 +6,9 @@
 //! and sum fused per row, with the same shift, the same `exp` and the same order of additions
 //! as the composed kernels, so both paths give the same bits.
 
+use std::mem::MaybeUninit;
+
+use crate::kernels::elementwise::fresh;
 use crate::kernels::vmath;
 use crate::{Element, Tensor, PAR_CHUNK};
 
@@ -23,25 +26,26 @@ impl<T: Element> Tensor<T> {
     /// Each row is computed exactly as the composed kernels would (same shift, same summation
     /// order), so both paths give the same bits. `None` for the other layouts, an empty axis
     /// (which the composed path reports) or an empty tensor.
-    fn by_rows(&self, axis: usize, f: impl Fn(&[T], &mut [T], usize) + Sync + Send) -> Option<Tensor<T>> {
+    fn by_rows(&self, axis: usize, f: impl Fn(&[T], &mut [MaybeUninit<T>], usize) + Sync + Send) -> Option<Tensor<T>> {
         if axis >= self.rank() || self.shape()[axis + 1..].iter().any(|&d| d != 1) || self.numel() == 0 {
             return None;
         }
         let n = self.dim(axis);
         let x = self.contiguous();
         let xs = x.as_slice().expect("contiguous");
-        // A kept buffer (`recycle`) or fresh pages, written once here; `f` writes each element
-        // before reading it.
-        let mut out = crate::filled(xs.len(), T::zero());
-        let rows_per_piece = (PAR_CHUNK / n).max(1);
-        if xs.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
-            crate::par::chunks_mut(&mut out, rows_per_piece * n, &|c, op| {
-                let lo = c * rows_per_piece * n;
-                f(&xs[lo..lo + op.len()], op, n)
-            });
-        } else {
-            f(xs, &mut out, n);
-        }
+        // A kept buffer (`recycle`) or fresh pages, not zeroed: `f` writes every element
+        // (before reading it back).
+        let out = fresh(xs.len(), |out| {
+            let rows_per_piece = (PAR_CHUNK / n).max(1);
+            if xs.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
+                crate::par::chunks_mut(out, rows_per_piece * n, &|c, op| {
+                    let lo = c * rows_per_piece * n;
+                    f(&xs[lo..lo + op.len()], op, n)
+                });
+            } else {
+                f(xs, out, n);
+            }
+        });
         Some(Tensor::from_vec(out, self.shape()))
     }
 
