@@ -225,6 +225,11 @@ trait Vm: Element {
     }
     fn v_log1p(x: Self) -> Self;
     fn v_sigmoid(x: Self) -> Self;
+    /// `v_sigmoid` of every element.
+    #[inline(always)]
+    fn v_sigmoid_slice(src: &[Self], dst: &mut [MaybeUninit<Self>]) {
+        each!(src, dst, |x| Self::v_sigmoid(x));
+    }
     fn v_tanh(x: Self) -> Self;
     fn v_softplus(x: Self) -> Self;
     fn v_elu(x: Self, a: Self) -> Self;
@@ -254,6 +259,10 @@ impl Vm for f32 {
     #[inline(always)]
     fn v_sigmoid(x: f32) -> f32 {
         sigmoid_f32(x)
+    }
+    #[inline(always)]
+    fn v_sigmoid_slice(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+        sigmoid_slice_f32(src, dst);
     }
     #[inline(always)]
     fn v_tanh(x: f32) -> f32 {
@@ -319,7 +328,7 @@ fn map_imp<T: Vm>(f: Unary, src: &[T], dst: &mut [MaybeUninit<T>]) {
         Unary::Expm1 => each!(src, dst, |x| T::v_expm1(x)),
         Unary::Log => T::v_log_slice(src, dst),
         Unary::Log1p => each!(src, dst, |x| T::v_log1p(x)),
-        Unary::Sigmoid => each!(src, dst, |x| T::v_sigmoid(x)),
+        Unary::Sigmoid => T::v_sigmoid_slice(src, dst),
         Unary::Tanh => each!(src, dst, |x| T::v_tanh(x)),
         Unary::Softplus => each!(src, dst, |x| T::v_softplus(x)),
         Unary::Elu(a) => {
@@ -365,7 +374,13 @@ const EXP_P_F32: [f32; 5] = [4.999_999_4e-1, 1.666_652_1e-1, 4.166_839e-2, 8.368
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     // Below −104 the result is 0, above 88.8 it is +∞ (both reached through the scaling).
-    let xc = clamp_keep_nan(x, -104.0, 88.8);
+    let (u, t) = exp_parts_f32(clamp_keep_nan(x, -104.0, 88.8));
+    scale_f32(u, t)
+}
+
+/// `e^x = u·2^n` for `x ∈ [−104, 88.8]` (or NaN): `u` and `t = n + ROUND_F32`.
+#[inline(always)]
+fn exp_parts_f32(xc: f32) -> (f32, f32) {
     let t = xc.mul_add(std::f32::consts::LOG2_E, ROUND_F32);
     let n = t - ROUND_F32; // round(x·log₂e), exact
     let r = n.mul_add(-LN2_HI_F32, xc);
@@ -375,8 +390,16 @@ pub fn exp_f32(x: f32) -> f32 {
         .mul_add(r, EXP_P_F32[2])
         .mul_add(r, EXP_P_F32[1])
         .mul_add(r, EXP_P_F32[0]);
-    let u = (r * r).mul_add(p, r) + 1.0;
-    scale_f32(u, t)
+    ((r * r).mul_add(p, r) + 1.0, t)
+}
+
+/// `exp_f32(x)` for `x ∈ [−80, 80]`: no clamp, and `2^n` (`|n| ≤ 116`, so `u·2^n` is normal
+/// and exact) as one factor; the same bits.
+#[inline(always)]
+fn exp_plain_f32(x: f32) -> f32 {
+    let (u, t) = exp_parts_f32(x);
+    let n = t.to_bits().wrapping_sub(ROUND_F32.to_bits()); // n, two's complement
+    u * f32::from_bits(n.wrapping_add(127) << 23)
 }
 
 /// `u·2^n` with `n` held in the low bits of `t = n + ROUND_F32`, `n ∈ [−151, 129]`, as two
@@ -768,9 +791,14 @@ fn softplus_imp<const FULL: bool>(x: f64) -> f64 {
 /// FMA residual), so only `e`'s own error and one rounding remain.
 #[inline(always)]
 pub fn sigmoid_f32(x: f32) -> f32 {
-    let e = exp_f32(-x.abs()); // in [0, 1]; NaN for NaN
-                               // `num = if x ≥ 0 { 1 } else { e }` as a bit select: written as a select, LLVM divides
-                               // both arms and selects after, two divisions instead of one.
+    sigmoid_tail_f32(x, exp_f32(-x.abs()))
+}
+
+/// [`sigmoid_f32`] from `e = e^−|x|` (in [0, 1]; NaN for NaN).
+#[inline(always)]
+fn sigmoid_tail_f32(x: f32, e: f32) -> f32 {
+    // `num = if x ≥ 0 { 1 } else { e }` as a bit select: written as a select, LLVM divides
+    // both arms and selects after, two divisions instead of one.
     let m = ((x >= 0.0) as u32).wrapping_neg();
     let num = f32::from_bits((e.to_bits() & !m) | (1f32.to_bits() & m));
     let d = 1.0 + e;
@@ -779,6 +807,25 @@ pub fn sigmoid_f32(x: f32) -> f32 {
     let rho = (-q0).mul_add(d, num); // num − q0·d, exactly
     let inv_d = if x >= 0.0 { q0 } else { 1.0 - q0 }; // ≈ 1/d, enough for the correction
     (-q0).mul_add(de, rho).mul_add(inv_d, q0)
+}
+
+/// `sigmoid_f32` of a slice: blocks of 64 inputs that all have `|x| < 80` (checked with one
+/// maximum of the magnitudes' bits; NaN is above it) take `e^−|x|` without the clamp and the
+/// two-factor scaling, which only inputs beyond ±80 need. The same bits.
+#[inline(always)]
+fn sigmoid_slice_f32(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+    const B: usize = 64;
+    let mut d = dst.chunks_exact_mut(B);
+    let mut s = src.chunks_exact(B);
+    for (x, o) in (&mut s).zip(&mut d) {
+        let worst = x.iter().fold(0u32, |m, &v| m.max(v.to_bits() & 0x7fff_ffff));
+        if worst < 80f32.to_bits() {
+            each!(x, o, |v| sigmoid_tail_f32(v, exp_plain_f32(-v.abs())));
+        } else {
+            each!(x, o, |v| sigmoid_f32(v));
+        }
+    }
+    each!(s.remainder(), d.into_remainder(), |v| sigmoid_f32(v));
 }
 
 /// `1/(1 + e^−x)` in f64: ≤ 2 ulp from the libm formula.
@@ -1574,33 +1621,55 @@ mod tests {
         assert!(ulps32(e32(Unary::Log, 1e-45), (1e-45f32).ln()) <= 1);
     }
 
-    /// The f32 `log` slice kernel takes blocks of 64 positive, finite, normal inputs without
-    /// the special cases' selects: every element, in such a block or in a block with one
-    /// special input (zero, subnormal, infinite, NaN, negative) in any position, has the bits of
-    /// the scalar definition `log_f32`, on every level.
+    /// The f32 `log` and `sigmoid` slice kernels take blocks of 64 plain inputs (`log`:
+    /// positive, finite, normal; `sigmoid`: `|x| < 80`) without the special cases' selects:
+    /// every element, in such a block or in a block with one input that is not plain (zero,
+    /// subnormal, infinite, NaN, negative, beyond ±80) in any position, has the bits of the
+    /// scalar definition, on every level.
     #[test]
-    fn log_blocks_give_the_bits_of_the_scalar_definition() {
+    fn block_paths_give_the_bits_of_the_scalar_definitions() {
+        type Case = (Unary, fn(f32) -> f32, Vec<f32>);
         let mut rng = crate::Rng::new(17);
         let n = 64 * 40 + 13;
-        let mut x: Vec<f32> =
+        let positive: Vec<f32> =
             (0..n).map(|_| (rng.uniform_in(-87.0, 88.0) as f32).exp() * rng.uniform_in(0.5, 1.5) as f32).collect();
-        let specials =
-            [0.0, -0.0, 1e-45, 1e-39, f32::MIN_POSITIVE, f32::MAX, f32::INFINITY, f32::NAN, -1.0, f32::NEG_INFINITY];
-        for (b, &v) in specials.iter().enumerate() {
-            x[64 * (2 * b + 1) + (b * 13) % 64] = v;
-        }
-        x[n - 3] = 1e-40;
-        for l in Isa::available() {
-            let mut o = vec![MaybeUninit::uninit(); n];
-            map_uninit_at(l, Unary::Log, &x, &mut o);
-            for (i, (&xi, oi)) in x.iter().zip(&o).enumerate() {
-                let got = unsafe { oi.assume_init() };
-                let want = log_f32(xi);
-                assert!(
-                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                    "{}: log({xi:e}) at {i} is {got:e}, its definition {want:e}",
-                    l.name()
-                );
+        let either: Vec<f32> = (0..n).map(|_| rng.uniform_in(-79.99, 79.99) as f32).collect();
+        let cases: [Case; 2] = [(Unary::Log, log_f32, positive), (Unary::Sigmoid, sigmoid_f32, either)];
+        let specials = [
+            0.0,
+            -0.0,
+            1e-45,
+            1e-39,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NAN,
+            -1.0,
+            f32::NEG_INFINITY,
+            80.0,
+            -80.0,
+            -87.5,
+            -100.0,
+            88.8,
+            -f32::NAN,
+        ];
+        for (f, def, mut x) in cases {
+            for (b, &v) in specials.iter().enumerate() {
+                x[64 * (2 * b + 1) + (b * 13) % 64] = v;
+            }
+            x[n - 3] = 1e-40;
+            for l in Isa::available() {
+                let mut o = vec![MaybeUninit::uninit(); n];
+                map_uninit_at(l, f, &x, &mut o);
+                for (i, (&xi, oi)) in x.iter().zip(&o).enumerate() {
+                    let got = unsafe { oi.assume_init() };
+                    let want = def(xi);
+                    assert!(
+                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "{}: {f:?}({xi:e}) at {i} is {got:e}, its definition {want:e}",
+                        l.name()
+                    );
+                }
             }
         }
     }
