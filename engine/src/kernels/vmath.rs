@@ -213,9 +213,34 @@ macro_rules! each {
     };
 }
 
+/// `dst[i] = full(src[i])`, except that blocks of 64 inputs whose largest `key(x)` is below
+/// `limit` take `fast`, which gives `full`'s bits on such inputs (one unsigned maximum per
+/// block decides; the special cases' selects cost more than the function on these CPUs).
+macro_rules! by_blocks {
+    ($src:expr, $dst:expr, |$k:ident| $key:expr, $limit:expr, |$f:ident| $fast:expr, |$g:ident| $full:expr) => {{
+        const B: usize = 64;
+        let mut d = $dst.chunks_exact_mut(B);
+        let mut s = $src.chunks_exact(B);
+        for (x, o) in (&mut s).zip(&mut d) {
+            let worst = x.iter().fold(0u32, |m, &$k| m.max($key));
+            if worst < $limit {
+                each!(x, o, |$f| $fast);
+            } else {
+                each!(x, o, |$g| $full);
+            }
+        }
+        each!(s.remainder(), d.into_remainder(), |$g| $full);
+    }};
+}
+
 /// The element functions for one element type.
 trait Vm: Element {
     fn v_exp(x: Self) -> Self;
+    /// `v_exp` of every element.
+    #[inline(always)]
+    fn v_exp_slice(src: &[Self], dst: &mut [MaybeUninit<Self>]) {
+        each!(src, dst, |x| Self::v_exp(x));
+    }
     fn v_expm1(x: Self) -> Self;
     fn v_log(x: Self) -> Self;
     /// `v_log` of every element.
@@ -239,6 +264,10 @@ impl Vm for f32 {
     #[inline(always)]
     fn v_exp(x: f32) -> f32 {
         exp_f32(x)
+    }
+    #[inline(always)]
+    fn v_exp_slice(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+        exp_slice_f32(src, dst);
     }
     #[inline(always)]
     fn v_expm1(x: f32) -> f32 {
@@ -324,7 +353,7 @@ impl Vm for f64 {
 #[inline(always)]
 fn map_imp<T: Vm>(f: Unary, src: &[T], dst: &mut [MaybeUninit<T>]) {
     match f {
-        Unary::Exp => each!(src, dst, |x| T::v_exp(x)),
+        Unary::Exp => T::v_exp_slice(src, dst),
         Unary::Expm1 => each!(src, dst, |x| T::v_expm1(x)),
         Unary::Log => T::v_log_slice(src, dst),
         Unary::Log1p => each!(src, dst, |x| T::v_log1p(x)),
@@ -686,21 +715,12 @@ fn log_core_f32(xs: f32, kadj: i32) -> f32 {
 }
 
 /// `log_f32` of a slice: blocks of 64 inputs that are all positive, finite and normal (the
-/// common case, checked with one unsigned maximum) skip the special cases' selects.
+/// common case) skip the special cases' selects.
 #[inline(always)]
 fn log_slice_f32(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
-    const B: usize = 64;
-    let mut d = dst.chunks_exact_mut(B);
-    let mut s = src.chunks_exact(B);
-    for (x, o) in (&mut s).zip(&mut d) {
-        let worst = x.iter().fold(0u32, |m, &v| m.max(v.to_bits().wrapping_sub(0x0080_0000)));
-        if worst < 0x7f00_0000 {
-            each!(x, o, |v| log_core_f32(v, 0));
-        } else {
-            each!(x, o, |v| log_f32(v));
-        }
-    }
-    each!(s.remainder(), d.into_remainder(), |v| log_f32(v));
+    by_blocks!(src, dst, |v| v.to_bits().wrapping_sub(0x0080_0000), 0x7f00_0000, |v| log_core_f32(v, 0), |v| log_f32(
+        v
+    ));
 }
 
 /// `log(x)` in f64: ≤ 1 ulp from `f64::ln`.
@@ -809,23 +829,25 @@ fn sigmoid_tail_f32(x: f32, e: f32) -> f32 {
     (-q0).mul_add(de, rho).mul_add(inv_d, q0)
 }
 
-/// `sigmoid_f32` of a slice: blocks of 64 inputs that all have `|x| < 80` (checked with one
-/// maximum of the magnitudes' bits; NaN is above it) take `e^−|x|` without the clamp and the
-/// two-factor scaling, which only inputs beyond ±80 need. The same bits.
+/// `sigmoid_f32` of a slice: blocks of 64 inputs that all have `|x| < 80` (NaN's bits are
+/// above) take `e^−|x|` without the clamp and the two-factor scaling, which only inputs beyond
+/// ±80 need. The same bits.
 #[inline(always)]
 fn sigmoid_slice_f32(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
-    const B: usize = 64;
-    let mut d = dst.chunks_exact_mut(B);
-    let mut s = src.chunks_exact(B);
-    for (x, o) in (&mut s).zip(&mut d) {
-        let worst = x.iter().fold(0u32, |m, &v| m.max(v.to_bits() & 0x7fff_ffff));
-        if worst < 80f32.to_bits() {
-            each!(x, o, |v| sigmoid_tail_f32(v, exp_plain_f32(-v.abs())));
-        } else {
-            each!(x, o, |v| sigmoid_f32(v));
-        }
-    }
-    each!(s.remainder(), d.into_remainder(), |v| sigmoid_f32(v));
+    by_blocks!(
+        src,
+        dst,
+        |v| v.to_bits() & 0x7fff_ffff,
+        80f32.to_bits(),
+        |v| sigmoid_tail_f32(v, exp_plain_f32(-v.abs())),
+        |v| sigmoid_f32(v)
+    );
+}
+
+/// `exp_f32` of a slice, with `sigmoid_slice_f32`'s blocks. The same bits.
+#[inline(always)]
+fn exp_slice_f32(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+    by_blocks!(src, dst, |v| v.to_bits() & 0x7fff_ffff, 80f32.to_bits(), |v| exp_plain_f32(v), |v| exp_f32(v));
 }
 
 /// `1/(1 + e^−x)` in f64: ≤ 2 ulp from the libm formula.
@@ -1621,8 +1643,8 @@ mod tests {
         assert!(ulps32(e32(Unary::Log, 1e-45), (1e-45f32).ln()) <= 1);
     }
 
-    /// The f32 `log` and `sigmoid` slice kernels take blocks of 64 plain inputs (`log`:
-    /// positive, finite, normal; `sigmoid`: `|x| < 80`) without the special cases' selects:
+    /// The f32 `log`, `sigmoid` and `exp` slice kernels take blocks of 64 plain inputs (`log`:
+    /// positive, finite, normal; the others: `|x| < 80`) without the special cases' selects:
     /// every element, in such a block or in a block with one input that is not plain (zero,
     /// subnormal, infinite, NaN, negative, beyond ±80) in any position, has the bits of the
     /// scalar definition, on every level.
