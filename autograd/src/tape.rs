@@ -213,27 +213,51 @@ impl<T: Element> Tape<T> {
     /// **Panics** if an input belongs to another tape.
     #[track_caller]
     pub fn push_op(&self, value: Tensor<T>, inputs: &[Var<'_, T>], rule: impl Backward<T> + 'static) -> Var<'_, T> {
+        // Only the boxing depends on the rule's type: this shim has a copy per rule in every
+        // crate that records ops (hundreds), `push_rule` one per element type.
+        let records = self.grad_enabled() && inputs.iter().any(|v| v.requires_grad());
+        if records {
+            self.push_rule(value, inputs, Ok(Box::new(rule)))
+        } else {
+            self.push_rule(value, inputs, Err(rule.name()))
+        }
+    }
+
+    /// [`Tape::push_op`] with the rule boxed when the op is recorded, or only its name.
+    #[track_caller]
+    fn push_rule(
+        &self,
+        value: Tensor<T>,
+        inputs: &[Var<'_, T>],
+        rule: Result<Box<dyn Backward<T>>, &str>,
+    ) -> Var<'_, T> {
+        let name = match &rule {
+            Ok(r) => r.name(),
+            Err(n) => n,
+        };
         for v in inputs {
-            assert!(std::ptr::eq(v.tape, self), "{}: an input variable belongs to another tape", rule.name());
+            assert!(std::ptr::eq(v.tape, self), "{name}: an input variable belongs to another tape");
         }
         if self.anomaly_mode() && self.anomaly.borrow().is_none() {
             let shapes = inputs.iter().map(|v| v.shape()).collect();
-            if let Some(e) = forward_anomaly(rule.name(), shapes, &value) {
+            if let Some(e) = forward_anomaly(name, shapes, &value) {
                 eprintln!("sparsegrad {e}");
                 *self.anomaly.borrow_mut() = Some(e);
             }
         }
-        let requires = self.grad_enabled() && inputs.iter().any(|v| v.requires_grad());
-        if !requires {
-            let name = rule.name().to_string();
-            let v = self.constant(value);
-            let mut nodes = self.nodes.borrow_mut();
-            nodes[v.id].kind = NodeKind::Op { name };
-            if !self.inference {
-                nodes[v.id].inputs = inputs.iter().map(|v| v.id).collect();
+        let rule = match rule {
+            Ok(r) => r,
+            Err(name) => {
+                let name = name.to_string();
+                let v = self.constant(value);
+                let mut nodes = self.nodes.borrow_mut();
+                nodes[v.id].kind = NodeKind::Op { name };
+                if !self.inference {
+                    nodes[v.id].inputs = inputs.iter().map(|v| v.id).collect();
+                }
+                return v;
             }
-            return v;
-        }
+        };
         {
             let mut nodes = self.nodes.borrow_mut();
             for v in inputs {
@@ -244,7 +268,7 @@ impl<T: Element> Tape<T> {
             value: Some(value),
             inputs: inputs.iter().map(|v| v.id).collect(),
             kind: NodeKind::Op { name: rule.name().to_string() },
-            rule: Some(Box::new(rule)),
+            rule: Some(rule),
             requires_grad: true,
             grad: None,
             freed: false,

@@ -163,3 +163,29 @@ fn try_infer_passes_the_error_through() {
     let r: Result<Tensor<f64>, &str> = try_infer(|t| Ok(t.constant(Tensor::from([2.0])).square()));
     assert_eq!(r.unwrap().to_vec(), vec![4.0]);
 }
+
+/// An op whose input lives on another tape panics naming the op, whether the op is recorded
+/// (an input requires a gradient) or not (constants only, or inside `no_grad`).
+#[test]
+fn an_input_from_another_tape_panics_naming_the_op() {
+    for case in 0..3 {
+        let r = std::panic::catch_unwind(|| {
+            let (a, b) = (Tape::<f32>::new(), Tape::<f32>::new());
+            let x = Tensor::from_vec(vec![1.0, -2.0], &[2]);
+            let (ours, theirs) = match case {
+                0 => (a.leaf(x.clone()), b.leaf(x)),
+                _ => (a.constant(x.clone()), b.constant(x)),
+            };
+            if case == 2 {
+                a.no_grad(|| {
+                    let _ = ours.add(&theirs);
+                });
+            } else {
+                let _ = ours.add(&theirs);
+            }
+        });
+        let msg = r.expect_err("mixing tapes must panic");
+        let msg = msg.downcast_ref::<String>().map(String::as_str).unwrap_or("");
+        assert!(msg.contains("an input variable belongs to another tape"), "case {case}: {msg}");
+    }
+}
