@@ -847,6 +847,10 @@ impl<F> NtJob<'_, F> {
         let c = &self.c;
         c.groups * c.og().next_multiple_of(self.mo) * c.k().next_multiple_of(self.nr) * lanes
     }
+    /// Lane sums of the channel blocks `obs` (of every group): a task's part.
+    fn lane_sums_of(&self, obs: &Range<usize>, lanes: usize) -> usize {
+        self.c.groups * obs.len() * self.mo * self.c.k().next_multiple_of(self.nr) * lanes
+    }
     /// Position vectors an item sums over (see [`nt_item`]).
     fn vectors(&self, it: &NtItem, lanes: usize) -> usize {
         let c = &self.c;
@@ -981,7 +985,8 @@ unsafe fn nt_blocks<F: Element, S: Vector<F>, const MO: usize, const NR: usize>(
 ) {
     let c = &job.c;
     let og = c.og();
-    let (nob, ntb) = (og.div_ceil(MO), c.k().div_ceil(NR));
+    // `part` holds the lane sums of the channel blocks `obs` only.
+    let (nobs, ntb) = (obs.len(), c.k().div_ceil(NR));
     for grp in 0..c.groups {
         let xg = xb.as_ptr().add(grp * c.cg() * src.cstride);
         for ob in obs.clone() {
@@ -991,7 +996,7 @@ unsafe fn nt_blocks<F: Element, S: Vector<F>, const MO: usize, const NR: usize>(
                 *r = src.g.add((grp * src.gstride + o) * src.ostride);
             }
             for tb in 0..ntb {
-                let at = ((grp * nob + ob) * ntb + tb) * MO * NR * S::LANES;
+                let at = ((grp * nobs + ob - obs.start) * ntb + tb) * MO * NR * S::LANES;
                 nt_tile::<F, S, MO, NR>(&g, xg, &offs[tb * NR..][..NR], geom, part.as_mut_ptr().add(at));
             }
         }
@@ -1107,7 +1112,10 @@ fn nt_run<F: HasVectors>(isa: Isa, job: &NtJob<F>) -> Vec<F> {
     // With fewer runs than threads, each run's channel blocks are split between tasks too (an
     // 8×8 layer of 64 channels at batch 64 is one run: ResNet-20's last stage computed its
     // weight gradients on one of two threads). A tile's lane sums are the same whichever task
-    // computes them, so this split, unlike the runs, may follow the thread count.
+    // computes them, so this split, unlike the runs, may follow the thread count. Each task
+    // keeps (and zeroes) the lane sums of its own channel blocks only. (Splitting further, to
+    // 4 tasks per thread, was slower: every task prepares the source planes of every item of
+    // its run again.)
     let threads = rayon::current_num_threads().max(1);
     let per_split = if runs < threads { nob.div_ceil(threads.div_ceil(runs)) } else { nob }.max(1);
     let splits = nob.div_ceil(per_split).max(1);
@@ -1115,7 +1123,7 @@ fn nt_run<F: HasVectors>(isa: Isa, job: &NtJob<F>) -> Vec<F> {
         let (r, sp) = (task / splits, task % splits);
         let obs = sp * per_split..nob.min((sp + 1) * per_split);
         let run = &items[r * per_run..items.len().min((r + 1) * per_run)];
-        let mut part = crate::filled(job.lane_sums(lanes), F::zero());
+        let mut part = crate::filled(job.lane_sums_of(&obs, lanes), F::zero());
         for &it in run {
             match isa {
                 // SAFETY: `isa` was detected on this CPU; `part` has the run's size.
@@ -1133,7 +1141,8 @@ fn nt_run<F: HasVectors>(isa: Isa, job: &NtJob<F>) -> Vec<F> {
         for grp in 0..c.groups {
             for ob in obs.clone() {
                 for tb in 0..ntb {
-                    let tile = &part[((grp * nob + ob) * ntb + tb) * mo_n * nr_n * lanes..][..mo_n * nr_n * lanes];
+                    let at = ((grp * obs.len() + ob - obs.start) * ntb + tb) * mo_n * nr_n * lanes;
+                    let tile = &part[at..][..mo_n * nr_n * lanes];
                     for (i, o) in (ob * mo_n..(ob + 1) * mo_n).enumerate() {
                         for (j, t) in (tb * nr_n..(tb + 1) * nr_n).enumerate() {
                             if o < og && t < k {
