@@ -36,7 +36,8 @@ pub(crate) fn fresh<T: Element>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>
 /// Runs `body(start, piece)` over `PAR_CHUNK`-sized pieces of `dst` (in parallel above
 /// `2·PAR_CHUNK` elements), `start` being the piece's first index. With one rayon thread the
 /// pieces run on the calling thread: handing them to the pool only adds two thread switches.
-fn par_pieces<T: Element>(dst: &mut [MaybeUninit<T>], body: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send) {
+/// `dst` is a fresh output (`MaybeUninit`) or a tensor updated in place.
+fn par_pieces<E: Send>(dst: &mut [E], body: impl Fn(usize, &mut [E]) + Sync + Send) {
     if dst.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
         crate::par::chunks_mut(dst, PAR_CHUNK, &|c, d| body(c * PAR_CHUNK, d));
     } else {
@@ -524,14 +525,15 @@ impl<T: Element> std::ops::Neg for &Tensor<T> {
 
 impl<T: Element> Tensor<T> {
     /// `self += other` (broadcasting `other` to `self`'s shape), in place when the storage is
-    /// not shared; used to accumulate gradients.
+    /// not shared; used to accumulate gradients (in parallel pieces when the shapes match: a
+    /// residual network accumulates 1M-element gradients).
     #[track_caller]
     pub fn add_assign(&mut self, other: &Tensor<T>) {
         let shape = self.shape().to_vec();
         if other.shape() == shape.as_slice() {
             if let Some(src) = other.as_slice() {
                 let dst = self.make_mut();
-                in_place_pieces(dst, src, &|d, s| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s));
+                par_pieces(dst, |i, d| d.iter_mut().zip(&src[i..]).for_each(|(d, &s)| *d += s));
                 return;
             }
         }
@@ -550,19 +552,7 @@ impl<T: Element> Tensor<T> {
         let src = other.contiguous();
         let src = src.as_slice().expect("contiguous");
         let dst = self.make_mut();
-        in_place_pieces(dst, src, &|d, s| d.iter_mut().zip(s).for_each(|(d, &s)| *d += a * s));
-    }
-}
-
-/// `body(dst piece, src piece)` over `PAR_CHUNK`-sized pieces of two equally long slices, in
-/// parallel above `2·PAR_CHUNK` elements (gradient accumulation of a ResNet's 1M-element
-/// activations ran on the calling thread alone). Element-wise, so the same bits either way.
-fn in_place_pieces<T: Element>(dst: &mut [T], src: &[T], body: &(dyn Fn(&mut [T], &[T]) + Sync)) {
-    debug_assert_eq!(dst.len(), src.len());
-    if dst.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
-        crate::par::chunks_mut(dst, PAR_CHUNK, &|c, d| body(d, &src[c * PAR_CHUNK..][..d.len()]));
-    } else {
-        body(dst, src);
+        par_pieces(dst, |i, d| d.iter_mut().zip(&src[i..]).for_each(|(d, &s)| *d += a * s));
     }
 }
 

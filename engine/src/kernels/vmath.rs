@@ -33,8 +33,9 @@
 //!   AVX-512 register); `log` takes the reduction above without the division:
 //!   `log(z) = f + f²·(−½ + f·P(f))`, `P` a degree-7 fit (2^−26.9 relative error of
 //!   `log(z)`), with `k·ln2_hi + f` added exactly first (≤ 1 ulp from `f32::ln` on every
-//!   input, 0.12% of positive inputs 1 ulp away); the slice kernel skips the special cases'
-//!   selects for blocks of 64 positive, finite, normal inputs ([`log_f32`]);
+//!   input, 0.12% of positive inputs 1 ulp away). The `log`, `exp` and `sigmoid` slice
+//!   kernels skip the special cases' selects for blocks of 64 plain inputs (positive normal
+//!   for `log`, `|x| < 80` for the others; `by_blocks!`), with the same bits;
 //!   `sigmoid` corrects its quotient for the rounding of `1 + e` and of the division before
 //!   the last rounding ([`sigmoid_f32`]). Every other f32 function is evaluated in f64 with
 //!   the cheaper polynomials and rounded to f32 once.
@@ -677,7 +678,8 @@ const LOG_P_F32: [f32; 8] = [
 pub fn log_f32(x: f32) -> f32 {
     // Subnormal inputs are scaled by 2^25 into the normal range first.
     let sub = x < f32::MIN_POSITIVE;
-    let y = if sub { log_core_f32(x * 33_554_432.0, -25) } else { log_core_f32(x, 0) };
+    let (xs, kadj) = if sub { (x * 33_554_432.0, -25) } else { (x, 0) };
+    let y = log_core_f32(xs, kadj);
     let y = if x == f32::INFINITY { x } else { y };
     let y = if x == 0.0 { f32::NEG_INFINITY } else { y };
     let y = if x < 0.0 { f32::NAN } else { y };
