@@ -17,8 +17,11 @@
 //! `2·m·k·(N + k)` for the dense GEMM form `∂L/∂D = XᵀB − D·(BᵀA + AᵀB)` — at m = 800,
 //! k = 500 and 20 active atoms, 30 times less work than the forward pass's Gram matrix.
 //!
-//! [`mairal_backward`] does them on tiles of 64 rows of D (and groups of samples when D has
-//! few rows, as in the convolutional layer): the tile's rows of `Dᵀ` and of `∂Dᵀ` stay in
+//! For a dictionary of at most 64 atoms (the convolutional layer's: k = 20, most of them
+//! active, tens of thousands of patches) the dense form is cheaper, and [`mairal_backward`]
+//! takes it (`dense_sums`: two GEMMs over groups of 4,096 samples). Otherwise it does them on
+//! tiles of 64 rows of D (and groups of samples when D has
+//! few rows): the tile's rows of `Dᵀ` and of `∂Dᵀ` stay in
 //! cache while every sample of the tile adds its terms, so D and X are read and ∂D and ∂X
 //! written once per batch, and the inner loops are the run-time dispatched kernels of
 //! `lars::kernels` (`gemv_pair`, `scatter_rows`, `transpose`).
@@ -36,8 +39,11 @@
 //! its samples in order, the partial sums of a row block's sample groups are added in group
 //! order, and the λ sums are added chunk by chunk in order, so the result is bit-identical
 //! for any number of rayon threads (and any instruction set: the kernels give the same bits on
-//! every level).
+//! every level). The dense form's groups depend only on the batch size and are added in
+//! order, so it too is bit-identical for any number of threads; its products are the engine's
+//! GEMM, whose bits are those of every `matmul` on the CPU it runs on.
 
+use engine::kernels::matmul::{gemm, par_gemm, MatRef};
 use engine::kernels::SendPtr;
 use engine::linalg::{forward_substitute, Cholesky};
 use engine::{Element, Tensor};
@@ -287,6 +293,23 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
     k: usize,
     want: Wanted,
 ) -> MairalGrads<T> {
+    backward_sums(paths, d, x, alpha, g, m, k, want, k <= DENSE_K)
+}
+
+/// [`mairal_backward`] with the form of the batch sums chosen: [`dense_sums`] or the tiles.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+fn backward_sums<T: Element, P: ActivePaths<T> + ?Sized>(
+    paths: &P,
+    d: &[T],
+    x: &[T],
+    alpha: &[T],
+    g: &[T],
+    m: usize,
+    k: usize,
+    want: Wanted,
+    dense: bool,
+) -> MairalGrads<T> {
     let n = paths.count();
     assert_eq!(d.len(), m * k, "mairal_backward: dictionary has {} elements, expected m·k = {m}·{k}", d.len());
     assert_eq!(x.len(), n * m, "mairal_backward: x has {} elements, expected N·m = {n}·{m}", x.len());
@@ -355,6 +378,10 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
         // No sample, no signal entry or no atom: every product is empty or zero.
         out.input = want.input.then(|| Tensor::zeros(&[n, m]));
         out.dictionary = want.dictionary.then(|| Tensor::zeros(&[m, k]));
+        return out;
+    }
+    if dense {
+        dense_sums(&parts, chunk, d, x, alpha, n, m, k, want, &mut out);
         return out;
     }
     // Tiles: row blocks of D × sample groups, fixed by (N, m).
@@ -450,6 +477,80 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
         out.dictionary = Some(Tensor::from_vec(grad_d, &[m, k]));
     }
     out
+}
+
+/// Dictionaries with at most this many atoms take the dense form of the batch sums
+/// ([`dense_sums`]).
+const DENSE_K: usize = 64;
+/// Samples per group of [`dense_sums`]' products: a function of nothing, so the partial sums
+/// and their order depend only on N.
+const DENSE_GROUP: usize = 4096;
+
+/// The batch sums of [`mairal_backward`] as matrix products, for dictionaries of few atoms
+/// (the convolutional layer's: k = 20 atoms of m = 25 rows, tens of thousands of patches with
+/// most atoms active), where `4·m·|Λ|` multiply-adds per sample gathered atom by atom cost
+/// more than the dense `2·m·k + k²` done by the GEMM kernels: with `B` the `β` rows scattered
+/// into `[N, k]` (zero off Λ, and on atoms of the kink), `A` the codes and `X` the signals,
+///
+/// ```text
+/// ∂X = B·Dᵀ,   ∂D = XᵀB − D·(BᵀA + AᵀB)
+/// ```
+///
+/// (the sum over samples of `x·βᵀ − D·β·αᵀ − D·α·βᵀ`, which is the per-sample rule). `XᵀB`
+/// and `BᵀA` are summed over groups of [`DENSE_GROUP`] samples, in group order, so the bits
+/// depend on N only, not on the thread count.
+#[allow(clippy::too_many_arguments)]
+fn dense_sums<T: Element>(
+    parts: &[Flat<T>],
+    chunk: usize,
+    d: &[T],
+    x: &[T],
+    alpha: &[T],
+    n: usize,
+    m: usize,
+    k: usize,
+    want: Wanted,
+    out: &mut MairalGrads<T>,
+) {
+    let mut b = vec![T::zero(); n * k];
+    engine::par::chunks_mut(&mut b, chunk * k, &|c, rows| {
+        let f = &parts[c];
+        for (q, row) in rows.chunks_mut(k).enumerate() {
+            let (lo, hi) = (f.offs[q], f.offs[q + 1]);
+            for (&j, &v) in f.atoms[lo..hi].iter().zip(&f.beta[lo..hi]) {
+                row[j] = v;
+            }
+        }
+    });
+    let dt = MatRef { data: d, offset: 0, rows: k, cols: m, rs: 1, cs: k as isize };
+    if want.input {
+        let mut gx = vec![T::zero(); n * m];
+        par_gemm(T::one(), MatRef::row_major(&b, 0, n, k), dt, T::zero(), &mut gx, 0, m);
+        out.input = Some(Tensor::from_vec(gx, &[n, m]));
+    }
+    if want.dictionary {
+        let groups = n.div_ceil(DENSE_GROUP);
+        let partial: Vec<(Vec<T>, Vec<T>)> = engine::par::map(groups, &|q| {
+            let (s0, s1) = (q * DENSE_GROUP, ((q + 1) * DENSE_GROUP).min(n));
+            let ns = s1 - s0;
+            let (mut xb, mut ba) = (vec![T::zero(); m * k], vec![T::zero(); k * k]);
+            let xt = MatRef { data: x, offset: s0 * m, rows: m, cols: ns, rs: 1, cs: m as isize };
+            let bt = MatRef { data: &b, offset: s0 * k, rows: k, cols: ns, rs: 1, cs: k as isize };
+            gemm(T::one(), xt, MatRef::row_major(&b, s0 * k, ns, k), T::zero(), &mut xb, 0, k);
+            gemm(T::one(), bt, MatRef::row_major(alpha, s0 * k, ns, k), T::zero(), &mut ba, 0, k);
+            (xb, ba)
+        });
+        let mut parts = partial.into_iter();
+        let (mut gd, mut s) = parts.next().unwrap_or_else(|| (vec![T::zero(); m * k], vec![T::zero(); k * k]));
+        for (xb, ba) in parts {
+            gd.iter_mut().zip(&xb).for_each(|(o, &v)| *o += v);
+            s.iter_mut().zip(&ba).for_each(|(o, &v)| *o += v);
+        }
+        // BᵀA + AᵀB, symmetric: S + Sᵀ.
+        let sym: Vec<T> = (0..k * k).map(|e| s[e] + s[(e % k) * k + e / k]).collect();
+        gemm(-T::one(), MatRef::row_major(d, 0, m, k), MatRef::row_major(&sym, 0, k, k), T::one(), &mut gd, 0, k);
+        out.dictionary = Some(Tensor::from_vec(gd, &[m, k]));
+    }
 }
 
 /// The unsupervised loss of docs/math.md §1 per sample, `L_u = ½‖x − Dα*‖² + λ1‖α*‖₁ + (λ2/2)‖α*‖²`,
@@ -601,12 +702,23 @@ mod tests {
         assert!(tested > 20, "only {tested} cases");
     }
 
-    /// Several row blocks (m > 64) with one sample group, and one block with several groups
-    /// (the convolutional layer's shape): the tiles give the per-sample formulas, and the
-    /// same bits on 1, 2 and 3 threads.
+    /// Both forms of the batch sums. Tiles: several row blocks (m > 64) with one sample
+    /// group, and one block with several groups (the convolutional layer's shape). Dense:
+    /// one group, and three. Each gives the per-sample formulas, and the same bits on 1, 2
+    /// and 3 threads.
     #[test]
-    fn tiles_match_the_per_sample_formulas_and_the_thread_count_does_not_matter() {
-        for (m, k, n, seed) in [(150, 40, 30, 1), (20, 12, 1100, 2), (65, 9, 3, 3), (1, 3, 5, 4)] {
+    fn batch_sums_match_the_per_sample_formulas_and_the_thread_count_does_not_matter() {
+        for (m, k, n, seed, dense) in [
+            (150, 40, 30, 1, false),
+            (20, 12, 1100, 2, false),
+            (65, 9, 3, 3, false),
+            (1, 3, 5, 4, false),
+            (150, 40, 30, 1, true),
+            (65, 9, 3, 3, true),
+            (1, 3, 5, 4, true),
+            // Three groups of `DENSE_GROUP` samples, the last one short.
+            (6, 5, 2 * DENSE_GROUP + 37, 5, true),
+        ] {
             let mut rng = Rng::new(seed);
             let d = Tensor::<f64>::randn(&[m, k], &mut rng);
             let x = Tensor::<f64>::randn(&[n, m], &mut rng);
@@ -618,7 +730,7 @@ mod tests {
             let want = Wanted { dictionary: true, input: true, lambda1: true, lambda2: true };
             let run = |t: usize| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
-                pool.install(|| mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, want))
+                pool.install(|| backward_sums(&sol.paths, &dv, &xv, &av, &g, m, k, want, dense))
             };
             let one = run(1);
             let (gd, gx) = (one.dictionary.as_ref().unwrap().to_vec(), one.input.as_ref().unwrap().to_vec());
@@ -626,8 +738,8 @@ mod tests {
             let err = |p: &[f64], q: &[f64]| {
                 p.iter().zip(q).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0, f64::max)
             };
-            assert!(err(&gd, &nd) < 1e-12, "m={m} n={n}: ∂D off by {}", err(&gd, &nd));
-            assert!(err(&gx, &nx) < 1e-12, "m={m} n={n}: ∂X off by {}", err(&gx, &nx));
+            assert!(err(&gd, &nd) < 1e-12, "m={m} n={n} dense={dense}: ∂D off by {}", err(&gd, &nd));
+            assert!(err(&gx, &nx) < 1e-12, "m={m} n={n} dense={dense}: ∂X off by {}", err(&gx, &nx));
             for t in [2, 3] {
                 let other = run(t);
                 let bits = |v: &Option<Tensor<f64>>| {
@@ -640,10 +752,19 @@ mod tests {
             }
             // Only ∂X, only ∂D: the same values.
             let only_x =
-                mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, Wanted { input: true, ..Wanted::default() });
+                backward_sums(&sol.paths, &dv, &xv, &av, &g, m, k, Wanted { input: true, ..Wanted::default() }, dense);
             assert_eq!(only_x.input.unwrap().to_vec(), gx);
-            let only_d =
-                mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, Wanted { dictionary: true, ..Wanted::default() });
+            let only_d = backward_sums(
+                &sol.paths,
+                &dv,
+                &xv,
+                &av,
+                &g,
+                m,
+                k,
+                Wanted { dictionary: true, ..Wanted::default() },
+                dense,
+            );
             assert_eq!(only_d.dictionary.unwrap().to_vec(), gd);
         }
     }
