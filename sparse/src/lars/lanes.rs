@@ -569,6 +569,14 @@ impl<T: Element> Lanes<T> {
 
     /// Every path of a chunk of `n` samples (`c_all` their correlations `[n, k]`, `out` their
     /// codes `[n, k]`, zero on entry), in the flat form of the per-sample loop.
+    ///
+    /// The samples run in waves of W: a lane whose path ends stays idle until every lane of
+    /// the wave has ended, and then all W are loaded with the next samples. The vector passes
+    /// run to the longest active set of the W lanes. In a wave the lanes' active sets grow
+    /// together from empty, so that length is small early in the wave; a lane loaded as soon
+    /// as another ended would keep it near the longest path's all the time. That saves more
+    /// than the lanes left idle in a wave's tail cost (measured: bench/README.md, 2026-12-08).
+    /// Each lane's arithmetic, and so every bit, is the same either way.
     #[inline(always)]
     fn run(&mut self, p: &Problem<'_, T>, c_all: &[T], out: &mut [T], n: usize) -> Result<CompactPaths<T>, Failed> {
         self.done.clear();
@@ -613,6 +621,13 @@ impl<T: Element> Lanes<T> {
                 };
                 if let Some(hit_cap) = end {
                     self.finish(l, hit_cap, c_all, out)?;
+                    self.live[l] = false;
+                }
+            }
+            // Waves: the lanes are loaded again only once all of them are idle (see
+            // `Lanes::run`).
+            if !self.live.iter().any(|&b| b) {
+                for l in 0..W {
                     self.fill(l, p, c_all, &mut next);
                 }
             }
