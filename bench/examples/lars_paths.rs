@@ -37,7 +37,7 @@ fn main() {
         per(p.steps),
         per(p.joins),
         per(p.leaves),
-        per(p.atoms.len())
+        per((0..p.len()).map(|s| p.active(s).len()).sum())
     );
     for _ in 0..reps {
         let t = Instant::now();

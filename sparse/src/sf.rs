@@ -59,11 +59,11 @@ impl CodingStats {
 
     fn of_compact<T: Element>(paths: &CompactPaths<T>) -> CodingStats {
         CodingStats {
-            active: paths.offs.windows(2).map(|w| w[1] - w[0]).collect(),
+            active: (0..paths.len()).map(|s| paths.active(s).len()).collect(),
             steps: paths.steps,
             leaves: paths.leaves,
             skipped: paths.skipped,
-            capped: paths.hit_cap.iter().filter(|&&c| c).count(),
+            capped: (0..paths.len()).filter(|&s| paths.hit_cap(s)).count(),
         }
     }
 

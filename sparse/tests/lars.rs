@@ -786,7 +786,7 @@ fn compact_paths_are_the_bits_of_the_per_sample_paths() {
                     );
                 }
             }
-            assert_eq!(cp.hit_cap[s], p.hit_cap, "{what}: sample {s}");
+            assert_eq!(cp.hit_cap(s), p.hit_cap, "{what}: sample {s}");
         }
         assert_eq!(cp.steps, sol.paths.iter().map(|p| p.steps).sum::<usize>(), "{what}");
         assert_eq!(cp.joins, sol.paths.iter().map(|p| p.joins).sum::<usize>(), "{what}");

@@ -106,7 +106,7 @@ impl<T: Element> ActivePaths<T> for CompactPaths<T> {
         CompactPaths::active(self, s)
     }
     fn hit_cap(&self, s: usize) -> bool {
-        self.hit_cap[s]
+        CompactPaths::hit_cap(self, s)
     }
     /// The arithmetic of the solve on a [`SamplePath`] (`Cholesky::solve_in_place`, and
     /// `Cholesky::remove` for atoms on the kink), term for term, on the flat factor.

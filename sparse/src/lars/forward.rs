@@ -255,23 +255,21 @@ fn compact<T: Element>(
     solve_batch_compact(OP, &g, k, &c, n, cfg, lanes)
 }
 
-/// The paths of a batch in flat buffers (see [`lars_en_compact`]): sample `n`'s active set
-/// (factor order) is `atoms[offs[n]..offs[n + 1]]` and the Cholesky factor of its `G_ΛΛ` is
-/// stored packed by rows at `factors[fac_offs[n]..fac_offs[n + 1]]`: row `i` is
-/// `L[i, 0..=i]` at `i·(i + 1)/2` (`|Λ|·(|Λ| + 1)/2` entries), exactly the bits of
-/// [`SamplePath::chol`].
+/// The paths of a batch in flat buffers (see [`lars_en_compact`]), one set per chunk of
+/// samples solved together: sample `s`'s active set (factor order) is [`CompactPaths::active`]
+/// and the Cholesky factor of its `G_ΛΛ` is [`CompactPaths::factor`], packed by rows (row `i`
+/// is `L[i, 0..=i]` at `i·(i + 1)/2`, `|Λ|·(|Λ| + 1)/2` entries), exactly the bits of
+/// [`SamplePath::chol`]. The chunks' buffers are kept as they were written (a CSF layer's
+/// factors are tens of megabytes per batch: copying them into one buffer cost a twentieth of
+/// the layer's time, in the copy and in fresh pages).
 #[derive(Clone, Debug, Default)]
 pub struct CompactPaths<T> {
-    /// `N + 1` offsets into `atoms`.
-    pub offs: Vec<usize>,
-    /// The active sets, one after the other.
-    pub atoms: Vec<usize>,
-    /// `N + 1` offsets into `factors`.
-    pub fac_offs: Vec<usize>,
-    /// The factors, one after the other.
-    pub factors: Vec<T>,
-    /// Per sample: the path stopped at the cap ([`SamplePath::hit_cap`]).
-    pub hit_cap: Vec<bool>,
+    /// The chunks, in sample order.
+    parts: Vec<ChunkPaths<T>>,
+    /// Samples per chunk (all but the last, which may have more or fewer).
+    per: usize,
+    /// Number of samples.
+    n: usize,
     /// Events, summed over the samples ([`SamplePath::steps`]).
     pub steps: usize,
     /// Joins, summed.
@@ -282,77 +280,88 @@ pub struct CompactPaths<T> {
     pub skipped: usize,
 }
 
+/// The paths of one chunk of samples: its active sets and factors one after the other, in
+/// the order they were computed, and where each sample's are.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChunkPaths<T> {
+    pub(crate) atoms: Vec<usize>,
+    pub(crate) factors: Vec<T>,
+    /// Per sample of the chunk, in sample order: (offset in `atoms`, |Λ|, offset in
+    /// `factors`, whether the cap stopped the path).
+    pub(crate) index: Vec<(usize, usize, usize, bool)>,
+    /// Events, joins, leaves and skipped atoms, summed over the chunk.
+    pub(crate) sums: [usize; 4],
+}
+
+impl<T: Element> ChunkPaths<T> {
+    /// Appends the path just computed in `ws` as the chunk's next sample.
+    fn push(&mut self, ws: &Workspace<T>, info: &SamplePath<T>) {
+        let na = ws.active.len();
+        self.index.push((self.atoms.len(), na, self.factors.len(), info.hit_cap));
+        self.atoms.extend_from_slice(&ws.active);
+        for i in 0..na {
+            self.factors.extend_from_slice(ws.chol.row(i));
+        }
+        self.sums[0] += info.steps;
+        self.sums[1] += info.joins;
+        self.sums[2] += info.leaves;
+        self.sums[3] += ws.skipped.len();
+    }
+}
+
 impl<T: Element> CompactPaths<T> {
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.hit_cap.len()
+        self.n
     }
 
     /// Whether there is no sample.
     pub fn is_empty(&self) -> bool {
-        self.hit_cap.is_empty()
+        self.n == 0
     }
 
-    /// Sample `s`'s active set in factor order.
+    #[inline]
+    fn entry(&self, s: usize) -> (&ChunkPaths<T>, (usize, usize, usize, bool)) {
+        assert!(s < self.n, "CompactPaths: sample {s} of {}", self.n);
+        // Every chunk but the last has `per` samples; the last may have any number.
+        let p = (s / self.per).min(self.parts.len() - 1);
+        let part = &self.parts[p];
+        (part, part.index[s - p * self.per])
+    }
+
+    /// Sample `s`'s active set in factor order. **Panics** if `s ≥ len()`.
     pub fn active(&self, s: usize) -> &[usize] {
-        &self.atoms[self.offs[s]..self.offs[s + 1]]
+        let (part, (ao, na, _, _)) = self.entry(s);
+        &part.atoms[ao..ao + na]
     }
 
     /// Sample `s`'s factor, packed by rows: `L[i, j]` (`j ≤ i`) at `i·(i + 1)/2 + j`.
+    /// **Panics** if `s ≥ len()`.
     pub fn factor(&self, s: usize) -> &[T] {
-        &self.factors[self.fac_offs[s]..self.fac_offs[s + 1]]
+        let (part, (_, na, fo, _)) = self.entry(s);
+        &part.factors[fo..fo + na * (na + 1) / 2]
     }
 
-    pub(super) fn empty() -> Self {
-        CompactPaths { offs: vec![0], fac_offs: vec![0], ..Default::default() }
+    /// Whether the cap stopped sample `s`'s path ([`SamplePath::hit_cap`]). **Panics** if
+    /// `s ≥ len()`.
+    pub fn hit_cap(&self, s: usize) -> bool {
+        self.entry(s).1 .3
     }
 
-    /// Appends the path just computed in `ws`.
-    fn push(&mut self, ws: &Workspace<T>, info: &SamplePath<T>) {
-        let na = ws.active.len();
-        self.atoms.extend_from_slice(&ws.active);
-        self.offs.push(self.atoms.len());
-        for i in 0..na {
-            self.factors.extend_from_slice(ws.chol.row(i));
-        }
-        self.fac_offs.push(self.factors.len());
-        self.hit_cap.push(info.hit_cap);
-        self.steps += info.steps;
-        self.joins += info.joins;
-        self.leaves += info.leaves;
-        self.skipped += ws.skipped.len();
-    }
-
-    /// The paths of `parts` one after the other, in buffers of the exact size; the active
-    /// sets and factors (megabytes for a CSF layer's batch) are copied in parallel.
-    pub(super) fn concat(parts: &[CompactPaths<T>]) -> Self {
-        let starts = |len: &dyn Fn(&CompactPaths<T>) -> usize| -> Vec<usize> {
-            let mut at = vec![0];
-            for p in parts {
-                at.push(at.last().copied().unwrap_or(0) + len(p));
-            }
-            at
-        };
-        let (a_at, f_at) = (starts(&|p| p.atoms.len()), starts(&|p| p.factors.len()));
-        let mut atoms = vec![0usize; *a_at.last().unwrap_or(&0)];
-        engine::par::pieces_mut(&mut atoms, &a_at, &|i, dst| dst.copy_from_slice(&parts[i].atoms));
-        let mut factors = vec![T::zero(); *f_at.last().unwrap_or(&0)];
-        engine::par::pieces_mut(&mut factors, &f_at, &|i, dst| dst.copy_from_slice(&parts[i].factors));
-        let mut all = CompactPaths { atoms, factors, ..CompactPaths::empty() };
-        let n: usize = parts.iter().map(|p| p.len()).sum();
-        all.offs.reserve_exact(n);
-        all.fac_offs.reserve_exact(n);
-        all.hit_cap.reserve_exact(n);
-        for (i, p) in parts.iter().enumerate() {
-            all.offs.extend(p.offs[1..].iter().map(|&o| o + a_at[i]));
-            all.fac_offs.extend(p.fac_offs[1..].iter().map(|&o| o + f_at[i]));
-            all.hit_cap.extend_from_slice(&p.hit_cap);
-            all.steps += p.steps;
-            all.joins += p.joins;
-            all.leaves += p.leaves;
-            all.skipped += p.skipped;
-        }
-        all
+    /// The chunks' paths, `per` samples each but the last (which may have any number), in
+    /// sample order (moved, not copied). **Panics** if a chunk but the last has not `per`.
+    pub(super) fn from_parts(parts: Vec<ChunkPaths<T>>, per: usize) -> Self {
+        let n = parts.iter().map(|p| p.index.len()).sum();
+        assert!(
+            parts.iter().rev().skip(1).all(|p| p.index.len() == per),
+            "CompactPaths: every chunk but the last has {per} samples"
+        );
+        // Chunks of no sample (all of them but the last when `per` is 0) hold nothing.
+        let parts: Vec<ChunkPaths<T>> = parts.into_iter().filter(|p| !p.index.is_empty()).collect();
+        let per = if parts.len() <= 1 { n } else { per };
+        let sum = |i: usize| parts.iter().map(|p| p.sums[i]).sum();
+        let (steps, joins, leaves, skipped) = (sum(0), sum(1), sum(2), sum(3));
+        CompactPaths { parts, per: per.max(1), n, steps, joins, leaves, skipped }
     }
 }
 
@@ -688,7 +697,7 @@ const MIRROR_FROM_ATOMS: usize = 32;
 const COMPACT_CHUNK: usize = 512;
 
 /// [`solve_batch`] writing the paths into [`CompactPaths`] (one set of buffers per work item,
-/// concatenated in order).
+/// kept as they are).
 pub(super) fn solve_batch_compact<T: Element>(
     op: &'static str,
     g: &[T],
@@ -700,16 +709,11 @@ pub(super) fn solve_batch_compact<T: Element>(
 ) -> Result<(Tensor<T>, CompactPaths<T>), SparseError> {
     let prob = Problem::new(op, g, k, cfg);
     let mut codes = vec![T::zero(); n * k];
-    let mut all = CompactPaths::empty();
     if k == 0 {
-        for _ in 0..n {
-            all.offs.push(0);
-            all.fac_offs.push(0);
-            all.hit_cap.push(false);
-        }
-        return Ok((Tensor::from_vec(codes, &[n, k]), all));
+        let empty = ChunkPaths { index: vec![(0, 0, 0, false); n], ..Default::default() };
+        return Ok((Tensor::from_vec(codes, &[n, k]), CompactPaths::from_parts(vec![empty], n)));
     }
-    let chunks: Vec<Result<CompactPaths<T>, SparseError>> = engine::par::chunks_map_with(
+    let chunks: Vec<Result<ChunkPaths<T>, SparseError>> = engine::par::chunks_map_with(
         &mut codes,
         COMPACT_CHUNK * k,
         &|| (Workspace::new(k, prob.cap, prob.floor), if lanes { Some(Lanes::new(k, prob.cap)) } else { None }),
@@ -724,15 +728,13 @@ pub(super) fn solve_batch_compact<T: Element>(
                 // A lane failed: the per-sample path below gives the error (and rewrites
                 // every row).
             }
-            let mut part = CompactPaths::empty();
+            let mut part = ChunkPaths::default();
             // Room for every atom active in every sample, so the buffers never move; the
             // pages that are not written are never touched (at k = 20 and 10 active atoms,
             // a fifth of the factors' room is used).
             part.atoms.reserve(rows * k);
             part.factors.reserve(rows * (k * (k + 1) / 2));
-            part.offs.reserve(rows);
-            part.fac_offs.reserve(rows);
-            part.hit_cap.reserve(rows);
+            part.index.reserve(rows);
             for (r, row) in out.chunks_mut(k).enumerate() {
                 let s = ci * COMPACT_CHUNK + r;
                 let info = solve_path(&prob, ws, &c[s * k..(s + 1) * k], row, s)?;
@@ -742,7 +744,7 @@ pub(super) fn solve_batch_compact<T: Element>(
         },
     );
     let parts = chunks.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok((Tensor::from_vec(codes, &[n, k]), CompactPaths::concat(&parts)))
+    Ok((Tensor::from_vec(codes, &[n, k]), CompactPaths::from_parts(parts, COMPACT_CHUNK)))
 }
 
 fn empty_path<T: Element>(lambda1: f64) -> SamplePath<T> {

@@ -30,7 +30,7 @@
 
 use engine::Element;
 
-use super::forward::{CompactPaths, Problem, State};
+use super::forward::{ChunkPaths, Problem, State};
 use super::kernels::{join_times, NO_JOIN};
 
 /// Samples per group of lanes: 16 f32 lanes are one AVX-512 register.
@@ -578,7 +578,7 @@ impl<T: Element> Lanes<T> {
     /// than the lanes left idle in a wave's tail cost (measured: bench/README.md, 2026-12-08).
     /// Each lane's arithmetic, and so every bit, is the same either way.
     #[inline(always)]
-    fn run(&mut self, p: &Problem<'_, T>, c_all: &[T], out: &mut [T], n: usize) -> Result<CompactPaths<T>, Failed> {
+    fn run(&mut self, p: &Problem<'_, T>, c_all: &[T], out: &mut [T], n: usize) -> Result<ChunkPaths<T>, Failed> {
         self.done.clear();
         self.done.resize(n, (0, 0, 0, false));
         self.done_atoms.clear();
@@ -632,20 +632,15 @@ impl<T: Element> Lanes<T> {
                 }
             }
         }
-        let mut part = CompactPaths::empty();
-        part.atoms.reserve(self.done_atoms.len());
-        part.factors.reserve(self.done_factors.len());
-        part.offs.reserve(n);
-        part.fac_offs.reserve(n);
-        part.hit_cap.reserve(n);
-        for &(ao, na, fo, cap) in &self.done {
-            part.atoms.extend_from_slice(&self.done_atoms[ao..ao + na]);
-            part.offs.push(part.atoms.len());
-            part.factors.extend_from_slice(&self.done_factors[fo..fo + na * (na + 1) / 2]);
-            part.fac_offs.push(part.factors.len());
-            part.hit_cap.push(cap);
-        }
-        [part.steps, part.joins, part.leaves, part.skipped] = self.sums;
+        // The chunk's buffers move out whole (the next chunk starts new ones of the same
+        // capacity): nothing is copied.
+        let (ca, cf) = (self.done_atoms.capacity(), self.done_factors.capacity());
+        let part = ChunkPaths {
+            atoms: std::mem::replace(&mut self.done_atoms, Vec::with_capacity(ca)),
+            factors: std::mem::replace(&mut self.done_factors, Vec::with_capacity(cf)),
+            index: std::mem::take(&mut self.done),
+            sums: self.sums,
+        };
         Ok(part)
     }
 }
@@ -676,7 +671,7 @@ engine::dispatched! {
     /// compiled for `level` (the scalar per-lane steps are shared). `Err` if a lane failed:
     /// the caller then runs the chunk on the per-sample path, which returns the error.
     pub(super) fn solve_chunk<T>(lanes: &mut Lanes<T>, p: &Problem<'_, T>, c_all: &[T], out: &mut [T], n: usize)
-        -> Result<CompactPaths<T>, Failed> = run_imp
+        -> Result<ChunkPaths<T>, Failed> = run_imp
 }
 
 #[inline(always)]
@@ -686,13 +681,13 @@ fn run_imp<T: Element>(
     c_all: &[T],
     out: &mut [T],
     n: usize,
-) -> Result<CompactPaths<T>, Failed> {
+) -> Result<ChunkPaths<T>, Failed> {
     lanes.run(p, c_all, out, n)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::forward::{gram, solve_batch_compact};
+    use super::super::forward::{gram, solve_batch_compact, CompactPaths};
     use super::super::kernels::Isa;
     use super::*;
     use crate::lars::{lars_en, lars_en_compact, LarsConfig};
@@ -731,22 +726,23 @@ mod tests {
             let a = solve_chunk(level, &mut lanes, &p, &c[..split * k], o1, split);
             let b = solve_chunk(level, &mut lanes, &p, &c[split * k..], o2, n - split);
             let (Ok(a), Ok(b)) = (a, b) else { panic!("{what} {}: a lane failed", level.name()) };
-            let got = CompactPaths::concat(&[a, b]);
+            let got = CompactPaths::from_parts(vec![a, b], split);
             let at = format!("{what} {} {}", T::DTYPE, level.name());
             assert_eq!(bits(&out), bits(&codes.to_vec()), "{at}: codes");
-            assert_eq!(got.offs, want.offs, "{at}: offsets");
-            assert_eq!(got.atoms, want.atoms, "{at}: active sets");
-            assert_eq!(got.fac_offs, want.fac_offs, "{at}: factor offsets");
-            assert_eq!(bits(&got.factors), bits(&want.factors), "{at}: factors");
-            assert_eq!(got.hit_cap, want.hit_cap, "{at}: caps");
+            assert_eq!(got.len(), n, "{at}: samples");
+            for s in 0..n {
+                assert_eq!(got.active(s), want.active(s), "{at}: sample {s}'s active set");
+                assert_eq!(bits(got.factor(s)), bits(want.factor(s)), "{at}: sample {s}'s factor");
+                assert_eq!(got.hit_cap(s), want.hit_cap(s), "{at}: sample {s}'s cap");
+            }
             let sums = |p: &CompactPaths<T>| [p.steps, p.joins, p.leaves, p.skipped];
             assert_eq!(sums(&got), sums(&want), "{at}: counters");
         }
         seen.samples += n;
-        seen.empty += (0..n).filter(|&s| want.offs[s + 1] == want.offs[s]).count();
+        seen.empty += (0..n).filter(|&s| want.active(s).is_empty()).count();
         seen.leaves += want.leaves;
         seen.skipped += want.skipped;
-        seen.capped += want.hit_cap.iter().filter(|&&b| b).count();
+        seen.capped += (0..n).filter(|&s| want.hit_cap(s)).count();
     }
 
     fn unit_columns(mut d: Vec<f64>, m: usize, k: usize) -> Tensor<f64> {
