@@ -15,8 +15,12 @@
 //! * direction for the lanes whose Λ changed: `u = L⁻ᵀ·y` and `a = G_{:,Λ}·u` (vector);
 //! * the join search, the leave search and the step (vector, every live lane);
 //! * the event of each lane (scalar, per lane): a join appends a row to the lane's factor, a
-//!   leave removes one (Givens rotations), the stop solves the KKT equations, stores the path
-//!   and loads the next sample of the chunk into the lane.
+//!   leave removes one (Givens rotations), the stop makes the lane idle.
+//!
+//! # Per wave
+//! The W lanes are loaded together and run until every path has ended (see `Lanes::run`);
+//! then the paths are stored and their KKT equations solved, all W at once (vector), and the
+//! next W samples of the chunk are loaded.
 //!
 //! # Same bits as the per-sample path
 //! Every lane runs the per-sample path's operations, in its order, on its own values: the same
@@ -80,8 +84,7 @@ pub(crate) struct Lanes<T> {
     nrow: Vec<T>,
     ss: [T; W],
     ydot: [T; W],
-    /// Scalar scratch: the removal's `v`, the final solve.
-    row: Vec<T>,
+    /// Scalar scratch: the removal's `v`.
     work: Vec<T>,
     // The finished paths of the chunk, in the order they finished.
     done_atoms: Vec<usize>,
@@ -89,6 +92,11 @@ pub(crate) struct Lanes<T> {
     /// Per sample of the chunk: (offset in `done_atoms`, |Λ|, offset in `done_factors`, cap).
     done: Vec<(usize, usize, usize, bool)>,
     sums: [usize; 4],
+    /// Lanes whose path ended in this wave, and their final (|Λ|, cap reached).
+    pending: [bool; W],
+    fin: [(usize, bool); W],
+    /// The wave's KKT right-hand sides and solutions, `[r][W]`.
+    kkt: Vec<T>,
 }
 
 impl<T: Element> Lanes<T> {
@@ -125,12 +133,14 @@ impl<T: Element> Lanes<T> {
             nrow: vec![z; r * W],
             ss: [z; W],
             ydot: [z; W],
-            row: vec![z; r + 1],
             work: vec![z; r + 1],
             done_atoms: Vec::new(),
             done_factors: Vec::new(),
             done: Vec::new(),
             sums: [0; 4],
+            pending: [false; W],
+            fin: [(0, false); W],
+            kkt: Vec::new(),
         };
         for i in 0..r {
             for l in 0..W {
@@ -210,59 +220,107 @@ impl<T: Element> Lanes<T> {
         self.live[l] = false;
     }
 
-    /// The end of lane `l`'s path: the KKT solve on (Λ, s) at the lane's λ (the arithmetic of
-    /// `Cholesky::solve_in_place`), the codes row, and the path kept for the chunk's output.
-    fn finish(&mut self, l: usize, hit_cap: bool, c_all: &[T], out: &mut [T]) -> Result<(), Failed> {
-        let (k, s, na, lam) = (self.k, self.sample[l], self.na[l], self.lam[l]);
-        let c0 = &c_all[s * k..(s + 1) * k];
-        // The factor, packed by rows, is kept first; the solve reads the packed copy.
-        let (ao, fo) = (self.done_atoms.len(), self.done_factors.len());
-        for i in 0..na {
-            self.done_atoms.push(self.act[i * W + l]);
-            for j in 0..=i {
-                let v = self.l[self.li(i, j, l)];
-                self.done_factors.push(v);
-            }
-        }
-        let fac = &self.done_factors[fo..];
-        let b = &mut self.row[..na];
-        for (i, bi) in b.iter_mut().enumerate() {
-            *bi = c0[self.act[i * W + l]] - lam * self.sign[i * W + l];
-        }
-        for i in 0..na {
-            let row = &fac[i * (i + 1) / 2..][..i + 1];
-            let mut acc = b[i];
-            for (&a, &x) in row[..i].iter().zip(&b[..i]) {
-                acc -= a * x;
-            }
-            b[i] = acc / row[i];
-        }
-        for i in (0..na).rev() {
-            let row = &fac[i * (i + 1) / 2..][..i + 1];
-            let xi = b[i] / row[i];
-            b[i] = xi;
-            for (bj, &a) in b[..i].iter_mut().zip(&row[..i]) {
-                *bj -= a * xi;
-            }
-        }
-        let o = &mut out[s * k..(s + 1) * k];
-        for i in 0..na {
-            let (v, sg) = (self.row[i], self.sign[i * W + l]);
-            if !v.is_finite() {
-                return Err(Failed);
-            }
-            o[self.act[i * W + l]] = if v * sg < T::zero() { T::zero() } else { v };
-        }
-        self.done[s] = (ao, na, fo, hit_cap);
-        for i in 0..na {
-            self.pad_row(i, l);
-        }
+    /// The end of lane `l`'s path: the lane goes idle with its active set, factor, signs and
+    /// λ kept as they are until the wave ends ([`Lanes::finish_wave`]); the vector passes,
+    /// which run to the longest active set of the live lanes, compute values in its lane
+    /// that nothing reads (its γ is 0).
+    fn finish(&mut self, l: usize, hit_cap: bool) {
+        self.pending[l] = true;
+        self.fin[l] = (self.na[l], hit_cap);
         self.na[l] = 0;
         self.sums[0] += self.steps[l];
         self.sums[1] += self.joins[l];
         self.sums[2] += self.leaves[l];
         self.sums[3] += self.skipped[l].len();
+    }
+
+    /// The end of a wave (every lane idle): for each path that ended in it, its active set
+    /// and factor (packed by rows) are kept for the chunk's output, and the KKT equations on
+    /// (Λ, s) at its λ, `L·Lᵀ·α_Λ = c_Λ − λ·s`, are solved for all of them at once, one per
+    /// lane, with the per-sample arithmetic (`Cholesky::solve_in_place`: the forward
+    /// substitution row by row, then the backward one). A lane's rows past its |Λ| are padding
+    /// (`L_ii = 1`, `L_ij = +0`, right-hand side `+0`), which its real rows never read in the
+    /// forward pass and which subtract `(+0)·(+0)` in the backward one. Then the codes rows
+    /// (a coefficient whose sign disagrees with its atom's set to zero), and every factor is
+    /// padding again. `Err` if a code is not finite.
+    #[inline(always)]
+    fn finish_wave(&mut self, c_all: &[T], out: &mut [T]) -> Result<(), Failed> {
+        let k = self.k;
+        let maxf = (0..W).filter(|&l| self.pending[l]).map(|l| self.fin[l].0).max().unwrap_or(0);
+        let mut x = std::mem::take(&mut self.kkt);
+        x.clear();
+        x.resize(maxf * W, T::zero());
+        for l in (0..W).filter(|&l| self.pending[l]) {
+            let (s, (na, hit_cap), lam) = (self.sample[l], self.fin[l], self.lam[l]);
+            let c0 = &c_all[s * k..(s + 1) * k];
+            let (ao, fo) = (self.done_atoms.len(), self.done_factors.len());
+            for i in 0..na {
+                let (j, sg) = (self.act[i * W + l], self.sign[i * W + l]);
+                self.done_atoms.push(j);
+                x[i * W + l] = c0[j] - lam * sg;
+                for q in 0..=i {
+                    let v = self.l[self.li(i, q, l)];
+                    self.done_factors.push(v);
+                }
+            }
+            self.done[s] = (ao, na, fo, hit_cap);
+        }
+        let r = self.r;
+        for i in 0..maxf {
+            let mut acc = load(&x, i * W);
+            for q in 0..i {
+                let (lq, xq) = (load(&self.l, (i * r + q) * W), load(&x, q * W));
+                for t in 0..W {
+                    acc[t] -= lq[t] * xq[t];
+                }
+            }
+            let d = load(&self.l, (i * r + i) * W);
+            for t in 0..W {
+                acc[t] /= d[t];
+            }
+            store(&mut x, i * W, acc);
+        }
+        for i in (0..maxf).rev() {
+            let mut xi = load(&x, i * W);
+            let d = load(&self.l, (i * r + i) * W);
+            for t in 0..W {
+                xi[t] /= d[t];
+            }
+            store(&mut x, i * W, xi);
+            for j in 0..i {
+                let (lij, mut xj) = (load(&self.l, (i * r + j) * W), load(&x, j * W));
+                for t in 0..W {
+                    xj[t] -= lij[t] * xi[t];
+                }
+                store(&mut x, j * W, xj);
+            }
+        }
+        let pending = std::mem::replace(&mut self.pending, [false; W]);
+        for l in (0..W).filter(|&l| pending[l]) {
+            let (s, (na, _)) = (self.sample[l], self.fin[l]);
+            let o = &mut out[s * k..(s + 1) * k];
+            for i in 0..na {
+                let (v, sg) = (x[i * W + l], self.sign[i * W + l]);
+                if !v.is_finite() {
+                    return Err(Failed);
+                }
+                o[self.act[i * W + l]] = if v * sg < T::zero() { T::zero() } else { v };
+            }
+        }
+        self.kkt = x;
+        self.reset_rows(maxf);
         Ok(())
+    }
+
+    /// Makes rows `0..rows` of every lane's factor padding, and `y` there `+0`.
+    #[inline(always)]
+    fn reset_rows(&mut self, rows: usize) {
+        let r = self.r;
+        for i in 0..rows {
+            self.l[i * r * W..(i * r + i) * W].fill(T::zero());
+            self.l[(i * r + i) * W..(i * r + i + 1) * W].fill(T::one());
+        }
+        self.y[..rows * W].fill(T::zero());
     }
 
     /// Atom `j` reaches `c_j = s·λ` on lane `l`: `Cholesky::try_append`'s arithmetic on the
@@ -585,13 +643,10 @@ impl<T: Element> Lanes<T> {
         self.done_factors.clear();
         self.sums = [0; 4];
         // A chunk whose lane failed leaves its lanes as they were: padding again.
-        for l in 0..W {
-            for i in 0..self.na[l] {
-                self.pad_row(i, l);
-            }
-            self.na[l] = 0;
-            self.live[l] = false;
-        }
+        self.reset_rows(self.r);
+        self.na = [0; W];
+        self.live = [false; W];
+        self.pending = [false; W];
         let mut next = 0;
         for l in 0..W {
             self.fill(l, p, c_all, &mut next);
@@ -620,13 +675,14 @@ impl<T: Element> Lanes<T> {
                     Some(false)
                 };
                 if let Some(hit_cap) = end {
-                    self.finish(l, hit_cap, c_all, out)?;
+                    self.finish(l, hit_cap);
                     self.live[l] = false;
                 }
             }
             // Waves: the lanes are loaded again only once all of them are idle (see
             // `Lanes::run`).
             if !self.live.iter().any(|&b| b) {
+                self.finish_wave(c_all, out)?;
                 for l in 0..W {
                     self.fill(l, p, c_all, &mut next);
                 }
