@@ -293,23 +293,6 @@ pub fn mairal_backward<T: Element, P: ActivePaths<T> + ?Sized>(
     k: usize,
     want: Wanted,
 ) -> MairalGrads<T> {
-    backward_sums(paths, d, x, alpha, g, m, k, want, k <= DENSE_K)
-}
-
-/// [`mairal_backward`] with the form of the batch sums chosen: [`dense_sums`] or the tiles.
-#[track_caller]
-#[allow(clippy::too_many_arguments)]
-fn backward_sums<T: Element, P: ActivePaths<T> + ?Sized>(
-    paths: &P,
-    d: &[T],
-    x: &[T],
-    alpha: &[T],
-    g: &[T],
-    m: usize,
-    k: usize,
-    want: Wanted,
-    dense: bool,
-) -> MairalGrads<T> {
     let n = paths.count();
     assert_eq!(d.len(), m * k, "mairal_backward: dictionary has {} elements, expected m·k = {m}·{k}", d.len());
     assert_eq!(x.len(), n * m, "mairal_backward: x has {} elements, expected N·m = {n}·{m}", x.len());
@@ -380,7 +363,7 @@ fn backward_sums<T: Element, P: ActivePaths<T> + ?Sized>(
         out.dictionary = want.dictionary.then(|| Tensor::zeros(&[m, k]));
         return out;
     }
-    if dense {
+    if k <= DENSE_K {
         dense_sums(&parts, chunk, d, x, alpha, n, m, k, want, &mut out);
         return out;
     }
@@ -702,23 +685,24 @@ mod tests {
         assert!(tested > 20, "only {tested} cases");
     }
 
-    /// Both forms of the batch sums. Tiles: several row blocks (m > 64) with one sample
-    /// group, and one block with several groups (the convolutional layer's shape). Dense:
-    /// one group, and three. Each gives the per-sample formulas, and the same bits on 1, 2
-    /// and 3 threads.
+    /// Both forms of the batch sums, each taken where `mairal_backward` takes it. Tiles
+    /// (k > `DENSE_K`): several row blocks (m > 64) with one sample group, and one block with
+    /// several groups. Dense (k ≤ `DENSE_K`): one group, and three. Each gives the per-sample
+    /// formulas, and the same bits on 1, 2 and 3 threads.
     #[test]
     fn batch_sums_match_the_per_sample_formulas_and_the_thread_count_does_not_matter() {
-        for (m, k, n, seed, dense) in [
-            (150, 40, 30, 1, false),
-            (20, 12, 1100, 2, false),
-            (65, 9, 3, 3, false),
-            (1, 3, 5, 4, false),
-            (150, 40, 30, 1, true),
-            (65, 9, 3, 3, true),
-            (1, 3, 5, 4, true),
+        for (m, k, n, seed) in [
+            (150, DENSE_K + 6, 30, 1),
+            (20, DENSE_K + 2, 1100, 2),
+            (65, DENSE_K + 9, 3, 3),
+            (1, DENSE_K + 1, 5, 4),
+            (150, 40, 30, 1),
+            (65, 9, 3, 3),
+            (1, 3, 5, 4),
             // Three groups of `DENSE_GROUP` samples, the last one short.
-            (6, 5, 2 * DENSE_GROUP + 37, 5, true),
+            (6, 5, 2 * DENSE_GROUP + 37, 5),
         ] {
+            let dense = k <= DENSE_K;
             let mut rng = Rng::new(seed);
             let d = Tensor::<f64>::randn(&[m, k], &mut rng);
             let x = Tensor::<f64>::randn(&[n, m], &mut rng);
@@ -730,7 +714,7 @@ mod tests {
             let want = Wanted { dictionary: true, input: true, lambda1: true, lambda2: true };
             let run = |t: usize| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
-                pool.install(|| backward_sums(&sol.paths, &dv, &xv, &av, &g, m, k, want, dense))
+                pool.install(|| mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, want))
             };
             let one = run(1);
             let (gd, gx) = (one.dictionary.as_ref().unwrap().to_vec(), one.input.as_ref().unwrap().to_vec());
@@ -752,19 +736,10 @@ mod tests {
             }
             // Only ∂X, only ∂D: the same values.
             let only_x =
-                backward_sums(&sol.paths, &dv, &xv, &av, &g, m, k, Wanted { input: true, ..Wanted::default() }, dense);
+                mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, Wanted { input: true, ..Wanted::default() });
             assert_eq!(only_x.input.unwrap().to_vec(), gx);
-            let only_d = backward_sums(
-                &sol.paths,
-                &dv,
-                &xv,
-                &av,
-                &g,
-                m,
-                k,
-                Wanted { dictionary: true, ..Wanted::default() },
-                dense,
-            );
+            let only_d =
+                mairal_backward(&sol.paths, &dv, &xv, &av, &g, m, k, Wanted { dictionary: true, ..Wanted::default() });
             assert_eq!(only_d.dictionary.unwrap().to_vec(), gd);
         }
     }

@@ -95,8 +95,6 @@ pub(crate) struct Lanes<T> {
     /// Lanes whose path ended in this wave, and their final (|Λ|, cap reached).
     pending: [bool; W],
     fin: [(usize, bool); W],
-    /// The wave's KKT right-hand sides and solutions, `[r][W]`.
-    kkt: Vec<T>,
 }
 
 impl<T: Element> Lanes<T> {
@@ -140,7 +138,6 @@ impl<T: Element> Lanes<T> {
             sums: [0; 4],
             pending: [false; W],
             fin: [(0, false); W],
-            kkt: Vec::new(),
         };
         for i in 0..r {
             for l in 0..W {
@@ -247,9 +244,9 @@ impl<T: Element> Lanes<T> {
     fn finish_wave(&mut self, c_all: &[T], out: &mut [T]) -> Result<(), Failed> {
         let k = self.k;
         let maxf = (0..W).filter(|&l| self.pending[l]).map(|l| self.fin[l].0).max().unwrap_or(0);
-        let mut x = std::mem::take(&mut self.kkt);
-        x.clear();
-        x.resize(maxf * W, T::zero());
+        // `y` is free at the end of a wave: the right-hand sides go there, `L⁻¹·b` stays
+        // there, and the codes `L⁻ᵀ·L⁻¹·b` go to `u` (rows past `maxf` are not read).
+        self.y[..maxf * W].fill(T::zero());
         for l in (0..W).filter(|&l| self.pending[l]) {
             let (s, (na, hit_cap), lam) = (self.sample[l], self.fin[l], self.lam[l]);
             let c0 = &c_all[s * k..(s + 1) * k];
@@ -257,7 +254,7 @@ impl<T: Element> Lanes<T> {
             for i in 0..na {
                 let (j, sg) = (self.act[i * W + l], self.sign[i * W + l]);
                 self.done_atoms.push(j);
-                x[i * W + l] = c0[j] - lam * sg;
+                self.y[i * W + l] = c0[j] - lam * sg;
                 for q in 0..=i {
                     let v = self.l[self.li(i, q, l)];
                     self.done_factors.push(v);
@@ -266,48 +263,20 @@ impl<T: Element> Lanes<T> {
             self.done[s] = (ao, na, fo, hit_cap);
         }
         let r = self.r;
-        for i in 0..maxf {
-            let mut acc = load(&x, i * W);
-            for q in 0..i {
-                let (lq, xq) = (load(&self.l, (i * r + q) * W), load(&x, q * W));
-                for t in 0..W {
-                    acc[t] -= lq[t] * xq[t];
-                }
-            }
-            let d = load(&self.l, (i * r + i) * W);
-            for t in 0..W {
-                acc[t] /= d[t];
-            }
-            store(&mut x, i * W, acc);
-        }
-        for i in (0..maxf).rev() {
-            let mut xi = load(&x, i * W);
-            let d = load(&self.l, (i * r + i) * W);
-            for t in 0..W {
-                xi[t] /= d[t];
-            }
-            store(&mut x, i * W, xi);
-            for j in 0..i {
-                let (lij, mut xj) = (load(&self.l, (i * r + j) * W), load(&x, j * W));
-                for t in 0..W {
-                    xj[t] -= lij[t] * xi[t];
-                }
-                store(&mut x, j * W, xj);
-            }
-        }
+        forward_lanes(&self.l, r, maxf, &mut self.y);
+        backward_lanes(&self.l, r, maxf, &self.y, &mut self.u);
         let pending = std::mem::replace(&mut self.pending, [false; W]);
         for l in (0..W).filter(|&l| pending[l]) {
             let (s, (na, _)) = (self.sample[l], self.fin[l]);
             let o = &mut out[s * k..(s + 1) * k];
             for i in 0..na {
-                let (v, sg) = (x[i * W + l], self.sign[i * W + l]);
+                let (v, sg) = (self.u[i * W + l], self.sign[i * W + l]);
                 if !v.is_finite() {
                     return Err(Failed);
                 }
                 o[self.act[i * W + l]] = if v * sg < T::zero() { T::zero() } else { v };
             }
         }
-        self.kkt = x;
         self.reset_rows(maxf);
         Ok(())
     }
@@ -393,24 +362,13 @@ impl<T: Element> Lanes<T> {
         if !any {
             return;
         }
+        forward_lanes(&self.l, r, maxn, &mut self.nrow);
         let mut ss = [T::zero(); W];
-        for i in 0..maxn {
-            let mut acc = load(&self.nrow, i * W);
-            for q in 0..i {
-                let (lq, zq) = (load(&self.l, (i * r + q) * W), load(&self.nrow, q * W));
-                for l in 0..W {
-                    acc[l] -= lq[l] * zq[l];
-                }
-            }
-            let d = load(&self.l, (i * r + i) * W);
-            for l in 0..W {
-                acc[l] /= d[l];
-                ss[l] += acc[l] * acc[l];
-            }
-            store(&mut self.nrow, i * W, acc);
-        }
         for q in 0..maxn {
             let (zq, yq) = (load(&self.nrow, q * W), load(&self.y, q * W));
+            for l in 0..W {
+                ss[l] += zq[l] * zq[l];
+            }
             for ((s, &z), &y) in sign.iter_mut().zip(&zq).zip(&yq) {
                 *s -= z * y;
             }
@@ -493,24 +451,7 @@ impl<T: Element> Lanes<T> {
     #[inline(always)]
     fn direction(&mut self) {
         let (k, r, maxn) = (self.k, self.r, self.max_active());
-        // `x_j = (y_j − L[n−1, j]·x_{n−1} − … − L[j+1, j]·x_{j+1}) / L[j, j]`, the
-        // subtractions in the order of the row loop (which subtracts row n−1's term first), in a
-        // register. Whole vectors are loaded into locals, so that the compiler sees no aliasing
-        // between the buffers and keeps each loop one vector operation.
-        for j in (0..maxn).rev() {
-            let mut acc = load(&self.y, j * W);
-            for i in (j + 1..maxn).rev() {
-                let (lij, xi) = (load(&self.l, (i * r + j) * W), load(&self.u, i * W));
-                for l in 0..W {
-                    acc[l] -= lij[l] * xi[l];
-                }
-            }
-            let d = load(&self.l, (j * r + j) * W);
-            for l in 0..W {
-                acc[l] /= d[l];
-            }
-            store(&mut self.u, j * W, acc);
-        }
+        backward_lanes(&self.l, r, maxn, &self.y, &mut self.u);
         // `a_i = Σ_q u_q·G[Λ_q, i]` from +0, q in order, in a register; four atoms at a time,
         // so that four independent sums hide the latency of the additions (each atom's sum is
         // still the sequential one).
@@ -698,6 +639,50 @@ impl<T: Element> Lanes<T> {
             sums: self.sums,
         };
         Ok(part)
+    }
+}
+
+/// `b ← L⁻¹·b` on every lane, rows `0..n` of the factors `l` (row stride `r`, `[r][r][W]`):
+/// `z_i = (b_i − L_i0·z_0 − L_i1·z_1 − …) / L_ii`, the subtractions in the order of the
+/// columns (`engine::linalg::forward_substitute`'s row sums), in a register.
+#[inline(always)]
+fn forward_lanes<T: Element>(l: &[T], r: usize, n: usize, b: &mut [T]) {
+    for i in 0..n {
+        let mut acc = load(b, i * W);
+        for q in 0..i {
+            let (lq, zq) = (load(l, (i * r + q) * W), load(b, q * W));
+            for t in 0..W {
+                acc[t] -= lq[t] * zq[t];
+            }
+        }
+        let d = load(l, (i * r + i) * W);
+        for t in 0..W {
+            acc[t] /= d[t];
+        }
+        store(b, i * W, acc);
+    }
+}
+
+/// `x = L⁻ᵀ·y` on every lane, rows `0..n` (layout as [`forward_lanes`]):
+/// `x_j = (y_j − L[n−1, j]·x_{n−1} − … − L[j+1, j]·x_{j+1}) / L[j, j]`, the subtractions in
+/// the order of the row loop of `Cholesky::solve_upper` (row n−1's term first), in a
+/// register. Whole vectors are loaded into locals, so that the compiler sees no aliasing
+/// between the buffers and keeps each loop one vector operation.
+#[inline(always)]
+fn backward_lanes<T: Element>(l: &[T], r: usize, n: usize, y: &[T], x: &mut [T]) {
+    for j in (0..n).rev() {
+        let mut acc = load(y, j * W);
+        for i in (j + 1..n).rev() {
+            let (lij, xi) = (load(l, (i * r + j) * W), load(x, i * W));
+            for t in 0..W {
+                acc[t] -= lij[t] * xi[t];
+            }
+        }
+        let d = load(l, (j * r + j) * W);
+        for t in 0..W {
+            acc[t] /= d[t];
+        }
+        store(x, j * W, acc);
     }
 }
 
