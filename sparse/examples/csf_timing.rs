@@ -152,7 +152,13 @@ fn main() {
     let rounds: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(15);
     let per_patch = args.iter().any(|a| a == "--per-patch");
     let only = args.iter().find_map(|a| a.strip_prefix("--only=")).map(str::to_string);
-    let lambda1 = args.iter().find_map(|a| a.strip_prefix("--lambda1=")).map(|v| v.parse().expect("--lambda1=VALUE"));
+    let lambda1 = args.iter().find_map(|a| a.strip_prefix("--lambda1=")).map(|v| match v.parse::<f64>() {
+        Ok(l) if l.is_finite() && l >= 0.0 => l,
+        _ => {
+            eprintln!("csf_timing: --lambda1 needs a finite number ≥ 0, got {v:?}");
+            std::process::exit(2);
+        }
+    });
     let mut rng = Rng::new(11);
     let layers = [
         layer("conv1", [64, 1, 28, 28], 20, false, lambda1, &mut rng),
